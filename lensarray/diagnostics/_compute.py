@@ -1,0 +1,67 @@
+"""Run per-chunk tasks with a progress bar, with or without a distributed Client; peak memory."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from typing import Any, Sequence
+
+__all__ = ["compute_tasks", "current_client", "peak_memory"]
+
+
+def current_client():
+    """The active ``distributed.Client`` or ``None`` (threads scheduler then)."""
+    try:
+        from distributed import get_client
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = True) -> list:
+    """Compute dask ``Delayed`` tasks, results in input order, with a tqdm bar.
+
+    Under a distributed Client ``dask.diagnostics`` callbacks see nothing, so futures are
+    followed with ``as_completed``; otherwise tqdm's dask callback follows the local scheduler.
+    """
+    import dask
+    from tqdm.auto import tqdm
+
+    tasks = list(tasks)
+    if not tasks:
+        return []
+    client = current_client()
+    if client is not None:
+        from distributed import as_completed
+
+        futures = client.compute(tasks)
+        index = {f.key: i for i, f in enumerate(futures)}
+        out: list = [None] * len(futures)
+        with tqdm(total=len(futures), desc=desc, disable=not progress, file=sys.stderr) as bar:
+            for fut in as_completed(futures):
+                out[index[fut.key]] = fut.result()
+                fut.release()
+                bar.update(1)
+        return out
+    if progress:
+        from tqdm.dask import TqdmCallback
+
+        with TqdmCallback(desc=desc, file=sys.stderr):
+            return list(dask.compute(*tasks, scheduler="threads"))
+    return list(dask.compute(*tasks, scheduler="threads"))
+
+
+def peak_memory() -> dict:
+    """Peak resident memory (ru_maxrss, MiB) of this process and, under a Client, of each worker."""
+    def _self_mib() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+    out: dict = {"process_peak_rss_mib": round(_self_mib(), 1)}
+    client = current_client()
+    if client is not None:
+        try:
+            per = client.run(_self_mib)
+            out["worker_peak_rss_mib"] = {k: round(v, 1) for k, v in per.items()}
+        except Exception as exc:  # a worker gone does not void the report
+            out["worker_peak_rss_error"] = str(exc)
+    return out

@@ -1,0 +1,132 @@
+"""Small in-memory cubes with known answers, for tests and examples of the diagnostics.
+
+Not physics: hosts are noisy exponential galaxies, "arcs" are either a partial Gaussian ring at
+the Einstein radius (outside the core box: no core shortcut), a Gaussian blob at the centre (a
+pure core shortcut), or nothing (null). Optional planted defects let tests check that each
+audit catches what it claims to catch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..config import RunConfig
+from ..cube import template
+
+__all__ = ["toy_cube", "ARC_KINDS", "LEAKS"]
+
+ARC_KINDS = ("ring", "core", "null")
+#: ``coordinate``: a per-sample variable ``exposure_id`` (pair, role) equal to the role;
+#: ``negatives_invvar``: half the pairs are hard negatives (no feature) with 2x deeper invvar;
+#: ``nodata``: arcs carry flux into invvar == 0 pixels (lens stamps only);
+#: ``nan``: some arcs contain NaN.
+LEAKS = ("coordinate", "negatives_invvar", "nodata", "nan")
+
+
+def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("g", "r", "z"),
+             seed: int = 0, chunk_pairs: int = 32, leak: str | None = None,
+             snr_range: tuple[float, float] = (10.0, 40.0)) -> xr.Dataset:
+    """A schema-complete cube held in numpy (wrapped as dask by ``chunk()``).
+
+    Parameters
+    ----------
+    n_pairs, size, bands
+        Cube shape.
+    kind
+        ``ring`` | ``core`` | ``null`` (see module doc).
+    seed
+        Everything is drawn from ``numpy.random.default_rng(seed)``.
+    leak
+        One of :data:`LEAKS` or ``None``.
+    snr_range
+        Target matched-filter arc S/N (r band) drawn uniformly in this range.
+    """
+    if kind not in ARC_KINDS:
+        raise ValueError(f"kind = {kind!r}: allowed one of {', '.join(ARC_KINDS)}")
+    if leak is not None and leak not in LEAKS:
+        raise ValueError(f"leak = {leak!r}: allowed one of {', '.join(LEAKS)} or None")
+    rng = np.random.default_rng(seed)
+    nb, n, ps = len(bands), n_pairs, 0.262
+    cfg = RunConfig().replace(**{"run.n_pairs": n, "run.size": size, "run.bands": list(bands),
+                                 "run.null": kind == "null"})
+    c = size // 2
+    yy, xx = np.mgrid[0:size, 0:size]
+    dy, dx = yy - c, xx - c
+    rad = np.hypot(dy, dx)
+    phi = np.arctan2(dy, dx)
+
+    theta_e = rng.uniform(2.3, 3.0, n) if kind != "core" else rng.uniform(0.5, 3.0, n)
+    psf = rng.uniform(1.1, 1.6, (n, nb))
+    host_mag = rng.uniform(18.5, 20.5, (n, 1)) + np.array([1.5, 0.0, -0.8])[:nb]
+    host_flux = 10 ** ((22.5 - host_mag) / 2.5)
+    reff_px = rng.uniform(2.0, 5.0, n)
+    prof = np.exp(-rad[None] / (reff_px[:, None, None] / 1.678))
+    prof /= prof.sum(axis=(1, 2), keepdims=True)
+    sigma_pix = np.array([0.004, 0.006, 0.012])[:nb]
+    invvar = np.broadcast_to((1.0 / sigma_pix**2)[None, :, None, None], (n, nb, size, size)).copy()
+    host = host_flux[:, :, None, None] * prof[:, None] + rng.normal(size=(n, nb, size, size)) * sigma_pix[None, :, None, None]
+    maskbits = np.zeros((n, size, size), np.int32)
+    hit = rng.random(n) < 0.1
+    maskbits[hit, :4, :] = 1 << 1
+
+    if kind == "ring":
+        r0 = theta_e / ps
+        phase = rng.uniform(-np.pi, np.pi, n)
+        shape = np.exp(-0.5 * ((rad[None] - r0[:, None, None]) / 1.2) ** 2) * \
+            (1 + np.cos(phi[None] - phase[:, None, None])) / 2
+    elif kind == "core":
+        shape = np.exp(-0.5 * (rad[None] / 1.5) ** 2) * np.ones((n, 1, 1))
+    else:
+        shape = np.zeros((n, size, size))
+    shape = shape / np.maximum(shape.sum(axis=(1, 2), keepdims=True), 1e-30)
+    colour = np.array([0.8, 1.0, 1.1])[:nb]
+    unit = shape[:, None] * colour[None, :, None, None]
+    r_idx = list(bands).index("r") if "r" in bands else 0
+    target = rng.uniform(*snr_range, n)
+    unit_snr = np.sqrt(np.sum(unit[:, r_idx] ** 2 * invvar[:, r_idx], axis=(1, 2)))
+    scale = np.where(unit_snr > 0, target / np.where(unit_snr > 0, unit_snr, 1), 0.0)
+    arc = unit * scale[:, None, None, None]
+    hard_negative = np.zeros(n, np.int8)
+
+    if leak == "negatives_invvar":
+        negs = rng.random(n) < 0.5
+        hard_negative[negs] = 1
+        arc[negs] = 0.0
+        invvar[negs] *= 2.0
+    elif leak == "nodata":
+        invvar[:, :, :, :3] = 0.0
+        host[:, :, :, :3] = 0.0
+        arc[:, :, :, :3] += 0.05
+    elif leak == "nan":
+        arc[rng.random(n) < 0.2, :, 0, 0] = np.nan
+
+    ds = template(n, list(bands), size, attrs={"config": cfg.to_json(), "pixel_scale": ps, "zero_point": 22.5,
+                                               "unit": "nanomaggy", "core_mask_policy": "none"},
+                  chunk_pairs=chunk_pairs)
+    ch = {"pair": chunk_pairs}
+    vals = {
+        "host": host.astype(np.float32), "arc": arc.astype(np.float32), "invvar": invvar.astype(np.float32),
+        "maskbits": maskbits, "theta_e": theta_e.astype(np.float32), "psf_fwhm": psf.astype(np.float32),
+        "host_mag": host_mag.astype(np.float32) * np.ones((1, nb), np.float32),
+        "src_reff": rng.uniform(0.1, 0.6, n).astype(np.float32),
+        "src_x": rng.uniform(-0.5, 0.5, n).astype(np.float32), "src_y": rng.uniform(-0.5, 0.5, n).astype(np.float32),
+        "hard_negative": hard_negative, "split": rng.integers(0, 3, n).astype(np.int8),
+        "ra": rng.uniform(0, 360, n), "dec": rng.uniform(-30, 30, n),
+        "psfdepth": np.full((n, nb), 24.5, np.float32), "host_reff": (reff_px * ps).astype(np.float32),
+        "host_id": np.arange(n, dtype=np.int64),
+    }
+    unit_arc_tot = arc.sum(axis=(2, 3))
+    core_sel = rad < cfg.diagnostics.core_radius
+    with np.errstate(all="ignore"):
+        vals["arc_flux"] = unit_arc_tot.astype(np.float32)
+        vals["core_flux_frac"] = (arc[:, :, core_sel].sum(axis=2) / unit_arc_tot).astype(np.float32)
+        vals["arc_snr"] = np.sqrt(np.sum(arc[:, r_idx] ** 2 * invvar[:, r_idx], axis=(1, 2))).astype(np.float32)
+        beta_px = np.hypot(vals["src_x"], vals["src_y"]) / ps
+        vals["inner_image_r"] = np.where(beta_px < theta_e / ps, theta_e / ps - beta_px, np.nan).astype(np.float32)
+    for k, v in vals.items():
+        ds[k] = (ds[k].dims, v, ds[k].attrs)
+    if leak == "coordinate":
+        ds["exposure_id"] = (("pair", "role"), np.tile(np.array([[7, 3]], np.int32), (n, 1)))
+        ds = ds.assign_coords(role=["lens", "control"])
+    return ds.chunk(ch)

@@ -135,12 +135,15 @@ def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
 def compare_brightness(hosts: np.ndarray, anchors: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """Hosts vs anchors central brightness: ratio of medians with 95 % bootstrap CI, KS, AD, Cliff's delta.
 
+    Anchors whose central brightness is not positive (no coverage) are dropped and counted.
     The Anderson-Darling p-value of :func:`scipy.stats.anderson_ksamp` is capped to
     [0.001, 0.25] by scipy's interpolation table.
     """
     h = np.asarray(hosts, float)
     a = np.asarray(anchors, float)
-    h, a = h[np.isfinite(h)], a[np.isfinite(a)]
+    # A central median <= 0 means no coverage (zero-filled cutout areas), not a galaxy.
+    n_dropped = int(np.sum(~(np.isfinite(a) & (a > 0))))
+    h, a = h[np.isfinite(h)], a[np.isfinite(a) & (a > 0)]
     if h.size < 2 or a.size < 2:
         raise AnchorError(f"anchors: need >= 2 finite brightness values on each side (hosts {h.size}, anchors {a.size})")
     rng = np.random.default_rng(seed)
@@ -149,7 +152,7 @@ def compare_brightness(hosts: np.ndarray, anchors: np.ndarray, *, n_boot: int = 
         warnings.simplefilter("ignore")
         ad = stats.anderson_ksamp([h, a])
     return {
-        "n_hosts": int(h.size), "n_anchors": int(a.size),
+        "n_hosts": int(h.size), "n_anchors": int(a.size), "n_anchors_dropped_no_coverage": n_dropped,
         "host_median": float(np.median(h)), "anchor_median": float(np.median(a)),
         "ratio_of_medians": float(np.median(h) / np.median(a)),
         "ratio_ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],

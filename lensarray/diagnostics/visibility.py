@@ -2,11 +2,14 @@
 
 A trainer sees an arc only if it stands out of the galaxy light. Per stamp (one band) we
 subtract a smooth host model -- the azimuthal median profile in 1-pixel rings, interpolated to
-each pixel's radius, and bridged (log-linearly) across the annulus from the rings either side
-so that even a complete ring stays out of the model -- and sum the residual in the annulus
-|r - theta_E| <= max(1, FWHM/2) pixels, in units of a robust noise (1.4826 MAD of the residual
-outside the annulus, times sqrt of the annulus pixel count). Controls give ~N(0, 1)-like values;
-lenses grow with arc_snr.
+each pixel's radius; in the rings of the annulus the model is lowered to the residuals' lower
+quartile plus the noise's own quartile offset, so that an arc covering up to ~3/4 of the
+azimuth is not absorbed (a plain median absorbs a half ring) -- and sum the residual in the
+annulus |r - theta_E| <= max(1, FWHM/2) pixels, in units of a robust noise (1.4826 MAD of the
+residual outside the annulus, times sqrt of the annulus pixel count). Controls scatter around 0
+with unit-like width; lenses grow with arc_snr. A near-complete Einstein ring is partly
+absorbed, so the proxy is conservative for those. (Bridging the profile across the annulus
+was tried first: its interpolation noise made the control scatter 3-5x larger.)
 """
 
 from __future__ import annotations
@@ -58,25 +61,11 @@ def visibility_proxy(images: np.ndarray, theta_e_px: np.ndarray, fwhm_px: np.nda
             continue
         half = max(1.0, 0.5 * fwhm_px[i]) if np.isfinite(fwhm_px[i]) else 1.0
         ann = np.abs(rad - theta_e_px[i]) <= half
+        ring_ids = set(np.unique(rbin[ann]).tolist())
         finite = np.isfinite(img)
-        prof = np.asarray(ndimage.median(np.where(finite, img, 0.0), labels, index), dtype=float)
-        model = np.interp(rad, bin_r, prof)
-        # Across the annulus the profile is bridged from the rings on either side, so the arc
-        # itself cannot enter the model; log-linear when both sides are positive (galaxy
-        # profiles are close to exponential there), else linear.
-        bridge = np.abs(bin_r - theta_e_px[i]) <= half + 0.5
-        keep = ~bridge
-        if keep.sum() >= 2 and bridge.any():
-            kr, kp = bin_r[keep], prof[keep]
-            lo_i = np.clip(np.searchsorted(kr, theta_e_px[i]) - 1, 0, kr.size - 1)
-            hi_i = np.clip(lo_i + 1, 0, kr.size - 1)
-            in_b = np.abs(rad - theta_e_px[i]) <= half + 0.5
-            if kp[lo_i] > 0 and kp[hi_i] > 0 and hi_i != lo_i:
-                t = np.clip((rad[in_b] - kr[lo_i]) / (kr[hi_i] - kr[lo_i]), 0, 1)
-                model[in_b] = np.exp((1 - t) * np.log(kp[lo_i]) + t * np.log(kp[hi_i]))
-            else:
-                model[in_b] = np.interp(rad[in_b], kr, kp)
-        resid = img - model
+        filled = np.where(finite, img, 0.0)
+        med = np.asarray(ndimage.median(filled, labels, index), dtype=float)
+        resid = img - np.interp(rad, bin_r, med)
         outer = ~ann & finite & (rad > theta_e_px[i] + half + 2)
         if outer.sum() < 10:
             outer = ~ann & finite
@@ -84,6 +73,15 @@ def visibility_proxy(images: np.ndarray, theta_e_px: np.ndarray, fwhm_px: np.nda
         if sel.sum() == 0 or outer.sum() < 10:
             continue
         sigma = 1.4826 * stats.median_abs_deviation(resid[outer], scale=1.0)
+        # In the annulus rings, shift the model to the lower quartile of the residuals lifted by
+        # the noise's own quartile offset (0.674 sigma): an arc covering up to ~3/4 of the
+        # azimuth then stays out of the model, where the median alone absorbs a half ring.
+        corr = np.zeros(nbin)
+        for k in ring_ids:
+            ring = (rbin == k) & finite
+            if ring.sum() >= 8:
+                corr[k] = np.percentile(resid[ring], 25) + 0.674 * sigma
+        resid = resid - np.interp(rad, bin_r, corr)
         if sigma > 0:
             out[i] = resid[sel].sum() / (sigma * np.sqrt(sel.sum()))
     return out

@@ -1,0 +1,222 @@
+"""Diagnostics on small in-memory cubes with known answers, plus unit checks of each statistic."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lensarray.diagnostics import (
+    arc_snr_distribution, cliffs_delta, compare_brightness, core_flux_fraction, core_lr_auc, diagnose,
+    inner_image_summary, metadata_leakage, pair_table, sis_inner_image_radius, systematics_by_class, toy_cube,
+    visibility_proxy,
+)
+from lensarray.diagnostics.core_lr import oof_scores
+from lensarray.diagnostics.features import lr_subsample
+from lensarray.testing import shared_data
+
+
+@pytest.fixture(scope="module")
+def ring_result():
+    ds = toy_cube(160, kind="ring", seed=5)
+    null = toy_cube(160, kind="null", seed=5)
+    return diagnose(ds, null_ds=null, progress=False, n_boot=50)
+
+
+def _gate(res, name):
+    return next(g for g in res["gates"] if g["name"] == name)
+
+
+# -- known answers on whole cubes ----------------------------------------------------------
+
+def test_clean_ring_cube_passes_every_gate(ring_result):
+    res, _ = ring_result
+    assert {g["name"] for g in res["gates"]} == {"core_lr_auc", "null_lr_auc", "metadata_leak_auc",
+                                                  "systematics_role_flags"}
+    assert res["passed"], res["gates"]
+    assert res["core_lr"]["auc"] < 0.65
+    assert res["null_lr"]["auc"] == pytest.approx(0.5, abs=1e-9)  # identical stamps: ties everywhere
+    lo, hi = res["core_lr"]["ci"]
+    assert lo <= res["core_lr"]["auc"] <= hi
+    # arcs outside the core: measured core flux fraction tiny and equal to the stored one
+    assert res["core_flux"]["bands"]["r"]["median"] < 0.01
+    assert res["core_flux"]["max_abs_diff_vs_stored"] < 1e-5
+    assert res["arc_snr"]["max_rel_diff_vs_measured"] < 1e-4
+    assert res["memory"]["process_peak_rss_mib"] > 0
+
+
+def test_core_only_arcs_fail_the_core_lr_gate_and_masking_removes_it():
+    ds = toy_cube(160, kind="core", seed=6)
+    res, _ = diagnose(ds, progress=False, n_boot=30)
+    gate = _gate(res, "core_lr_auc")
+    assert not gate["passed"] and gate["value"] > 0.9
+    assert not res["passed"]
+    assert res["core_flux"]["bands"]["r"]["median"] > 0.9
+    # the centre-masked stamps no longer carry the shortcut
+    assert res["core_lr_masked"]["auc"] < 0.65
+
+
+def test_null_cube_passes_null_gate_but_core_cube_as_null_fails():
+    ring = toy_cube(96, kind="ring", seed=7)
+    core = toy_cube(96, kind="core", seed=7)
+    res, _ = diagnose(ring, null_ds=core, progress=False, n_boot=20, ablation=None)
+    g = _gate(res, "null_lr_auc")
+    assert not g["passed"] and g["value"] > 0.9
+
+
+@pytest.mark.parametrize("leak, flagged, sys_flag", [
+    ("coordinate", "exposure_id", True),
+    ("nodata", "nodata_flux_count", True),
+    ("nan", "nan_count", True),
+])
+def test_planted_per_sample_leaks_are_flagged(leak, flagged, sys_flag):
+    ds = toy_cube(96, kind="ring", seed=8, leak=leak)
+    table = pair_table(ds, progress=False)
+    lk = metadata_leakage(table, ds)
+    assert flagged in lk["flagged"]
+    sysres = systematics_by_class(table, ds)
+    assert (sysres["n_flags"] > 0) == sys_flag
+    assert any(flagged in f for f in sysres["flags"])
+
+
+def test_planted_invvar_difference_of_hard_negatives_is_flagged():
+    ds = toy_cube(400, kind="ring", seed=9, leak="negatives_invvar")
+    table = pair_table(ds, progress=False)
+    lk = metadata_leakage(table, ds)
+    rows = {a["name"]: a for a in lk["audited"]}
+    assert rows["invvar_sum[r]"]["flagged"] and rows["invvar_sum[r]"]["auc_sym"] > 0.7
+    # host facts drawn identically for negatives and lenses stay near 0.5
+    assert rows["host_reff"]["auc_sym"] < 0.6
+    assert systematics_by_class(table, ds)["n_flags"] == 0  # roles still identical
+
+
+def test_clean_cube_has_no_leak_and_no_role_flags(ring_result):
+    res, _ = ring_result
+    assert res["leakage"]["flagged"] == []
+    assert res["leakage"]["max_auc_sym"] == pytest.approx(0.5)
+    assert res["systematics"]["flags"] == []
+    # the signal statistics do see the arc (that is the point of a lens finder)
+    sig = {s["name"]: s["auc"] for s in res["leakage"]["signal"]}
+    assert sig["visibility"] > 0.8
+
+
+def test_pair_table_independent_of_chunking():
+    a = pair_table(toy_cube(64, seed=10, chunk_pairs=8), progress=False)
+    b = pair_table(toy_cube(64, seed=10, chunk_pairs=64), progress=False)
+    for k in a.meas:
+        np.testing.assert_array_equal(a.meas[k], b.meas[k])
+    np.testing.assert_array_equal(a.samples["lens"]["visibility"], b.samples["lens"]["visibility"])
+
+
+def test_diagnose_under_a_distributed_client_records_worker_memory():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
+            distributed.Client(lc):
+        res, _ = diagnose(toy_cube(48, seed=11), progress=True, n_boot=10, ablation=None)
+    assert "worker_peak_rss_mib" in res["memory"] and len(res["memory"]["worker_peak_rss_mib"]) == 1
+    assert res["core_lr"]["n_pairs"] == 48
+
+
+# -- unit checks -----------------------------------------------------------------------------
+
+def test_core_flux_fraction_geometry():
+    size = 64
+    img = np.zeros((3, size, size))
+    img[0, 32, 32] = 2.0  # the stamp origin
+    img[1, 32, 32 + 10] = 1.0  # 10 px out
+    img[2] = 1.0  # uniform
+    yy, xx = np.mgrid[0:size, 0:size]
+    n_core = np.sum(np.hypot(yy - 32, xx - 32) < 5)
+    f = core_flux_fraction(img, core_radius=5)
+    np.testing.assert_allclose(f, [1.0, 0.0, n_core / size**2])
+    assert n_core == 69  # pixel centres strictly inside r = 5
+
+
+def test_core_lr_separable_and_unseparable_features():
+    rng = np.random.default_rng(0)
+    n = 200
+    host = rng.normal(size=(n, 20))
+    X = np.concatenate([host + np.r_[3.0, np.zeros(19)], host])
+    y = np.r_[np.ones(n), np.zeros(n)]
+    g = np.r_[np.arange(n), np.arange(n)]
+    assert core_lr_auc(X, y, g, n_boot=20)["auc"] > 0.95
+    X0 = np.concatenate([host, host])
+    out = core_lr_auc(X0, y, g, theta_e=np.r_[np.full(n, 1.2), np.full(n, 1.2)], n_boot=20)
+    assert out["auc"] == pytest.approx(0.5)
+    assert [r["n_pairs"] for r in out["by_theta_e"]] == [0, 0, n, 0, 0, 0]
+
+
+def test_group_folds_keep_pairs_together():
+    """A feature that identifies the pair (not the role) must not be learnt across folds."""
+    rng = np.random.default_rng(1)
+    n = 300
+    pair_code = rng.normal(size=(n, 5))
+    X = np.concatenate([pair_code, pair_code])
+    y = np.r_[rng.random(n) < 0.5, np.zeros(n, bool)]  # pair-level label noise
+    g = np.r_[np.arange(n), np.arange(n)]
+    s = oof_scores(X, y, g)
+    assert abs(stats.spearmanr(s[:n], s[n:]).statistic - 1) < 1e-9  # same features -> same score
+    assert core_lr_auc(X, y, g, n_boot=10)["auc"] < 0.6
+
+
+def test_lr_subsample_is_deterministic_and_bounded():
+    a = lr_subsample(10_000, 500, seed=3)
+    assert a.size == 500 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, lr_subsample(10_000, 500, seed=3))
+    np.testing.assert_array_equal(lr_subsample(20, 500), np.arange(20))
+
+
+def test_sis_inner_image_and_summary():
+    r = sis_inner_image_radius([1.0, 1.0, 2.0], [0.25, 1.5, 0.0])
+    np.testing.assert_allclose(r, [0.75, np.nan, 2.0])
+    s = inner_image_summary(np.array([1.0, 4.0, 6.0, np.nan]), np.array([1.0, 1.0, 2.0, 2.0]))
+    assert s["frac_with_inner_image"] == 0.75
+    assert s["frac_inner_lt_3px"] == 0.25 and s["frac_inner_lt_5px"] == 0.5
+
+
+def test_visibility_proxy_sees_a_ring_not_the_noise():
+    rng = np.random.default_rng(2)
+    size, n = 64, 40
+    yy, xx = np.mgrid[0:size, 0:size]
+    rad = np.hypot(yy - 32, xx - 32)
+    host = 5.0 * np.exp(-rad / 2.0)
+    noise = rng.normal(0, 0.01, (n, size, size))
+    ring = np.exp(-0.5 * ((rad - 9) / 1.0) ** 2) * (np.arctan2(yy - 32, xx - 32) > 0)
+    ring *= 30 / np.sqrt(np.sum(ring**2 / 0.01**2))  # matched-filter S/N 30
+    v_ctrl = visibility_proxy(host + noise, np.full(n, 9.0), np.full(n, 4.0))
+    v_lens = visibility_proxy(host + ring + noise, np.full(n, 9.0), np.full(n, 4.0))
+    assert abs(np.median(v_ctrl)) < 1.5
+    assert np.all(v_lens > np.max(v_ctrl) + 3)
+
+
+def test_arc_snr_distribution_fractions():
+    v = np.r_[np.full(4, 1.0), np.full(4, 5.0), np.full(2, 10.0)]
+    out = arc_snr_distribution(v, [0.8, 2, 8, 20], [0.4, 0.4, 0.2])
+    assert [b["count"] for b in out["bins"]] == [4, 4, 2]
+    assert out["max_abs_fraction_diff"] == pytest.approx(0.0)
+
+
+def test_cliffs_delta_matches_brute_force_and_brightness_comparison():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(1.0, 1, 50), rng.normal(0.0, 1, 40)
+    brute = np.mean(np.sign(x[:, None] - y[None, :]))
+    assert cliffs_delta(x, y) == pytest.approx(brute)
+    a = rng.lognormal(0, 0.3, 300)
+    same = compare_brightness(a, a * 1.0, n_boot=200)
+    assert same["ratio_of_medians"] == pytest.approx(1.0) and same["cliffs_delta"] == pytest.approx(0.0)
+    twice = compare_brightness(2 * a[:150], a[150:], n_boot=200)
+    assert 1.6 < twice["ratio_ci95"][0] < twice["ratio_of_medians"] < twice["ratio_ci95"][1] < 2.6
+    assert twice["ks_pvalue"] < 1e-6 and twice["ad_pvalue"] <= 0.001
+
+
+@pytest.mark.realdata
+def test_real_anchor_cutouts_are_read():
+    data = shared_data()
+    if data is None:
+        pytest.skip("shared data absent")
+    from lensarray.diagnostics import anchor_brightness, read_anchor_cutouts
+
+    cut = read_anchor_cutouts(str(data / "cutouts" / "dr10_npz"))
+    assert len(cut) == 6 and all(img.shape == (101, 101) for _, img, _ in cut)
+    b = anchor_brightness(cut)
+    assert np.all(np.isfinite(b)) and np.all(b > 0)
+    fits = read_anchor_cutouts(str(data / "cutouts" / "decals_fits" / "example_c.fits"))
+    assert fits[0][2] == pytest.approx(0.143, rel=0.05)  # pixel scale read from the WCS

@@ -57,9 +57,13 @@ def open_store(url: str, storage_options: dict | None = None):
     except ModuleNotFoundError as exc:
         if exc.name != "lensarray.store":
             raise
+        import warnings
+
         import xarray as xr
 
-        ds = xr.open_zarr(url, storage_options=storage_options, chunks={}, consolidated=None)
+        with warnings.catch_warnings():  # unconsolidated v3 stores are the norm, not a problem
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = xr.open_zarr(url, storage_options=storage_options, chunks={}, consolidated=None)
         return validate_cube(ds, where=url)
 
 

@@ -100,9 +100,22 @@ def _pair_chunks(ds: xr.Dataset, default: int = 256) -> list[tuple[int, int]]:
     return bounds
 
 
-def _chunk_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius, snr_band, ref_band,
+#: Pairs processed at once inside a chunk task: float64 temporaries stay ~10 MB whatever the
+#: chunk (a shard-sized dask chunk may hold thousands of pairs).
+SUB_BATCH = 32
+
+
+def _chunk_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, **kw) -> dict:
+    """Numbers of one pair chunk (numpy in, small numpy out), in sub-batches of SUB_BATCH pairs."""
+    n = len(host)
+    parts = [_batch_stats(host[i:i + SUB_BATCH], arc[i:i + SUB_BATCH], invvar[i:i + SUB_BATCH],
+                          maskbits[i:i + SUB_BATCH], theta_e[i:i + SUB_BATCH], psf_fwhm[i:i + SUB_BATCH], **kw)
+             for i in range(0, n, SUB_BATCH)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _batch_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius, snr_band, ref_band,
                  pixel_scale) -> dict:
-    """Numbers of one pair chunk (numpy in, small numpy out)."""
     host = np.asarray(host, np.float64)
     arc = np.asarray(arc, np.float64)
     invvar = np.asarray(invvar, np.float64)
@@ -189,7 +202,13 @@ def lr_subsample(n_pairs: int, max_pairs: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_pairs, size=max_pairs, replace=False))
 
 
-def _chunk_boxes(host, arc, pair_ids, psf_fwhm, *, box, ablation_kwargs, seed):
+def _chunk_boxes(host, arc, pair_ids, psf_fwhm, **kw):
+    parts = [_batch_boxes(host[i:i + SUB_BATCH], arc[i:i + SUB_BATCH], pair_ids[i:i + SUB_BATCH],
+                          psf_fwhm[i:i + SUB_BATCH], **kw) for i in range(0, len(host), SUB_BATCH)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _batch_boxes(host, arc, pair_ids, psf_fwhm, *, box, ablation_kwargs, seed):
     host = np.asarray(host, np.float32)
     arc = np.asarray(arc, np.float32)
     n, nb, size, _ = host.shape

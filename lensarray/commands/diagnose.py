@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     res["anchors_source"] = args.anchors
     paths = write_report(res, extras, args.out)
     for g in res["gates"]:
-        print(f"{'PASS' if g['passed'] else 'FAIL'}  {g['name']:<24} {g['value']!s:<22} threshold {g['threshold']}")
+        value = "n/a" if g["value"] is None else f"{g['value']:.4f}"
+        print(f"{'PASS' if g['passed'] else 'FAIL'}  {g['name']:<24} {value:<8} threshold {g['threshold']}")
     print(f"report: {paths['html']}  ({paths['json']})")
     if not res["passed"] and not args.no_fail:
         return 1

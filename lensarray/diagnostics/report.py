@@ -187,6 +187,10 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     return figs
 
 
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.4g}"
+
+
 def _table(rows: list[dict], cols: list[str] | None = None) -> str:
     if not rows:
         return "<p><em>none</em></p>"
@@ -229,7 +233,8 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
     parts.append(_table(lr["by_theta_e"], ["lo", "hi", "n_pairs", "auc", "ci"]))
     parts.append("<h2>Core flux fraction</h2>")
     for band, info in res["core_flux"]["bands"].items():
-        parts.append(f"<h3>band {html.escape(band)}: median {info['median']}, IQR [{info['q25']}, {info['q75']}]</h3>")
+        parts.append(f"<h3>band {html.escape(band)}: median {_num(info['median'])}, IQR [{_num(info['q25'])}, "
+                     f"{_num(info['q75'])}], fraction above 0.1: {_num(info['frac_gt_0p1'])}</h3>")
         parts.append(_table(info["by_theta_e"], ["lo", "hi", "count", "median", "q25", "q75", "iqr"]))
     ii = res["inner_image"]
     parts.append("<h2>Inner (counter) image</h2>")
@@ -247,7 +252,7 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
                          "invvar_median_q50": {b: v[1] for b, v in r["invvar_median_q05_q50_q95"].items()}})
     parts.append(_table(rows))
     lk = res["leakage"]
-    parts.append(f"<h2>Metadata leakage</h2><p>max symmetrised AUC {lk['max_auc_sym']} ({html.escape(str(lk['worst']))}); "
+    parts.append(f"<h2>Metadata leakage</h2><p>max symmetrised AUC {_num(lk['max_auc_sym'])} ({html.escape(str(lk['worst']))}); "
                  f"flagged: {html.escape(', '.join(lk['flagged']) or 'none')}</p>")
     parts.append(_table(sorted(lk["audited"], key=lambda a: -(a["auc_sym"] or 0))[:15], ["name", "kind", "auc", "auc_sym", "flagged"]))
     parts.append("<h3>signal statistics (carry the arc by design; not gated)</h3>")
@@ -255,7 +260,7 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
     parts.append("<h2>arc_snr vs target</h2>")
     parts.append(_table(res["arc_snr"]["bins"]))
     parts.append("<h2>Arc visibility proxy</h2>")
-    parts.append(f"<p>Spearman rho with arc_snr: {res['visibility']['spearman_rho_vs_arc_snr']}</p>")
+    parts.append(f"<p>Spearman rho with arc_snr: {_num(res['visibility']['spearman_rho_vs_arc_snr'])}</p>")
     parts.append(_table(res["visibility"]["by_arc_snr"]))
     if res.get("anchors"):
         parts.append("<h2>Brightness vs anchors</h2>")

@@ -236,6 +236,11 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
         parts.append(f"<h3>band {html.escape(band)}: median {_num(info['median'])}, IQR [{_num(info['q25'])}, "
                      f"{_num(info['q75'])}], fraction above 0.1: {_num(info['frac_gt_0p1'])}</h3>")
         parts.append(_table(info["by_theta_e"], ["lo", "hi", "count", "median", "q25", "q75", "iqr"]))
+        if band == "r" or len(res["core_flux"]["bands"]) == 1:
+            parts.append("<p>by theta_E / PSF FWHM</p>")
+            parts.append(_table(info["by_theta_e_over_psf"], ["lo", "hi", "count", "median", "q25", "q75", "iqr"]))
+            parts.append("<p>by src_reff (arcsec)</p>")
+            parts.append(_table(info["by_src_reff"], ["lo", "hi", "count", "median", "q25", "q75", "iqr"]))
     ii = res["inner_image"]
     parts.append("<h2>Inner (counter) image</h2>")
     parts.append(_table([{k: v for k, v in ii.items() if k != "by_theta_e"}]))

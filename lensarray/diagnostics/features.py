@@ -9,12 +9,13 @@ pair and lets the pixels go. Exact statistics (quantiles, AUC) are then taken in
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from ..config import RunConfig, config_from_dict
+from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
 from ._compute import compute_tasks
 from .ablation import centre_mask
@@ -35,7 +36,12 @@ def cube_config(ds: xr.Dataset) -> RunConfig:
     if not raw:
         return RunConfig()
     data = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:  # written by another version: audit with the defaults, say so
+        warnings.warn(f"cube configuration not understood ({str(exc).splitlines()[-1].strip()}); "
+                      "using the default configuration for thresholds and bins", stacklevel=2)
+        return RunConfig()
 
 
 def radius_grid(size: int) -> np.ndarray:

@@ -54,6 +54,12 @@ def test_core_only_arcs_fail_the_core_lr_gate_and_masking_removes_it():
     assert res["core_lr_masked"]["auc"] < 0.65
 
 
+def test_null_cube_passes_the_core_lr_gate():
+    res, _ = diagnose(toy_cube(96, kind="null", seed=12), progress=False, n_boot=20, ablation=None)
+    gate = _gate(res, "core_lr_auc")
+    assert gate["passed"] and gate["value"] == pytest.approx(0.5)
+
+
 def test_null_cube_passes_null_gate_but_core_cube_as_null_fails():
     ring = toy_cube(96, kind="ring", seed=7)
     core = toy_cube(96, kind="core", seed=7)

@@ -96,7 +96,8 @@ def visibility_summary(lens_vis: np.ndarray, control_vis: np.ndarray, arc_snr: n
     """
     arc_snr = np.asarray(arc_snr, float)
     ok = np.isfinite(lens_vis) & np.isfinite(arc_snr)
-    rho = stats.spearmanr(lens_vis[ok], arc_snr[ok]).statistic if ok.sum() > 2 else float("nan")
+    varied = ok.sum() > 2 and np.ptp(lens_vis[ok]) > 0 and np.ptp(arc_snr[ok]) > 0  # e.g. a null cube
+    rho = stats.spearmanr(lens_vis[ok], arc_snr[ok]).statistic if varied else float("nan")
     rows = []
     edges = list(snr_edges)
     for lo, hi in zip(edges[:-1], edges[1:]):

@@ -1,0 +1,326 @@
+"""Build a cube: config -> hosts -> params -> render arcs -> Zarr shards.
+
+The pipeline orchestrates; it knows no lens equation. Work is split into one task per Zarr
+shard: a shard is the stored object, so a task that owns a whole shard can write it without
+coordination, a retried task rewrites identical bytes (every random number comes from
+``(seed, pair id, stream)``), and a done marker written after the data makes resume exact.
+We submit shard tasks directly (``client.submit``) rather than ``map_blocks`` over a dask array:
+a build's output is a side effect per shard, not an array to keep, and per-shard futures give
+a progress bar and resume bookkeeping for free.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigError, RunConfig, config_from_dict
+from .cube import VARIABLES
+
+__all__ = ["render_pairs", "build", "plan_build", "BuildPlan", "BuildResult", "config_of_store"]
+
+
+def _optional(module: str):
+    """Import an optional pipeline stage (splits, negatives, ingested hosts) if present."""
+    try:
+        return import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+
+
+@dataclass
+class BuildPlan:
+    """What every shard task needs besides its pair ids (small and picklable)."""
+
+    config_json: str
+    split_plan_json: str = ""
+    hosts_url: str = ""
+    host_permutation_seed: int = 0
+    n_hosts: int = 0
+
+    @property
+    def cfg(self) -> RunConfig:
+        return config_from_dict(json.loads(self.config_json))
+
+
+@dataclass
+class BuildResult:
+    """Outcome of :func:`build`."""
+
+    url: str
+    n_pairs: int
+    n_shards: int
+    shards_written: int
+    seconds: float
+
+    def __str__(self) -> str:
+        rate = self.n_pairs / self.seconds if self.seconds > 0 and self.shards_written == self.n_shards else float("nan")
+        return (f"{self.url}: {self.n_pairs} pairs in {self.n_shards} shards; wrote {self.shards_written} "
+                f"shards in {self.seconds:.1f} s" + (f" ({rate:.0f} pairs/s)" if np.isfinite(rate) else ""))
+
+
+# --------------------------------------------------------------------------------------
+# hosts
+# --------------------------------------------------------------------------------------
+def _host_ids_for(pair_ids: np.ndarray, plan: BuildPlan) -> np.ndarray:
+    """Ingested hosts are assigned to pairs through a seeded permutation, so the cube order is
+    random with respect to the (usually sky-sorted) host catalogue; pairs beyond the number of
+    hosts reuse hosts in a second permutation cycle."""
+    perm = np.random.default_rng(np.random.SeedSequence([plan.host_permutation_seed, 0x4057])).permutation(plan.n_hosts)
+    return perm[np.asarray(pair_ids) % plan.n_hosts]
+
+
+def _hosts(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, np.ndarray]:
+    if plan.hosts_url:
+        cutouts = import_module("lensarray.hosts.cutouts")
+        return cutouts.HostCube(plan.hosts_url).take(_host_ids_for(pair_ids, plan))
+    from .hosts.synthetic import synthetic_hosts
+
+    return synthetic_hosts(pair_ids, cfg)
+
+
+def _host_properties(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, np.ndarray]:
+    if plan.hosts_url:
+        cutouts = import_module("lensarray.hosts.cutouts")
+        return cutouts.HostCube(plan.hosts_url).properties(_host_ids_for(pair_ids, plan))
+    from .hosts.synthetic import synthetic_host_properties
+
+    return synthetic_host_properties(pair_ids, cfg)
+
+
+# --------------------------------------------------------------------------------------
+# one batch of pairs
+# --------------------------------------------------------------------------------------
+def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = None) -> dict[str, np.ndarray]:
+    """Every cube variable for ``pair_ids`` (numpy arrays, first axis = pair).
+
+    Deterministic: the result for a pair depends only on the configuration and its id, never on
+    which other pairs are rendered with it. Used by the shard writer, ``verify`` and tests.
+    """
+    from .derived import arc_statistics
+    from .masking import apply_core_mask
+    from .physics.lens import inner_image_radius
+    from .physics.photometry import mag_to_nmgy, nmgy_to_mag
+    from .physics.render import render_unit_arcs
+    from .sampling import calibrate_flux, sample_params
+
+    plan = plan or BuildPlan(config_json=cfg.to_json())
+    pair_ids = np.asarray(pair_ids, dtype=np.int64)
+    n = pair_ids.size
+    r, bands = cfg.run, list(cfg.run.bands)
+    snr_band = bands.index(cfg.brightness.snr_band)
+
+    hosts = _hosts(pair_ids, cfg, plan)
+    params = sample_params(pair_ids, cfg, hosts)
+    unit_arcs, mu = render_unit_arcs(params, size=r.size, pixel_scale=r.pixel_scale, bands=tuple(bands),
+                                     supersample=cfg.render.supersample, psf_model=cfg.psf.model,
+                                     psf_beta=cfg.psf.moffat_beta)
+
+    negative_kind = np.zeros(n, dtype=np.int8)
+    negatives = _optional("lensarray.negatives")
+    if negatives is not None and cfg.negatives.fraction > 0:
+        negative_kind = negatives.draw_negative_kinds(pair_ids, cfg).astype(np.int8)
+        is_neg = negative_kind > 0
+        if is_neg.any():
+            feats = negatives.render_negative_features(pair_ids, negative_kind, params, cfg)
+            unit_arcs[is_neg] = feats[is_neg]
+            mu = mu.copy()
+            mu[is_neg] = np.nan  # not a lens: no magnification
+
+    color = np.asarray(params["src_color"], dtype=np.float64)  # (n, nb) mag relative to the S/N band
+    if cfg.brightness.mode == "snr":
+        # S/N is linear in flux: measure the unit arc's S/N before the mask policy, scale exactly
+        # to the target, so arc_snr of an unmasked arc equals target_snr.
+        rel = 10.0 ** (-0.4 * color)  # band flux / S/N-band flux
+        unit_sn = unit_arcs * rel[:, :, None, None].astype(np.float32)
+        flux_ref = calibrate_flux(unit_sn, hosts["invvar"], params["target_snr"], snr_band)
+        src_mag = nmgy_to_mag(flux_ref, r.zero_point)[:, None] + color
+    else:
+        src_mag = np.asarray(params["src_mag"], dtype=np.float64)
+    flux = mag_to_nmgy(src_mag, r.zero_point)  # (n, nb)
+    arc = unit_arcs * np.nan_to_num(flux, nan=0.0)[:, :, None, None].astype(np.float32)
+    cm = cfg.core_mask
+    arc = apply_core_mask(arc, cm.policy, cm.radius, cm.width)
+    if r.null:
+        arc = arc * np.float32(0.0)  # null injection: only the arc changes
+    arc = arc.astype(np.float32)
+    stats = arc_statistics(arc, hosts["invvar"], core_radius=cfg.diagnostics.core_radius, snr_band_index=snr_band)
+
+    beta = np.hypot(params["src_x"] - params.get("lens_x", 0.0), params["src_y"] - params.get("lens_y", 0.0))
+    inner = inner_image_radius(np.asarray(params["theta_e"], np.float64), beta) / r.pixel_scale
+    inner = np.where(negative_kind > 0, np.nan, inner)
+
+    region = np.full(n, -1, np.int32)
+    split = np.full(n, -1, np.int8)
+    if plan.split_plan_json:
+        splits = import_module("lensarray.splits")
+        region, split = splits.SplitPlan.from_json(plan.split_plan_json).assign(
+            hosts["ra"], hosts["dec"], hosts["brickname"])
+
+    out: dict[str, Any] = {
+        "host": hosts["host"], "invvar": hosts["invvar"], "maskbits": hosts["maskbits"], "arc": arc,
+        "src_mag": src_mag, "psf_fwhm": params["psf_fwhm"],
+        "psf_beta": params.get("psf_beta", np.full(n, np.nan)),
+        "arc_flux": stats["arc_flux"], "arc_snr": stats["arc_snr"], "core_flux_frac": stats["core_flux_frac"],
+        "mu": mu, "inner_image_r": inner, "region": region, "split": split, "hard_negative": negative_kind,
+    }
+    for name in ("theta_e", "lens_e1", "lens_e2", "lens_x", "lens_y", "shear_g1", "shear_g2",
+                 "src_x", "src_y", "src_reff", "src_n", "src_e1", "src_e2"):
+        out[name] = params.get(name, np.zeros(n))
+    for name in ("ra", "dec", "brickname", "psfdepth", "host_mag", "host_reff", "host_id"):
+        out[name] = hosts.get(name, np.full(n, VARIABLES[name].fill))
+    return {k: np.asarray(v).astype(VARIABLES[k].dtype, copy=False) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------
+# planning (pure: all pairs, no pixels)
+# --------------------------------------------------------------------------------------
+def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None) -> BuildPlan:
+    """Everything decided once for the whole cube before any shard runs: the split plan over all
+    pairs (cheap host properties and parameter draws, no pixels) and the host assignment."""
+    plan = BuildPlan(config_json=cfg.to_json(), hosts_url=hosts_url, host_permutation_seed=cfg.run.seed)
+    if hosts_url:
+        cutouts = import_module("lensarray.hosts.cutouts")
+        plan.n_hosts = int(cutouts.HostCube(hosts_url).n_hosts)
+        if plan.n_hosts == 0:
+            raise ConfigError(f"hosts.source = {hosts_url!r}: the host cube holds no hosts")
+    splits = _optional("lensarray.splits")
+    if splits is not None:
+        from .sampling import sample_params
+
+        ids = np.arange(cfg.run.n_pairs, dtype=np.int64)
+        props = _host_properties(ids, cfg, plan)
+        params = sample_params(ids, cfg, props)
+        rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
+        psf_r = np.asarray(props["psf_fwhm"])[:, rb]
+        table = {"ra": props["ra"], "dec": props["dec"], "brickname": props["brickname"],
+                 "host_id": props["host_id"], "psf_fwhm_r": psf_r, "psfdepth_r": np.asarray(props["psfdepth"])[:, rb],
+                 "theta_e": params["theta_e"], "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
+        if "target_snr" in params:
+            table["target_snr"] = params["target_snr"]
+        plan.split_plan_json = splits.plan_splits(table, cfg).to_json()
+    return plan
+
+
+# --------------------------------------------------------------------------------------
+# execution
+# --------------------------------------------------------------------------------------
+def _write_one_shard(url: str, storage_options: dict | None, shard_index: int, start: int, stop: int,
+                     plan: BuildPlan) -> int:
+    from .store import open_group, write_shard
+
+    cfg = plan.cfg
+    arrays = render_pairs(np.arange(start, stop, dtype=np.int64), cfg, plan)
+    write_shard(open_group(url, storage_options), shard_index, start, stop, arrays)
+    return shard_index
+
+
+def config_of_store(url: str, storage_options: dict | None = None) -> RunConfig:
+    """The run configuration recorded in a cube's attrs."""
+    from .store import open_group
+
+    attrs = dict(open_group(url, storage_options, mode="r").attrs)
+    return config_from_dict(json.loads(attrs["config"]))
+
+
+def _progress_bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="shard", file=sys.stderr,
+                mininterval=0.5, dynamic_ncols=True)
+
+
+def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = False, client=None,
+          progress: bool = True, storage_options: dict | None = None,
+          on_shard_done: Callable[[int], None] | None = None) -> BuildResult:
+    """Build (or finish) a cube at ``out``.
+
+    Parameters
+    ----------
+    cfg
+        Run configuration; validated completely before anything is touched.
+    out
+        Local path or fsspec URL of the Zarr store.
+    overwrite
+        Replace an existing store. Without it (and without ``resume``) an existing store is
+        refused before any work and left untouched.
+    resume
+        Finish an interrupted build: only shards without a done marker are rendered. The stored
+        configuration must equal ``cfg`` (apart from cluster settings).
+    client
+        A ``distributed.Client``; ``None`` runs every shard synchronously in this process.
+    progress
+        Show a progress bar (works with and without a distributed client).
+    storage_options
+        fsspec options for the destination (never written into the cube).
+    """
+    from .store import (StoreExistsError, completed_shards, create_store, cube_attrs, open_group,
+                        shard_bounds, store_exists)
+
+    t0 = time.perf_counter()
+    cfg.validate()
+    if overwrite and resume:
+        raise ConfigError("--overwrite and --resume exclude each other: choose one")
+    exists = store_exists(out, storage_options)
+    hosts_url = "" if cfg.hosts.source == "synthetic" else cfg.hosts.source
+    bounds = shard_bounds(cfg.run.n_pairs, cfg.run.shard_pairs)
+
+    if resume and exists:
+        stored = config_of_store(out, storage_options)
+        mine, theirs = cfg.to_dict(), stored.to_dict()
+        mine.pop("cluster"), theirs.pop("cluster")
+        if mine != theirs:
+            diff = [f"{s}.{k}" for s in mine for k in mine[s] if theirs.get(s, {}).get(k) != mine[s][k]]
+            raise ConfigError(f"--resume: the configuration differs from the stored one in {', '.join(diff)}")
+        plan_json = dict(open_group(out, storage_options, mode="r").attrs).get("split_plan", "")
+        plan = BuildPlan(config_json=cfg.to_json(), split_plan_json=plan_json, hosts_url=hosts_url,
+                         host_permutation_seed=cfg.run.seed)
+        if hosts_url:
+            plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url).n_hosts)
+    else:
+        if exists and not overwrite:
+            raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it or --resume to finish it")
+        plan = plan_build(cfg, hosts_url=hosts_url, storage_options=storage_options)
+        create_store(out, n_pairs=cfg.run.n_pairs, bands=list(cfg.run.bands), size=cfg.run.size,
+                     chunk_pairs=cfg.run.chunk_pairs, shard_pairs=cfg.run.shard_pairs,
+                     attrs=cube_attrs(cfg, split_plan_json=plan.split_plan_json),
+                     storage_options=storage_options, overwrite=overwrite)
+
+    done = completed_shards(open_group(out, storage_options))
+    todo = [i for i in range(len(bounds)) if not done[i]]
+    bar = _progress_bar(len(bounds), progress, f"build {out}")
+    bar.update(len(bounds) - len(todo))
+    written = 0
+    try:
+        if client is None:
+            for i in todo:
+                _write_one_shard(out, storage_options, i, *bounds[i], plan)
+                written += 1
+                bar.update(1)
+                if on_shard_done:
+                    on_shard_done(i)
+        else:
+            from distributed import as_completed
+
+            futures = [client.submit(_write_one_shard, out, storage_options, i, *bounds[i], plan,
+                                     key=f"lensarray-shard-{i}-{cfg.run.seed}", pure=False, retries=2)
+                       for i in todo]
+            for fut in as_completed(futures):
+                i = fut.result()
+                written += 1
+                bar.update(1)
+                if on_shard_done:
+                    on_shard_done(i)
+    finally:
+        bar.close()
+    return BuildResult(url=out, n_pairs=cfg.run.n_pairs, n_shards=len(bounds), shards_written=written,
+                       seconds=time.perf_counter() - t0)

@@ -270,6 +270,9 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
     cfg.validate()
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume exclude each other: choose one")
+    from .storage import check_destination
+
+    check_destination(out, storage_options)
     exists = store_exists(out, storage_options)
     hosts_url = "" if cfg.hosts.source == "synthetic" else cfg.hosts.source
     bounds = shard_bounds(cfg.run.n_pairs, cfg.run.shard_pairs)

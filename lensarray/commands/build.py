@@ -65,6 +65,8 @@ def run(args) -> int:
     from ..config import ConfigError
     from ..cube import CubeSchemaError
     from ..pipeline import build
+    from ..cluster import ClusterError
+    from ..storage import StorageError
     from ..store import StoreExistsError
 
     try:
@@ -78,7 +80,7 @@ def run(args) -> int:
         with client_from_args(args, cfg) as client:
             result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, client=client,
                            progress=not args.no_progress, storage_options=options)
-    except (ConfigError, StoreExistsError, CubeSchemaError) as exc:
+    except (ConfigError, StoreExistsError, CubeSchemaError, ClusterError, StorageError) as exc:
         return fail(str(exc).replace("\n  ", " | "))
     print(result, file=sys.stderr)
     return 0

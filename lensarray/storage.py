@@ -1,0 +1,89 @@
+"""fsspec / S3 options and destination checks, with credentials kept out of every output.
+
+Options come from CLI flags, then the ``[storage]`` configuration section, then the environment
+(``LENSARRAY_S3_ENDPOINT``, ``AWS_ENDPOINT_URL``, ``AWS_PROFILE``; keys through the usual AWS
+variables, read by botocore itself so they never pass through lensarray).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = ["StorageError", "storage_options_from", "check_destination", "redact"]
+
+_SECRET_KEYS = re.compile(r"(secret|token|password|key)", re.I)
+
+
+class StorageError(OSError):
+    """The destination cannot be used; the message is one line and holds no credentials."""
+
+
+def storage_options_from(args=None, cfg=None, env: dict | None = None) -> dict[str, Any]:
+    """fsspec ``storage_options`` for an ``s3://`` URL (an empty dict means library defaults)."""
+    env = os.environ if env is None else env
+    sec = getattr(cfg, "storage", None)
+    endpoint = (getattr(args, "endpoint_url", None) or (sec.endpoint_url if sec else "")
+                or env.get("LENSARRAY_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or "")
+    profile = getattr(args, "profile", None) or (sec.profile if sec else "")
+    anon = getattr(args, "anon", None)
+    if anon is None:
+        anon = bool(sec.anon) if sec else False
+    opts: dict[str, Any] = {}
+    if endpoint:
+        opts["endpoint_url"] = endpoint
+    if profile:
+        opts["profile"] = profile
+    if anon:
+        opts["anon"] = True
+    return opts
+
+
+def redact(obj: Any) -> Any:
+    """A copy of ``obj`` with every value under a secret-looking key replaced by ``'***'``."""
+    if isinstance(obj, dict):
+        return {k: ("***" if isinstance(k, str) and _SECRET_KEYS.search(k) else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(redact(v) for v in obj)
+    return obj
+
+
+def check_destination(url: str, storage_options: dict | None = None) -> None:
+    """Fail early, in one line, when ``url`` cannot be written: missing bucket, missing or
+    refused credentials, unreachable endpoint, read-only local folder."""
+    import fsspec
+
+    opts = dict(storage_options or {})
+    if url.startswith("s3://"):
+        opts.setdefault("skip_instance_cache", True)
+        opts.setdefault("config_kwargs", {"connect_timeout": 5, "retries": {"max_attempts": 2}})
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **opts)
+    except (ImportError, ValueError) as exc:
+        raise StorageError(f"{url}: cannot open ({exc})") from None
+    if "://" not in url or url.startswith("file://"):
+        parent = os.path.dirname(os.path.abspath(path)) or "."
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.access(parent, os.W_OK):
+            raise StorageError(f"{url}: location is read-only ({parent} is not writable)")
+        return
+    bucket = path.split("/", 1)[0]
+    try:
+        fs.ls(bucket, refresh=True)
+    except FileNotFoundError:
+        raise StorageError(f"{url}: bucket {bucket!r} does not exist") from None
+    except PermissionError as exc:
+        raise StorageError(f"{url}: access denied to bucket {bucket!r} ({_one_line(exc)})") from None
+    except Exception as exc:  # botocore NoCredentialsError, EndpointConnectionError, ...
+        name = type(exc).__name__
+        if "Credential" in name or "credential" in str(exc):
+            raise StorageError(f"{url}: no S3 credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                               "--profile, or --anon)") from None
+        raise StorageError(f"{url}: cannot reach the S3 endpoint ({name}: {_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,80 @@
+"""deploy/: the DaskCluster manifest validates against the CRD shipped in dask-kubernetes, and
+the Job's command line parses with lensarray's own CLI parser."""
+
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+jsonschema = pytest.importorskip("jsonschema")
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def _strip_none(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_strip_none(v) for v in obj if v is not None]
+    return obj
+
+
+def _crd_schema(kind_file: str) -> dict:
+    import dask_kubernetes
+
+    crd_dir = (Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm"
+               / "dask-kubernetes-operator" / "crds")
+    crd = yaml.safe_load((crd_dir / kind_file).read_text())
+    return _strip_none(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]), crd
+
+
+def test_daskcluster_manifest_matches_crd_schema():
+    schema, crd = _crd_schema("daskcluster.yaml")
+    manifest = yaml.safe_load((DEPLOY / "daskcluster.yaml").read_text())
+    assert manifest["apiVersion"] == f"{crd['spec']['group']}/{crd['spec']['versions'][0]['name']}"
+    assert manifest["kind"] == crd["spec"]["names"]["kind"]
+    jsonschema.validate(manifest, schema)
+
+
+def test_crd_schema_rejects_a_broken_manifest():
+    schema, _ = _crd_schema("daskcluster.yaml")
+    manifest = yaml.safe_load((DEPLOY / "daskcluster.yaml").read_text())
+    del manifest["spec"]["scheduler"]["service"]  # required by the CRD
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(manifest, schema)
+    manifest = yaml.safe_load((DEPLOY / "daskcluster.yaml").read_text())
+    manifest["spec"]["worker"]["replicas"] = "eight"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(manifest, schema)
+
+
+def _job():
+    return yaml.safe_load((DEPLOY / "build-job.yaml").read_text())
+
+
+def test_job_takes_credentials_from_a_secret():
+    job = _job()
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "lensarray-s3"
+        assert "value" not in env[key]
+    cluster = yaml.safe_load((DEPLOY / "daskcluster.yaml").read_text())
+    wenv = {e["name"]: e for e in cluster["spec"]["worker"]["spec"]["containers"][0]["env"]}
+    assert wenv["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lensarray-s3"
+
+
+def test_job_command_parses_with_the_real_cli():
+    from lensarray.cli import make_parser
+    from lensarray.commands.build import config_from_args
+
+    args = _job()["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "lensarray"
+    ns = make_parser().parse_args(args[1:])
+    assert ns.command == "build" and ns.resume and ns.out.startswith("s3://")
+    cluster = yaml.safe_load((DEPLOY / "daskcluster.yaml").read_text())
+    # the Job points at the operator's scheduler Service for this DaskCluster
+    assert ns.scheduler.startswith(f"tcp://{cluster['metadata']['name']}-scheduler.")
+    cfg = config_from_args(ns)  # the configuration it asks for is valid
+    assert cfg.run.n_pairs == 200000 and cfg.run.shard_pairs % cfg.run.chunk_pairs == 0

@@ -1,0 +1,154 @@
+"""Fault tolerance with real processes: a SIGKILLed build client resumes; a worker killed
+mid-build loses nothing; the cube equals a clean synchronous build array by array."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _servers import DaskProcesses
+
+from lensarray.config import RunConfig
+from lensarray.cube import VARIABLES, open_cube
+from lensarray.store import completed_shards, open_group
+
+LENSARRAY = str(Path(sys.executable).parent / "lensarray")
+N, SHARD = 96, 8
+
+
+def _assert_same(a_url, b_url):
+    a, b = open_cube(a_url), open_cube(b_url)
+    for k in VARIABLES:
+        np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from lensarray import pipeline
+
+    url = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
+    cfg = RunConfig().replace(**{"run.n_pairs": N, "run.shard_pairs": SHARD, "run.chunk_pairs": 4,
+                                 "cluster.kind": "none"}).validate()
+    pipeline.build(cfg, url, progress=False)
+    return url
+
+
+def _cli(out, *extra):
+    return [LENSARRAY, "build", "--out", out, "--pairs", str(N), "--shard-pairs", str(SHARD), "--chunk-pairs", "4",
+            "--no-progress", *extra]
+
+
+def test_sigkilled_client_resumes_and_writes_only_missing_shards(tmp_path, reference):
+    out = str(tmp_path / "c.zarr")
+    proc = subprocess.Popen(_cli(out, "--workers", "0"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    t0 = time.time()
+    done = 0
+    while time.time() - t0 < 120:
+        if (Path(out) / "shard_done").exists():
+            try:
+                done = int(completed_shards(open_group(out, mode="r")).sum())
+            except Exception:
+                done = 0
+            if done >= 2:
+                break
+        if proc.poll() is not None:
+            pytest.fail(f"build ended before it could be killed: {proc.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = completed_shards(open_group(out, mode="r"))
+    n_total = before.size
+    assert 0 < before.sum() < n_total, "the kill must land mid-build"
+    res = subprocess.run(_cli(out, "--workers", "0", "--resume"), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"wrote {n_total - int(before.sum())} shards" in res.stderr
+    _assert_same(out, reference)
+
+
+def test_existing_store_refused_without_overwrite(tmp_path, reference):
+    res = subprocess.run(_cli(reference, "--workers", "0"), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "already exists" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_worker_killed_mid_build_loses_nothing(tmp_path, reference):
+    from distributed import Client
+
+    from lensarray import pipeline
+
+    procs = DaskProcesses(3, tmp_path)
+    try:
+        cfg = RunConfig().replace(**{"run.n_pairs": N, "run.shard_pairs": SHARD, "run.chunk_pairs": 4}).validate()
+        out = str(tmp_path / "dist.zarr")
+        killed = []
+
+        def on_done(i):
+            if not killed:  # after the first shard lands, kill a worker while others are in flight
+                procs.kill_worker(0)
+                killed.append(i)
+
+        with Client(procs.address, timeout="20s") as client:
+            res = pipeline.build(cfg, out, client=client, progress=False, on_shard_done=on_done)
+        assert killed and res.shards_written == res.n_shards
+        assert completed_shards(open_group(out, mode="r")).all()
+        _assert_same(out, reference)
+    finally:
+        procs.close()
+
+
+def test_diagnose_survives_a_worker_kill(tmp_path, reference):
+    from distributed import Client
+
+    from lensarray.diagnostics import diagnose
+
+    ds = open_cube(reference)
+    sync, _ = diagnose(ds, progress=False, n_boot=10)
+    procs = DaskProcesses(2, tmp_path)
+    try:
+        with Client(procs.address, timeout="20s") as client:
+            fut = client.submit(time.sleep, 0)  # warm up
+            fut.result()
+            import threading
+
+            threading.Timer(1.0, procs.kill_worker, args=(0,)).start()
+            # diagnostics compute through the active distributed Client
+            dist, _ = diagnose(open_cube(reference), progress=False, n_boot=10)
+            assert client.run(lambda: 1)  # the surviving worker still answers
+    finally:
+        procs.close()
+    assert dist["core_lr"]["auc"] == pytest.approx(sync["core_lr"]["auc"], abs=1e-12)
+    assert dist["core_flux"]["bands"] == sync["core_flux"]["bands"]
+
+
+def test_unreachable_scheduler_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "x.zarr")
+    t0 = time.time()
+    res = subprocess.run(_cli(out, "--scheduler", f"tcp://127.0.0.1:{port}"), capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "cannot reach scheduler" in res.stderr, res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if "error" in ln]) == 1
+    assert time.time() - t0 < 60
+
+
+def test_read_only_location(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        # root ignores mode bits; /proc/1 is not writable even for root
+        target = ro / "x.zarr" if not os.access(ro, os.W_OK) else Path("/proc/1/lensarray-test.zarr")
+        res = subprocess.run(_cli(str(target), "--workers", "0"), capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and "read-only" in res.stderr
+    finally:
+        ro.chmod(0o755)

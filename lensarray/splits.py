@@ -1,0 +1,229 @@
+"""Region-disjoint train/val/test splits.
+
+Pairs are grouped into sky regions (HEALPix tiles, or blocks of contiguous DR10 brick rows) and
+whole regions are assigned to splits, so that no sky systematic (PSF pattern, depth, calibration,
+a bright star) is shared between a training and a test stamp. The assignment is planned once
+over all pairs (:func:`plan_splits`, pure, cheap: no pixels) and applied per chunk by
+:meth:`SplitPlan.assign`, a pure function of sky position, so it is chunk-independent.
+
+Planning balances two things: split fractions by pair count (as close as region granularity
+allows) and similar distributions of difficulty proxies (PSF, depth, theta_E/PSF, target S/N)
+in every split, by a seeded search over region assignments.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cube import SPLIT_NAMES
+
+__all__ = ["SplitPlan", "SplitError", "plan_splits", "region_of", "check_split_integrity"]
+
+#: Brick rows (0.25 deg each in dec) per region for scheme "bricks".
+BRICK_ROWS_PER_REGION = 8
+
+
+class SplitError(ValueError):
+    """Splits cannot be planned as configured (too few regions, ...)."""
+
+
+def region_of(ra: np.ndarray, dec: np.ndarray, brickname: np.ndarray | None, *, scheme: str, nside: int) -> np.ndarray:
+    """Region id (int64) of each position.
+
+    ``healpix``: nested HEALPix pixel at ``nside``. ``bricks``: DR10 brick rows are 0.25 deg in
+    dec; ``BRICK_ROWS_PER_REGION`` consecutive rows times 10 degrees of RA form a region (taken
+    from the brick name when given, so regions follow real bricks exactly).
+    """
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    if scheme == "healpix":
+        import astropy.units as u
+        from astropy_healpix import HEALPix
+
+        hp = HEALPix(nside=nside, order="nested")
+        return np.asarray(hp.lonlat_to_healpix(ra * u.deg, dec * u.deg), dtype=np.int64)
+    if scheme == "bricks":
+        if brickname is not None and len(brickname):
+            names = np.asarray(brickname).astype(str)
+            ra_b = np.array([int(s[:4]) / 10.0 for s in names])
+            dec_b = np.array([(1 if s[4] == "p" else -1) * int(s[5:8]) / 10.0 for s in names])
+        else:
+            ra_b, dec_b = ra, dec
+        row = np.floor((dec_b + 90.0) / 0.25).astype(np.int64) // BRICK_ROWS_PER_REGION
+        col = np.floor(np.mod(ra_b, 360.0) / 10.0).astype(np.int64)
+        return row * 36 + col
+    raise SplitError(f"splits.scheme = {scheme!r}: allowed healpix or bricks")
+
+
+@dataclass
+class SplitPlan:
+    """Region -> split mapping (JSON-serialisable; stored in the cube attrs)."""
+
+    scheme: str
+    nside: int
+    region_split: dict[int, int] = field(default_factory=dict)
+    fractions: list[float] = field(default_factory=list)
+    achieved: list[float] = field(default_factory=list)
+
+    def assign(self, ra, dec, brickname=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(region int32, split int8)`` for positions; split -1 for regions unseen at planning."""
+        reg = region_of(ra, dec, brickname, scheme=self.scheme, nside=self.nside)
+        lut_keys = np.fromiter(self.region_split.keys(), dtype=np.int64, count=len(self.region_split))
+        lut_vals = np.fromiter(self.region_split.values(), dtype=np.int8, count=len(self.region_split))
+        order = np.argsort(lut_keys)
+        lut_keys, lut_vals = lut_keys[order], lut_vals[order]
+        idx = np.clip(np.searchsorted(lut_keys, reg), 0, max(len(lut_keys) - 1, 0))
+        found = (lut_keys.size > 0) & (lut_keys[idx] == reg) if lut_keys.size else np.zeros(reg.shape, bool)
+        split = np.where(found, lut_vals[idx] if lut_keys.size else -1, -1).astype(np.int8)
+        return reg.astype(np.int32), split
+
+    def to_json(self) -> str:
+        return json.dumps({"scheme": self.scheme, "nside": self.nside, "fractions": self.fractions,
+                           "achieved": self.achieved,
+                           "region_split": {str(k): int(v) for k, v in self.region_split.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> SplitPlan:
+        d = json.loads(text)
+        return cls(scheme=d["scheme"], nside=int(d["nside"]), fractions=list(d["fractions"]),
+                   achieved=list(d.get("achieved", [])),
+                   region_split={int(k): int(v) for k, v in d["region_split"].items()})
+
+
+def _proxy_matrix(table: dict, n: int) -> np.ndarray:
+    cols = []
+    for name in ("psf_fwhm_r", "psfdepth_r", "theta_e", "theta_e_over_psf", "target_snr"):
+        if name in table:
+            v = np.asarray(table[name], dtype=np.float64)
+            if name == "target_snr":
+                v = np.log(np.clip(v, 1e-3, None))
+            cols.append(v)
+    if not cols:
+        return np.zeros((n, 0))
+    x = np.stack(cols, axis=1)
+    x = (x - np.nanmean(x, 0)) / (np.nanstd(x, 0) + 1e-12)
+    return np.nan_to_num(x)
+
+
+def plan_splits(table: dict, cfg) -> SplitPlan:
+    """Plan region-disjoint splits for all pairs.
+
+    Parameters
+    ----------
+    table
+        Per-pair arrays for every pair: ``ra``, ``dec`` (deg), ``brickname``; optional difficulty
+        proxies ``psf_fwhm_r`` (arcsec), ``psfdepth_r`` (AB mag), ``theta_e`` (arcsec),
+        ``theta_e_over_psf``, ``target_snr``.
+    cfg
+        :class:`lensarray.config.RunConfig` (``splits`` section, ``run.seed``).
+
+    Returns
+    -------
+    SplitPlan
+        At least ``min_test_regions`` regions wholly in test; fractions by pair count as close as
+        the regions allow; proxy means per split balanced by a seeded random search.
+    """
+    sp = cfg.splits
+    ra, dec = np.asarray(table["ra"]), np.asarray(table["dec"])
+    reg = region_of(ra, dec, table.get("brickname"), scheme=sp.scheme, nside=sp.nside)
+    regions, inverse, counts = np.unique(reg, return_inverse=True, return_counts=True)
+    n_reg = regions.size
+    need = max(10, sp.min_test_regions + 2)
+    if n_reg < need and cfg.run.n_pairs >= need:
+        hint = "a larger splits.nside" if sp.scheme == "healpix" else "more pairs or the healpix scheme"
+        raise SplitError(f"splits: only {n_reg} sky regions hold pairs; allowed >= {need} for region-disjoint "
+                         f"splits: use {hint}")
+    proxies = _proxy_matrix(table, ra.size)
+    sums = np.zeros((n_reg, proxies.shape[1]))
+    np.add.at(sums, inverse, proxies)
+    fr = np.asarray(sp.fractions, dtype=np.float64)
+    total = counts.sum()
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.run.seed, 0x5911]))
+
+    def score(assign: np.ndarray) -> float:
+        got = np.array([counts[assign == s].sum() for s in range(3)]) / total
+        frac_err = np.abs(got - fr).sum()
+        means = [sums[assign == s].sum(0) / max(counts[assign == s].sum(), 1) for s in range(3)]
+        bal = sum(np.abs(means[s] - means[0]).sum() for s in (1, 2) if counts[assign == s].sum() > 0)
+        n_test = int((assign == 2).sum())
+        penalty = 10.0 * max(0, min(sp.min_test_regions, n_reg) - n_test)
+        return 4.0 * frac_err + 0.05 * bal + penalty
+
+    best, best_score = None, np.inf
+    for _ in range(400 if n_reg < 2000 else 50):
+        order = rng.permutation(n_reg)
+        cum = np.cumsum(counts[order]) / total
+        assign = np.zeros(n_reg, dtype=np.int8)
+        # greedy fill in random region order: train first, then val, then test
+        cut1, cut2 = fr[0], fr[0] + fr[1]
+        mid = cum - counts[order] / (2 * total)
+        assign[order] = np.where(mid < cut1, 0, np.where(mid < cut2, 1, 2)).astype(np.int8)
+        if n_reg >= sp.min_test_regions and (assign == 2).sum() < sp.min_test_regions:
+            tail = order[::-1][: sp.min_test_regions]
+            assign[tail] = 2
+        s = score(assign)
+        if s < best_score:
+            best, best_score = assign.copy(), s
+    achieved = [float(counts[best == s].sum() / total) for s in range(3)]
+    return SplitPlan(scheme=sp.scheme, nside=sp.nside, fractions=[float(f) for f in fr], achieved=achieved,
+                     region_split={int(r): int(s) for r, s in zip(regions, best)})
+
+
+def check_split_integrity(data, cfg=None, *, tolerance: float = 0.1) -> dict:
+    """Check that splits are region-disjoint and as asked.
+
+    Parameters
+    ----------
+    data
+        A cube (``xarray.Dataset``) or a dict of per-pair arrays with ``split``, ``region``,
+        ``brickname`` and ``host_id``.
+    cfg
+        Run configuration for the asked fractions (default: the cube's stored config or 0.8/0.1/0.1).
+    tolerance
+        Allowed absolute difference between asked and achieved fraction per split.
+
+    Returns
+    -------
+    dict
+        ``passed``, ``problems`` (one line each), ``fractions`` achieved, ``n_regions`` per split.
+    """
+    get = (lambda k: np.asarray(data[k].values)) if hasattr(data, "data_vars") else (lambda k: np.asarray(data[k]))
+    split, region = get("split"), get("region")
+    problems: list[str] = []
+    assigned = split >= 0
+    if not assigned.all():
+        problems.append(f"{int((~assigned).sum())} pairs have no split")
+    for key in ("region", "brickname", "host_id"):
+        try:
+            vals = get(key)
+        except KeyError:
+            continue
+        per = {}
+        for s in range(3):
+            per[s] = set(np.unique(vals[split == s]).tolist())
+        for a in range(3):
+            for b in range(a + 1, 3):
+                both = per[a] & per[b]
+                if key == "host_id":
+                    both.discard(-1)
+                if both:
+                    problems.append(f"{len(both)} {key} value(s) in both {SPLIT_NAMES[a]} and {SPLIT_NAMES[b]}, "
+                                    f"e.g. {sorted(both)[:3]}")
+    fractions = [float((split == s).mean()) for s in range(3)]
+    asked = None
+    if cfg is not None:
+        asked = list(cfg.splits.fractions)
+    elif hasattr(data, "attrs") and data.attrs.get("config"):
+        asked = json.loads(data.attrs["config"]).get("splits", {}).get("fractions")
+    if asked:
+        for s, (want, got) in enumerate(zip(asked, fractions)):
+            if abs(want - got) > tolerance:
+                problems.append(f"{SPLIT_NAMES[s]} fraction {got:.3f}, asked {want:.3f} (tolerance {tolerance})")
+    n_regions = {SPLIT_NAMES[s]: int(np.unique(region[split == s]).size) for s in range(3)}
+    if n_regions["test"] < 1 and assigned.any():
+        problems.append("no region is held out for test")
+    return {"passed": not problems, "problems": problems, "fractions": dict(zip(SPLIT_NAMES, fractions)),
+            "n_regions": n_regions}

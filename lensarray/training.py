@@ -1,0 +1,161 @@
+"""Training loader: shuffled, bounded-memory batches of lens/control stamps from a cube.
+
+Reads the Zarr store one shard at a time (the store's write unit; a few MB), in a random shard
+order per epoch, and mixes samples through a shuffle buffer, so batches are close to i.i.d.
+while memory holds only ``shuffle_buffer`` samples plus one shard. Everything random derives
+from ``(seed, epoch)``: the same call yields the same batches.
+
+Labels: the lens role (host + arc) of a normal pair is 1; its control (host) is 0; both stamps
+of a hard-negative pair are 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .cube import SPLIT_NAMES
+
+__all__ = ["batches", "AUGMENTATIONS", "METADATA_VARS"]
+
+AUGMENTATIONS = ("flip", "rot90")
+
+#: Per-pair variables returned with every batch (a trainer may stratify or weight by them).
+METADATA_VARS = ("theta_e", "arc_snr", "psf_fwhm", "src_reff", "hard_negative", "split", "region")
+
+
+def _open(source, storage_options):
+    if hasattr(source, "data_vars"):
+        return source
+    from .cube import open_cube
+
+    return open_cube(str(source), storage_options=storage_options)
+
+
+def _augment(images: np.ndarray, rng: np.random.Generator, ops: tuple[str, ...]) -> np.ndarray:
+    out = images
+    if "flip" in ops:
+        flip = rng.random(len(out)) < 0.5
+        out = np.where(flip[:, None, None, None], out[..., ::-1], out)
+    if "rot90" in ops:
+        k = rng.integers(0, 4, len(out))
+        rotated = np.empty_like(out)
+        for q in range(4):
+            sel = k == q
+            if sel.any():
+                rotated[sel] = np.rot90(out[sel], q, axes=(-2, -1))
+        out = rotated
+    return out
+
+
+def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: int = 0, epoch: int = 0,
+            shuffle_buffer: int = 2048, augment: tuple[str, ...] = ("flip", "rot90"),
+            centre_mask: dict | None = None, storage_options: dict | None = None,
+            shards: list[int] | None = None, drop_last: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield shuffled batches for one epoch.
+
+    Parameters
+    ----------
+    source
+        Cube URL (local or ``s3://``) or an opened ``xarray.Dataset``.
+    split
+        ``"train"``, ``"val"``, ``"test"`` or ``None`` for every pair.
+    batch_size
+        Stamps per batch (lens and control stamps count separately).
+    seed, epoch
+        Everything random (shard order, buffer shuffle, augmentations, centre-mask draws)
+        derives from these two numbers.
+    shuffle_buffer
+        Samples held for mixing across shards (memory ~ buffer x bands x size^2 x 4 bytes).
+    augment
+        Any of ``"flip"`` (left-right) and ``"rot90"`` (random multiple of 90 degrees).
+    centre_mask
+        Keyword arguments for :func:`lensarray.diagnostics.ablation.centre_mask` (e.g.
+        ``{"mode": "uniform"}``) to fill the core from the outer annulus, or ``None``.
+    storage_options
+        fsspec options for ``s3://`` sources.
+    shards
+        Restrict to these shard indices (the torch adapter splits shards across workers).
+    drop_last
+        Drop a final incomplete batch.
+
+    Yields
+    ------
+    dict
+        ``images`` (b, band, y, x) float32 nanomaggy, ``labels`` (b,) int8, ``pair`` (b,) int64,
+        ``role`` (b,) int8 (1 lens stamp, 0 control stamp), ``metadata`` dict of per-sample arrays.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size}: allowed >= 1")
+    if split is not None and split not in SPLIT_NAMES:
+        raise ValueError(f"split = {split!r}: allowed one of {', '.join(SPLIT_NAMES)} or None")
+    bad = [a for a in augment if a not in AUGMENTATIONS]
+    if bad:
+        raise ValueError(f"augment = {bad}: allowed items from {', '.join(AUGMENTATIONS)}")
+    ds = _open(source, storage_options)
+    n = int(ds.sizes["pair"])
+    shard_pairs = int(ds.attrs.get("shard_pairs", ds["host"].data.chunks[0][0] if hasattr(ds["host"].data, "chunks") else n))
+    n_shards = -(-n // shard_pairs)
+    split_all = ds["split"].values if "split" in ds else np.full(n, -1, np.int8)
+    neg_all = ds["hard_negative"].values if "hard_negative" in ds else np.zeros(n, np.int8)
+    meta_vars = [v for v in METADATA_VARS if v in ds]
+    meta_all = {v: ds[v].values for v in meta_vars}  # per-pair scalars: small
+    want = SPLIT_NAMES.index(split) if split is not None else None
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), 0x7A1]))
+    order = rng.permutation(n_shards if shards is None else np.asarray(shards))
+    if shards is not None:
+        order = np.asarray(shards)[rng.permutation(len(shards))]
+
+    buf_img: list[np.ndarray] = []
+    buf_meta: list[np.ndarray] = []  # rows of (pair, role)
+    n_buf = 0
+
+    def emit(count: int):
+        nonlocal buf_img, buf_meta, n_buf
+        imgs = np.concatenate(buf_img)
+        rows = np.concatenate(buf_meta)
+        perm = rng.permutation(len(imgs))
+        take, keep = perm[:count], perm[count:]
+        out_img, out_rows = imgs[take], rows[take]
+        buf_img, buf_meta, n_buf = [imgs[keep]], [rows[keep]], len(keep)
+        return out_img, out_rows
+
+    def package(imgs, rows):
+        pair, role = rows[:, 0], rows[:, 1]
+        if augment:
+            imgs = _augment(imgs, rng, tuple(augment))
+        if centre_mask is not None:
+            from .diagnostics.ablation import centre_mask as mask_fn
+
+            kw = dict(centre_mask)
+            if kw.get("mode") == "psf":
+                kw["psf_fwhm"] = meta_all["psf_fwhm"][pair]
+            imgs = mask_fn(imgs, seed=int(seed) * 1000003 + int(epoch), sample_ids=2 * pair + (1 - role), **kw)
+        labels = ((role == 1) & (neg_all[pair] == 0)).astype(np.int8)
+        return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair,
+                "role": role.astype(np.int8), "metadata": {v: meta_all[v][pair] for v in meta_vars}}
+
+    for s in order:
+        a, b = int(s) * shard_pairs, min((int(s) + 1) * shard_pairs, n)
+        sel = np.arange(a, b)
+        if want is not None:
+            sel = sel[split_all[a:b] == want]
+        if sel.size == 0:
+            continue
+        part = ds[["host", "arc"]].isel(pair=slice(a, b))
+        host = np.asarray(part["host"].values)[sel - a]
+        arc = np.asarray(part["arc"].values)[sel - a]
+        imgs = np.concatenate([host + arc, host])
+        rows = np.concatenate([np.stack([sel, np.ones_like(sel)], 1), np.stack([sel, np.zeros_like(sel)], 1)])
+        buf_img.append(imgs)
+        buf_meta.append(rows)
+        n_buf += len(imgs)
+        while n_buf >= shuffle_buffer + batch_size:
+            yield package(*emit(batch_size))
+    while n_buf >= batch_size:
+        yield package(*emit(batch_size))
+    if n_buf and not drop_last:
+        yield package(*emit(n_buf))

@@ -1,0 +1,97 @@
+"""Ingest of real and synthetic cutout files into a host cube, and bad files reported per file."""
+
+import numpy as np
+import pytest
+
+from lensarray.cli import main
+from lensarray.hosts.cutouts import HostCube, expand_inputs, ingest
+from lensarray.testing import shared_data
+
+
+def _fits(path, bands="grz", shape=(3, 80, 80), scale=0.262, data=None, seed=0):
+    from astropy.io import fits
+
+    rng = np.random.default_rng(seed)
+    img = data if data is not None else rng.normal(0, 0.005, shape).astype(np.float32)
+    yy, xx = np.mgrid[0:shape[-2], 0:shape[-1]]
+    img = img + 0.5 * np.exp(-((yy - shape[-2] // 2) ** 2 + (xx - shape[-1] // 2) ** 2) / 8.0)
+    h = fits.Header()
+    h["BANDS"] = bands
+    for i, b in enumerate(bands):
+        h[f"BAND{i}"] = b
+    h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
+    h["CRVAL1"], h["CRVAL2"] = 150.0, 2.0
+    h["CRPIX1"], h["CRPIX2"] = shape[-1] / 2 + 0.5, shape[-2] / 2 + 0.5
+    h["CD1_1"], h["CD2_2"], h["CD1_2"], h["CD2_1"] = -scale / 3600, scale / 3600, 0.0, 0.0
+    fits.PrimaryHDU(img.astype(np.float32), header=h).writeto(path)
+    return img
+
+
+def test_fits_npz_parquet_and_bad_files(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    good = _fits(tmp_path / "good.fits")
+    _fits(tmp_path / "rzg.fits", bands="rzg")  # other band order: reordered, not rejected
+    _fits(tmp_path / "gr.fits", bands="gr", shape=(2, 80, 80))  # missing band
+    _fits(tmp_path / "fine.fits", scale=0.143)  # wrong pixel scale
+    nan = np.zeros((3, 80, 80), np.float32)
+    nan[0, 5, 5] = np.nan
+    _fits(tmp_path / "nan.fits", data=nan)
+    (tmp_path / "text.fits").write_text("not a fits file")
+    hwc = np.random.default_rng(1).normal(0, 0.01, (70, 70, 3)).astype(np.float32)
+    np.savez(tmp_path / "stamp.npz", cutout=hwc, meta_ra=10.0, meta_dec=-5.0)
+    stamp = np.random.default_rng(2).normal(0, 0.01, (3, 64, 64)).astype(np.float32)
+    pq.write_table(pa.table({"stamp": [stamp.ravel().tolist()], "size": [64], "ra": [20.0], "dec": [1.0]}),
+                   tmp_path / "t.parquet")
+    out = tmp_path / "hosts.zarr"
+    rc = main(["ingest", str(tmp_path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "accepted 4, rejected 4" in err
+    for name, why in (("gr.fits", "missing band"), ("fine.fits", "pixel scale"), ("nan.fits", "NaN"),
+                      ("text.fits", "not a FITS")):
+        assert any(name in line and why in line for line in err.splitlines()), (name, err)
+    hc = HostCube(str(out))
+    assert hc.n_hosts == 4
+    src = [str(s) for s in hc.ds["source"].values]
+    t = hc.take(np.arange(4))
+    i_good, i_npz = src.index(str(tmp_path / "good.fits")), src.index(str(tmp_path / "stamp.npz"))
+    # crop about the centre: 80 -> 64 keeps pixel (40, 40) at (32, 32)
+    np.testing.assert_allclose(t["host"][i_good], good[:, 8:72, 8:72], rtol=1e-6)
+    # HWC npz moved to CHW and zero-padded about the centre (70 -> 64 crops 3 px each side)
+    np.testing.assert_allclose(t["host"][i_npz], np.moveaxis(hwc, -1, 0)[:, 3:67, 3:67], rtol=1e-6)
+    i_rzg = src.index(str(tmp_path / "rzg.fits"))
+    assert t["ra"][i_good] == pytest.approx(150.0, abs=1e-3)
+    assert hc.ds["invvar_estimated"].values[i_rzg]
+    assert (t["invvar"] > 0).all()
+
+
+def test_refuses_to_overwrite(tmp_path, capsys):
+    _fits(tmp_path / "a.fits")
+    out = str(tmp_path / "h.zarr")
+    assert main(["ingest", str(tmp_path / "a.fits"), "--out", out]) == 0
+    assert main(["ingest", str(tmp_path / "a.fits"), "--out", out]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
+def test_real_cutouts(tmp_path):
+    d = shared_data() / "cutouts"
+    paths = expand_inputs([str(d / "dr10_npz"), str(d / "decals_fits"), str(d / "des_coadd_weight")])
+    rep = ingest(paths, str(tmp_path / "real.zarr"))
+    rejected = dict(rep.rejected)
+    # DR5 cutouts at 0.143 and 0.130 "/pix are refused for their pixel scale; the rest are in
+    assert any("example_c.fits" in k and "pixel scale" in v for k, v in rejected.items())
+    assert len(rep.accepted) == 8
+    hc = HostCube(str(tmp_path / "real.zarr"))
+    t = hc.take(np.arange(hc.n_hosts))
+    names = [str(s) for s in hc.ds["source"].values]
+    # brick names of the DR10 npz come from their metadata; DES g,r,z coadds merge into one host
+    assert "0001m040" in t["brickname"]
+    des = [i for i, s in enumerate(names) if "DES_" in s]
+    assert len(des) == 1 and not hc.ds["invvar_estimated"].values[des[0]]
+    # DR10 npz: estimated 5-sigma point-source depths in the DR10 range (g ~24.8-25.4, z ~23.4-23.9)
+    dr10 = [i for i, s in enumerate(names) if "dr10_npz" in s]
+    depth = t["psfdepth"][dr10]
+    assert np.all((depth[:, 0] > 24.0) & (depth[:, 0] < 26.0)) and np.all((depth[:, 2] > 23.0) & (depth[:, 2] < 24.7))

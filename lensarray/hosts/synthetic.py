@@ -1,0 +1,210 @@
+"""Synthetic DR10-like LRG hosts: the embedded default (no data needed).
+
+Every number below comes from ``../shared/data`` (see docs/synthetic_hosts.md; a test re-derives
+them from the files when present):
+
+- type mix and profiles: DESI DR9 LRG mock models (``lrg_models_dr9``): DEV (n = 4) hosts with
+  r mag 5/50/95% = 19.3/21.0/22.8 and half-light radius 0.45/1.06/2.6"; SER hosts with
+  r 18.4/19.6/21.0 and 0.75/1.7/3.7"; median axis ratio ~0.63. Hosts are drawn from the two
+  lognormal/normal fits below and kept within ``hosts.r_mag_min .. r_mag_max``.
+- colours: LRG g - r ~ 1.6 +/- 0.25, r - z ~ 1.1 +/- 0.2 (DESI LRG colour cuts select
+  r - z > ~0.9 red galaxies at 0.4 < z < 1).
+- seeing: DR10 brick medians, r-band FWHM 5/16/50/84/95% = 1.12/1.20/1.37/1.59/1.77"
+  (lognormal, median 1.37", sigma_ln 0.14); g ~ 1.095 x r, z ~ 0.97 x r, each with 5% scatter.
+- depth (5-sigma point source, AB): bimodal DECaLS / DES; g 24.8 / 25.35, r 24.2 / 25.1,
+  z 23.35 / 23.9 (DES for Dec < -25 deg here, 0.25 mag scatter).
+- noise: per-pixel sky sigma = (5-sigma depth flux / 5) / sqrt(NEA), NEA = 4 pi sigma_psf^2
+  pixels for a Gaussian PSF; invvar varies by +/- 5% across the stamp (a gradient).
+- mask bits (``hosts.mask_rate`` of hosts): Legacy Surveys MASKBITS: BRIGHT (1) halo disc,
+  SATUR_G/R/Z (2-4) + ALLMASK_G/R/Z (5-7) blob with invvar 0, or an edge strip with no data
+  (invvar 0, pixels 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtri
+
+from ..physics.photometry import mag_to_nmgy, psfdepth_mag_to_sigma
+from ..physics.psf import FWHM_TO_SIGMA, fft_convolve, gaussian_psf, kernel_size, moffat_psf
+from ..physics.source import sersic_ellipse, sersic_total_flux
+from ..rng import Stream, pair_rng, pair_uniforms
+from .bricks import brickname_of
+
+__all__ = ["synthetic_host_properties", "synthetic_hosts", "CALIBRATION"]
+
+#: Calibration numbers and their provenance (../shared/data; docs/synthetic_hosts.md).
+CALIBRATION = {
+    "dev_fraction": 0.5,
+    "dev_r_mag": (21.0, 1.06),  # normal (median, sigma) from 5/50/95% = 19.3/21.0/22.8
+    "ser_r_mag": (19.6, 0.79),  # 18.4/19.6/21.0
+    "dev_reff": (1.06, 0.545),  # lognormal (median arcsec, sigma_ln) from 0.45/1.06/2.6"
+    "ser_reff": (1.70, 0.47),  # 0.75/1.7/3.7"
+    "ser_n": (2.0, 5.0),  # uniform Sersic index for SER hosts
+    "q": (0.35, 0.95),  # uniform axis ratio, median ~0.65 (models: 0.64 DEV, 0.61 SER)
+    "g_r": (1.6, 0.25),
+    "r_z": (1.1, 0.20),
+    "psf_r": (1.37, 0.14),  # lognormal median arcsec, sigma_ln
+    "psf_ratio": {"g": 1.095, "r": 1.0, "i": 0.99, "z": 0.97},
+    "depth_decals": {"g": 24.8, "r": 24.2, "i": 23.8, "z": 23.35},
+    "depth_des": {"g": 25.35, "r": 25.1, "i": 24.6, "z": 23.9},
+    "depth_sigma": 0.25,
+    "des_dec_max": -25.0,
+    "dec_range": (-65.0, 32.0),
+    "min_abs_b": 18.0,
+}
+
+_ALPHA_NGP, _DELTA_NGP = np.radians(192.85948), np.radians(27.12825)
+_K = 16  # uniforms per pair in the HOST_PROPS stream (fixed: never reuse a column)
+
+
+def _galactic_b(ra, dec):
+    ra, dec = np.radians(ra), np.radians(dec)
+    sb = np.sin(dec) * np.sin(_DELTA_NGP) + np.cos(dec) * np.cos(_DELTA_NGP) * np.cos(ra - _ALPHA_NGP)
+    return np.degrees(np.arcsin(np.clip(sb, -1, 1)))
+
+
+def _sky_positions(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform on the sphere within the Dec range, |b| > min_abs_b; 4 tries from 8 uniforms."""
+    lo, hi = np.sin(np.radians(CALIBRATION["dec_range"]))
+    n = u.shape[0]
+    ra = np.full(n, np.nan)
+    dec = np.full(n, np.nan)
+    for t in range(4):
+        r_t = 360.0 * u[:, 2 * t]
+        d_t = np.degrees(np.arcsin(lo + (hi - lo) * u[:, 2 * t + 1]))
+        ok = np.isnan(ra) & (np.abs(_galactic_b(r_t, d_t)) > CALIBRATION["min_abs_b"])
+        ra[ok], dec[ok] = r_t[ok], d_t[ok]
+    rest = np.isnan(ra)  # rare: keep the last draw
+    ra[rest], dec[rest] = 360.0 * u[rest, 6], np.degrees(np.arcsin(lo + (hi - lo) * u[rest, 7]))
+    return ra, dec
+
+
+def synthetic_host_properties(pair_ids: np.ndarray, cfg) -> dict[str, np.ndarray]:
+    """Host facts for ``pair_ids`` (no pixels; cheap enough to run over every pair).
+
+    Returns ``ra``, ``dec`` (deg), ``brickname``, ``psf_fwhm``, ``psfdepth`` (AB), ``host_mag``
+    (AB) per band, ``host_reff`` (arcsec), ``host_n``, ``host_e1``, ``host_e2``, ``host_id``.
+    """
+    ids = np.asarray(pair_ids, dtype=np.int64)
+    bands = list(cfg.run.bands)
+    c = CALIBRATION
+    u = pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS, _K)
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    z = ndtri(u)  # standard normals from the same uniforms
+    ra, dec = _sky_positions(u[:, :8])
+    dev = u[:, 8] < c["dev_fraction"]
+    mu_m = np.where(dev, c["dev_r_mag"][0], c["ser_r_mag"][0])
+    sd_m = np.where(dev, c["dev_r_mag"][1], c["ser_r_mag"][1])
+    # truncated normal by inverse CDF on the allowed magnitude range
+    from scipy.stats import norm
+
+    lo = norm.cdf((cfg.hosts.r_mag_min - mu_m) / sd_m)
+    hi = norm.cdf((cfg.hosts.r_mag_max - mu_m) / sd_m)
+    r_mag = mu_m + sd_m * ndtri(np.clip(lo + (hi - lo) * u[:, 9], 1e-12, 1 - 1e-12))
+    med_re = np.where(dev, c["dev_reff"][0], c["ser_reff"][0])
+    sig_re = np.where(dev, c["dev_reff"][1], c["ser_reff"][1])
+    # brighter hosts are larger: shift the size by the magnitude offset (~0.25 dex per mag)
+    reff = np.clip(med_re * np.exp(sig_re * z[:, 10] - 0.2 * (r_mag - mu_m)), 0.3, 6.0)
+    n_sersic = np.where(dev, 4.0, c["ser_n"][0] + (c["ser_n"][1] - c["ser_n"][0]) * u[:, 11])
+    q = c["q"][0] + (c["q"][1] - c["q"][0]) * u[:, 12]
+    ang = np.pi * u[:, 13]
+    e = (1 - q) / (1 + q)
+    g_r = c["g_r"][0] + c["g_r"][1] * np.clip(z[:, 14], -2.5, 2.5)
+    r_z = c["r_z"][0] + c["r_z"][1] * np.clip(z[:, 15], -2.5, 2.5)
+    offsets = {"g": g_r, "r": 0.0 * g_r, "i": -0.5 * r_z, "z": -r_z}
+    host_mag = np.stack([r_mag + offsets[b] for b in bands], axis=1)
+    # seeing and depth: a second block of uniforms so adding host facts never shifts them
+    v = pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS + 100, 2 + 2 * len(bands))
+    v = np.clip(v, 1e-12, 1 - 1e-12)
+    psf_r = np.clip(c["psf_r"][0] * np.exp(c["psf_r"][1] * ndtri(v[:, 0])), 0.8, 2.6)
+    psf = np.stack([np.clip(psf_r * c["psf_ratio"][b] * np.exp(0.05 * ndtri(v[:, 2 + k])), 0.7, 3.0)
+                    for k, b in enumerate(bands)], axis=1)
+    des = dec < c["des_dec_max"]
+    depth = np.stack([np.where(des, c["depth_des"][b], c["depth_decals"][b])
+                      + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(bands) + k]), -3, 3)
+                      for k, b in enumerate(bands)], axis=1)
+    return {"ra": ra, "dec": dec, "brickname": brickname_of(ra, dec),
+            "psf_fwhm": psf.astype(np.float32), "psfdepth": depth.astype(np.float32),
+            "host_mag": host_mag.astype(np.float32), "host_reff": reff.astype(np.float32),
+            "host_n": n_sersic.astype(np.float32), "host_e1": (e * np.cos(2 * ang)).astype(np.float32),
+            "host_e2": (e * np.sin(2 * ang)).astype(np.float32), "host_id": ids.copy()}
+
+
+def _host_images(props: dict, cfg) -> np.ndarray:
+    """Noise-free PSF-convolved host galaxies (n, band, size, size), nanomaggy."""
+    size, scale = cfg.run.size, cfg.run.pixel_scale
+    ss = 3  # sub-pixels per side: the n = 4 cusp is smoothed by the PSF (FWHM >= 3 px)
+    off = ((np.arange(size * ss) + 0.5) / ss - 0.5 - size // 2) * scale
+    n = len(props["host_id"])
+    nb = len(cfg.run.bands)
+    out = np.empty((n, nb, size, size), dtype=np.float32)
+    ksz = kernel_size(size)
+    for a in range(0, n, 16):
+        b = min(a + 16, n)
+        col = lambda k: np.asarray(props[k][a:b], dtype=np.float64)[:, None, None]  # noqa: E731
+        amp = 1.0 / sersic_total_flux(1.0, col("host_reff"), col("host_n"))
+        sb = sersic_ellipse(off[None, None, :], off[None, :, None], amp, col("host_reff"), col("host_n"),
+                            col("host_e1"), col("host_e2"))
+        unit = sb.reshape(b - a, size, ss, size, ss).sum(axis=(2, 4)) * (scale / ss) ** 2
+        fwhm = np.asarray(props["psf_fwhm"][a:b], dtype=np.float64)
+        if cfg.psf.model == "gaussian":
+            sig = fwhm * FWHM_TO_SIGMA
+            kern = gaussian_psf(np.sqrt(sig**2 - scale**2 / 12) / FWHM_TO_SIGMA, ksz, scale)
+        else:
+            kern = moffat_psf(fwhm, cfg.psf.moffat_beta, ksz, scale, oversample=1)
+        conv = fft_convolve(unit[:, None], kern)
+        out[a:b] = (conv * mag_to_nmgy(props["host_mag"][a:b], cfg.run.zero_point)[:, :, None, None]).astype(np.float32)
+    return out
+
+
+def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
+    size, scale = cfg.run.size, cfg.run.pixel_scale
+    n, nb = images.shape[:2]
+    sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / scale  # pixels
+    nea = 4.0 * np.pi * sig_psf**2
+    sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(nea)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / (size - 1) - 0.5
+    host = np.empty_like(images)
+    invvar = np.empty_like(images)
+    maskbits = np.zeros((n, size, size), dtype=np.int32)
+    r = np.hypot(yy, xx) * (size - 1)
+    for k, pid in enumerate(ids):
+        g = pair_rng(cfg.run.seed, int(pid), Stream.HOST_NOISE)
+        grad = g.uniform(-0.05, 0.05, 2)
+        iv = (1.0 / sky_sigma[k] ** 2)[:, None, None] * (1.0 + grad[0] * xx + grad[1] * yy)[None]
+        noise = g.standard_normal((nb, size, size)) / np.sqrt(iv)
+        img = images[k] + noise
+        m = pair_rng(cfg.run.seed, int(pid), Stream.HOST_MASK)
+        if m.random() < cfg.hosts.mask_rate:
+            kind = m.integers(0, 3)
+            cy, cx = m.uniform(-0.45, 0.45, 2) * size
+            d = np.hypot(np.arange(size)[:, None] - size // 2 - cy, np.arange(size)[None, :] - size // 2 - cx)
+            if kind == 0:  # BRIGHT star halo: flagged, data kept
+                maskbits[k][d < m.uniform(8, 30)] |= 1 << 1
+            elif kind == 1:  # saturated blob: SATUR_* + ALLMASK_*, no usable data
+                blob = d < m.uniform(1.0, 3.5)
+                maskbits[k][blob] |= (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)
+                iv[:, blob] = 0.0
+                img[:, blob] = np.maximum(img[:, blob], 0.0)
+            else:  # missing data strip at an edge
+                w = int(m.integers(2, 9))
+                side = int(m.integers(0, 4))
+                sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
+                      (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
+                iv[:, sl[0], sl[1]] = 0.0
+                img[:, sl[0], sl[1]] = 0.0
+        host[k] = img
+        invvar[k] = iv
+    del r
+    return host, invvar.astype(np.float32), maskbits
+
+
+def synthetic_hosts(pair_ids: np.ndarray, cfg, props: dict | None = None) -> dict[str, np.ndarray]:
+    """Host facts plus ``host``, ``invvar`` (n, band, size, size) float32 and ``maskbits``
+    (n, size, size) int32 for ``pair_ids``; identical for a pair whatever the batch."""
+    ids = np.asarray(pair_ids, dtype=np.int64)
+    props = props if props is not None else synthetic_host_properties(ids, cfg)
+    images = _host_images(props, cfg)
+    host, invvar, maskbits = _noise_and_masks(ids, props, images, cfg)
+    return {**props, "host": host, "invvar": invvar, "maskbits": maskbits}

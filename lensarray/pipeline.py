@@ -150,6 +150,9 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
     arc = unit_arcs * np.nan_to_num(flux, nan=0.0)[:, :, None, None].astype(np.float32)
     cm = cfg.core_mask
     arc = apply_core_mask(arc, cm.policy, cm.radius, cm.width)
+    # where there is no data (invvar 0) nothing is observed: injecting light there would make
+    # lens and control stamps differ in dead pixels, a label leak
+    arc = np.where(hosts["invvar"] > 0, arc, np.float32(0.0))
     if r.null:
         arc = arc * np.float32(0.0)  # null injection: only the arc changes
     arc = arc.astype(np.float32)

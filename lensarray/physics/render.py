@@ -73,7 +73,7 @@ def _cell_kernel(fwhm, ksz, pixel_scale, cs, psf_model, psf_beta):
     cell = 1.0 / cs
     if psf_model == "gaussian":
         sigma = np.asarray(fwhm) * FWHM_TO_SIGMA
-        narrow = np.sqrt(sigma**2 - (pixel_scale * cell) ** 2 / 12.0)
+        narrow = np.sqrt(np.maximum(sigma**2 - (pixel_scale * cell) ** 2 / 12.0, (1e-3 * pixel_scale) ** 2))
         return gaussian_psf(narrow / FWHM_TO_SIGMA, ksz, pixel_scale, cell=cell)
     return moffat_psf(fwhm, psf_beta, ksz, pixel_scale, cell=cell, oversample=1)
 

@@ -1,0 +1,196 @@
+"""Evaluate lens-finder scores on a cube: ROC AUC (overall, stratified), recall at a fixed false
+positive rate with bootstrap CIs, completeness (the selection function) in (theta_E, PSF, arc_snr)
+cells, recall on anchors, and the mean score on hard negatives.
+
+Scores are per stamp: ``pair``, ``role`` (1 lens stamp, 0 control stamp) and ``score``.
+Positives are lens stamps of non-hard-negative pairs; negatives are all control stamps and both
+stamps of hard-negative pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ScoreTable", "load_scores", "evaluate_scores", "baseline_scores", "recall_at_fpr",
+           "THETA_E_BINS", "PSF_BINS", "SNR_BINS"]
+
+THETA_E_BINS = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
+PSF_BINS = (0.8, 1.2, 1.4, 1.6, 2.6)
+SNR_BINS = (0.8, 2.0, 8.0, 20.0, 50.0)
+THETA_E_OVER_PSF_BINS = (0.2, 0.5, 1.0, 1.5, 4.0)
+
+
+@dataclass
+class ScoreTable:
+    """Per-stamp scores: ``pair`` (int64), ``role`` (1 lens stamp, 0 control), ``score``."""
+
+    pair: np.ndarray
+    role: np.ndarray
+    score: np.ndarray
+
+
+def load_scores(path: str) -> ScoreTable:
+    """Read scores from ``.npz`` (arrays pair, role, score) or ``.csv`` (header pair,role,score)."""
+    if path.endswith(".npz"):
+        with np.load(path) as z:
+            missing = [k for k in ("pair", "role", "score") if k not in z.files]
+            if missing:
+                raise ValueError(f"--scores {path}: missing arrays {missing}; allowed npz with pair, role, score")
+            return ScoreTable(z["pair"].astype(np.int64), z["role"].astype(np.int8), z["score"].astype(np.float64))
+    if path.endswith(".csv"):
+        data = np.genfromtxt(path, delimiter=",", names=True)
+        names = data.dtype.names or ()
+        missing = [k for k in ("pair", "role", "score") if k not in names]
+        if missing:
+            raise ValueError(f"--scores {path}: missing columns {missing}; allowed csv with pair,role,score")
+        return ScoreTable(data["pair"].astype(np.int64), data["role"].astype(np.int8), data["score"].astype(np.float64))
+    raise ValueError(f"--scores {path}: allowed a .npz or .csv file")
+
+
+def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
+    """Fraction of positives scored above the (1 - fpr) quantile of the negatives."""
+    neg = scores[labels == 0]
+    pos = scores[labels == 1]
+    if neg.size == 0 or pos.size == 0:
+        return float("nan")
+    thr = np.quantile(neg, 1 - fpr, method="higher")
+    return float((pos > thr).mean())
+
+
+def _auc(labels, scores) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if np.unique(labels).size < 2:
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def _bootstrap(fn, labels, scores, groups, n_boot: int, seed: int) -> tuple[float, float]:
+    """95% CI resampling pairs (a lens stamp and its control together)."""
+    rng = np.random.default_rng(seed)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[members], np.arange(uniq.size))
+    ends = np.append(starts[1:], members.size)
+    vals = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, uniq.size, uniq.size)
+        idx = np.concatenate([members[starts[p]:ends[p]] for p in pick])
+        vals.append(fn(labels[idx], scores[idx]))
+    vals = np.asarray(vals)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return float("nan"), float("nan")
+    return float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))
+
+
+def _bin_table(values, edges, labels, scores, thr) -> list[dict]:
+    rows = []
+    pos = labels == 1
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (values >= lo) & (values < hi)
+        p = sel & pos
+        rows.append({"lo": float(lo), "hi": float(hi), "n_pos": int(p.sum()), "n_neg": int((sel & ~pos).sum()),
+                     "auc": _auc(labels[sel], scores[sel]) if sel.any() else float("nan"),
+                     "completeness": float((scores[p] > thr).mean()) if p.any() else float("nan")})
+    return rows
+
+
+def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: float = 0.01, n_boot: int = 200,
+                    seed: int = 0, anchors: ScoreTable | None = None) -> dict:
+    """All evaluation figures for per-stamp scores on cube ``ds`` (per-pair variables only).
+
+    Returns a JSON-able dict: ``auc`` (+ CI), ``recall_at_fpr`` (+ CI), ``threshold``,
+    ``by_theta_e``, ``by_theta_e_over_psf``, ``by_arc_snr``, ``by_psf`` (AUC and completeness per
+    bin), ``completeness_grid`` (theta_E x arc_snr cells), ``hard_negatives`` (mean score per
+    kind), ``anchors`` recall.
+    """
+    from .cube import NEGATIVE_KINDS, SPLIT_NAMES
+
+    pair = np.asarray(table.pair, dtype=np.int64)
+    role = np.asarray(table.role, dtype=np.int8)
+    score = np.asarray(table.score, dtype=np.float64)
+    n = int(ds.sizes["pair"])
+    if pair.size == 0 or pair.min() < 0 or pair.max() >= n:
+        raise ValueError(f"scores: pair ids must lie in [0, {n - 1}]")
+    neg_kind = ds["hard_negative"].values[pair] if "hard_negative" in ds else np.zeros(pair.size, np.int8)
+    if split is not None and "split" in ds:
+        keep = ds["split"].values[pair] == SPLIT_NAMES.index(split)
+        if keep.any():
+            pair, role, score, neg_kind = pair[keep], role[keep], score[keep], neg_kind[keep]
+    labels = ((role == 1) & (neg_kind == 0)).astype(np.int8)
+    neg = labels == 0
+    thr = float(np.quantile(score[neg], 1 - fpr, method="higher")) if neg.any() else float("nan")
+    theta_e = ds["theta_e"].values[pair]
+    snr = ds["arc_snr"].values[pair]
+    rb = list(map(str, ds["band"].values)).index("r") if "r" in ds["band"].values else 0
+    psf = ds["psf_fwhm"].values[pair, rb]
+    out = {
+        "n_stamps": int(pair.size), "n_pos": int(labels.sum()), "n_neg": int(neg.sum()), "split": split,
+        "fpr": fpr, "threshold": thr,
+        "auc": _auc(labels, score), "auc_ci95": _bootstrap(_auc, labels, score, pair, n_boot, seed),
+        "recall_at_fpr": recall_at_fpr(labels, score, fpr),
+        "recall_ci95": _bootstrap(lambda y, s: recall_at_fpr(y, s, fpr), labels, score, pair, n_boot, seed + 1),
+        "by_theta_e": _bin_table(theta_e, THETA_E_BINS, labels, score, thr),
+        "by_theta_e_over_psf": _bin_table(theta_e / psf, THETA_E_OVER_PSF_BINS, labels, score, thr),
+        "by_arc_snr": _bin_table(snr, SNR_BINS, labels, score, thr),
+        "by_psf": _bin_table(psf, PSF_BINS, labels, score, thr),
+    }
+    grid = []
+    pos = labels == 1
+    for i in range(len(THETA_E_BINS) - 1):
+        for j in range(len(SNR_BINS) - 1):
+            sel = pos & (theta_e >= THETA_E_BINS[i]) & (theta_e < THETA_E_BINS[i + 1]) & \
+                (snr >= SNR_BINS[j]) & (snr < SNR_BINS[j + 1])
+            grid.append({"theta_e": [THETA_E_BINS[i], THETA_E_BINS[i + 1]], "arc_snr": [SNR_BINS[j], SNR_BINS[j + 1]],
+                         "n": int(sel.sum()), "completeness": float((score[sel] > thr).mean()) if sel.any() else None})
+    out["completeness_grid"] = grid
+    hn = {}
+    for code in np.unique(neg_kind[neg_kind > 0]):
+        sel = neg_kind == code
+        hn[NEGATIVE_KINDS[int(code)]] = {"n": int(sel.sum()), "mean_score": float(score[sel].mean()),
+                                          "fpr_at_threshold": float((score[sel] > thr).mean())}
+    out["hard_negatives"] = hn
+    if anchors is not None:
+        out["anchors"] = {"n": int(anchors.score.size), "recall_at_threshold": float((anchors.score > thr).mean())}
+    return out
+
+
+def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_train_pairs: int = 20000,
+                    progress: bool = False) -> tuple[ScoreTable, dict]:
+    """Train the built-in baseline on the train split, score the test split.
+
+    Stamps stream through :func:`lensarray.training.batches` (bounded memory); with
+    ``centre_mask`` the same transform is applied at training and test time.
+    Returns the test scores and a small dict of training facts.
+    """
+    from .baseline import BaselineClassifier, stamp_features
+    from .training import batches
+
+    def collect(split, limit):
+        feats, labels, pairs, roles = [], [], [], []
+        n = 0
+        for b in batches(ds, split, batch_size=256, seed=seed, augment=(), centre_mask=centre_mask,
+                         shuffle_buffer=0):
+            feats.append(stamp_features(b["images"]))
+            labels.append(b["labels"])
+            pairs.append(b["pair"])
+            roles.append(b["role"])
+            n += len(b["pair"])
+            if n >= 2 * limit:
+                break
+        if not feats:
+            return None
+        return np.concatenate(feats), np.concatenate(labels), np.concatenate(pairs), np.concatenate(roles)
+
+    train = collect("train", max_train_pairs)
+    test = collect("test", 10**12)
+    if train is None or test is None:
+        raise ValueError("baseline: the cube needs train and test splits (built with region-disjoint splits)")
+    clf = BaselineClassifier(seed=seed)
+    clf.model.fit(train[0], train[1])
+    scores = clf.model.predict_proba(test[0])[:, 1]
+    return ScoreTable(test[2], test[3], scores), {"n_train_stamps": int(train[0].shape[0]),
+                                                   "n_test_stamps": int(test[0].shape[0])}

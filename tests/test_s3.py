@@ -96,8 +96,11 @@ def test_missing_credentials(s3, monkeypatch, tmp_path):
         check_destination("s3://cubes/x.zarr", {"endpoint_url": s3})
 
 
-def test_unreachable_endpoint():
+def test_unreachable_endpoint(monkeypatch):
     import socket
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
 
     with socket.socket() as s:  # a port with nobody listening
         s.bind(("127.0.0.1", 0))

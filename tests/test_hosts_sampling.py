@@ -1,0 +1,168 @@
+"""Synthetic hosts, priors, S/N calibration, core masks, negatives: determinism, calibration
+against the real data in ../shared/data, exact answers."""
+
+import numpy as np
+import pytest
+
+from lensarray.config import RunConfig
+from lensarray.derived import arc_statistics
+from lensarray.hosts.bricks import brickname_of
+from lensarray.hosts.synthetic import CALIBRATION, synthetic_host_properties, synthetic_hosts
+from lensarray.masking import apply_core_mask, core_mask_weights, parse_core_mask
+from lensarray.negatives import draw_negative_kinds, render_negative_features
+from lensarray.physics.render import render_unit_arcs
+from lensarray.sampling import calibrate_flux, sample_params
+from lensarray.testing import shared_data
+
+CFG = RunConfig().validate()
+
+
+def test_hosts_are_chunk_independent_and_consistent():
+    from lensarray.hosts.synthetic import _host_images
+
+    h = synthetic_hosts(np.arange(40), CFG)
+    model = _host_images(synthetic_host_properties(np.arange(40), CFG), CFG)
+    part = synthetic_hosts(np.arange(25, 33), CFG)
+    for k in ("host", "invvar", "maskbits", "ra", "psf_fwhm", "brickname"):
+        np.testing.assert_array_equal(part[k], h[k][25:33], err_msg=k)
+    # noise drawn from invvar: normalised residual of the outer sky ~ N(0, 1)
+    yy, xx = np.mgrid[0:64, 0:64] - 32
+    outer = np.hypot(yy, xx) > 26
+    res = []
+    for i in range(40):
+        good = outer & (h["invvar"][i, 1] > 0)
+        res.append((h["host"][i, 1] - model[i, 1])[good] * np.sqrt(h["invvar"][i, 1][good]))
+    res = np.concatenate(res)
+    assert abs(np.std(res) - 1) < 0.03 and abs(np.median(res)) < 0.03
+    assert (h["host"][h["invvar"] == 0] >= 0).all()
+
+
+def test_brick_names_match_real_dr10():
+    ra = [0.10618843, 0.06109889, 0.26156697, 0.25441706, 359.85571289]
+    dec = [-3.95577168, -5.95079136, -37.32427216, -0.55785072, -3.04931903]
+    assert brickname_of(ra, dec).tolist() == ["0001m040", "0001m060", "0001m372", "0003m005", "3598m030"]
+    # 0006p270 (Dec 27): the row is exact, the RA column within one brick
+    assert brickname_of([0.69431657], [27.08937073])[0][4:] == "p270"
+
+
+def test_host_property_distributions_follow_the_calibration():
+    p = synthetic_host_properties(np.arange(4000), CFG)
+    r = CFG.run.bands.index("r")
+    q = np.percentile(p["psf_fwhm"][:, r], [16, 50, 84])
+    np.testing.assert_allclose(q, [1.20, 1.37, 1.59], atol=0.05)  # DR10 brick percentiles
+    assert CFG.hosts.r_mag_min <= p["host_mag"][:, r].min() and p["host_mag"][:, r].max() <= CFG.hosts.r_mag_max
+    des = p["dec"] < CALIBRATION["des_dec_max"]
+    assert np.median(p["psfdepth"][des, r]) == pytest.approx(25.1, abs=0.1)
+    assert np.median(p["psfdepth"][~des, r]) == pytest.approx(24.2, abs=0.1)
+    assert (p["dec"] >= -65).all() and (p["dec"] <= 32).all()
+
+
+@pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
+def test_calibration_numbers_rederived_from_shared_data():
+    import csv
+
+    rows = list(csv.DictReader(open(shared_data() / "observing_conditions" / "dr10_bricks_psf_depth_r.csv")))
+    key = next(k for k in rows[0] if "psf" in k.lower())
+    psf = np.array([float(r[key]) for r in rows if r[key] not in ("", "nan")])
+    psf = psf[np.isfinite(psf)]
+    assert np.median(psf) == pytest.approx(CALIBRATION["psf_r"][0], abs=0.05)
+    sig = (np.log(np.percentile(psf, 84)) - np.log(np.percentile(psf, 16))) / 2
+    assert sig == pytest.approx(CALIBRATION["psf_r"][1], abs=0.04)
+
+
+@pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
+def test_synthetic_vs_real_dr10_brightness_and_noise():
+    real = []
+    for f in sorted((shared_data() / "cutouts" / "dr10_npz").glob("*.npz")):
+        real.append(np.moveaxis(np.load(f)["cutout"], -1, 0)[:, 18:82, 18:82])
+    real = np.stack(real)
+    syn = synthetic_hosts(np.arange(300), CFG)["host"]
+    yy, xx = np.mgrid[0:64, 0:64] - 32
+    r = np.hypot(yy, xx)
+
+    def central(st):
+        return np.median(st[:, 1][:, r < 8], axis=1)
+
+    def noise(st):
+        v = st[:, 1][:, r > 26]
+        return 1.4826 * np.median(np.abs(v - np.median(v, axis=1, keepdims=True)), axis=1)
+
+    b_ratio = np.median(central(syn)) / np.median(central(real))
+    n_ratio = np.median(noise(syn)) / np.median(noise(real))
+    print(f"synthetic/real DR10: central r brightness ratio {b_ratio:.2f}, sky noise ratio {n_ratio:.2f}")
+    assert 0.33 < b_ratio < 3.0
+    assert 0.5 < n_ratio < 2.0
+
+
+def test_priors_chunk_independent_and_within_bounds():
+    props = synthetic_host_properties(np.arange(2000), CFG)
+    p = sample_params(np.arange(2000), CFG, props)
+    q = sample_params(np.arange(1000, 1010), CFG, {"psf_fwhm": props["psf_fwhm"][1000:1010]})
+    for k in ("theta_e", "src_x", "src_reff", "target_snr", "src_color"):
+        np.testing.assert_array_equal(q[k], p[k][1000:1010], err_msg=k)
+    assert (p["theta_e"] >= 0.5).all() and (p["theta_e"] <= 3.0).all()
+    beta = np.hypot(p["src_x"], p["src_y"]) / p["theta_e"]
+    assert (beta >= 0.1 - 1e-9).all() and (beta <= 1.0 + 1e-9).all()
+    t = p["target_snr"]
+    frac = [np.mean((t >= a) & (t < b)) for a, b in ((0.8, 2), (2, 8), (8, 20), (20, 50))]
+    np.testing.assert_allclose(frac, [0.40, 0.40, 0.15, 0.05], atol=0.03)
+    assert np.hypot(p["lens_e1"], p["lens_e2"]).max() < 0.5
+
+
+def test_snr_calibration_is_exact():
+    ids = np.arange(12)
+    hosts = synthetic_hosts(ids, CFG)
+    p = sample_params(ids, CFG, hosts)
+    unit, _ = render_unit_arcs(p)
+    flux = calibrate_flux(unit, hosts["invvar"], p["target_snr"], 1)
+    arcs = unit * flux[:, None, None, None].astype(np.float32)
+    st = arc_statistics(arcs, hosts["invvar"], core_radius=5.0, snr_band_index=1)
+    np.testing.assert_allclose(st["arc_snr"], p["target_snr"], rtol=1e-5)
+    assert np.isnan(calibrate_flux(unit[:1], np.zeros_like(hosts["invvar"][:1]), p["target_snr"][:1], 1))[0]
+
+
+def test_core_mask_policies():
+    w = core_mask_weights(64, "hard", 5.0)
+    assert w[32, 32] == 0 and w[32, 37] == 1 and w[32, 36] == 0  # r = 5 kept, r = 4 masked
+    t = core_mask_weights(64, "taper", 5.0, 1.0)
+    assert t[32, 32] < 0.01 and t[32, 37] == pytest.approx(0.5) and t[32, 60] > 0.999
+    prof = t[32, 32:]
+    assert (np.diff(prof) >= 0).all()
+    assert (core_mask_weights(64, "none") == 1).all()
+    arcs = np.ones((2, 3, 64, 64), np.float32)
+    st = arc_statistics(apply_core_mask(arcs, "hard", 5.0), arcs, core_radius=5.0, snr_band_index=1)
+    assert (st["core_flux_frac"] == 0).all()
+    assert parse_core_mask("taper:4:1.5") == ("taper", 4.0, 1.5)
+    for bad in ("box", "hard", "hard:-1", "taper:3", "hard:x"):
+        with pytest.raises(ValueError, match="allowed"):
+            parse_core_mask(bad)
+
+
+def test_core_flux_fraction_nan_for_null_arcs():
+    z = np.zeros((1, 3, 16, 16), np.float32)
+    assert np.isnan(arc_statistics(z, z + 1, core_radius=3, snr_band_index=1)["core_flux_frac"]).all()
+
+
+def test_hard_negatives():
+    cfg = RunConfig().replace(**{"negatives.fraction": 0.3}).validate()
+    ids = np.arange(600)
+    kinds = draw_negative_kinds(ids, cfg)
+    assert abs((kinds > 0).mean() - 0.3) < 0.05 and set(np.unique(kinds)) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(draw_negative_kinds(ids[100:110], cfg), kinds[100:110])
+    sel = ids[:40]
+    props = synthetic_host_properties(sel, cfg)
+    p = sample_params(sel, cfg, props)
+    feats = render_negative_features(sel, kinds[:40], p, cfg)
+    neg = kinds[:40] > 0
+    tot = feats[neg].sum(axis=(2, 3))
+    # unit flux before the PSF; the PSF carries a little of an outer spiral arm off the stamp
+    assert (tot <= 1.0 + 1e-4).all() and (tot > 0.95).all()
+    assert np.allclose(tot[kinds[:40][neg] != 2], 1.0, atol=0.011)
+    assert (feats[~neg] == 0).all()
+    # rings are centred on the host: flux centroid near the origin
+    ring = np.flatnonzero(kinds[:40] == 1)[0]
+    yy, xx = np.mgrid[0:64, 0:64] - 32
+    img = feats[ring, 1]
+    assert abs((img * xx).sum()) < 1.5 and abs((img * yy).sum()) < 1.5
+    assert (kinds == 0).all() if cfg.negatives.fraction == 0 else True
+    assert (draw_negative_kinds(ids, CFG) == 0).all()  # default: off

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from ._common import fail, storage_options_from_args
 
@@ -114,5 +113,4 @@ def run(args) -> int:
               f"recall@FPR={args.fpr:g} {res['recall_at_fpr']:.3f} [{lo:.3f}, {hi:.3f}]   n={res['n_stamps']}")
     (out / "evaluation.json").write_text(json.dumps(results, indent=1, default=lambda o: None if o is None else float(o)))
     print(f"wrote {out / 'evaluation.json'}", file=sys.stderr)
-    del np
     return 0

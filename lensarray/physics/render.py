@@ -81,7 +81,7 @@ def _cell_kernel(fwhm, ksz, pixel_scale, cs, psf_model, psf_beta):
 def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.262,
                      bands: Sequence[str] = ("g", "r", "z"), supersample: int = DEFAULT_SUPERSAMPLE,
                      conv_cells: int = DEFAULT_CONV_CELLS, psf_model: str = "gaussian",
-                     psf_beta: float = 3.5) -> tuple[np.ndarray, np.ndarray]:
+                     psf_beta: float = 3.5, method: str = "adaptive") -> tuple[np.ndarray, np.ndarray]:
     """Arcs of a source of unit unlensed flux (1 image unit) in every band.
 
     Parameters
@@ -103,6 +103,9 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
         Convolution cells per pixel side (must divide ``supersample``).
     psf_model
         ``"gaussian"`` or ``"moffat"`` (with ``psf_beta``).
+    method
+        ``"adaptive"`` (numba; full supersampling only where the source lands, see
+        :mod:`lensarray.physics._adaptive`) or ``"dense"`` (numpy; every pixel supersampled).
 
     Returns
     -------
@@ -118,8 +121,12 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
         raise ValueError(f"conv_cells = {conv_cells}: allowed a divisor of supersample ({supersample})")
     if psf_model not in ("gaussian", "moffat"):
         raise ValueError(f"psf_model = {psf_model!r}: allowed gaussian or moffat")
+    if method not in ("adaptive", "dense"):
+        raise ValueError(f"method = {method!r}: allowed adaptive or dense")
     p, n = _as_params(params, nb)
     ss, cs = int(supersample), int(conv_cells)
+    if method == "adaptive":
+        return _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta)
     fine = size * ss
     off = ((np.arange(fine) + 0.5) / ss - 0.5 - size // 2) * pixel_scale
     gx = off[None, None, :]
@@ -144,6 +151,62 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
         conv = fft_convolve(cells[:, None], kern)
         out[a:b] = conv.reshape(b - a, nb, size, cs, size, cs).sum(axis=(3, 5))
     return out, mu
+
+
+def _adaptive_params(p: dict) -> np.ndarray:
+    from .source import ellipticity_to_q_phi, sersic_b
+
+    q, phi = ellipticity_to_q_phi(p["lens_e1"], p["lens_e2"])
+    qs, phis = ellipticity_to_q_phi(p["src_e1"], p["src_e2"])
+    amp = 1.0 / sersic_total_flux(1.0, p["src_reff"], p["src_n"])
+    return np.stack([p["theta_e"], q, np.cos(phi), np.sin(phi), p["lens_x"], p["lens_y"], p["shear_g1"],
+                     p["shear_g2"], p["src_x"], p["src_y"], qs, np.cos(phis), np.sin(phis), p["src_reff"],
+                     1.0 / p["src_n"], sersic_b(p["src_n"]), amp], axis=1).astype(np.float64)
+
+
+def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta):
+    from ._adaptive import trace_cells
+
+    table = _adaptive_params(p)
+    out = np.empty((n, nb, size, size), dtype=np.float32)
+    mu = np.empty(n, dtype=np.float64)
+    hi = np.empty(n, dtype=np.float64)
+    ksz = kernel_size(size * cs)
+    for a in range(0, n, _BATCH):
+        b = min(a + _BATCH, n)
+        cells = np.zeros((b - a, size * cs, size * cs), dtype=np.float64)
+        trace_cells(table[a:b], size, pixel_scale, ss, cs, cells, mu[a:b], hi[a:b])
+        if psf_model == "gaussian":
+            conv = _gaussian_convolve_fourier(cells, p["psf_fwhm"][a:b], pixel_scale, cs)
+        else:
+            kern = _cell_kernel(p["psf_fwhm"][a:b], ksz, pixel_scale, cs, psf_model, psf_beta)
+            conv = fft_convolve(cells[:, None], kern)
+        out[a:b] = conv.reshape(b - a, nb, size, cs, size, cs).sum(axis=(3, 5))
+    return out, mu.astype(np.float32)
+
+
+def _gaussian_convolve_fourier(cells: np.ndarray, fwhm: np.ndarray, pixel_scale: float, cs: int) -> np.ndarray:
+    """The same convolution as :func:`_cell_kernel` + :func:`fft_convolve` for a Gaussian PSF, with
+    the kernel's transform written down analytically (a Gaussian of variance sigma^2 - cell^2/12
+    integrated over a cell: ``exp(-2 pi^2 s^2 k^2) sinc(kx) sinc(ky)``): one forward FFT per stamp
+    instead of one per stamp and band. float32 transforms: the result is stored as float32."""
+    import scipy.fft
+
+    nb = fwhm.shape[1]
+    n_cells = cells.shape[-1]
+    pad = scipy.fft.next_fast_len(2 * n_cells, real=True)
+    ky = scipy.fft.fftfreq(pad)[:, None]
+    kx = scipy.fft.rfftfreq(pad)[None, :]
+    k2 = (kx * kx + ky * ky).astype(np.float32)
+    sinc = (np.sinc(kx) * np.sinc(ky)).astype(np.float32)
+    sig = np.asarray(fwhm, dtype=np.float64) * FWHM_TO_SIGMA / (pixel_scale / cs)
+    var = np.maximum(sig**2 - 1.0 / 12.0, 1e-6).astype(np.float32)  # cells^2
+    fc = scipy.fft.rfft2(cells.astype(np.float32), s=(pad, pad))
+    out = np.empty((cells.shape[0], nb, n_cells, n_cells), dtype=np.float32)
+    for band in range(nb):
+        kh = np.exp(np.float32(-2.0 * np.pi**2) * var[:, band, None, None] * k2[None]) * sinc[None]
+        out[:, band] = scipy.fft.irfft2(fc * kh, s=(pad, pad))[:, :n_cells, :n_cells]
+    return out
 
 
 def render_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.262,

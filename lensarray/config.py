@@ -115,7 +115,7 @@ class PsfSection:
 class RenderSection:
     """Numerical settings of the renderer."""
 
-    supersample: int = _f(4, range=(1, 32), doc="sub-pixels per pixel side for ray tracing")
+    supersample: int = _f(12, range=(2, 32), doc="sub-pixels per pixel side for ray tracing where the source lands (even)")
 
 
 @dataclass
@@ -267,6 +267,8 @@ class RunConfig:
             errs.append(f"core_mask.radius = {self.core_mask.radius}: allowed <= size/2 = {r.size / 2}")
         if self.diagnostics.core_box > r.size:
             errs.append(f"diagnostics.core_box = {self.diagnostics.core_box}: allowed <= run.size ({r.size})")
+        if self.render.supersample % 2:
+            errs.append(f"render.supersample = {self.render.supersample}: allowed an even number (2 convolution cells per pixel)")
         if not self.negatives.kinds and self.negatives.fraction > 0:
             errs.append("negatives.kinds = []: allowed a non-empty list when negatives.fraction > 0")
         del lens, src

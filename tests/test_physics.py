@@ -27,8 +27,8 @@ def lenstronomy_cases():
     pytest.importorskip("lenstronomy")
     from _lenstronomy_ref import lenstronomy_image, random_params
 
-    p = random_params(6, seed=11, reff=(0.1, 0.6), theta_e=(0.5, 3.0))
-    refs = np.array([[lenstronomy_image(p, i, b)[0] for b in range(3)] for i in range(6)])
+    p = random_params(10, seed=99, reff=(0.1, 0.6), theta_e=(0.5, 3.0))
+    refs = np.array([[lenstronomy_image(p, i, b)[0] for b in range(3)] for i in range(10)])
     return p, refs
 
 

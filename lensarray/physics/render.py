@@ -29,7 +29,7 @@ __all__ = ["render_unit_arcs", "render_arcs", "REQUIRED", "DEFAULT_SUPERSAMPLE",
 #: Parameters every call needs (shape (n,)); ``src_mag`` and ``psf_fwhm`` are (n, band).
 REQUIRED = ("theta_e", "lens_e1", "lens_e2", "src_x", "src_y", "src_reff", "src_n", "src_e1", "src_e2")
 OPTIONAL_ZERO = ("lens_x", "lens_y", "shear_g1", "shear_g2")
-DEFAULT_SUPERSAMPLE = 8
+DEFAULT_SUPERSAMPLE = 12
 DEFAULT_CONV_CELLS = 2
 _BATCH = 16  # stamps per inner batch: bounds the supersampled temporaries (~16 x 256^2 x 8 B)
 

@@ -34,6 +34,14 @@ def _open(source, storage_options):
     return open_cube(str(source), storage_options=storage_options)
 
 
+def _read(var, a: int, b: int) -> np.ndarray:
+    """Pairs [a, b) of a variable: straight from the dask chunk (no xarray indexing overhead)."""
+    data = var.data
+    if hasattr(data, "dask"):
+        return data[a:b].compute(scheduler="synchronous")
+    return np.asarray(data[a:b])
+
+
 def _augment(images: np.ndarray, rng: np.random.Generator, ops: tuple[str, ...]) -> np.ndarray:
     out = images
     if "flip" in ops:
@@ -109,18 +117,25 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
     if shards is not None:
         order = np.asarray(shards)[rng.permutation(len(shards))]
 
-    buf_img: list[np.ndarray] = []
-    buf_meta: list[np.ndarray] = []  # rows of (pair, role)
+    # the shuffle pool is one preallocated array; emitting a batch copies the picked samples out
+    # and moves the pool's tail into the holes, so each sample is copied O(1) times
+    nb_, sz = int(ds.sizes["band"]), int(ds.sizes["y"])
+    capacity = max(shuffle_buffer, 0) + 2 * shard_pairs + batch_size
+    pool_img = np.empty((capacity, nb_, sz, sz), dtype=np.float32)
+    pool_rows = np.empty((capacity, 2), dtype=np.int64)
     n_buf = 0
 
     def emit(count: int):
-        nonlocal buf_img, buf_meta, n_buf
-        imgs = np.concatenate(buf_img)
-        rows = np.concatenate(buf_meta)
-        perm = rng.permutation(len(imgs))
-        take, keep = perm[:count], perm[count:]
-        out_img, out_rows = imgs[take], rows[take]
-        buf_img, buf_meta, n_buf = [imgs[keep]], [rows[keep]], len(keep)
+        nonlocal n_buf
+        take = rng.choice(n_buf, size=count, replace=False)
+        out_img, out_rows = pool_img[take].copy(), pool_rows[take].copy()
+        keep = np.ones(n_buf, bool)
+        keep[take] = False
+        tail = np.flatnonzero(keep[n_buf - count:]) + (n_buf - count)  # survivors in the tail
+        holes = np.sort(take[take < n_buf - count])
+        pool_img[holes] = pool_img[tail]
+        pool_rows[holes] = pool_rows[tail]
+        n_buf -= count
         return out_img, out_rows
 
     def package(imgs, rows):
@@ -145,14 +160,16 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
             sel = sel[split_all[a:b] == want]
         if sel.size == 0:
             continue
-        part = ds[["host", "arc"]].isel(pair=slice(a, b))
-        host = np.asarray(part["host"].values)[sel - a]
-        arc = np.asarray(part["arc"].values)[sel - a]
-        imgs = np.concatenate([host + arc, host])
-        rows = np.concatenate([np.stack([sel, np.ones_like(sel)], 1), np.stack([sel, np.zeros_like(sel)], 1)])
-        buf_img.append(imgs)
-        buf_meta.append(rows)
-        n_buf += len(imgs)
+        host = np.asarray(_read(ds["host"], a, b))[sel - a]
+        arc = np.asarray(_read(ds["arc"], a, b))[sel - a]
+        m = sel.size
+        pool_img[n_buf:n_buf + m] = host + arc
+        pool_img[n_buf + m:n_buf + 2 * m] = host
+        pool_rows[n_buf:n_buf + m, 0] = sel
+        pool_rows[n_buf:n_buf + m, 1] = 1
+        pool_rows[n_buf + m:n_buf + 2 * m, 0] = sel
+        pool_rows[n_buf + m:n_buf + 2 * m, 1] = 0
+        n_buf += 2 * m
         while n_buf >= shuffle_buffer + batch_size:
             yield package(*emit(batch_size))
     while n_buf >= batch_size:

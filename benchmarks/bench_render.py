@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
         return float(e.max()), float(np.median(e)), float(f.max())
 
     acc = {"lensarray": err(mine), "lenstronomy_ss8": err(lt)}
-    ours = max(r["lensarray_stamps_per_s"] for r in rows)
+    ours = rows[-1]["lensarray_stamps_per_s"]  # the largest batch: how a build renders
     summary = {"lenstronomy_rebuilt_per_s": 1 / t_rebuilt, "lenstronomy_prebuilt_per_s": 1 / t_prebuilt,
                "lensarray_best_per_s": ours, "speedup_vs_rebuilt": ours * t_rebuilt,
                "speedup_vs_prebuilt": ours * t_prebuilt,
@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
                        "ratio_to_fft_plus_copy"]))
     print()
     print(f"lenstronomy (supersampling 8, supersampled convolution): rebuilt {1 / t_rebuilt:.1f} stamps/s, "
-          f"prebuilt {1 / t_prebuilt:.1f} stamps/s; lensarray best {ours:.0f} stamps/s "
+          f"prebuilt {1 / t_prebuilt:.1f} stamps/s; lensarray (batch {rows[-1]["batch"]}) {ours:.0f} stamps/s "
           f"= {summary['speedup_vs_rebuilt']:.0f}x rebuilt, {summary['speedup_vs_prebuilt']:.0f}x prebuilt")
     for k, v in acc.items():
         print(f"accuracy {k:<16} max {v[0]:.4f} median {v[1]:.4f} of peak; flux {v[2]:.4f}")

@@ -31,10 +31,9 @@ def add_cluster_arguments(parser) -> None:
     g.add_argument("--workers", type=int, help="number of workers (local/k8s); 0 = synchronous in this process")
     g.add_argument("--threads-per-worker", type=int, help="threads per worker (default 1: the kernel is numpy)")
     g.add_argument("--memory-limit", help="memory limit per worker, e.g. 4GiB")
-    s = parser.add_argument_group("storage (S3 and other fsspec URLs)")
-    s.add_argument("--endpoint-url", help="S3 endpoint URL (default: AWS; env LENSARRAY_S3_ENDPOINT)")
-    s.add_argument("--profile", help="AWS profile name for credentials")
-    s.add_argument("--anon", action="store_true", default=None, help="anonymous (unsigned) S3 access")
+    from .storage import add_storage_arguments
+
+    add_storage_arguments(parser)
 
 
 def _section_from_args(args, cfg) -> Any:

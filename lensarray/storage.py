@@ -11,13 +11,21 @@ import os
 import re
 from typing import Any
 
-__all__ = ["StorageError", "storage_options_from", "check_destination", "redact"]
+__all__ = ["StorageError", "add_storage_arguments", "storage_options_from", "check_destination", "redact"]
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|key)", re.I)
 
 
 class StorageError(OSError):
     """The destination cannot be used; the message is one line and holds no credentials."""
+
+
+def add_storage_arguments(parser) -> None:
+    """``--endpoint-url``, ``--profile``, ``--anon`` for commands that read or write stores."""
+    s = parser.add_argument_group("storage (S3 and other fsspec URLs)")
+    s.add_argument("--endpoint-url", help="S3 endpoint URL (default: AWS; env LENSARRAY_S3_ENDPOINT)")
+    s.add_argument("--profile", help="AWS profile name for credentials")
+    s.add_argument("--anon", action="store_true", default=None, help="anonymous (unsigned) S3 access")
 
 
 def storage_options_from(args=None, cfg=None, env: dict | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 
+from ..storage import add_storage_arguments
 from ._common import fail, storage_options_from_args
 
 NAME = "evaluate"
@@ -33,9 +34,7 @@ def add_arguments(p) -> None:
     p.add_argument("--centre-mask", default="uniform", help="baseline ablation mask: fixed:R | uniform | psf (default uniform)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for CIs (default 200)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--endpoint-url", help="S3 endpoint URL")
-    p.add_argument("--anon", action="store_true", default=None, help="anonymous S3 access")
-    p.add_argument("--profile", help="AWS profile name")
+    add_storage_arguments(p)
 
 
 def _mask_spec(text: str) -> dict:

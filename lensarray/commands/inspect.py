@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 
+from ..storage import add_storage_arguments
 from ._common import fail, storage_options_from_args
 
 NAME = "inspect"
@@ -18,9 +19,7 @@ HELP = "describe a cube: pairs, bands, chunks/shards, bytes on disk, parameter r
 def add_arguments(p) -> None:
     p.add_argument("store", help="cube location (local path or s3://...)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
-    p.add_argument("--endpoint-url", help="S3 endpoint URL")
-    p.add_argument("--anon", action="store_true", default=None, help="anonymous S3 access")
-    p.add_argument("--profile", help="AWS profile name")
+    add_storage_arguments(p)
 
 
 def describe(url: str, storage_options: dict | None = None) -> dict:
@@ -37,7 +36,10 @@ def describe(url: str, storage_options: dict | None = None) -> dict:
     host = group["host"]
     done = completed_shards(group)
     params = {}
-    for name, var in ds.data_vars.items():
+    from ..cube import VARIABLES
+
+    for name in VARIABLES:  # schema order: lens, source, PSF, derived, host facts
+        var = ds[name]
         if var.dims[0] != "pair" or var.ndim > 2 or var.dtype.kind not in "fi":
             continue
         vals = np.asarray(var.values, dtype=np.float64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..storage import add_storage_arguments
 from ._common import fail, storage_options_from_args
 
 NAME = "preview"
@@ -21,9 +22,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output PNG file")
     p.add_argument("--stretch", type=float, default=0.5, help="Lupton stretch, nanomaggy (default 0.5)")
     p.add_argument("--q", type=float, default=8.0, help="Lupton softening Q (default 8)")
-    p.add_argument("--endpoint-url", help="S3 endpoint URL")
-    p.add_argument("--anon", action="store_true", default=None, help="anonymous S3 access")
-    p.add_argument("--profile", help="AWS profile name")
+    add_storage_arguments(p)
 
 
 def parse_range(text: str, n: int) -> slice:

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from ..storage import add_storage_arguments
 from ._common import fail, storage_options_from_args
 
 NAME = "verify"
@@ -23,9 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("store", help="cube location (local path or s3://...)")
     p.add_argument("--sample", type=int, default=8, help="pairs to re-render and compare (default 8; 0 = none)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-    p.add_argument("--endpoint-url", help="S3 endpoint URL")
-    p.add_argument("--anon", action="store_true", default=None, help="anonymous S3 access")
-    p.add_argument("--profile", help="AWS profile name")
+    add_storage_arguments(p)
 
 
 IMAGE_CHECKS = ("host", "invvar", "arc")

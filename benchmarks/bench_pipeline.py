@@ -63,7 +63,7 @@ def bench_size(n: int, root: str, client) -> dict:
     ds = open_cube(url)
     t0 = time.perf_counter()
     count = 0
-    for b in batches(ds, None, batch_size=256, seed=0, augment=(), shuffle_buffer=2048):
+    for b in batches(url, None, batch_size=256, seed=0, augment=(), shuffle_buffer=2048):
         count += len(b["labels"])
     t_loader = time.perf_counter() - t0
     t0 = time.perf_counter()

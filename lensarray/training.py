@@ -103,6 +103,12 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
     if bad:
         raise ValueError(f"augment = {bad}: allowed items from {', '.join(AUGMENTATIONS)}")
     ds = _open(source, storage_options)
+    group = None
+    if not hasattr(source, "data_vars"):
+        # read shards straight from zarr: the same bytes without dask/xarray indexing overhead
+        from .store import open_group
+
+        group = open_group(str(source), storage_options, mode="r")
     n = int(ds.sizes["pair"])
     shard_pairs = int(ds.attrs.get("shard_pairs", ds["host"].data.chunks[0][0] if hasattr(ds["host"].data, "chunks") else n))
     n_shards = -(-n // shard_pairs)
@@ -160,8 +166,11 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
             sel = sel[split_all[a:b] == want]
         if sel.size == 0:
             continue
-        host = np.asarray(_read(ds["host"], a, b))[sel - a]
-        arc = np.asarray(_read(ds["arc"], a, b))[sel - a]
+        if group is not None:
+            host, arc = group["host"][a:b][sel - a], group["arc"][a:b][sel - a]
+        else:
+            host = np.asarray(_read(ds["host"], a, b))[sel - a]
+            arc = np.asarray(_read(ds["arc"], a, b))[sel - a]
         m = sel.size
         pool_img[n_buf:n_buf + m] = host + arc
         pool_img[n_buf + m:n_buf + 2 * m] = host

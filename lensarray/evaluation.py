@@ -159,12 +159,13 @@ def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: f
 
 
 def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_train_pairs: int = 20000,
-                    progress: bool = False) -> tuple[ScoreTable, dict]:
+                    progress: bool = False, anchor_images: np.ndarray | None = None) -> tuple[ScoreTable, dict]:
     """Train the built-in baseline on the train split, score the test split.
 
     Stamps stream through :func:`lensarray.training.batches` (bounded memory); with
     ``centre_mask`` the same transform is applied at training and test time.
-    Returns the test scores and a small dict of training facts.
+    Returns the test scores and a small dict of training facts (with ``anchor_scores`` when
+    ``anchor_images`` (n, band, y, x) of known lenses are given).
     """
     from .baseline import BaselineClassifier, stamp_features
     from .training import batches
@@ -192,5 +193,12 @@ def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_t
     clf = BaselineClassifier(seed=seed)
     clf.model.fit(train[0], train[1])
     scores = clf.model.predict_proba(test[0])[:, 1]
-    return ScoreTable(test[2], test[3], scores), {"n_train_stamps": int(train[0].shape[0]),
-                                                   "n_test_stamps": int(test[0].shape[0])}
+    facts = {"n_train_stamps": int(train[0].shape[0]), "n_test_stamps": int(test[0].shape[0])}
+    if anchor_images is not None:
+        imgs = np.asarray(anchor_images, dtype=np.float32)
+        if centre_mask is not None:
+            from .diagnostics.ablation import centre_mask as mask_fn
+
+            imgs = mask_fn(imgs, seed=seed, **{k: v for k, v in centre_mask.items() if k != "psf_fwhm"})
+        facts["anchor_scores"] = clf.score(imgs)
+    return ScoreTable(test[2], test[3], scores), facts

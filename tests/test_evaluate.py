@@ -75,3 +75,35 @@ def test_baseline_end_to_end_cli(tmp_path, capsys):
         assert 0.0 <= r["auc"] <= 1.0 and r["n_pos"] > 0
     assert (tmp_path / "ev" / "completeness_baseline.png").stat().st_size > 5000
     assert main(["evaluate", str(out), "--baseline", "--out", str(tmp_path), "--fpr", "0.7"]) == 2
+
+
+def test_hard_negatives_in_diagnose_and_anchors_in_evaluate(tmp_path, capsys):
+    from test_ingest import _fits
+
+    from lensarray import pipeline
+    from lensarray.config import RunConfig
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics import diagnose
+
+    url = str(tmp_path / "neg.zarr")
+    cfg = RunConfig().replace(**{"run.n_pairs": 200, "run.shard_pairs": 100, "run.chunk_pairs": 20,
+                                 "cluster.kind": "none", "negatives.fraction": 0.3}).validate()
+    pipeline.build(cfg, url, progress=False)
+    ds = open_cube(url)
+    n_neg = int((ds["hard_negative"].values > 0).sum())
+    assert 30 < n_neg < 90
+    res, _ = diagnose(ds, progress=False, n_boot=10, ablation=None)
+    assert res["core_lr_hard_negatives"]["n_hard_negative_pairs"] == n_neg
+    assert 0.0 <= res["core_lr_hard_negatives"]["auc"] <= 1.0
+    # hard-negative stamps are labelled non-lens in the stamps view
+    st = ds.lensarray.stamps()
+    assert not st["is_lens"].values[np.repeat(ds["hard_negative"].values > 0, 2)].any()
+    for i in range(3):
+        _fits(tmp_path / f"a{i}.fits", seed=i)
+    assert main(["ingest", *(str(tmp_path / f"a{i}.fits") for i in range(3)), "--out", str(tmp_path / "anch.zarr")]) == 0
+    assert main(["evaluate", url, "--baseline", "--anchors", str(tmp_path / "anch.zarr"), "--out",
+                 str(tmp_path / "ev"), "--bootstrap", "10"]) == 0
+    out = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert out["baseline"]["anchors"]["n"] == 3
+    assert "ring" in out["baseline"]["hard_negatives"] or "spiral" in out["baseline"]["hard_negatives"] \
+        or "tidal" in out["baseline"]["hard_negatives"]

@@ -29,6 +29,8 @@ def add_arguments(p) -> None:
     src.add_argument("--scores", help="per-stamp scores (.npz or .csv with pair, role, score)")
     src.add_argument("--baseline", action="store_true",
                      help="train the built-in scikit-learn baseline on train, score test; with and without centre mask")
+    p.add_argument("--anchors", metavar="HOSTCUBE",
+                   help="known real lenses as a host cube (lensarray ingest): recall of the baseline on them")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"), help="split to evaluate (default test)")
     p.add_argument("--fpr", type=float, default=0.01, help="false positive rate for recall (default 0.01)")
     p.add_argument("--centre-mask", default="uniform", help="baseline ablation mask: fixed:R | uniform | psf (default uniform)")
@@ -77,7 +79,9 @@ def plot_completeness(res: dict, path: Path, title: str) -> None:
 
 def run(args) -> int:
     from ..cube import CubeSchemaError, open_cube
-    from ..evaluation import baseline_scores, evaluate_scores, load_scores
+    import numpy as np
+
+    from ..evaluation import ScoreTable, baseline_scores, evaluate_scores, load_scores
 
     if not 0 < args.fpr < 0.5:
         return fail(f"--fpr {args.fpr}: allowed range (0, 0.5)")
@@ -87,6 +91,14 @@ def run(args) -> int:
         ds = open_cube(args.store, storage_options=storage_options_from_args(args))
         mask = _mask_spec(args.centre_mask) if args.baseline else None
         table = load_scores(args.scores) if args.scores else None
+        anchor_images = None
+        if args.anchors:
+            if not args.baseline:
+                raise ValueError("--anchors: allowed with --baseline (for your own model, score the anchors yourself)")
+            from ..hosts.cutouts import HostCube
+
+            hc = HostCube(args.anchors)
+            anchor_images = hc.take(np.arange(hc.n_hosts))["host"]
     except (CubeSchemaError, ValueError, OSError) as exc:
         return fail(str(exc))
     out = Path(args.out)
@@ -98,8 +110,11 @@ def run(args) -> int:
             results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap)
         else:
             for name, cm in (("baseline", None), ("baseline_centre_masked", mask)):
-                scores, facts = baseline_scores(ds, centre_mask=cm)
-                res = evaluate_scores(ds, scores, split=split, fpr=args.fpr, n_boot=args.bootstrap)
+                scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images)
+                anchor_scores = facts.pop("anchor_scores", None)
+                anchors = None if anchor_scores is None else ScoreTable(
+                    np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)
+                res = evaluate_scores(ds, scores, split=split, fpr=args.fpr, n_boot=args.bootstrap, anchors=anchors)
                 res["training"] = facts
                 res["centre_mask"] = cm
                 results[name] = res
@@ -109,7 +124,9 @@ def run(args) -> int:
         plot_completeness(res, out / f"completeness_{name}.png", f"{name}: AUC {res['auc']:.3f}")
         lo, hi = res["recall_ci95"]
         print(f"{name:<24} AUC {res['auc']:.3f} [{res['auc_ci95'][0]:.3f}, {res['auc_ci95'][1]:.3f}]   "
-              f"recall@FPR={args.fpr:g} {res['recall_at_fpr']:.3f} [{lo:.3f}, {hi:.3f}]   n={res['n_stamps']}")
+              f"recall@FPR={args.fpr:g} {res['recall_at_fpr']:.3f} [{lo:.3f}, {hi:.3f}]   n={res['n_stamps']}"
+              + (f"   anchors recall {res['anchors']['recall_at_threshold']:.2f} of {res['anchors']['n']}"
+                 if res.get("anchors") else ""))
     (out / "evaluation.json").write_text(json.dumps(results, indent=1, default=lambda o: None if o is None else float(o)))
     print(f"wrote {out / 'evaluation.json'}", file=sys.stderr)
     return 0

@@ -71,6 +71,15 @@ def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: i
         out["masked"] = core_lr_auc(np.concatenate([boxes["lens_masked"], boxes["control_masked"]]), y, groups,
                                     theta_e=te, n_boot=n_boot, seed=seed)
         out["masked"]["ablation"] = {k: list(v) if isinstance(v, tuple) else v for k, v in ablation.items()}
+    # hard negatives (arc-like features that are not lenses): can the core alone tell a real lens
+    # stamp from a hard-negative stamp? Needs a few of each class for grouped CV.
+    hn = neg > 0
+    out["hard_negatives"] = None
+    if hn.sum() >= 10 and (~hn).sum() >= 10:
+        feats = np.concatenate([boxes["lens"][~hn], boxes["lens"][hn]])
+        yy = np.concatenate([np.ones(int((~hn).sum()), bool), np.zeros(int(hn.sum()), bool)])
+        out["hard_negatives"] = core_lr_auc(feats, yy, np.concatenate([idx[~hn], idx[hn]]), n_boot=n_boot, seed=seed)
+        out["hard_negatives"]["n_hard_negative_pairs"] = int(hn.sum())
     return out
 
 
@@ -147,6 +156,7 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     res["core_lr"]["subsample"] = lr["subsample"]
     res["core_lr"]["box"] = cfg.diagnostics.core_box
     res["core_lr_masked"] = lr["masked"]
+    res["core_lr_hard_negatives"] = lr["hard_negatives"]
     res["null_lr"] = None
     if null_ds is not None:
         if null_ds.sizes.get("y") != ds.sizes.get("y") or list(null_ds["band"].values) != list(ds["band"].values):

@@ -177,8 +177,6 @@ def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path):
     assert _snapshot(out) == before
 
 
-@pytest.mark.xfail(reason="build --resume reads the stored config without checking schema_version "
-                          "(pipeline.config_of_store); reported to the pipeline owner", strict=False)
 def test_resume_refuses_a_store_of_another_schema_version(tmp_path):
     import zarr
 

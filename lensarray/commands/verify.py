@@ -90,6 +90,12 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
 def run(args) -> int:
     if args.sample < 0:
         return fail(f"--sample = {args.sample}: allowed >= 0")
+    from ..cube import CubeSchemaError, open_cube
+
+    try:  # a foreign or newer store is bad input (exit 2), not a damaged cube (exit 1)
+        open_cube(args.store, storage_options=storage_options_from_args(args))
+    except CubeSchemaError as exc:
+        return fail(str(exc))
     problems = verify_store(args.store, storage_options_from_args(args), sample=args.sample,
                             progress=not args.no_progress)
     if problems:

@@ -173,7 +173,8 @@ def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path):
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "schema_version 99" in res.stderr
     res = subprocess.run([LENSARRAY, "verify", str(out)], capture_output=True, text=True, timeout=60)
-    assert res.returncode != 0 and "schema_version 99" in res.stderr
+    assert res.returncode == 2 and "schema_version 99" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     assert _snapshot(out) == before
 
 

@@ -43,7 +43,8 @@ def _rgb(img: np.ndarray, bands: list[str], stretch: float, q: float) -> np.ndar
         return img[bands.index(name)] if name in bands else img[fallback]
 
     r, g, b = plane("z", -1), plane("r", len(bands) // 2), plane("g", 0)
-    return make_lupton_rgb(np.clip(r, 0, None), np.clip(g, 0, None), np.clip(b, 0, None), stretch=stretch, Q=q)
+    with np.errstate(invalid="ignore", divide="ignore"):  # all-zero pixels (no arc): 0/0 -> black
+        return make_lupton_rgb(np.clip(r, 0, None), np.clip(g, 0, None), np.clip(b, 0, None), stretch=stretch, Q=q)
 
 
 def run(args) -> int:

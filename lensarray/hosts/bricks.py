@@ -1,10 +1,10 @@
-"""The Legacy Surveys brick grid: rows of 0.25 deg in Dec, ~0.25 x 0.25 deg bricks.
+"""The Legacy Surveys brick grid (DR10 = desiutil.brick.Bricks with 0.25 deg bricks).
 
-Row centres sit at multiples of 0.25 deg in Dec; a row at Dec d holds
-``round(360 cos(d) / 0.25)`` bricks of equal RA width starting at RA 0. Names are
-``RRRR{p|m}DDD`` with RRRR = int(10 x RA centre) and DDD = int(10 x |Dec centre|). Checked
-against real DR10 brick names (tests): the Dec row is exact; the RA brick agrees to within one
-brick at high |Dec| where legacypipe's column count differs slightly.
+Rows are centred at multiples of 0.25 deg in Dec (row = int((Dec + 90.125) / 0.25)); a row holds
+an even number of equal-width bricks, ``2 ceil(1440 cos(max(0, |Dec_c| - 0.125)) / 2)`` (the
+row's widest edge, nearer the equator, sets the count), starting at RA 0; the polar rows are one
+brick. Names are ``RRRR{p|m}DDD`` = the centre's RA and |Dec| in units of 0.1 deg (rounded to
+1e-4 deg first, as desiutil does, then truncated). Checked against real DR10 brick names (tests).
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ BRICK_SIZE = 0.25  # deg
 
 
 def brick_centre(ra, dec) -> tuple[np.ndarray, np.ndarray]:
-    """RA, Dec (deg) of the centre of the brick containing each position."""
+    """RA, Dec (deg) of the centre of the brick containing each position (deg)."""
     ra = np.mod(np.asarray(ra, dtype=np.float64), 360.0)
     dec = np.asarray(dec, dtype=np.float64)
-    dec_c = np.clip(np.round(dec / BRICK_SIZE) * BRICK_SIZE, -90.0, 90.0)
-    ncol = np.maximum(1, np.round(360.0 * np.cos(np.radians(dec_c)) / BRICK_SIZE)).astype(np.int64)
-    width = 360.0 / ncol
-    col = np.minimum((ra / width).astype(np.int64), ncol - 1)
-    return (col + 0.5) * width, dec_c
+    row = np.clip(((dec + 90.0 + BRICK_SIZE / 2) / BRICK_SIZE).astype(np.int64), 0, int(180 / BRICK_SIZE))
+    dec_c = np.minimum(row * BRICK_SIZE - 90.0, 90.0)
+    dec_lo = np.maximum(0.0, np.abs(dec_c) - BRICK_SIZE / 2)
+    ncol = (np.ceil(360.0 / BRICK_SIZE * np.cos(np.radians(dec_lo)) / 2) * 2).astype(np.int64)
+    ncol = np.where(np.abs(dec_c) >= 90.0, 1, ncol)
+    col = np.minimum((ra / 360.0 * ncol).astype(np.int64), ncol - 1)
+    return np.where(ncol == 1, 180.0, (col + 0.5) * 360.0 / ncol), dec_c
 
 
 def brickname_of(ra, dec) -> np.ndarray:
     """DR10-style brick names (``<U8``) of positions (deg)."""
     ra_c, dec_c = brick_centre(ra, dec)
-    ra_part = np.char.zfill(np.floor(ra_c * 10 + 1e-9).astype(np.int64).astype(str), 4)
+    ra_part = np.char.zfill(np.floor(np.round(ra_c * 1e4) / 1e3).astype(np.int64).astype(str), 4)
     sign = np.where(dec_c >= 0, "p", "m")
-    dec_part = np.char.zfill(np.floor(np.abs(dec_c) * 10 + 1e-9).astype(np.int64).astype(str), 3)
+    dec_part = np.char.zfill(np.floor(np.round(np.abs(dec_c) * 1e4) / 1e3).astype(np.int64).astype(str), 3)
     return np.char.add(np.char.add(ra_part, sign), dec_part).astype("<U8")

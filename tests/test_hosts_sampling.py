@@ -96,6 +96,32 @@ def test_synthetic_vs_real_dr10_brightness_and_noise():
     assert 0.5 < n_ratio < 2.0
 
 
+@pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
+def test_synthetic_sky_noise_vs_real_des_coadd():
+    """DES-region synthetic r sky noise vs a real DES r coadd (SCI*1e-3 nmgy, WGT*1e6 invvar).
+
+    The coadd's corner MAD must agree with its own WGT (checks our unit reading), and the
+    synthetic noise must be within a factor 2 of it: the synthetic depth is the DES median
+    (r 25.1) while this single field may be shallower or deeper by up to ~0.75 mag.
+    """
+    from astropy.io import fits
+
+    with fits.open(shared_data() / "cutouts" / "des_coadd_weight" / "DES_r.fits") as h:
+        sci, wgt = h["SCI"].data * 1e-3, h["WGT"].data * 1e6
+    corners = np.concatenate([c.ravel() for c in (sci[:40, :40], sci[:40, -40:], sci[-40:, :40], sci[-40:, -40:])])
+    real_mad = 1.4826 * np.median(np.abs(corners - np.median(corners)))
+    real_wgt = 1 / np.sqrt(np.median(wgt[wgt > 0]))
+    assert real_mad == pytest.approx(real_wgt, rel=0.15)
+    ids = np.arange(1200)
+    des = ids[synthetic_host_properties(ids, CFG)["dec"] < CALIBRATION["des_dec_max"]][:120]
+    h = synthetic_hosts(des, CFG)
+    r = np.hypot(*(np.mgrid[0:64, 0:64] - 32))
+    v = h["host"][:, 1][:, r > 26]
+    syn = np.median(1.4826 * np.median(np.abs(v - np.median(v, axis=1, keepdims=True)), axis=1))
+    print(f"synthetic(DES region)/real DES coadd r sky noise ratio {syn / real_mad:.2f}")
+    assert 0.5 < syn / real_mad < 2.0
+
+
 def test_priors_chunk_independent_and_within_bounds():
     props = synthetic_host_properties(np.arange(2000), CFG)
     p = sample_params(np.arange(2000), CFG, props)

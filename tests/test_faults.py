@@ -158,17 +158,22 @@ def _snapshot(root: Path) -> dict:
     return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path):
+def _future_store(tmp_path: Path) -> tuple[Path, dict]:
+    """A small cube relabelled as schema_version 99, and a snapshot of its files."""
     import zarr
 
-    out = tmp_path / "future.zarr"
     from lensarray import pipeline
 
+    out = tmp_path / "future.zarr"
     cfg = RunConfig().replace(**{"run.n_pairs": 8, "run.shard_pairs": 8, "run.chunk_pairs": 4,
                                  "cluster.kind": "none"}).validate()
     pipeline.build(cfg, str(out), progress=False)
     zarr.open_group(str(out), mode="r+", zarr_format=3).attrs["schema_version"] = 99
-    before = _snapshot(out)
+    return out, _snapshot(out)
+
+
+def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path):
+    out, before = _future_store(tmp_path)
     res = subprocess.run([LENSARRAY, "inspect", str(out)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "schema_version 99" in res.stderr
@@ -179,16 +184,7 @@ def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path):
 
 
 def test_resume_refuses_a_store_of_another_schema_version(tmp_path):
-    import zarr
-
-    from lensarray import pipeline
-
-    out = tmp_path / "future.zarr"
-    cfg = RunConfig().replace(**{"run.n_pairs": 8, "run.shard_pairs": 8, "run.chunk_pairs": 4,
-                                 "cluster.kind": "none"}).validate()
-    pipeline.build(cfg, str(out), progress=False)
-    zarr.open_group(str(out), mode="r+", zarr_format=3).attrs["schema_version"] = 99
-    before = _snapshot(out)
+    out, before = _future_store(tmp_path)
     res = subprocess.run([LENSARRAY, "build", "--out", str(out), "--pairs", "8", "--shard-pairs", "8",
                           "--chunk-pairs", "4", "--workers", "0", "--no-progress", "--resume"],
                          capture_output=True, text=True, timeout=60)

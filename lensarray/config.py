@@ -115,7 +115,8 @@ class PsfSection:
 class RenderSection:
     """Numerical settings of the renderer."""
 
-    supersample: int = _f(12, range=(2, 32), doc="sub-pixels per pixel side for ray tracing where the source lands (even)")
+    supersample: int = _f(18, range=(2, 32), doc="largest number of ray-tracing points per pixel side, used only where the error estimate asks for it (even)")
+    tolerance: float = _f(0.01, range=(1e-5, 1.0), doc="per-cell error target of the adaptive ray tracing, in units of the source's surface brightness at R_sersic x the cell area")
 
 
 @dataclass

@@ -122,8 +122,8 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
     hosts = _hosts(pair_ids, cfg, plan)
     params = sample_params(pair_ids, cfg, hosts)
     unit_arcs, mu = render_unit_arcs(params, size=r.size, pixel_scale=r.pixel_scale, bands=tuple(bands),
-                                     supersample=cfg.render.supersample, psf_model=cfg.psf.model,
-                                     psf_beta=cfg.psf.moffat_beta)
+                                     supersample=cfg.render.supersample, tolerance=cfg.render.tolerance,
+                                     psf_model=cfg.psf.model, psf_beta=cfg.psf.moffat_beta)
 
     negative_kind = np.zeros(n, dtype=np.int8)
     negatives = _optional("lensarray.negatives")

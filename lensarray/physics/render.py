@@ -29,9 +29,10 @@ __all__ = ["render_unit_arcs", "render_arcs", "REQUIRED", "DEFAULT_SUPERSAMPLE",
 #: Parameters every call needs (shape (n,)); ``src_mag`` and ``psf_fwhm`` are (n, band).
 REQUIRED = ("theta_e", "lens_e1", "lens_e2", "src_x", "src_y", "src_reff", "src_n", "src_e1", "src_e2")
 OPTIONAL_ZERO = ("lens_x", "lens_y", "shear_g1", "shear_g2")
-DEFAULT_SUPERSAMPLE = 12
+DEFAULT_SUPERSAMPLE = 18
 DEFAULT_CONV_CELLS = 2
-_BATCH = 16  # stamps per inner batch: bounds the supersampled temporaries (~16 x 256^2 x 8 B)
+DEFAULT_TOLERANCE = 1e-2
+_BATCH = 16  # stamps per inner batch: bounds the temporaries (dense: 16 x (64 ss)^2 x 8 B)
 
 _RANGES = {"theta_e": (0.0, 20.0), "src_reff": (1e-3, 20.0), "src_n": (0.2, 8.0)}
 
@@ -81,7 +82,8 @@ def _cell_kernel(fwhm, ksz, pixel_scale, cs, psf_model, psf_beta):
 def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.262,
                      bands: Sequence[str] = ("g", "r", "z"), supersample: int = DEFAULT_SUPERSAMPLE,
                      conv_cells: int = DEFAULT_CONV_CELLS, psf_model: str = "gaussian",
-                     psf_beta: float = 3.5, method: str = "adaptive") -> tuple[np.ndarray, np.ndarray]:
+                     psf_beta: float = 3.5, method: str = "adaptive",
+                     tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
     """Arcs of a source of unit unlensed flux (1 image unit) in every band.
 
     Parameters
@@ -98,14 +100,20 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
     bands
         Band names (only their number matters here).
     supersample
-        Ray-tracing points per pixel side.
+        Ray-tracing points per pixel side: the most used anywhere (``"adaptive"``), or
+        everywhere (``"dense"``).
     conv_cells
-        Convolution cells per pixel side (must divide ``supersample``).
+        Convolution cells per pixel side (must divide ``supersample``; 2 for ``"adaptive"``).
     psf_model
         ``"gaussian"`` or ``"moffat"`` (with ``psf_beta``).
     method
-        ``"adaptive"`` (numba; full supersampling only where the source lands, see
+        ``"adaptive"`` (numba; refinement in levels only where an error estimate asks for it, see
         :mod:`lensarray.physics._adaptive`) or ``"dense"`` (numpy; every pixel supersampled).
+    tolerance
+        ``"adaptive"`` only: per-cell error target in units of the source's surface brightness at
+        ``R_sersic`` times the cell area (dimensionless). The default 0.01 with supersampling 18
+        was within 0.09% of the peak of a dense supersampling-24 reference (median 0.02%, flux
+        0.04%) over the benchmark's parameter ranges.
 
     Returns
     -------
@@ -123,10 +131,16 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
         raise ValueError(f"psf_model = {psf_model!r}: allowed gaussian or moffat")
     if method not in ("adaptive", "dense"):
         raise ValueError(f"method = {method!r}: allowed adaptive or dense")
+    if method == "adaptive" and conv_cells != 2:
+        raise ValueError(f"conv_cells = {conv_cells}: allowed 2 for method 'adaptive'")
+    if method == "adaptive" and supersample % 2:
+        raise ValueError(f"supersample = {supersample}: allowed an even number for method 'adaptive'")
+    if not (np.isfinite(tolerance) and 0 < tolerance <= 1):
+        raise ValueError(f"tolerance = {tolerance}: allowed range (0, 1]")
     p, n = _as_params(params, nb)
     ss, cs = int(supersample), int(conv_cells)
     if method == "adaptive":
-        return _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta)
+        return _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, tolerance)
     fine = size * ss
     off = ((np.arange(fine) + 0.5) / ss - 0.5 - size // 2) * pixel_scale
     gx = off[None, None, :]
@@ -164,48 +178,111 @@ def _adaptive_params(p: dict) -> np.ndarray:
                      1.0 / p["src_n"], sersic_b(p["src_n"]), amp], axis=1).astype(np.float64)
 
 
-def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta):
+def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, tolerance):
     from ._adaptive import trace_cells
 
     table = _adaptive_params(p)
     out = np.empty((n, nb, size, size), dtype=np.float32)
     mu = np.empty(n, dtype=np.float64)
-    hi = np.empty(n, dtype=np.float64)
+    evals = np.empty(n, dtype=np.int64)
     ksz = kernel_size(size * cs)
     for a in range(0, n, _BATCH):
         b = min(a + _BATCH, n)
-        cells = np.zeros((b - a, size * cs, size * cs), dtype=np.float64)
-        trace_cells(table[a:b], size, pixel_scale, ss, cs, cells, mu[a:b], hi[a:b])
+        cells = np.zeros((b - a, size * cs, size * cs), dtype=np.float32)
+        trace_cells(table[a:b], size, pixel_scale, ss, tolerance, cells, mu[a:b], evals[a:b])
         if psf_model == "gaussian":
-            conv = _gaussian_convolve_fourier(cells, p["psf_fwhm"][a:b], pixel_scale, cs)
+            fwhm = p["psf_fwhm"][a:b]
+            # the FFT size follows each stamp's own PSF, never its batch neighbours': a stamp's
+            # pixels must not depend on how the pairs were chunked
+            pads = np.array([_pad_for(fw, size, pixel_scale) for fw in fwhm.max(axis=1)])
+            for pad in np.unique(pads):
+                sel = np.flatnonzero(pads == pad)
+                out[a + sel] = _gaussian_convolve_binned(cells[sel], fwhm[sel], pixel_scale, int(pad))
         else:
             kern = _cell_kernel(p["psf_fwhm"][a:b], ksz, pixel_scale, cs, psf_model, psf_beta)
             conv = fft_convolve(cells[:, None], kern)
-        out[a:b] = conv.reshape(b - a, nb, size, cs, size, cs).sum(axis=(3, 5))
+            out[a:b] = conv.reshape(b - a, nb, size, cs, size, cs).sum(axis=(3, 5))
     return out, mu.astype(np.float32)
 
 
-def _gaussian_convolve_fourier(cells: np.ndarray, fwhm: np.ndarray, pixel_scale: float, cs: int) -> np.ndarray:
-    """The same convolution as :func:`_cell_kernel` + :func:`fft_convolve` for a Gaussian PSF, with
-    the kernel's transform written down analytically (a Gaussian of variance sigma^2 - cell^2/12
-    integrated over a cell: ``exp(-2 pi^2 s^2 k^2) sinc(kx) sinc(ky)``): one forward FFT per stamp
-    instead of one per stamp and band. float32 transforms: the result is stored as float32."""
+def _fast_len_multiple_of_4(n: int) -> int:
     import scipy.fft
 
+    n = scipy.fft.next_fast_len(n, real=True)
+    while n % 4:
+        n = scipy.fft.next_fast_len(n + 1, real=True)
+    return n
+
+
+def _pad_for(fwhm_max: float, size: int, pixel_scale: float) -> int:
+    """FFT size (cells) for :func:`_gaussian_convolve_binned`: 2 size cells plus the kernel's
+    reach (6 sigma, where exp(-18) ~ 1e-8; the convolution is circular), a multiple of 4."""
+    sig = fwhm_max * FWHM_TO_SIGMA / (pixel_scale / 2)
+    return _fast_len_multiple_of_4(2 * size + int(np.ceil(6.0 * sig)) + 2)
+
+
+def _gaussian_convolve_binned(cells: np.ndarray, fwhm: np.ndarray, pixel_scale: float,
+                              pad: int | None = None) -> np.ndarray:
+    """Gaussian PSF convolution of 2-per-pixel cells, summed onto pixels, all in Fourier space.
+
+    The same result as :func:`_cell_kernel` + :func:`fft_convolve` + summing 2x2 cells (agreement
+    ~1e-7 of the peak), but cheaper: the kernel's transform is written down (a Gaussian of
+    variance ``sigma^2 - cell^2/12`` integrated over a cell, ``exp(-2 pi^2 s^2 f^2) sinc(f)`` per
+    axis, separable), the 2-cell pixel sum is the factor ``1 + exp(2 pi i f)`` per axis, and
+    keeping every second sample is folding the spectrum onto its lower half (the rfft axis
+    through the Hermitian symmetry), so each band needs one quarter-size inverse transform
+    after a single forward transform per stamp. float32/complex64 throughout.
+
+    Parameters
+    ----------
+    cells : ndarray (n, 2 size, 2 size)
+        Flux per half-pixel cell.
+    fwhm : ndarray (n, band)
+        PSF FWHM, arcsec.
+    pixel_scale : float
+        Arcsec per pixel.
+    pad : int, optional
+        FFT size in cells (a multiple of 4); default from the widest PSF, :func:`_pad_for`.
+
+    Returns
+    -------
+    ndarray (n, band, size, size) float32
+    """
+    import scipy.fft
+
+    n, n_cells, _ = cells.shape
+    size = n_cells // 2
     nb = fwhm.shape[1]
-    n_cells = cells.shape[-1]
-    pad = scipy.fft.next_fast_len(2 * n_cells, real=True)
-    ky = scipy.fft.fftfreq(pad)[:, None]
-    kx = scipy.fft.rfftfreq(pad)[None, :]
-    k2 = (kx * kx + ky * ky).astype(np.float32)
-    sinc = (np.sinc(kx) * np.sinc(ky)).astype(np.float32)
-    sig = np.asarray(fwhm, dtype=np.float64) * FWHM_TO_SIGMA / (pixel_scale / cs)
-    var = np.maximum(sig**2 - 1.0 / 12.0, 1e-6).astype(np.float32)  # cells^2
-    fc = scipy.fft.rfft2(cells.astype(np.float32), s=(pad, pad))
-    out = np.empty((cells.shape[0], nb, n_cells, n_cells), dtype=np.float32)
+    sig = np.asarray(fwhm, dtype=np.float64) * FWHM_TO_SIGMA / (pixel_scale / 2)  # cells
+    if pad is None:
+        pad = _pad_for(float(np.max(fwhm)), size, pixel_scale)
+    if pad % 4 or pad < n_cells + 6.0 * sig.max():
+        raise ValueError(f"pad = {pad}: allowed a multiple of 4 >= {n_cells + 6.0 * sig.max():.0f} cells")
+    half, quarter = pad // 2, pad // 4
+    fy = scipy.fft.fftfreq(pad)
+    fx = scipy.fft.rfftfreq(pad)
+    var = np.maximum(sig**2 - 1.0 / 12.0, 1e-6)
+    box_y = np.sinc(fy) * (1.0 + np.exp(2j * np.pi * fy))
+    box_x = np.sinc(fx) * (1.0 + np.exp(2j * np.pi * fx))
+    spec = scipy.fft.rfft2(cells.astype(np.float32, copy=False), s=(pad, pad))
+    # the four spectrum blocks that fold onto the decimated grid: rows k and k + pad/2, columns
+    # k and k + pad/2 (the latter from the conjugate of the mirrored stored half)
+    mirror_rows = (-np.arange(pad)) % pad
+    mirror_cols = half - np.arange(quarter + 1)
+    lo_cols = spec[:, :, : quarter + 1]
+    hi_cols = np.conj(spec[:, :, mirror_cols][:, mirror_rows])
+    fx_hi = fx[: quarter + 1] + 0.5
+    box_x_hi = np.sinc(fx_hi) * (1.0 + np.exp(2j * np.pi * fx_hi))
+    out = np.empty((n, nb, size, size), dtype=np.float32)
     for band in range(nb):
-        kh = np.exp(np.float32(-2.0 * np.pi**2) * var[:, band, None, None] * k2[None]) * sinc[None]
-        out[:, band] = scipy.fft.irfft2(fc * kh, s=(pad, pad))[:, :n_cells, :n_cells]
+        v = var[:, band, None]
+        gy = (np.exp(-2.0 * np.pi**2 * v * fy[None] ** 2) * box_y[None]).astype(np.complex64)
+        gx_lo = (np.exp(-2.0 * np.pi**2 * v * fx[None, : quarter + 1] ** 2) * box_x[None, : quarter + 1])
+        gx_hi = np.exp(-2.0 * np.pi**2 * v * fx_hi[None] ** 2) * box_x_hi[None]
+        folded = lo_cols * gx_lo.astype(np.complex64)[:, None, :] + hi_cols * gx_hi.astype(np.complex64)[:, None, :]
+        folded *= gy[:, :, None]
+        w = np.float32(0.25) * (folded[:, :half] + folded[:, half:])
+        out[:, band] = scipy.fft.irfft2(w, s=(half, half))[:, :size, :size]
     return out
 
 

@@ -123,25 +123,23 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
     if shards is not None:
         order = np.asarray(shards)[rng.permutation(len(shards))]
 
-    # the shuffle pool is one preallocated array; emitting a batch copies the picked samples out
-    # and moves the pool's tail into the holes, so each sample is copied O(1) times
+    # the shuffle pool is one preallocated array with a free list: a shard's stamps are written
+    # into free slots and a batch is gathered out of random live slots, which become free. Each
+    # stamp is copied once into the pool and once into its batch (no compaction moves).
     nb_, sz = int(ds.sizes["band"]), int(ds.sizes["y"])
     capacity = max(shuffle_buffer, 0) + 2 * shard_pairs + batch_size
     pool_img = np.empty((capacity, nb_, sz, sz), dtype=np.float32)
     pool_rows = np.empty((capacity, 2), dtype=np.int64)
-    n_buf = 0
+    live = np.empty(0, dtype=np.int64)
+    free = np.arange(capacity, dtype=np.int64)
 
     def emit(count: int):
-        nonlocal n_buf
-        take = rng.choice(n_buf, size=count, replace=False)
-        out_img, out_rows = pool_img[take].copy(), pool_rows[take].copy()
-        keep = np.ones(n_buf, bool)
-        keep[take] = False
-        tail = np.flatnonzero(keep[n_buf - count:]) + (n_buf - count)  # survivors in the tail
-        holes = np.sort(take[take < n_buf - count])
-        pool_img[holes] = pool_img[tail]
-        pool_rows[holes] = pool_rows[tail]
-        n_buf -= count
+        nonlocal live, free
+        pick = rng.choice(live.size, size=count, replace=False)
+        slots = live[pick]
+        out_img, out_rows = pool_img[slots], pool_rows[slots]
+        live = np.delete(live, pick)
+        free = np.concatenate([slots, free])
         return out_img, out_rows
 
     def package(imgs, rows):
@@ -159,29 +157,45 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair,
                 "role": role.astype(np.int8), "metadata": {v: meta_all[v][pair] for v in meta_vars}}
 
-    for s in order:
+    def read(s: int):
         a, b = int(s) * shard_pairs, min((int(s) + 1) * shard_pairs, n)
         sel = np.arange(a, b)
         if want is not None:
             sel = sel[split_all[a:b] == want]
         if sel.size == 0:
-            continue
+            return sel, None, None
         if group is not None:
-            host, arc = group["host"][a:b][sel - a], group["arc"][a:b][sel - a]
+            host, arc = group["host"][a:b], group["arc"][a:b]
         else:
-            host = np.asarray(_read(ds["host"], a, b))[sel - a]
-            arc = np.asarray(_read(ds["arc"], a, b))[sel - a]
-        m = sel.size
-        pool_img[n_buf:n_buf + m] = host + arc
-        pool_img[n_buf + m:n_buf + 2 * m] = host
-        pool_rows[n_buf:n_buf + m, 0] = sel
-        pool_rows[n_buf:n_buf + m, 1] = 1
-        pool_rows[n_buf + m:n_buf + 2 * m, 0] = sel
-        pool_rows[n_buf + m:n_buf + 2 * m, 1] = 0
-        n_buf += 2 * m
-        while n_buf >= shuffle_buffer + batch_size:
-            yield package(*emit(batch_size))
-    while n_buf >= batch_size:
+            host, arc = np.asarray(_read(ds["host"], a, b)), np.asarray(_read(ds["arc"], a, b))
+        if sel.size != b - a:  # a split filter: only then a fancy-index copy
+            host, arc = host[sel - a], arc[sel - a]
+        return sel, host, arc
+
+    # the next shard is read (decompressed, checksummed) in a background thread while the
+    # current one is shuffled and batched: zarr's codecs release the GIL
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensarray-prefetch") as pool:
+        pending = pool.submit(read, order[0]) if len(order) else None
+        for i in range(len(order)):
+            sel, host, arc = pending.result()
+            pending = pool.submit(read, order[i + 1]) if i + 1 < len(order) else None
+            if sel.size == 0:
+                continue
+            m = sel.size
+            slots, free = free[:2 * m], free[2 * m:]
+            np.add(host, arc, out=arc)
+            pool_img[slots[:m]] = arc
+            pool_img[slots[m:]] = host
+            pool_rows[slots[:m], 0] = sel
+            pool_rows[slots[:m], 1] = 1
+            pool_rows[slots[m:], 0] = sel
+            pool_rows[slots[m:], 1] = 0
+            live = np.concatenate([live, slots])
+            while live.size >= shuffle_buffer + batch_size:
+                yield package(*emit(batch_size))
+    while live.size >= batch_size:
         yield package(*emit(batch_size))
-    if n_buf and not drop_last:
-        yield package(*emit(n_buf))
+    if live.size and not drop_last:
+        yield package(*emit(live.size))

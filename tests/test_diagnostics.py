@@ -226,3 +226,38 @@ def test_real_anchor_cutouts_are_read():
     assert np.all(np.isfinite(b)) and np.all(b > 0)
     fits = read_anchor_cutouts(str(data / "cutouts" / "decals_fits" / "example_c.fits"))
     assert fits[0][2] == pytest.approx(0.143, rel=0.05)  # pixel scale read from the WCS
+
+
+def test_nan_quantile_rows_equals_numpy_nanquantile():
+    from lensarray.diagnostics.visibility import nan_quantile_rows
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(7, 3, 101))
+    x[rng.random(x.shape) < 0.3] = np.nan
+    x[2, 1] = np.nan  # an all-NaN row
+    for q in (0.0, 0.25, 0.5, 0.9, 1.0):
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            ref = np.nanquantile(x, q, axis=-1)
+        np.testing.assert_allclose(nan_quantile_rows(x, q), ref, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_bootstrap_auc_equals_roc_auc_on_expanded_resamples():
+    from sklearn.metrics import roc_auc_score
+
+    from lensarray.diagnostics.core_lr import bootstrap_auc
+
+    rng = np.random.default_rng(8)
+    n_pairs = 300
+    groups = np.repeat(np.arange(n_pairs), 2)
+    labels = np.tile([1, 0], n_pairs)
+    scores = np.round(rng.normal(size=2 * n_pairs) + 0.4 * labels, 1)  # many ties
+    # the same draws, expanded into an explicit resample and scored by sklearn
+    draw = np.random.default_rng(5)
+    aucs = []
+    for _ in range(40):
+        g = draw.integers(0, n_pairs, n_pairs)
+        idx = np.concatenate([np.flatnonzero(groups == k) for k in g])
+        aucs.append(roc_auc_score(labels[idx], scores[idx]))
+    expected = (np.quantile(aucs, 0.025), np.quantile(aucs, 0.975))
+    got = bootstrap_auc(labels, scores, groups, n_boot=40, seed=5)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)

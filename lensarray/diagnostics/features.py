@@ -19,7 +19,7 @@ from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
 from ._compute import compute_tasks
 from .ablation import centre_mask
-from .visibility import visibility_proxy
+from .visibility import nan_quantile_rows, visibility_proxy
 
 __all__ = ["cube_config", "PairTable", "pair_table", "core_box_features", "lr_subsample", "radius_grid",
            "central_brightness", "N_MASKBITS"]
@@ -59,7 +59,7 @@ def central_brightness(images: np.ndarray, *, radius_px: float = CENTRAL_RADIUS_
     size = images.shape[-1]
     sel = radius_grid(size) < radius_px
     with np.errstate(all="ignore"):
-        return np.nanmedian(images[..., sel], axis=-1)
+        return nan_quantile_rows(images[..., sel], 0.5)
 
 
 @dataclass
@@ -139,7 +139,7 @@ def _batch_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius,
         out["arc_snr"] = np.sqrt(np.sum(arc[:, snr_band] ** 2 * invvar[:, snr_band], axis=(1, 2)))
         out["invvar_sum"] = invvar.sum(axis=(2, 3))
         pos = np.where(invvar > 0, invvar, np.nan)
-        out["invvar_median"] = np.nanmedian(pos.reshape(n, nb, -1), axis=2)
+        out["invvar_median"] = nan_quantile_rows(pos.reshape(n, nb, -1), 0.5)
         nodata = invvar <= 0
         out["invvar_zero_frac"] = nodata.mean(axis=(2, 3))
         mb = maskbits.reshape(n, -1).astype(np.int64)

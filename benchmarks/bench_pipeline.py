@@ -117,12 +117,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--s3-size", type=int, default=512)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from lensarray.cluster import local_cluster
 
     root = tempfile.mkdtemp(prefix="lensarray-bench-")
     rows = []
     try:
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+        with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as lc, Client(lc) as client:
             for n in args.sizes:
                 rows.append(bench_size(n, root, client))

@@ -19,6 +19,24 @@ class ClusterError(RuntimeError):
     """A cluster could not be started or reached; the message is one line."""
 
 
+#: Environment of local worker processes (set through the nanny, which otherwise sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536``). With distributed's default glibc returns every freed
+#: megabyte-sized numpy temporary to the OS, so the next allocation page-faults afresh: the
+#: diagnose pixel pass measured 1.13 ms/pair in a worker against 0.65 ms/pair in a plain process;
+#: with these two settings 0.61-0.64. Freed memory kept per worker stays bounded (256 MiB).
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 256 * 2**20}
+
+
+def local_cluster(**kwargs):
+    """A ``distributed.LocalCluster`` whose worker processes get :data:`WORKER_MALLOC_ENV`."""
+    import dask
+    from distributed import LocalCluster
+
+    env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
+    with dask.config.set(env):
+        return LocalCluster(**kwargs)
+
+
 def add_cluster_arguments(parser) -> None:
     """Add ``--scheduler/--cluster/--workers/--threads-per-worker/--memory-limit`` and the
     storage flags ``--endpoint-url/--profile/--anon`` to a command's parser."""
@@ -107,11 +125,9 @@ def get_client(section, *, quiet: bool = False) -> Iterator[Any]:
         except Exception as exc:  # no kube config, no operator, ...
             raise ClusterError(f"cannot start a KubeCluster: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     else:
-        from distributed import LocalCluster
-
-        cluster = LocalCluster(n_workers=section.workers, threads_per_worker=section.threads_per_worker,
-                               memory_limit=section.memory_limit, processes=True,
-                               dashboard_address=":0" if _has_bokeh() else None)
+        cluster = local_cluster(n_workers=section.workers, threads_per_worker=section.threads_per_worker,
+                                memory_limit=section.memory_limit, processes=True,
+                                dashboard_address=":0" if _has_bokeh() else None)
     try:
         with Client(cluster) as client:
             _announce(client, quiet)

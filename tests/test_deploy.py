@@ -78,3 +78,26 @@ def test_job_command_parses_with_the_real_cli():
     assert ns.scheduler.startswith(f"tcp://{cluster['metadata']['name']}-scheduler.")
     cfg = config_from_args(ns)  # the configuration it asks for is valid
     assert cfg.run.n_pairs == 200000 and cfg.run.shard_pairs % cfg.run.chunk_pairs == 0
+
+
+def test_image_dask_config_keeps_the_worker_malloc_settings():
+    import yaml
+
+    from lensarray.cluster import WORKER_MALLOC_ENV
+
+    conf = yaml.safe_load((DEPLOY / "dask.yaml").read_text())
+    assert conf["distributed"]["nanny"]["pre-spawn-environ"] == WORKER_MALLOC_ENV
+    assert "COPY deploy/dask.yaml /etc/dask/" in (DEPLOY / "Dockerfile").read_text()
+
+
+def test_local_cluster_workers_get_the_malloc_settings():
+    import os
+
+    from distributed import Client
+
+    from lensarray.cluster import WORKER_MALLOC_ENV, local_cluster
+
+    with local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            Client(lc) as client:
+        env = next(iter(client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}).values()))
+    assert env == {k: str(v) for k, v in WORKER_MALLOC_ENV.items()}

@@ -261,3 +261,22 @@ def test_bootstrap_auc_equals_roc_auc_on_expanded_resamples():
     expected = (np.quantile(aucs, 0.025), np.quantile(aucs, 0.975))
     got = bootstrap_auc(labels, scores, groups, n_boot=40, seed=5)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_visibility_kernel_equals_the_numpy_reference():
+    from _visibility_ref import visibility_proxy as reference
+
+    rng = np.random.default_rng(12)
+    n, size = 24, 64
+    yy, xx = np.mgrid[0:size, 0:size] - size // 2
+    r = np.hypot(yy, xx)
+    te = rng.uniform(2, 10, n)
+    imgs = 5 * np.exp(-r / 4)[None] + rng.normal(0, 0.1, (n, size, size))
+    imgs += (np.abs(r[None] - te[:, None, None]) < 1.5) * (xx[None] > 0) * rng.uniform(0, 1, (n, 1, 1))
+    imgs[3, 10:12, 5:9] = np.nan
+    imgs[5, 30:34, 30:34] = np.inf
+    fwhm = rng.uniform(3, 7, n)
+    te[7], fwhm[8] = np.nan, np.nan
+    got, ref = visibility_proxy(imgs, te, fwhm), reference(imgs, te, fwhm)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.isnan(got[7])
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)

@@ -23,8 +23,8 @@ class ClusterError(RuntimeError):
 #: ``MALLOC_TRIM_THRESHOLD_=65536``). With distributed's default glibc returns every freed
 #: megabyte-sized numpy temporary to the OS, so the next allocation page-faults afresh: the
 #: diagnose pixel pass measured 1.13 ms/pair in a worker against 0.65 ms/pair in a plain process;
-#: with these two settings 0.61-0.64. Freed memory kept per worker stays bounded (256 MiB).
-WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 256 * 2**20}
+#: with these two settings 0.61-0.64. Freed memory kept per worker stays bounded (64 MiB).
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
 
 
 def local_cluster(**kwargs):

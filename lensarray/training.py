@@ -112,10 +112,15 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
     n = int(ds.sizes["pair"])
     shard_pairs = int(ds.attrs.get("shard_pairs", ds["host"].data.chunks[0][0] if hasattr(ds["host"].data, "chunks") else n))
     n_shards = -(-n // shard_pairs)
-    split_all = ds["split"].values if "split" in ds else np.full(n, -1, np.int8)
-    neg_all = ds["hard_negative"].values if "hard_negative" in ds else np.zeros(n, np.int8)
     meta_vars = [v for v in METADATA_VARS if v in ds]
-    meta_all = {v: ds[v].values for v in meta_vars}  # per-pair scalars: small
+    # per-pair scalars (small) read here: under a distributed Client .values would otherwise
+    # become a cluster computation of one task per chunk and variable
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        split_all = ds["split"].values if "split" in ds else np.full(n, -1, np.int8)
+        neg_all = ds["hard_negative"].values if "hard_negative" in ds else np.zeros(n, np.int8)
+        meta_all = {v: ds[v].values for v in meta_vars}
     want = SPLIT_NAMES.index(split) if split is not None else None
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), 0x7A1]))

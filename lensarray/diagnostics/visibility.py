@@ -59,40 +59,16 @@ class _Rings:
         self.nbin = int(self.rbin.max()) + 1
         self.order = np.argsort(self.rbin, kind="stable")
         self.bounds = np.searchsorted(self.rbin[self.order], np.arange(self.nbin + 1))
-        self._ring_of_slot = self.rbin[self.order].astype(np.float64)
-        counts = np.diff(self.bounds)
-        self._mid_lo = self.bounds[:-1] + (counts - 1) // 2
-        self._mid_hi = self.bounds[:-1] + counts // 2
         # mean radius of each bin: the median is the profile there, not at the integer radius
         self.bin_r = np.bincount(self.rbin, weights=self.rad) / np.bincount(self.rbin)
         pos = np.interp(self.rad, self.bin_r, np.arange(self.nbin, dtype=np.float64))
         self.lo = np.minimum(np.floor(pos).astype(np.int64), self.nbin - 2)
         self.w = pos - self.lo
 
-    def interp(self, profiles: np.ndarray) -> np.ndarray:
-        """``(n, nbin)`` ring values -> ``(n, pixels)`` interpolated at every pixel's radius."""
-        return profiles[:, self.lo] * (1.0 - self.w) + profiles[:, self.lo + 1] * self.w
 
-    def medians(self, flat: np.ndarray) -> np.ndarray:
-        """Median of every ring of finite ``(n, pixels)`` rows: ``(n, nbin)``, one sort per row.
-
-        Each value is keyed ``ring + 0.5 (v - min) / (max - min)``, so a single argsort orders
-        every ring's values inside its own segment; the medians are gathered from the original
-        values (exact, no key round trip)."""
-        grouped = flat[:, self.order]
-        lo = grouped.min(axis=1, keepdims=True)
-        span = grouped.max(axis=1, keepdims=True) - lo
-        span[span == 0] = 1.0
-        key = (grouped - lo) * (0.5 / span) + self._ring_of_slot
-        srt = np.take_along_axis(grouped, np.argsort(key, axis=1), axis=1)
-        return 0.5 * (srt[:, self._mid_lo] + srt[:, self._mid_hi])
-
-    def per_ring(self, flat: np.ndarray, fn, rings=None) -> np.ndarray:
-        """``fn(values (n, m_k)) -> (n,)`` applied ring by ring: ``(n, nbin)`` (0 outside ``rings``)."""
-        out = np.zeros((flat.shape[0], self.nbin))
-        for k in range(self.nbin) if rings is None else rings:
-            out[:, k] = fn(flat[:, self.order[self.bounds[k]:self.bounds[k + 1]]])
-        return out
+def rings_for(size: int) -> _Rings:
+    """The (cached) ring geometry of a ``size x size`` stamp."""
+    return _RINGS.get(size) or _RINGS.setdefault(size, _Rings(size))
 
 
 @njit(cache=True)
@@ -189,7 +165,7 @@ def visibility_proxy(images: np.ndarray, theta_e_px: np.ndarray, fwhm_px: np.nda
     """
     images = np.asarray(images, np.float64)
     n, size, _ = images.shape
-    rings = _RINGS.get(size) or _RINGS.setdefault(size, _Rings(size))
+    rings = rings_for(size)
     theta_e_px = np.ascontiguousarray(np.broadcast_to(np.asarray(theta_e_px, np.float64), (n,)))
     fwhm_px = np.ascontiguousarray(np.broadcast_to(np.asarray(fwhm_px, np.float64), (n,)))
     out = np.empty(n)

@@ -116,6 +116,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000])
     ap.add_argument("--s3-size", type=int, default=512)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--name", default="pipeline", help="results/<name>.json")
     args = ap.parse_args(argv)
     from distributed import Client
 
@@ -124,12 +125,13 @@ def main(argv=None) -> dict:
     root = tempfile.mkdtemp(prefix="lensarray-bench-")
     rows = []
     try:
-        with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as lc, Client(lc) as client:
-            for n in args.sizes:
+        for n in args.sizes:
+            # fresh workers per size: a row's peak memory is that size's, not the history's
+            with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None) as lc, Client(lc) as client:
                 rows.append(bench_size(n, root, client))
-                print(table(rows[-1:], list(rows[-1])), flush=True)
-                shutil.rmtree(os.path.join(root, f"cube{n}.zarr"), ignore_errors=True)  # 200k pairs = 27 GB
+            print(table(rows[-1:], list(rows[-1])), flush=True)
+            shutil.rmtree(os.path.join(root, f"cube{n}.zarr"), ignore_errors=True)  # 200k pairs = 27 GB
         s3 = bench_s3(args.s3_size, root) if args.s3_size else {}
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -139,7 +141,7 @@ def main(argv=None) -> dict:
     if s3:
         print(f"S3 (local moto) vs local disk, {s3['pairs']} pairs: build x{s3['s3_vs_local_build']:.2f}, "
               f"read x{s3['s3_vs_local_read']:.2f}")
-    path = write("pipeline", {"workers": args.workers, "rows": rows, "s3": s3})
+    path = write(args.name, {"workers": args.workers, "rows": rows, "s3": s3})
     print(f"wrote {path}")
     return {"rows": rows, "s3": s3}
 

@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     print(f"matched accuracy: lenstronomy supersampling {match['supersample']} "
           f"({'as accurate' if summary['matched_is_as_accurate'] else 'still less accurate'}): lensarray "
           f"{summary['speedup_vs_rebuilt']:.0f}x rebuilt, {summary['speedup_vs_prebuilt']:.0f}x prebuilt")
-    path = write("render", {"quick": args.quick, "rows": rows, **summary})
+    path = write("render_quick" if args.quick else "render", {"quick": args.quick, "rows": rows, **summary})
     print(f"wrote {path}")
     return summary
 

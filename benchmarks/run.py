@@ -1,4 +1,5 @@
-"""Run every benchmark: ``--quick`` (a few minutes, small sizes) or ``--full``.
+"""Run every benchmark: ``--quick`` (a few minutes, small sizes; results/*_quick.json) or
+``--full`` (results/render.json, results/pipeline.json: the tables in README.md).
 
     python benchmarks/run.py --quick
     python benchmarks/run.py --full
@@ -24,7 +25,7 @@ def main() -> None:
 
     bench_render.main(["--quick"] if args.quick else [])
     if args.quick:
-        bench_pipeline.main(["--sizes", "500", "2000", "--s3-size", "256"])
+        bench_pipeline.main(["--sizes", "500", "2000", "--s3-size", "256", "--name", "pipeline_quick"])
     else:
         bench_pipeline.main(["--sizes", "10000", "50000", "200000", "--s3-size", "2000"])
 

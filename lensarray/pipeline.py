@@ -187,6 +187,10 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
 # --------------------------------------------------------------------------------------
 # planning (pure: all pairs, no pixels)
 # --------------------------------------------------------------------------------------
+#: Pairs drawn at once while planning the splits (bounds the planner's temporaries).
+_PLAN_BLOCK = 16384
+
+
 def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None) -> BuildPlan:
     """Everything decided once for the whole cube before any shard runs: the split plan over all
     pairs (cheap host properties and parameter draws, no pixels) and the host assignment."""
@@ -200,16 +204,24 @@ def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | N
     if splits is not None:
         from .sampling import sample_params
 
-        ids = np.arange(cfg.run.n_pairs, dtype=np.int64)
-        props = _host_properties(ids, cfg, plan)
-        params = sample_params(ids, cfg, props)
         rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
-        psf_r = np.asarray(props["psf_fwhm"])[:, rb]
-        table = {"ra": props["ra"], "dec": props["dec"], "brickname": props["brickname"],
-                 "host_id": props["host_id"], "psf_fwhm_r": psf_r, "psfdepth_r": np.asarray(props["psfdepth"])[:, rb],
-                 "theta_e": params["theta_e"], "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
-        if "target_snr" in params:
-            table["target_snr"] = params["target_snr"]
+        # in blocks: only the ~10 columns the split planner reads are kept for every pair
+        # (~100 bytes a pair), never the full host and parameter draws (every draw comes from the
+        # pair's own stream, so the blocks do not change any value)
+        parts = []
+        for a in range(0, cfg.run.n_pairs, _PLAN_BLOCK):
+            ids = np.arange(a, min(a + _PLAN_BLOCK, cfg.run.n_pairs), dtype=np.int64)
+            props = _host_properties(ids, cfg, plan)
+            params = sample_params(ids, cfg, props)
+            psf_r = np.asarray(props["psf_fwhm"])[:, rb]
+            part = {"ra": props["ra"], "dec": props["dec"], "brickname": props["brickname"],
+                    "host_id": props["host_id"], "psf_fwhm_r": psf_r,
+                    "psfdepth_r": np.asarray(props["psfdepth"])[:, rb], "theta_e": params["theta_e"],
+                    "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
+            if "target_snr" in params:
+                part["target_snr"] = params["target_snr"]
+            parts.append({k: np.asarray(v) for k, v in part.items()})
+        table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         plan.split_plan_json = splits.plan_splits(table, cfg).to_json()
     return plan
 

@@ -114,3 +114,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_split_planning_in_blocks_changes_nothing(monkeypatch):
+    import lensarray.pipeline as pipeline
+    from lensarray.config import RunConfig
+
+    cfg = RunConfig().replace(**{"run.n_pairs": 700}).validate()
+    whole = pipeline.plan_build(cfg).split_plan_json
+    monkeypatch.setattr(pipeline, "_PLAN_BLOCK", 97)  # blocks that split shards and chunks
+    assert pipeline.plan_build(cfg).split_plan_json == whole

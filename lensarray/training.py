@@ -162,6 +162,8 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair,
                 "role": role.astype(np.int8), "metadata": {v: meta_all[v][pair] for v in meta_vars}}
 
+    arc_is_lazy = hasattr(ds["arc"].data, "dask")
+
     def read(s: int):
         a, b = int(s) * shard_pairs, min((int(s) + 1) * shard_pairs, n)
         sel = np.arange(a, b)
@@ -175,23 +177,26 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
             host, arc = np.asarray(_read(ds["host"], a, b)), np.asarray(_read(ds["arc"], a, b))
         if sel.size != b - a:  # a split filter: only then a fancy-index copy
             host, arc = host[sel - a], arc[sel - a]
-        return sel, host, arc
+        # sum in place only into an array this read made: a numpy-backed cube hands out views of
+        # the caller's data
+        owned = group is not None or sel.size != b - a or arc_is_lazy
+        return sel, host, np.add(host, arc, out=arc if owned else None)
 
-    # the next shard is read (decompressed, checksummed) in a background thread while the
-    # current one is shuffled and batched: zarr's codecs release the GIL
+    # the next shard is read (decompressed, checksummed) and its lens stamps summed in a
+    # background thread while the current one is shuffled and batched: zarr's codecs and numpy
+    # release the GIL
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensarray-prefetch") as pool:
         pending = pool.submit(read, order[0]) if len(order) else None
         for i in range(len(order)):
-            sel, host, arc = pending.result()
+            sel, host, lens = pending.result()
             pending = pool.submit(read, order[i + 1]) if i + 1 < len(order) else None
             if sel.size == 0:
                 continue
             m = sel.size
             slots, free = free[:2 * m], free[2 * m:]
-            np.add(host, arc, out=arc)
-            pool_img[slots[:m]] = arc
+            pool_img[slots[:m]] = lens
             pool_img[slots[m:]] = host
             pool_rows[slots[:m], 0] = sel
             pool_rows[slots[:m], 1] = 1

@@ -100,3 +100,12 @@ def test_torch_adapter_splits_shards_across_workers(tmp_path):
                                          multiprocessing_context="spawn")
     pairs = torch.cat([b["pair"] for b in loader]).numpy()
     assert sorted(pairs.tolist()) == sorted(list(range(32)) * 2)
+
+
+def test_an_in_memory_cube_is_left_unchanged(cube):
+    loaded = cube.copy(deep=True).load()  # numpy-backed: shard reads are views of the caller's arrays
+    arc_before, host_before = loaded["arc"].values.copy(), loaded["host"].values.copy()
+    out = _epoch(loaded, split=None, augment=())
+    assert sum(len(b["pair"]) for b in out) == 2 * 96
+    np.testing.assert_array_equal(loaded["arc"].values, arc_before)
+    np.testing.assert_array_equal(loaded["host"].values, host_before)

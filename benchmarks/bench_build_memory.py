@@ -16,58 +16,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import table, write  # noqa: E402
+from common import PeakRSS, table, write  # noqa: E402
 
 
 def _one(n: int, default_malloc: bool, root: str) -> dict:
-    import psutil
     from distributed import Client, LocalCluster
 
     from lensarray.cluster import local_cluster
     from lensarray.config import RunConfig
     from lensarray.pipeline import build
 
-    peak: dict = {}
-    stop = threading.Event()
-
-    def sample():
-        me = psutil.Process()
-        while not stop.is_set():
-            total, workers = 0, []
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    rss = p.memory_info().rss
-                except psutil.Error:
-                    continue
-                total += rss
-                if p.pid == me.pid:
-                    peak["client"] = max(peak.get("client", 0), rss)
-                else:
-                    workers.append(rss)
-            peak["largest_child"] = max(peak.get("largest_child", 0), *workers, 0)
-            peak["total"] = max(peak.get("total", 0), total)
-            time.sleep(0.05)
-
     make = LocalCluster if default_malloc else local_cluster
     with make(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, Client(lc) as client:
         url = os.path.join(root, f"mem{n}.zarr")
         cfg = RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": 256, "run.chunk_pairs": 16}).validate()
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        t0 = time.perf_counter()
-        build(cfg, url, client=client, progress=False)
-        seconds = time.perf_counter() - t0
-        stop.set()
-        th.join()
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            build(cfg, url, client=client, progress=False)
+            seconds = time.perf_counter() - t0
     shutil.rmtree(url, ignore_errors=True)
     return {"pairs": n, "malloc": "distributed default" if default_malloc else "lensarray workers",
-            "build_pairs_per_s": n / seconds, "peak_total_mib": peak["total"] / 2**20,
-            "peak_client_mib": peak["client"] / 2**20, "peak_largest_worker_mib": peak["largest_child"] / 2**20}
+            "build_pairs_per_s": n / seconds, "peak_total_mib": mem.peak / 2**20,
+            "peak_client_mib": mem.peak_self / 2**20, "peak_largest_worker_mib": mem.peak_child / 2**20}
 
 
 def main(argv=None) -> dict:

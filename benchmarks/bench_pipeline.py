@@ -66,7 +66,6 @@ def bench_size(n: int, root: str, client) -> dict:
     pair_table(open_cube(url), progress=False)
     t_pass = time.perf_counter() - t0
     # loader: shuffled batches vs sequential read of the same image shards (host + arc)
-    ds = open_cube(url)
     t0 = time.perf_counter()
     count = 0
     for b in batches(url, None, batch_size=256, seed=0, augment=(), shuffle_buffer=2048):

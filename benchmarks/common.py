@@ -40,11 +40,12 @@ def machine() -> dict:
 
 
 class PeakRSS:
-    """Sample the summed RSS of this process and all its children every ``interval`` s."""
+    """Sample the RSS of this process and all its children every ``interval`` s: ``peak`` (their
+    sum), ``peak_self`` (this process) and ``peak_child`` (the largest single child), bytes."""
 
     def __init__(self, interval: float = 0.05):
         self.interval = interval
-        self.peak = 0
+        self.peak = self.peak_self = self.peak_child = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -56,9 +57,14 @@ class PeakRSS:
                 procs = [me, *me.children(recursive=True)]
                 for p in procs:
                     try:
-                        total += p.memory_info().rss
+                        rss = p.memory_info().rss
                     except psutil.Error:
-                        pass
+                        continue
+                    total += rss
+                    if p.pid == me.pid:
+                        self.peak_self = max(self.peak_self, rss)
+                    else:
+                        self.peak_child = max(self.peak_child, rss)
             except psutil.Error:
                 pass
             self.peak = max(self.peak, total)

@@ -171,6 +171,12 @@ def test_bad_parameters_name_the_field():
         render_unit_arcs({k: v for k, v in _one().items() if k != "theta_e"}, bands=("r",))
     with pytest.raises(ValueError, match="supersample"):
         render_unit_arcs(_one(), bands=("r",), supersample=0)
+    with pytest.raises(ValueError, match=r"allowed a divisor of supersample \(9\)"):
+        render_unit_arcs(_one(), bands=("r",), supersample=9)  # adaptive: 2 cells, so an even supersample
+    with pytest.raises(ValueError, match="conv_cells = 1: allowed 2"):
+        render_unit_arcs(_one(), bands=("r",), conv_cells=1, supersample=18)
+    with pytest.raises(ValueError, match=r"tolerance = 2.0: allowed range \(0, 1\]"):
+        render_unit_arcs(_one(), bands=("r",), tolerance=2.0)
 
 
 def test_sie_deflection_round_limit_is_sis():

@@ -162,8 +162,8 @@ _STAT_INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
 
 
 def _stats_layout(nb: int, size: int, kw: dict) -> list:
-    """Column layout of the packed per-pair stats: ``(name, shape, lo, hi, dtype)`` rows and a
-    final ``(None, None, 0, width, None)``; found by running the reduction on one blank pair."""
+    """Column layout of the packed per-pair stats: ``(name, shape, lo, hi, dtype)`` rows (the
+    packed width is the last ``hi``); found by running the reduction on one blank pair."""
     blank = _chunk_stats(np.zeros((1, nb, size, size), np.float32), np.zeros((1, nb, size, size), np.float32),
                          np.ones((1, nb, size, size), np.float32), np.zeros((1, size, size), np.int32),
                          np.ones(1), np.ones((1, nb)), **kw)
@@ -172,13 +172,12 @@ def _stats_layout(nb: int, size: int, kw: dict) -> list:
         width = int(np.prod(v.shape[1:], dtype=int))
         rows.append((k, v.shape[1:], lo, lo + width, v.dtype))
         lo += width
-    rows.append((None, None, 0, lo, None))
     return rows
 
 
 def _pack(stats: dict, layout: list) -> np.ndarray:
     n = len(next(iter(stats.values())))
-    return np.concatenate([np.asarray(stats[k], np.float64).reshape(n, -1) for k, *_ in layout[:-1]], axis=1)
+    return np.concatenate([np.asarray(stats[k], np.float64).reshape(n, -1) for k, *_ in layout], axis=1)
 
 
 def _stats_block(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, layout, kw):
@@ -229,7 +228,7 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
         parts = [_pack(_chunk_stats(*(ds[v].values[a:b] for v in _STAT_INPUTS), **kw), layout)
                  for a, b in _pair_chunks(ds)]
     packed = np.concatenate(parts) if parts else np.empty((0, layout[-1][3]))
-    merged = {k: packed[:, lo:hi].reshape((-1, *shape)).astype(dtype) for k, shape, lo, hi, dtype in layout[:-1]} \
+    merged = {k: packed[:, lo:hi].reshape((-1, *shape)).astype(dtype) for k, shape, lo, hi, dtype in layout} \
         if parts else {}
     meas = {k: v for k, v in merged.items() if "." not in k}
     samples = {role: {k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith(role + ".")}

@@ -66,6 +66,9 @@ class _Rings:
         self.w = pos - self.lo
 
 
+_RINGS: dict[int, _Rings] = {}
+
+
 def rings_for(size: int) -> _Rings:
     """The (cached) ring geometry of a ``size x size`` stamp."""
     return _RINGS.get(size) or _RINGS.setdefault(size, _Rings(size))
@@ -106,8 +109,7 @@ def _visibility_kernel(flat, theta_e_px, fwhm_px, rad, order, bounds, ring_lo, r
             if abs(rad[p] - te) > half and np.isfinite(img[p]) and rad[p] > te + half + 2.0:
                 buf[n_outer] = resid[p]
                 n_outer += 1
-        wide = n_outer < 10
-        if wide:
+        if n_outer < 10:  # too few beyond the annulus: every pixel off the annulus
             n_outer = 0
             for p in range(npix):
                 if abs(rad[p] - te) > half and np.isfinite(img[p]):
@@ -172,9 +174,6 @@ def visibility_proxy(images: np.ndarray, theta_e_px: np.ndarray, fwhm_px: np.nda
     _visibility_kernel(np.ascontiguousarray(images.reshape(n, -1)), theta_e_px, fwhm_px, rings.rad,
                        rings.order, rings.bounds, rings.lo, rings.w, out)
     return out
-
-
-_RINGS: dict[int, _Rings] = {}
 
 
 def visibility_summary(lens_vis: np.ndarray, control_vis: np.ndarray, arc_snr: np.ndarray,

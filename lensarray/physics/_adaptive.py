@@ -40,9 +40,6 @@ from numba import njit
 
 __all__ = ["trace_cells"]
 
-_N_PARAMS = 17
-
-
 @njit(cache=True, inline="always")
 def _flux_at(x, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn,
              amp_e, bq, f, bf):

@@ -133,8 +133,6 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
         raise ValueError(f"method = {method!r}: allowed adaptive or dense")
     if method == "adaptive" and conv_cells != 2:
         raise ValueError(f"conv_cells = {conv_cells}: allowed 2 for method 'adaptive'")
-    if method == "adaptive" and supersample % 2:
-        raise ValueError(f"supersample = {supersample}: allowed an even number for method 'adaptive'")
     if not (np.isfinite(tolerance) and 0 < tolerance <= 1):
         raise ValueError(f"tolerance = {tolerance}: allowed range (0, 1]")
     p, n = _as_params(params, nb)
@@ -185,7 +183,6 @@ def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, t
     out = np.empty((n, nb, size, size), dtype=np.float32)
     mu = np.empty(n, dtype=np.float64)
     evals = np.empty(n, dtype=np.int64)
-    ksz = kernel_size(size * cs)
     for a in range(0, n, _BATCH):
         b = min(a + _BATCH, n)
         cells = np.zeros((b - a, size * cs, size * cs), dtype=np.float32)
@@ -199,7 +196,7 @@ def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, t
                 sel = np.flatnonzero(pads == pad)
                 out[a + sel] = _gaussian_convolve_binned(cells[sel], fwhm[sel], pixel_scale, int(pad))
         else:
-            kern = _cell_kernel(p["psf_fwhm"][a:b], ksz, pixel_scale, cs, psf_model, psf_beta)
+            kern = _cell_kernel(p["psf_fwhm"][a:b], kernel_size(size * cs), pixel_scale, cs, psf_model, psf_beta)
             conv = fft_convolve(cells[:, None], kern)
             out[a:b] = conv.reshape(b - a, nb, size, cs, size, cs).sum(axis=(3, 5))
     return out, mu.astype(np.float32)

@@ -11,11 +11,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from .errors import BadInputError
 
 __all__ = ["ClusterError", "add_cluster_arguments", "client_from_args", "get_client"]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(BadInputError, RuntimeError):
     """A cluster could not be started or reached; the message is one line."""
 
 

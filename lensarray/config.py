@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from .errors import BadInputError
 
 __all__ = [
     "ConfigError",
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInputError):
     """Raised when a run configuration is invalid; the message names every bad field."""
 
 

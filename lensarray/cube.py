@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from .errors import BadInputError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -37,7 +38,7 @@ SPLIT_NAMES = ("train", "val", "test")
 NEGATIVE_KINDS = ("lens", "ring", "spiral", "tidal", "external")
 
 
-class CubeSchemaError(ValueError):
+class CubeSchemaError(BadInputError):
     """The store is not a lensarray cube, or not one this version can read."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cube import SPLIT_NAMES
+from .errors import BadInputError
 
 __all__ = ["SplitPlan", "SplitError", "plan_splits", "region_of", "check_split_integrity"]
 
@@ -26,7 +27,7 @@ __all__ = ["SplitPlan", "SplitError", "plan_splits", "region_of", "check_split_i
 BRICK_ROWS_PER_REGION = 8
 
 
-class SplitError(ValueError):
+class SplitError(BadInputError):
     """Splits cannot be planned as configured (too few regions, ...)."""
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
+from .errors import BadInputError
 
 __all__ = ["StorageError", "add_storage_arguments", "storage_options_from", "check_destination", "redact"]
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|key)", re.I)
 
 
-class StorageError(OSError):
+class StorageError(BadInputError, OSError):
     """The destination cannot be used; the message is one line and holds no credentials."""
 
 

@@ -25,6 +25,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from . import __version__
 from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, template, validate_cube
+from .errors import BadInputError
 
 __all__ = [
     "StoreExistsError",
@@ -44,7 +45,7 @@ __all__ = [
 DONE_VAR = "shard_done"
 
 
-class StoreExistsError(FileExistsError):
+class StoreExistsError(BadInputError, FileExistsError):
     """The destination exists and the caller did not ask to overwrite or resume."""
 
 

@@ -19,6 +19,7 @@ import xarray as xr
 from scipy import stats
 
 from .features import CENTRAL_RADIUS_PX, central_brightness
+from ..errors import BadInputError
 
 __all__ = ["read_anchor_cutouts", "anchor_brightness", "cube_central_brightness", "compare_brightness",
            "cliffs_delta", "AnchorError"]
@@ -26,7 +27,7 @@ __all__ = ["read_anchor_cutouts", "anchor_brightness", "cube_central_brightness"
 REF_SCALE = 0.262
 
 
-class AnchorError(ValueError):
+class AnchorError(BadInputError):
     """The anchors argument cannot be read."""
 
 

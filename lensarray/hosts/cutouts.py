@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ..errors import BadInputError
 
 __all__ = ["Cutout", "IngestReport", "read_cutouts", "ingest", "HostCube", "HOST_SCHEMA_VERSION",
            "DEFAULT_PSF_FWHM"]
@@ -30,7 +31,7 @@ HOST_SCHEMA_VERSION = 1
 DEFAULT_PSF_FWHM = {"g": 1.5, "r": 1.37, "i": 1.3, "z": 1.35}
 
 
-class IngestError(ValueError):
+class IngestError(BadInputError):
     """One input file cannot be used; the message says why."""
 
 

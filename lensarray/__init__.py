@@ -3,7 +3,8 @@
 Public entry points (imported lazily so that ``import lensarray`` stays cheap):
 
 - :func:`render_arcs` -- the physics kernel (numpy; no Dask inside)
-- :func:`build` -- config -> hosts -> params -> render -> Zarr cube
+- :func:`lazy_cube` -- the cube of a configuration as a lazy xarray Dataset (map_blocks)
+- :func:`build` -- config -> lazy cube -> Zarr cube (``ds.lensarray.to_zarr`` is the writer)
 - :func:`open_cube` -- open and validate a cube; ``ds.lensarray.stamps()`` is the lazy view
 - :class:`RunConfig`, :func:`load_config` -- the validated run configuration
 """
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "render_arcs": "lensarray.physics.render",
     "build": "lensarray.pipeline",
+    "lazy_cube": "lensarray.pipeline",
     "open_cube": "lensarray.cube",
     "RunConfig": "lensarray.config",
     "load_config": "lensarray.config",

@@ -130,18 +130,25 @@ def template(n_pairs: int, bands: tuple[str, ...] | list[str], size: int, *, att
         chunks = tuple(chunk_pairs if d == "pair" else shape[d] for d in spec.dims)
         data = da.full(shp, spec.fill, dtype=np.dtype(spec.dtype), chunks=chunks)
         data_vars[name] = xr.Variable(spec.dims, data, attrs={"units": spec.units, "description": spec.description})
-    coords = {
-        "pair": np.arange(n_pairs, dtype=np.int64),
-        "band": np.array(bands, dtype="<U1" if all(len(b) == 1 for b in bands) else "<U8"),
-        "y": np.arange(size, dtype=np.int32),
-        "x": np.arange(size, dtype=np.int32),
-    }
+    coords = {"pair": np.arange(n_pairs, dtype=np.int64), **template_coords(bands, size)}
     ds = xr.Dataset(data_vars, coords=coords)
-    ds.attrs.update({"schema_version": SCHEMA_VERSION, "split_names": list(SPLIT_NAMES),
-                     "hard_negative_kinds": list(NEGATIVE_KINDS)})
+    ds.attrs.update(template_attrs())
     if attrs:
         ds.attrs.update(attrs)
     return ds
+
+
+def template_attrs() -> dict[str, Any]:
+    """Attributes every cube carries whatever its configuration (schema, code tables)."""
+    return {"schema_version": SCHEMA_VERSION, "split_names": list(SPLIT_NAMES),
+            "hard_negative_kinds": list(NEGATIVE_KINDS)}
+
+
+def template_coords(bands: tuple[str, ...] | list[str], size: int) -> dict[str, np.ndarray]:
+    """The ``band``, ``y``, ``x`` coordinates of a cube (``pair`` is the caller's)."""
+    bands = list(bands)
+    return {"band": np.array(bands, dtype="<U1" if all(len(b) == 1 for b in bands) else "<U8"),
+            "y": np.arange(size, dtype=np.int32), "x": np.arange(size, dtype=np.int32)}
 
 
 def validate_cube(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
@@ -162,7 +169,7 @@ def validate_cube(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
 
 
 def open_cube(url: str, *, storage_options: dict | None = None, chunks: str | dict | None = "shard",
-              validate: bool = True) -> xr.Dataset:
+              validate: bool = True, allow_incomplete: bool = False) -> xr.Dataset:
     """Open a lensarray cube lazily from a local path or fsspec URL (``s3://...``).
 
     Parameters
@@ -176,10 +183,15 @@ def open_cube(url: str, *, storage_options: dict | None = None, chunks: str | di
         whole-cube reductions; any other value is passed to :func:`xarray.open_zarr`.
     validate
         Check the schema and raise :class:`CubeSchemaError` on a foreign or newer store.
+    allow_incomplete
+        A cube with unbuilt shards raises :class:`lensarray.errors.IncompleteCubeError` (naming
+        the missing shards and the resume command) unless this is True; then only the built
+        pairs are returned (attr ``unbuilt_shards`` lists the others), never fill values.
     """
     from .store import open_dataset  # local import keeps cube.py free of I/O at import
 
-    return open_dataset(url, storage_options=storage_options, chunks=chunks, validate=validate)
+    return open_dataset(url, storage_options=storage_options, chunks=chunks, validate=validate,
+                        allow_incomplete=allow_incomplete)
 
 
 @xr.register_dataset_accessor("lensarray")
@@ -228,6 +240,20 @@ class LensArrayAccessor:
         st.name = "stamp"
         st.attrs = {"units": "nanomaggy", "description": "lens = host + arc; control = host"}
         return st
+
+    def to_zarr(self, url: str, *, resume: bool = False, overwrite: bool = False, client=None,
+                storage_options: dict | None = None, progress: bool = False, repair: bool = False):
+        """Write this cube (lazy or loaded) to ``url`` in whole shards with digests and done
+        markers: :func:`lensarray.store.write_cube` (see there for every parameter).
+
+        Returns
+        -------
+        lensarray.store.WriteResult
+        """
+        from .store import write_cube
+
+        return write_cube(self._ds, url, resume=resume, overwrite=overwrite, repair=repair, client=client,
+                          storage_options=storage_options, progress=progress)
 
     def pair_table(self, names: list[str] | None = None):
         """Per-pair scalar variables as a ``pandas.DataFrame`` (computed; small)."""

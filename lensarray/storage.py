@@ -63,6 +63,8 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
     refused credentials, unreachable endpoint, read-only local folder."""
     import fsspec
 
+    if not str(url).strip():
+        raise StorageError("--out '': allowed a local path or an fsspec URL (s3://bucket/key)")
     opts = dict(storage_options or {})
     if url.startswith("s3://"):
         opts.setdefault("skip_instance_cache", True)
@@ -73,8 +75,13 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
         raise StorageError(f"{url}: cannot open ({exc})") from None
     if "://" not in url or url.startswith("file://"):
         parent = os.path.dirname(os.path.abspath(path)) or "."
-        while not os.path.exists(parent):
-            parent = os.path.dirname(parent)
+        top = parent
+        while not os.path.exists(top):
+            top = os.path.dirname(top)
+        if not os.path.isdir(top):
+            raise StorageError(f"{url}: {top} is a file, not a folder: choose another location")
+        if top != parent:
+            raise StorageError(f"{url}: folder {parent} does not exist: create it first")
         if not os.access(parent, os.W_OK):
             raise StorageError(f"{url}: location is read-only ({parent} is not writable)")
         return

@@ -10,12 +10,29 @@ Layout decisions (see DESIGN.md "Known pitfalls"):
 - Completion is recorded explicitly in a ``shard_done`` array (one chunk per shard, written
   after the shard's data): zarr does not store chunks equal to the fill value, so "chunk exists"
   cannot mean "done".
+- Before the marker, ``shard_digest`` records a CRC-32 of every variable's bytes of that shard,
+  seeded with the cube's token, the shard index and its pair range: a deleted chunk (read back as
+  the fill value), a chunk copied from another shard or another cube, and a truncated file all
+  fail :func:`check_shards`, although each chunk's own crc32c is valid.
+- Integer fill values are the schema's (``split`` -1 = "unbuilt/unassigned"), so an unwritten
+  pair never reads as the train split.
+- One writer at a time: :class:`StoreLock` keeps a ``lensarray.lock`` object in the store that
+  names its owner, is refreshed while writing and is taken over only when stale.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
 import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,28 +42,55 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from . import __version__
 from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, template, validate_cube
-from .errors import BadInputError
+from .errors import BadInputError, IncompleteCubeError, StoreLockedError
 
 __all__ = [
     "StoreExistsError",
     "DONE_VAR",
+    "DIGEST_VAR",
+    "LOCK_NAME",
+    "StoreLock",
+    "WriteResult",
     "zarr_store",
     "store_exists",
+    "store_kind",
     "create_store",
     "open_group",
     "write_shard",
+    "write_cube",
     "completed_shards",
+    "check_shards",
+    "cube_token",
     "shard_bounds",
     "open_dataset",
+    "stored_cube_attrs",
     "remove_store",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Name of the per-shard completion array (dims: shard); dropped when opening as a cube.
 DONE_VAR = "shard_done"
+#: Per-shard content digests (dims: shard, variable), written just before the done marker.
+DIGEST_VAR = "shard_digest"
+#: The writer's lock object at the store root (not a zarr node; zarr ignores it).
+LOCK_NAME = "lensarray.lock"
+# zarr warns about any non-zarr object while listing a group; the lock is ours and expected
+_LOCK_WARNING = f"Object at {LOCK_NAME} is not recognized"
+warnings.filterwarnings("ignore", message=_LOCK_WARNING)
+
+#: Zarr nodes of a cube besides its variables.
+_COORDS = ("pair", "band", "y", "x")
+
+#: A lock not refreshed for this long (seconds) is stale and may be taken over.
+LOCK_STALE_SECONDS = float(os.environ.get("LENSARRAY_LOCK_STALE_SECONDS", 120))
+#: How often (seconds) the writer refreshes its lock.
+LOCK_REFRESH_SECONDS = float(os.environ.get("LENSARRAY_LOCK_REFRESH_SECONDS", 15))
 
 
 class StoreExistsError(BadInputError, FileExistsError):
-    """The destination exists and the caller did not ask to overwrite or resume."""
+    """The destination exists and the caller did not ask to overwrite or resume, or what is
+    there is not a lensarray store of the kind being written (never removed)."""
 
 
 def _is_remote(url: str) -> bool:
@@ -75,20 +119,80 @@ def _fs_and_path(url: str, storage_options: dict | None = None):
     if url.startswith("s3://"):
         opts.setdefault("skip_instance_cache", True)
     fs, path = fsspec.core.url_to_fs(url, **opts)
-    return fs, path
+    return fs, path.rstrip("/")
+
+
+def _entries(fs, path: str) -> list[str]:
+    """Names directly under ``path`` (the writer's lock excluded)."""
+    try:
+        names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False, refresh=True)]
+    except TypeError:  # filesystems without ``refresh``
+        names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    return [n for n in names if n != LOCK_NAME]
 
 
 def store_exists(url: str, storage_options: dict | None = None) -> bool:
-    """True when anything (a cube or not) is already stored at ``url``."""
+    """True when anything (a cube or not) is already stored at ``url`` (a lock alone is nothing)."""
     fs, path = _fs_and_path(url, storage_options)
-    return fs.exists(path) and (not fs.isdir(path) or len(fs.ls(path)) > 0)
+    if not fs.exists(path):
+        return False
+    return not fs.isdir(path) or len(_entries(fs, path)) > 0
 
 
-def remove_store(url: str, storage_options: dict | None = None) -> None:
-    """Delete everything at ``url`` (used only for an explicit ``overwrite``)."""
+def store_kind(url: str, storage_options: dict | None = None) -> str | None:
+    """``"cube"``, ``"hosts"`` (a host cube from ``lensarray ingest``) or ``None`` (anything else)."""
+    try:
+        attrs = dict(zarr.open_group(zarr_store(url, storage_options, read_only=True), mode="r",
+                                     zarr_format=3).attrs)
+    except Exception:  # not a zarr v3 group at all
+        return None
+    if attrs.get("kind") == "lensarray-hosts":
+        return "hosts"
+    if "schema_version" in attrs and "config" in attrs:
+        return "cube"
+    return None
+
+
+_KIND_NAMES = {"cube": "a lensarray cube", "hosts": "a lensarray host cube"}
+
+
+def remove_store(url: str, storage_options: dict | None = None, *, kind: str = "cube") -> None:
+    """Delete the lensarray store at ``url`` (only for an explicit ``overwrite``).
+
+    Refuses with :class:`StoreExistsError`, before removing anything, unless ``url`` holds a
+    lensarray store of ``kind`` ("cube" or "hosts") and nothing else: every file must be a zarr
+    node of that store (metadata or chunk). A plain file, a folder with other files, a foreign
+    Zarr store or a store of the other kind is never removed. The writer's lock is kept.
+    """
+    if kind not in _KIND_NAMES:
+        raise ValueError(f"kind = {kind!r}: allowed one of {', '.join(_KIND_NAMES)}")
     fs, path = _fs_and_path(url, storage_options)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    if not fs.exists(path):
+        return
+    want = _KIND_NAMES[kind]
+    if not fs.isdir(path):
+        raise StoreExistsError(f"{url} is a file, not {want}: refusing to remove it (choose another --out)")
+    found = store_kind(url, storage_options)
+    if found != kind:
+        what = _KIND_NAMES.get(found, "not a lensarray store") if found else "not a lensarray store"
+        what = f"holds {what}" if found else what
+        raise StoreExistsError(f"{url} {what}, not {want}: refusing to remove it (choose another --out)")
+    group = zarr.open_group(zarr_store(url, storage_options, read_only=True), mode="r", zarr_format=3)
+    members = set(group.keys())
+    if kind == "cube":
+        allowed = set(VARIABLES) | set(_COORDS) | {DONE_VAR, DIGEST_VAR}
+        members &= allowed
+    files = [str(p) for p in fs.find(path, withdirs=False)]
+    for f in files:
+        rel = f[len(path):].lstrip("/").split("/")
+        ok = (rel == ["zarr.json"] or rel == [LOCK_NAME]
+              or (len(rel) >= 2 and rel[0] in members and (rel[1:] == ["zarr.json"] or rel[1] == "c")))
+        if not ok:
+            raise StoreExistsError(f"{url} holds {'/'.join(rel)!r}, which lensarray did not write: "
+                                   "refusing to remove it (choose another --out)")
+    for name in _entries(fs, path):
+        fs.rm(f"{path}/{name}", recursive=True)
+    log.info("removed the %s at %s", kind, url)
 
 
 def shard_bounds(n_pairs: int, shard_pairs: int) -> list[tuple[int, int]]:
@@ -114,24 +218,34 @@ def _encoding(ds: xr.Dataset, chunk_pairs: int, shard_pairs: int) -> dict:
 def create_store(url: str, *, n_pairs: int, bands: list[str], size: int, chunk_pairs: int,
                  shard_pairs: int, attrs: dict[str, Any], storage_options: dict | None = None,
                  overwrite: bool = False) -> None:
-    """Write the template (metadata and coordinates only) and the empty ``shard_done`` array.
+    """Write the template (metadata and coordinates only), the empty ``shard_digest`` and
+    ``shard_done`` arrays.
 
     Raises :class:`StoreExistsError` before touching anything when ``url`` is occupied and
-    ``overwrite`` is False.
+    ``overwrite`` is False, or when what is there is not a lensarray cube.
     """
     if store_exists(url, storage_options):
         if not overwrite:
             raise StoreExistsError(f"{url} already exists: pass --overwrite to replace it or --resume to finish it")
-        remove_store(url, storage_options)
+        remove_store(url, storage_options, kind="cube")
     ds = template(n_pairs, bands, size, attrs=attrs, chunk_pairs=shard_pairs)
+    enc = _encoding(ds, chunk_pairs, shard_pairs)
+    for name, spec in VARIABLES.items():
+        if np.dtype(spec.dtype).kind in "iub":  # floats carry NaN through _FillValue already
+            enc[name]["fill_value"] = spec.fill
     store = zarr_store(url, storage_options)
-    ds.to_zarr(store, compute=False, zarr_format=3, mode="w-", consolidated=False,
-               encoding=_encoding(ds, chunk_pairs, shard_pairs))
+    # mode "a": the store holds only the writer's lock here (emptiness was checked above)
+    ds.to_zarr(store, compute=False, zarr_format=3, mode="a", consolidated=False, encoding=enc)
     n_shards = len(shard_bounds(n_pairs, shard_pairs))
     group = zarr.open_group(store, mode="r+", zarr_format=3)
+    group.create_array(DIGEST_VAR, shape=(n_shards, len(VARIABLES)), chunks=(1, len(VARIABLES)), dtype="uint32",
+                       fill_value=0, dimension_names=["shard", "variable"], compressors=[Crc32cCodec()],
+                       attributes={"variables": list(VARIABLES),
+                                   "description": "CRC-32 of each variable's bytes in the shard, seeded with "
+                                                  "(cube token, shard index, pair range, variable name)"})
     group.create_array(DONE_VAR, shape=(n_shards,), chunks=(1,), dtype="int8", fill_value=0,
                        dimension_names=["shard"], compressors=[Crc32cCodec()],
-                       attributes={"description": "1 once the shard's data are fully written"})
+                       attributes={"description": "1 once the shard's data and digest are fully written"})
 
 
 def open_group(url: str, storage_options: dict | None = None, *, mode: str = "r+") -> zarr.Group:
@@ -140,20 +254,47 @@ def open_group(url: str, storage_options: dict | None = None, *, mode: str = "r+
                            zarr_format=3)
 
 
+# --------------------------------------------------------------------------------------
+# digests
+# --------------------------------------------------------------------------------------
+def cube_token(attrs: dict) -> str:
+    """A short hex token of what a cube is (its configuration and split plan): binds every shard
+    digest to this cube, so a shard copied from another cube (or an older build) is caught."""
+    import hashlib
+
+    config = attrs.get("config", "{}")
+    config = dict(json.loads(config) if isinstance(config, str) else config)
+    config.pop("cluster", None)  # where it ran is not what it is (a resume may change it)
+    text = json.dumps([config, attrs.get("split_plan", "")], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest(token: str, shard_index: int, start: int, stop: int, name: str, data) -> int:
+    values = np.ascontiguousarray(np.asarray(data).astype(VARIABLES[name].dtype, copy=False))
+    crc = zlib.crc32(f"{token}:{shard_index}:{start}:{stop}:{name}:{values.shape}".encode())
+    return zlib.crc32(memoryview(values).cast("B"), crc)
+
+
 def write_shard(group: zarr.Group, shard_index: int, start: int, stop: int,
-                arrays: dict[str, np.ndarray]) -> None:
-    """Write every variable of pairs ``[start, stop)`` (one whole shard), then its done marker.
+                arrays: dict[str, np.ndarray], *, token: str | None = None) -> None:
+    """Write every variable of pairs ``[start, stop)`` (one whole shard), its digest, then its
+    done marker.
 
     The marker is written last, so a shard interrupted half-way is rewritten on resume.
     """
     missing = [k for k in VARIABLES if k not in arrays]
     if missing:
         raise ValueError(f"shard {shard_index}: arrays missing variables {missing}")
-    for name in VARIABLES:
-        data = np.asarray(arrays[name])
+    token = cube_token(dict(group.attrs)) if token is None else token
+    digests = np.zeros(len(VARIABLES), np.uint32)
+    for j, name in enumerate(VARIABLES):
+        data = np.asarray(arrays[name]).astype(VARIABLES[name].dtype, copy=False)
         if data.shape[0] != stop - start:
             raise ValueError(f"shard {shard_index}: {name} has {data.shape[0]} pairs, expected {stop - start}")
-        group[name][start:stop] = data.astype(VARIABLES[name].dtype, copy=False)
+        group[name][start:stop] = data
+        digests[j] = _digest(token, shard_index, start, stop, name, data)
+    if DIGEST_VAR in group:  # cubes made before digests existed have none
+        group[DIGEST_VAR][shard_index] = digests
     group[DONE_VAR][shard_index] = 1
 
 
@@ -162,8 +303,392 @@ def completed_shards(group: zarr.Group) -> np.ndarray:
     return np.asarray(group[DONE_VAR][:]) == 1
 
 
+def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
+                 on_shard: Callable[[int], None] | None = None) -> dict[int, list[str]]:
+    """Read every variable of each finished shard and compare it with the shard's digest.
+
+    Returns ``{shard index: [problem, ...]}`` for every shard that is unreadable (checksum,
+    truncation), has no digest, or whose content does not match its digest (a deleted chunk, a
+    chunk copied from another shard or cube, stale data). Shards without a done marker are not
+    checked (they are incomplete, not bad). ``shards`` restricts the check.
+    """
+    attrs = dict(group.attrs)
+    token = cube_token(attrs) if token is None else token
+    n = int(group["pair"].shape[0])
+    bounds = shard_bounds(n, int(attrs.get("shard_pairs", group["host"].shards[0])))
+    done = completed_shards(group)
+    stored = np.asarray(group[DIGEST_VAR][:]) if DIGEST_VAR in group else None
+    order = list(dict(group[DIGEST_VAR].attrs).get("variables", list(VARIABLES))) if stored is not None else []
+    bad: dict[int, list[str]] = {}
+    for i in (range(len(bounds)) if shards is None else shards):
+        if not done[i]:
+            continue
+        a, b = bounds[i]
+        where = f"shard {i} (pairs {a}-{b - 1})"
+        if stored is None or not stored[i].any():
+            bad.setdefault(i, []).append(f"{where}: no content digest recorded")
+        for name in VARIABLES:
+            try:
+                data = group[name][a:b]
+            except Exception as exc:  # checksum mismatch, truncated or undecodable chunk
+                bad.setdefault(i, []).append(f"{where}: {name} unreadable ({type(exc).__name__}: "
+                                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
+                continue
+            if stored is not None and stored[i].any() and name in order:
+                if _digest(token, i, a, b, name, data) != int(stored[i][order.index(name)]):
+                    bad.setdefault(i, []).append(f"{where}: {name} does not match the shard's digest "
+                                                 "(a missing, swapped, stale or altered chunk)")
+        if on_shard:
+            on_shard(i)
+    return bad
+
+
+# --------------------------------------------------------------------------------------
+# the writer's lock
+# --------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StoreLock:
+    """Exclusive writer lock: a ``lensarray.lock`` JSON object in the store naming its owner
+    (host, pid, start time), refreshed every :data:`LOCK_REFRESH_SECONDS` while held.
+
+    A lock is stale (and taken over) when it was not refreshed for :data:`LOCK_STALE_SECONDS`,
+    or when its owner ran on this host and that process is gone. Creation is exclusive
+    (``O_EXCL`` locally, a conditional PUT on S3), and every acquisition reads the lock back, so
+    of two writers racing for a stale lock only one proceeds. Raises :class:`StoreLockedError`.
+    """
+
+    def __init__(self, url: str, storage_options: dict | None = None, *, purpose: str = "build"):
+        self.url = url
+        self.fs, path = _fs_and_path(url, storage_options)
+        self.path = f"{path}/{LOCK_NAME}"
+        self.root = path
+        self.local = not _is_remote(url)
+        self.nonce = uuid.uuid4().hex
+        self.purpose = purpose
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._made_root = False
+
+    def _record(self, since: float) -> bytes:
+        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": since, "time": time.time(),
+                           "purpose": self.purpose, "nonce": self.nonce}).encode()
+
+    def _read(self) -> dict | None:
+        try:
+            raw = self.fs.cat_file(self.path)
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {"time": 0.0}  # unreadable: stale
+
+    def _stale(self, rec: dict) -> bool:
+        if time.time() - float(rec.get("time", 0.0)) > LOCK_STALE_SECONDS:
+            return True
+        return rec.get("host") == socket.gethostname() and not _pid_alive(int(rec.get("pid", -1)))
+
+    def _create(self, data: bytes) -> bool:
+        """Exclusive create; False when the lock object exists."""
+        if self.local:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return True
+        if self.fs.exists(self.path):
+            return False
+        try:
+            self.fs.pipe_file(self.path, data, mode="create")
+        except (FileExistsError, OSError) as exc:
+            if isinstance(exc, FileExistsError) or "Precondition" in str(exc):
+                return False
+            raise
+        return True
+
+    def _put(self, data: bytes) -> None:
+        if self.local:
+            tmp = f"{self.path}.{self.nonce}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.path)
+        else:
+            self.fs.pipe_file(self.path, data)
+
+    def acquire(self) -> StoreLock:
+        if self.local and not os.path.isdir(self.root):
+            os.mkdir(self.root)  # the parent was checked by check_destination
+            self._made_root = True
+        self.since = time.time()
+        data = self._record(self.since)
+        if not self._create(data):
+            rec = self._read() or {"time": 0.0}
+            if not self._stale(rec):
+                raise StoreLockedError(self._locked_message(rec))
+            log.warning("taking over the stale lock of %s (owner %s:%s)", self.url, rec.get("host"), rec.get("pid"))
+            self._put(data)
+            time.sleep(0.05)  # let a racing taker's write land before reading back
+        rec = self._read() or {}
+        if rec.get("nonce") != self.nonce:
+            raise StoreLockedError(self._locked_message(rec))
+        self._thread = threading.Thread(target=self._refresh, name="lensarray-lock", daemon=True)
+        self._thread.start()
+        return self
+
+    def _locked_message(self, rec: dict) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(rec.get("since", rec.get("time", 0)))))
+        return (f"{self.url} is being written by another lensarray {rec.get('purpose', 'writer')} "
+                f"(host {rec.get('host', '?')}, pid {rec.get('pid', '?')}, since {since}): wait for it to finish; "
+                f"a lock not refreshed for {LOCK_STALE_SECONDS:.0f} s is taken over")
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(LOCK_REFRESH_SECONDS):
+            try:
+                rec = self._read() or {}
+                if rec.get("nonce") != self.nonce:
+                    log.error("the lock of %s was taken over by %s:%s", self.url, rec.get("host"), rec.get("pid"))
+                    return
+                self._put(self._record(self.since))
+            except Exception as exc:  # a transient storage error must not kill the build
+                log.warning("could not refresh the lock of %s: %s", self.url, exc)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            rec = self._read() or {}
+            if rec.get("nonce") == self.nonce:
+                self.fs.rm_file(self.path) if not self.local else os.remove(self.path)
+            if self._made_root and not os.listdir(self.root):
+                os.rmdir(self.root)
+        except OSError as exc:
+            log.warning("could not remove the lock of %s: %s", self.url, exc)
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------------------
+# the one writer
+# --------------------------------------------------------------------------------------
+@dataclass
+class WriteResult:
+    """Outcome of :func:`write_cube`."""
+
+    url: str
+    n_shards: int
+    shards_written: int
+    repaired: list[int] = field(default_factory=list)
+
+
+def stored_cube_attrs(url: str, storage_options: dict | None = None) -> dict:
+    """The attrs of the lensarray cube at ``url``; :class:`CubeSchemaError` for anything else."""
+    try:
+        attrs = dict(open_group(url, storage_options, mode="r").attrs)
+    except Exception as exc:  # not a zarr v3 group (a folder, a file, zarr v2, garbage zarr.json)
+        raise CubeSchemaError(f"{url} is not a lensarray cube ({type(exc).__name__})") from None
+    if "schema_version" not in attrs or "config" not in attrs:
+        raise CubeSchemaError(f"{url} is not a lensarray cube (no 'schema_version'/'config' attributes)")
+    if int(attrs["schema_version"]) != SCHEMA_VERSION:
+        raise CubeSchemaError(f"{url} has schema_version {attrs['schema_version']}; this lensarray builds "
+                              f"{SCHEMA_VERSION}: resume it with the lensarray that created it")
+    return attrs
+
+
+def _config_difference(mine: dict, theirs: dict) -> list[str]:
+    mine, theirs = dict(mine), dict(theirs)
+    mine.pop("cluster", None), theirs.pop("cluster", None)
+    keys = sorted(set(mine) | set(theirs))
+    return [f"{s}.{k}" for s in keys for k in sorted(set(mine.get(s, {})) | set(theirs.get(s, {})))
+            if mine.get(s, {}).get(k) != theirs.get(s, {}).get(k)]
+
+
+def _shard_writes(ds: xr.Dataset, url: str, storage_options, bounds, todo, token: str) -> list:
+    """One delayed task per shard to write (key ``lensarray-write-<token>-<i>``), each owning
+    its whole shard: blocks are rechunked to the shards first when they do not coincide."""
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+
+    sizes = tuple(b - a for a, b in bounds)
+    ds = ds[list(VARIABLES)]
+    if any(not isinstance(ds[k].data, da.Array) or ds[k].data.chunks[0] != sizes for k in VARIABLES):
+        ds = ds.chunk({"pair": sizes})
+    # optimize_graph=False: a per-variable optimisation would fuse the shared render task into
+    # each variable's getitem and render every block once per variable
+    parts = {k: ds[k].data.to_delayed(optimize_graph=False).ravel() for k in VARIABLES}
+    prefix = f"lensarray-write-{tokenize(url, token)}"
+    task = dask.delayed(_write_shard_task, pure=True)
+    return [task(url, storage_options, i, *bounds[i], {k: parts[k][i] for k in VARIABLES}, token,
+                 dask_key_name=f"{prefix}-{i}") for i in todo]
+
+
+def _write_shard_task(url: str, storage_options: dict | None, shard_index: int, start: int, stop: int,
+                      arrays: dict, token: str) -> int:
+    write_shard(open_group(url, storage_options), shard_index, start, stop, arrays, token=token)
+    return shard_index
+
+
+def _progress_bar(total: int, initial: int, enabled: bool, desc: str):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="shard", file=sys.stderr,
+                mininterval=0.5, dynamic_ncols=True)
+
+
+def write_cube(ds: xr.Dataset, url: str, *, resume: bool = False, overwrite: bool = False, repair: bool = False,
+               client=None, storage_options: dict | None = None, progress: bool = False,
+               on_shard_done: Callable[[int], None] | None = None) -> WriteResult:
+    """Write a cube (lazy or in memory) to ``url`` in whole shards: the one writer.
+
+    One task owns one shard (blocks are rechunked to shards when they differ), writes every
+    variable, then the shard's content digest, then its done marker; a retried task rewrites
+    identical bytes. The store is locked for the whole write (:class:`StoreLock`), and task keys
+    carry a token of (destination, configuration), so concurrent builds never share results.
+    Consolidated metadata is written once every shard is done.
+
+    Parameters
+    ----------
+    ds
+        A cube with the full schema and the build's attrs (from :func:`lensarray.lazy_cube` or
+        :func:`lensarray.cube.open_cube`).
+    url
+        Local path or fsspec URL of the destination.
+    resume
+        Finish the cube at ``url``: only shards without a done marker are written; its stored
+        configuration must equal ``ds``'s (cluster settings apart). Refused when nothing is there.
+    overwrite
+        Replace an existing lensarray cube at ``url`` (never anything else).
+    repair
+        With ``resume``: check every finished shard against its digest first and rewrite the bad.
+    client
+        A ``distributed.Client``; ``None`` computes in this process with the synchronous scheduler.
+    storage_options
+        fsspec options for ``url`` (never stored).
+    progress
+        A progress bar on stderr (shards), with or without a client. Off by default.
+    on_shard_done
+        Called with each shard index once its marker is written (in this process).
+    """
+    from .storage import check_destination
+
+    if overwrite and resume:
+        raise BadInputError("overwrite and resume exclude each other: choose one")
+    if repair and not resume:
+        raise BadInputError("repair needs resume (it rewrites the bad shards of an existing cube)")
+    validate_cube(ds, where="the dataset to write")
+    missing = [k for k in VARIABLES if k not in ds.variables]
+    if missing or "config" not in ds.attrs or "shard_pairs" not in ds.attrs:
+        raise CubeSchemaError("the dataset to write is not a whole lensarray cube "
+                              f"({'missing ' + ', '.join(missing) if missing else 'no build attrs'}): "
+                              "make it with lensarray.lazy_cube")
+    n = int(ds.sizes["pair"])
+    if n != int(ds.attrs.get("n_pairs", n)) or not np.array_equal(ds["pair"].values, np.arange(n)):
+        raise CubeSchemaError(f"the dataset to write holds {n} of its {ds.attrs.get('n_pairs')} pairs (a "
+                              "selection): only a whole cube, pairs 0..n-1, can be written")
+    shard_pairs, chunk_pairs = int(ds.attrs["shard_pairs"]), int(ds.attrs.get("chunk_pairs", ds.attrs["shard_pairs"]))
+    bounds = shard_bounds(n, shard_pairs)
+    check_destination(url, storage_options)
+    fs, path = _fs_and_path(url, storage_options)
+    if fs.exists(path) and not fs.isdir(path):  # a plain file is never a store nor removed
+        raise StoreExistsError(f"{url} is a file, not a lensarray cube: choose another --out")
+    repaired: list[int] = []
+    with warnings.catch_warnings(), StoreLock(url, storage_options, purpose="build"):
+        warnings.filterwarnings("ignore", message=_LOCK_WARNING)
+        exists = store_exists(url, storage_options)
+        if resume:
+            if not exists:
+                raise StoreExistsError(f"--resume: nothing to resume at {url} (no cube there); "
+                                       "drop --resume to build it")
+            stored = stored_cube_attrs(url, storage_options)
+            diff = _config_difference(json.loads(ds.attrs["config"]), json.loads(stored["config"]))
+            if diff:
+                raise BadInputError(f"--resume: the configuration differs from the stored one in {', '.join(diff)}")
+            if stored.get("split_plan", "") != ds.attrs.get("split_plan", ""):
+                raise BadInputError(f"--resume: the split plan differs from the one stored at {url}")
+        else:
+            if exists and not overwrite:
+                raise StoreExistsError(f"{url} already exists: pass --overwrite to replace it or --resume to finish it")
+            if exists:
+                remove_store(url, storage_options, kind="cube")
+            create_store(url, n_pairs=n, bands=[str(b) for b in ds["band"].values], size=int(ds.sizes["y"]),
+                         chunk_pairs=chunk_pairs, shard_pairs=shard_pairs, attrs=dict(ds.attrs),
+                         storage_options=storage_options)
+        group = open_group(url, storage_options)
+        token = cube_token(dict(group.attrs))
+        if repair:
+            bad = check_shards(group, token=token)
+            for i, problems in sorted(bad.items()):
+                log.warning("repairing %s", problems[0])
+                group[DONE_VAR][i] = 0  # rewritten below like any unfinished shard
+            repaired = sorted(bad)
+        done = completed_shards(group)
+        todo = [i for i in range(len(bounds)) if not done[i]]
+        writes = _shard_writes(ds, url, storage_options, bounds, todo, token)
+        bar = _progress_bar(len(bounds), len(bounds) - len(todo), progress, f"write {url}")
+        written = 0
+
+        def landed(i: int) -> None:
+            nonlocal written
+            written += 1
+            bar.update(1)
+            if on_shard_done:
+                on_shard_done(i)
+
+        try:
+            if client is None:
+                _compute_here(writes, landed)
+            else:
+                from distributed import as_completed
+
+                for fut in as_completed(client.compute(writes, retries=2)):
+                    landed(fut.result())
+        finally:
+            bar.close()
+        if completed_shards(group).all():
+            # every shard done: consolidated metadata lets a plain xr.open_zarr(url) open it quietly
+            with warnings.catch_warnings():  # "not part of the v3 spec": known, and xarray reads it
+                warnings.simplefilter("ignore", category=UserWarning)
+                zarr.consolidate_metadata(zarr_store(url, storage_options), zarr_format=3)
+    return WriteResult(url=url, n_shards=len(bounds), shards_written=written, repaired=repaired)
+
+
+def _compute_here(writes: list, landed: Callable[[int], None]) -> None:
+    """Compute the shard writes with the synchronous scheduler, reporting each as it lands."""
+    import dask
+    from dask.callbacks import Callback
+
+    names = {w.key: w for w in writes}
+
+    class _Landed(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if key in names:
+                landed(int(result))
+
+    if writes:
+        with _Landed():
+            dask.compute(*writes, scheduler="synchronous")
+
+
 def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str | dict | None = "shard",
-                 validate: bool = True) -> xr.Dataset:
+                 validate: bool = True, allow_incomplete: bool = False) -> xr.Dataset:
     """Open a cube lazily (see :func:`lensarray.cube.open_cube`)."""
     try:
         store = zarr_store(url, storage_options, read_only=True)
@@ -178,15 +703,47 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
     if int(attrs["schema_version"]) > SCHEMA_VERSION:
         raise CubeSchemaError(f"{url} has schema_version {attrs['schema_version']}; this lensarray reads "
                               f"<= {SCHEMA_VERSION}: upgrade lensarray")
+    done = completed_shards(group) if DONE_VAR in group else None
+    if (done is None or not done.all()) and not allow_incomplete:
+        raise IncompleteCubeError(_incomplete_message(url, done))
     if chunks == "shard":
         chunks = {"pair": int(attrs.get("shard_pairs", 256))}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         ds = xr.open_zarr(store, chunks=chunks, consolidated=False, zarr_format=3,
-                          drop_variables=[DONE_VAR])
+                          drop_variables=[DONE_VAR, DIGEST_VAR])
     if validate:
         validate_cube(ds, where=url)
+    if done is not None and not done.all():
+        # unbuilt pairs are dropped, never served (their fill values would read as data)
+        shard_pairs = int(attrs.get("shard_pairs", 256))
+        built = np.repeat(done, shard_pairs)[: ds.sizes["pair"]]
+        ds = ds.isel(pair=np.flatnonzero(built))
+        ds.attrs["unbuilt_shards"] = json.dumps(np.flatnonzero(~done).tolist())
     return ds
+
+
+def _ranges(idx) -> str:
+    idx = list(idx)
+    out, k = [], 0
+    while k < len(idx):
+        j = k
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+            j += 1
+        out.append(str(idx[k]) if j == k else f"{idx[k]}-{idx[j]}")
+        k = j + 1
+    text = ", ".join(out[:8])
+    return text + (f", ... ({len(out) - 8} more ranges)" if len(out) > 8 else "")
+
+
+def _incomplete_message(url: str, done) -> str:
+    if done is None:
+        return (f"{url} is incomplete: it has no shard completion record (not written by lensarray's writer); "
+                "open it with allow_incomplete=True to read it as is")
+    missing = np.flatnonzero(~done)
+    return (f"{url} is incomplete: {missing.size} of {done.size} shards not built (shards {_ranges(missing)}); "
+            f"finish it with `lensarray build --resume --out {url}` (or open with allow_incomplete=True "
+            "to read only the built pairs)")
 
 
 def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:

@@ -40,9 +40,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lensarray`` console script."""
+    from .errors import BadInputError
+
     args = make_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except BadInputError as exc:  # a refusal (IncompleteCubeError, StoreLockedError, ...): one line
+        print(f"lensarray: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

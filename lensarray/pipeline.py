@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
@@ -25,7 +25,7 @@ import xarray as xr
 from .config import ConfigError, RunConfig, config_from_dict
 from .cube import VARIABLES
 
-__all__ = ["render_pairs", "lazy_cube", "build", "plan_build", "BuildPlan", "BuildResult", "config_of_store"]
+__all__ = ["render_pairs", "lazy_cube", "build", "stored_plan", "plan_build", "BuildPlan", "BuildResult", "config_of_store"]
 
 
 def _optional(module: str):
@@ -62,11 +62,13 @@ class BuildResult:
     n_shards: int
     shards_written: int
     seconds: float
+    repaired: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         rate = self.n_pairs / self.seconds if self.seconds > 0 and self.shards_written == self.n_shards else float("nan")
+        fixed = f" (repaired shards {self.repaired})" if self.repaired else ""
         return (f"{self.url}: {self.n_pairs} pairs in {self.n_shards} shards; wrote {self.shards_written} "
-                f"shards in {self.seconds:.1f} s" + (f" ({rate:.0f} pairs/s)" if np.isfinite(rate) else ""))
+                f"shards{fixed} in {self.seconds:.1f} s" + (f" ({rate:.0f} pairs/s)" if np.isfinite(rate) else ""))
 
 
 # --------------------------------------------------------------------------------------
@@ -322,6 +324,17 @@ def config_of_store(url: str, storage_options: dict | None = None) -> RunConfig:
     return config_from_dict(json.loads(stored_cube_attrs(url, storage_options)["config"]))
 
 
+def stored_plan(cfg: RunConfig, attrs: dict) -> BuildPlan:
+    """The plan a cube was built with: ``cfg`` and the split plan recorded in its attrs (the
+    recorded one, not a re-plan, so a resume or re-render reproduces the stored pairs exactly)."""
+    _, hosts_url = _hosts_source(cfg, None)
+    plan = BuildPlan(config_json=cfg.to_json(), split_plan_json=attrs.get("split_plan", ""),
+                     hosts_url=hosts_url, host_permutation_seed=cfg.run.seed)
+    if hosts_url:
+        plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url).n_hosts)
+    return plan
+
+
 def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = False, repair: bool = False,
           client=None, progress: bool = False, storage_options: dict | None = None,
           on_shard_done: Callable[[int], None] | None = None) -> BuildResult:
@@ -366,11 +379,8 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
     cfg, hosts_url = _hosts_source(cfg, None)
     exists = store_exists(out, storage_options)
     if resume and exists:
-        attrs = stored_cube_attrs(out, storage_options)  # a non-cube or another schema: refused here
-        plan = BuildPlan(config_json=cfg.to_json(), split_plan_json=attrs.get("split_plan", ""),
-                         hosts_url=hosts_url, host_permutation_seed=cfg.run.seed)
-        if hosts_url:
-            plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url).n_hosts)
+        # a non-cube or another schema version is refused here, before anything is written
+        plan = stored_plan(cfg, stored_cube_attrs(out, storage_options))
     else:
         if exists and not overwrite and not resume:  # refuse before planning (which may take a while)
             raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it or --resume to finish it")
@@ -379,4 +389,4 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
     res = write_cube(ds, out, resume=resume, repair=repair, overwrite=overwrite, client=client,
                      storage_options=storage_options, progress=progress, on_shard_done=on_shard_done)
     return BuildResult(url=out, n_pairs=cfg.run.n_pairs, n_shards=res.n_shards, shards_written=res.shards_written,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, repaired=res.repaired)

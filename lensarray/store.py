@@ -304,13 +304,15 @@ def completed_shards(group: zarr.Group) -> np.ndarray:
 
 
 def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
-                 on_shard: Callable[[int], None] | None = None) -> dict[int, list[str]]:
+                 on_shard: Callable[[int], None] | None = None,
+                 inspect: Callable[[str, np.ndarray], str | None] | None = None) -> dict[int, list[str]]:
     """Read every variable of each finished shard and compare it with the shard's digest.
 
     Returns ``{shard index: [problem, ...]}`` for every shard that is unreadable (checksum,
     truncation), has no digest, or whose content does not match its digest (a deleted chunk, a
     chunk copied from another shard or cube, stale data). Shards without a done marker are not
-    checked (they are incomplete, not bad). ``shards`` restricts the check.
+    checked (they are incomplete, not bad). ``shards`` restricts the check; ``inspect(name,
+    data)`` may add one problem per variable read (e.g. NaN pixels), so data is read once.
     """
     attrs = dict(group.attrs)
     token = cube_token(attrs) if token is None else token
@@ -334,6 +336,9 @@ def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
                 bad.setdefault(i, []).append(f"{where}: {name} unreadable ({type(exc).__name__}: "
                                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
                 continue
+            found = inspect(name, data) if inspect else None
+            if found:
+                bad.setdefault(i, []).append(f"{where}: {found}")
             if stored is not None and stored[i].any() and name in order:
                 if _digest(token, i, a, b, name, data) != int(stored[i][order.index(name)]):
                     bad.setdefault(i, []).append(f"{where}: {name} does not match the shard's digest "

@@ -121,6 +121,9 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         split_all = ds["split"].values if "split" in ds else np.full(n, -1, np.int8)
         neg_all = ds["hard_negative"].values if "hard_negative" in ds else np.zeros(n, np.int8)
         meta_all = {v: ds[v].values for v in meta_vars}
+    # positions index the opened arrays; the ids reported are the cube's pair ids (they differ
+    # when unbuilt shards were dropped by open_cube(..., allow_incomplete=True))
+    pair_ids = np.asarray(ds["pair"].values, dtype=np.int64)
     want = SPLIT_NAMES.index(split) if split is not None else None
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), 0x7A1]))
@@ -159,7 +162,7 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
                 kw["psf_fwhm"] = meta_all["psf_fwhm"][pair]
             imgs = mask_fn(imgs, seed=int(seed) * 1000003 + int(epoch), sample_ids=2 * pair + (1 - role), **kw)
         labels = ((role == 1) & (neg_all[pair] == 0)).astype(np.int8)
-        return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair,
+        return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair_ids[pair],
                 "role": role.astype(np.int8), "metadata": {v: meta_all[v][pair] for v in meta_vars}}
 
     arc_is_lazy = hasattr(ds["arc"].data, "dask")

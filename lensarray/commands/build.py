@@ -2,14 +2,17 @@
 
 Without --config the embedded default is used: synthetic DR10-like LRG hosts, SIE+shear lenses,
 Sersic sources with arc S/N calibrated to the default target distribution. Command-line flags
-override the configuration. An existing store is never replaced without --overwrite; an
-interrupted build is finished with --resume (only missing shards are rendered).
+override the configuration. An existing store is never replaced without --overwrite (and only a
+lensarray cube is ever replaced); an interrupted build is finished with --resume (only missing
+shards are rendered; without configuration flags the stored configuration is used), and
+--resume --repair first rewrites every finished shard that fails its digest.
 
 examples:
   lensarray build --out cube.zarr --pairs 10000
   lensarray build --out null.zarr --pairs 10000 --null
   lensarray build --out masked.zarr --core-mask hard:5 --workers 4
   lensarray build --out s3://bucket/cube.zarr --config run.toml --scheduler tcp://host:8786 --resume
+  lensarray build --out cube.zarr --resume --repair
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--chunk-pairs", type=int, help="pairs per inner Zarr chunk (read unit)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--resume", action="store_true", help="finish an interrupted build at --out")
+    p.add_argument("--repair", action="store_true",
+                   help="with --resume: check every finished shard's digest and rewrite the bad ones")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     add_cluster_arguments(p)
 
@@ -54,33 +59,45 @@ def config_from_args(args):
         except ValueError as exc:
             raise ConfigError(f"--core-mask {args.core_mask!r}: {exc}") from None
         over.update({"core_mask.policy": policy, "core_mask.radius": radius, "core_mask.width": width})
+    cluster = {}
     if getattr(args, "workers", None) is not None:
         if args.workers < 0:
             raise ConfigError(f"--workers = {args.workers}: allowed >= 0 (0 = synchronous)")
-        over["cluster.workers" if args.workers > 0 else "cluster.kind"] = args.workers if args.workers > 0 else "none"
-    return load_config(args.config, **over)
+        cluster["cluster.workers" if args.workers > 0 else "cluster.kind"] = args.workers if args.workers > 0 else "none"
+    if getattr(args, "resume", False) and args.config is None and all(v is None for v in over.values()):
+        return _stored_config(args).replace(**cluster).validate()
+    return load_config(args.config, **over, **cluster)
+
+
+def _stored_config(args):
+    """``--resume`` without configuration flags: the configuration recorded in the cube."""
+    from ..pipeline import config_of_store
+    from ..store import StoreExistsError, store_exists
+    from ..storage import check_destination
+
+    options = storage_options_from_args(args)
+    check_destination(args.out, options)
+    if not store_exists(args.out, options):
+        raise StoreExistsError(f"--resume: nothing to resume at {args.out} (no cube there); drop --resume to build it")
+    return config_of_store(args.out, options)
 
 
 def run(args) -> int:
-    from ..config import ConfigError
-    from ..cube import CubeSchemaError
+    from ..errors import BadInputError
     from ..pipeline import build
-    from ..cluster import ClusterError
-    from ..storage import StorageError
-    from ..store import StoreExistsError
 
     try:
         cfg = config_from_args(args)
         options = storage_options_from_args(args, cfg)
-    except ConfigError as exc:
+    except BadInputError as exc:
         return fail(str(exc).replace("\n  ", " | "))
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     try:
         with client_from_args(args, cfg) as client:
-            result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, client=client,
-                           progress=not args.no_progress, storage_options=options)
-    except (ConfigError, StoreExistsError, CubeSchemaError, ClusterError, StorageError) as exc:
+            result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, repair=args.repair,
+                           client=client, progress=not args.no_progress, storage_options=options)
+    except BadInputError as exc:  # ConfigError, StoreExistsError, StoreLockedError, CubeSchemaError, ...
         return fail(str(exc).replace("\n  ", " | "))
     print(result, file=sys.stderr)
     return 0

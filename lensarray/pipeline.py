@@ -366,7 +366,7 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
     on_shard_done
         Called with each shard index once its done marker is written.
     """
-    from .store import StoreExistsError, stored_cube_attrs, store_exists, write_cube
+    from .store import StoreExistsError, StoreLock, stored_cube_attrs, store_exists, write_cube
     from .storage import check_destination
 
     t0 = time.perf_counter()
@@ -378,6 +378,8 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
     check_destination(out, storage_options)
     cfg, hosts_url = _hosts_source(cfg, None)
     exists = store_exists(out, storage_options)
+    if exists:
+        StoreLock(out, storage_options).check()  # being written: refused before any planning
     if resume and exists:
         # a non-cube or another schema version is refused here, before anything is written
         plan = stored_plan(cfg, stored_cube_attrs(out, storage_options))

@@ -390,7 +390,7 @@ class StoreLock:
     def _read(self) -> dict | None:
         try:
             raw = self.fs.cat_file(self.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no lock (or the store is a plain file)
             return None
         try:
             return json.loads(raw)
@@ -450,6 +450,13 @@ class StoreLock:
         self._thread = threading.Thread(target=self._refresh, name="lensarray-lock", daemon=True)
         self._thread.start()
         return self
+
+    def check(self) -> None:
+        """Raise :class:`StoreLockedError` now if another writer holds a fresh lock (nothing is
+        taken: callers fail fast before expensive planning, then :meth:`acquire` decides)."""
+        rec = self._read()
+        if rec is not None and not self._stale(rec):
+            raise StoreLockedError(self._locked_message(rec))
 
     def _locked_message(self, rec: dict) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(rec.get("since", rec.get("time", 0)))))

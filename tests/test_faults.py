@@ -199,3 +199,49 @@ def test_progress_prints_under_a_distributed_client(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "dashboard" in res.stderr and "2/2" in res.stderr, res.stderr
+
+
+def test_concurrent_cube_and_null_twin_on_one_scheduler_both_complete(tmp_path, reference):
+    """Same seed, one real scheduler, at once: task keys carry (destination, configuration), so
+    neither build is handed the other's results (before: the second wrote 0 of its shards)."""
+    procs = DaskProcesses(2, tmp_path)
+    try:
+        outs = {"cube": tmp_path / "cube.zarr", "null": tmp_path / "null.zarr"}
+        runs = {k: subprocess.Popen(_cli(str(o), "--scheduler", procs.address, *(["--null"] if k == "null" else [])),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                for k, o in outs.items()}
+        for k, p in runs.items():
+            err = p.communicate(timeout=600)[1]
+            assert p.returncode == 0, (k, err)
+            assert f"wrote {N // SHARD} shards" in err, (k, err)
+    finally:
+        procs.close()
+    for o in outs.values():
+        assert completed_shards(open_group(str(o), mode="r")).all()
+    _assert_same(str(outs["cube"]), reference)
+    cube, null = open_cube(str(outs["cube"])), open_cube(str(outs["null"]))
+    assert float(np.abs(null["arc"]).max()) == 0.0 and float(np.abs(cube["arc"]).max()) > 0
+    for k in ("host", "invvar", "maskbits", "theta_e", "split"):
+        np.testing.assert_array_equal(null[k].values, cube[k].values, err_msg=k)
+
+
+def test_a_second_writer_on_a_store_being_written_is_refused(tmp_path):
+    out = tmp_path / "busy.zarr"
+    first = subprocess.Popen(_cli(str(out), "--workers", "0", "--pairs", "256"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "lensarray.lock").exists() and time.time() - t0 < 120 and first.poll() is None:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first build must still be writing"
+    # all three at once, while the first writes
+    others = {tuple(extra): subprocess.Popen(_cli(str(out), "--workers", "0", "--pairs", "256", *extra),
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+              for extra in (["--resume"], ["--overwrite"], [])}
+    for extra, p in others.items():
+        err = p.communicate(timeout=300)[1]
+        assert p.returncode == 2, (extra, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "being written" in lines[0] and f"pid {first.pid}" in lines[0], (extra, lines)
+    assert first.poll() is None, "the refusals must have come while the first build was writing"
+    assert first.wait(900) == 0, first.stderr.read()
+    assert completed_shards(open_group(str(out), mode="r")).all()

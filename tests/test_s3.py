@@ -113,3 +113,48 @@ def test_redact_hides_secrets():
     opts = {"endpoint_url": "http://x", "key": "AKIA", "secret": "s3cr3t", "client_kwargs": {"aws_session_token": "t"}}
     red = redact(opts)
     assert "s3cr3t" not in json.dumps(red) and "AKIA" not in json.dumps(red) and red["endpoint_url"] == "http://x"
+
+
+def test_one_writer_at_a_time_on_s3(s3):
+    import time
+
+    import boto3
+
+    from lensarray import pipeline
+    from lensarray.errors import StoreLockedError
+    from lensarray.store import DONE_VAR, LOCK_NAME, StoreLock, open_group
+
+    so = {"endpoint_url": s3}
+    url = "s3://cubes/locked.zarr"
+    pipeline.build(_cfg(n=16), url, storage_options=so)
+    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    key = f"locked.zarr/{LOCK_NAME}"
+    with pytest.raises(client.exceptions.ClientError):
+        client.head_object(Bucket="cubes", Key=key)  # released after the build
+    # exclusive creation: a second writer is refused while the first holds the lock
+    with StoreLock(url, so):
+        with pytest.raises(StoreLockedError, match="being written"):
+            StoreLock(url, so).acquire()
+        with pytest.raises(StoreLockedError):
+            pipeline.build(_cfg(n=16), url, storage_options=so, resume=True)
+    open_group(url, so)[DONE_VAR][1] = 0
+    rec = {"host": "another-host", "pid": 4242, "since": time.time(), "time": time.time(), "nonce": "x"}
+    client.put_object(Bucket="cubes", Key=key, Body=json.dumps(rec).encode())
+    with pytest.raises(StoreLockedError, match="another-host, pid 4242"):
+        pipeline.build(_cfg(n=16), url, storage_options=so, resume=True)
+    rec["time"] = time.time() - 3600  # not refreshed for an hour: stale, taken over
+    client.put_object(Bucket="cubes", Key=key, Body=json.dumps(rec).encode())
+    assert pipeline.build(_cfg(n=16), url, storage_options=so, resume=True).shards_written == 1
+
+
+def test_overwrite_on_s3_never_removes_foreign_objects(s3):
+    import boto3
+
+    from lensarray import pipeline
+    from lensarray.store import StoreExistsError
+
+    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    client.put_object(Bucket="cubes", Key="mine/thesis.tex", Body=b"\\documentclass")
+    with pytest.raises(StoreExistsError, match="refusing to remove"):
+        pipeline.build(_cfg(n=8), "s3://cubes/mine", storage_options={"endpoint_url": s3}, overwrite=True)
+    assert client.get_object(Bucket="cubes", Key="mine/thesis.tex")["Body"].read() == b"\\documentclass"

@@ -132,3 +132,158 @@ def test_done_marker_is_not_chunk_existence(tmp_path, fake):
     g = open_group(url)
     g[DONE_VAR][1] = 0  # data present, marker absent: must count as not done
     assert completed_shards(g).tolist() == [True, False]
+
+
+# --------------------------------------------------------------------------------------
+# nothing of the user's is ever deleted (issue #13.1)
+# --------------------------------------------------------------------------------------
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _user_folder(tmp_path):
+    d = tmp_path / "thesis"
+    (d / "sub").mkdir(parents=True)
+    (d / "thesis.tex").write_text("\\documentclass{article}")
+    (d / "sub" / "fig.png").write_bytes(b"\x89PNG....")
+    return d
+
+
+def _host_cube(tmp_path):
+    from lensarray.hosts.cutouts import ingest
+
+    from test_lazy_cube import _host_files
+
+    src = tmp_path / "fits"
+    src.mkdir()
+    out = tmp_path / "hosts.zarr"
+    ingest(_host_files(src, n=2), str(out), size=16)
+    return out
+
+
+@pytest.mark.parametrize("occupant", ["folder with user files", "plain file", "host cube", "foreign zarr",
+                                      "cube with a user file inside"])
+def test_overwrite_never_removes_what_lensarray_did_not_write(tmp_path, fake, occupant, capsys):
+    from lensarray.cli import main
+
+    if occupant == "folder with user files":
+        target = _user_folder(tmp_path)
+    elif occupant == "plain file":
+        target = tmp_path / "notes.txt"
+        target.write_text("my notes")
+    elif occupant == "host cube":
+        target = _host_cube(tmp_path)
+    elif occupant == "foreign zarr":
+        import zarr
+
+        target = tmp_path / "other.zarr"
+        zarr.open_group(str(target), mode="w", zarr_format=3).create_array("data", shape=(4,), dtype="f4")[:] = 1.0
+    else:
+        target = tmp_path / "c.zarr"
+        pipeline.build(cfg_of(n=16), str(target))
+        (target / "arc" / "README.txt").write_text("my annotations")
+    before = _tree(target) if target.is_dir() else target.read_bytes()
+    with pytest.raises(StoreExistsError, match="refusing to remove|is a file"):
+        pipeline.build(cfg_of(n=16), str(target), overwrite=True)
+    after = _tree(target) if target.is_dir() else target.read_bytes()
+    assert after == before
+    # the CLI: one line, exit 2
+    assert main(["build", "--out", str(target), "--pairs", "8", "--workers", "0", "--overwrite", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(target) in err[0], err
+    assert (_tree(target) if target.is_dir() else target.read_bytes()) == before
+
+
+def test_overwrite_replaces_a_lensarray_cube_and_checks_inputs_first(tmp_path):
+    url = tmp_path / "c.zarr"
+    pipeline.build(cfg_of(n=16), str(url))
+    before = _tree(url)
+    bad = cfg_of(n=16, **{"hosts.source": str(tmp_path / "no-such-hosts.zarr")})
+    with pytest.raises(Exception, match="no-such-hosts"):
+        pipeline.build(bad, str(url), overwrite=True)
+    assert _tree(url) == before  # a bad input is refused before the existing cube is touched
+    pipeline.build(cfg_of(n=24), str(url), overwrite=True)
+    assert open_cube(str(url)).sizes["pair"] == 24
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--out", ""], "--out ''"),
+    (["--out", "{d}/absent/c.zarr"], "does not exist"),
+    (["--out", "{d}/file.txt/c.zarr"], "is a file"),
+    (["--out", "{d}/nothing.zarr", "--resume"], "nothing to resume"),
+    (["--out", "{d}/thesis", "--resume"], "not a lensarray cube"),
+])
+def test_destination_errors_are_one_line_and_touch_nothing(tmp_path, capsys, argv, needle):
+    from lensarray.cli import main
+
+    (tmp_path / "file.txt").write_text("x")
+    _user_folder(tmp_path)
+    before = _tree(tmp_path)
+    argv = [a.format(d=tmp_path) for a in argv]
+    assert main(["build", *argv, "--pairs", "8", "--workers", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert _tree(tmp_path) == before and not (tmp_path / "nothing.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------
+# one writer at a time (issue #13.2)
+# --------------------------------------------------------------------------------------
+def _lock_file(url, **rec):
+    import os
+    import socket
+    import time
+
+    base = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "time": time.time(),
+            "purpose": "build", "nonce": "someone-else"}
+    base.update(rec)
+    (url / "lensarray.lock").write_text(json.dumps(base))
+
+
+def test_a_store_being_written_is_refused_and_a_stale_lock_taken_over(tmp_path, fake):
+    import subprocess
+    import time
+
+    from lensarray.errors import StoreLockedError
+
+    url = tmp_path / "c.zarr"
+    pipeline.build(cfg_of(), str(url))
+    g = open_group(str(url))
+    g[DONE_VAR][1] = 0
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        _lock_file(url, pid=sleeper.pid)  # a live writer on this host
+        with pytest.raises(StoreLockedError, match=f"pid {sleeper.pid}"):
+            pipeline.build(cfg_of(), str(url), resume=True)
+        with pytest.raises(StoreLockedError):
+            pipeline.build(cfg_of(), str(url), overwrite=True)
+        assert not completed_shards(g)[1] and (url / "lensarray.lock").exists()
+        _lock_file(url, host="another-host", pid=1)  # fresh, elsewhere: cannot be checked, so refused
+        with pytest.raises(StoreLockedError, match="another-host"):
+            pipeline.build(cfg_of(), str(url), resume=True)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _lock_file(url, pid=sleeper.pid)  # its owner is gone: stale at once
+    assert pipeline.build(cfg_of(), str(url), resume=True).shards_written == 1
+    assert not (url / "lensarray.lock").exists()  # released
+    g[DONE_VAR][2] = 0
+    _lock_file(url, host="another-host", time=time.time() - 3600)  # not refreshed for an hour
+    assert pipeline.build(cfg_of(), str(url), resume=True).shards_written == 1
+
+
+def test_the_lock_is_refreshed_while_writing(tmp_path, fake, monkeypatch):
+    import time
+
+    from lensarray import store
+
+    monkeypatch.setattr(store, "LOCK_REFRESH_SECONDS", 0.05)
+    url = tmp_path / "c.zarr"
+    seen = []
+
+    def slow(i):
+        seen.append(json.loads((url / "lensarray.lock").read_text())["time"])
+        time.sleep(0.2)
+
+    pipeline.build(cfg_of(), str(url), on_shard_done=slow)
+    assert len(seen) == 4 and all(b > a for a, b in zip(seen, seen[1:]))

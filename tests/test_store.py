@@ -287,3 +287,23 @@ def test_the_lock_is_refreshed_while_writing(tmp_path, fake, monkeypatch):
 
     pipeline.build(cfg_of(), str(url), on_shard_done=slow)
     assert len(seen) == 4 and all(b > a for a, b in zip(seen, seen[1:]))
+
+
+def test_ingest_overwrite_replaces_a_host_cube_but_never_a_lens_cube(tmp_path, fake):
+    from lensarray.hosts.cutouts import HostCube, ingest
+
+    from test_lazy_cube import _host_files
+
+    src = tmp_path / "fits"
+    src.mkdir()
+    files = _host_files(src, n=3)
+    hosts = tmp_path / "hosts.zarr"
+    ingest(files[:2], str(hosts), size=16)
+    ingest(files, str(hosts), size=16, overwrite=True)
+    assert HostCube(str(hosts)).n_hosts == 3
+    cube = tmp_path / "c.zarr"
+    pipeline.build(cfg_of(n=8), str(cube))
+    before = _tree(cube)
+    with pytest.raises(StoreExistsError, match="lensarray cube, not a lensarray host cube"):
+        ingest(files, str(cube), size=16, overwrite=True)
+    assert _tree(cube) == before

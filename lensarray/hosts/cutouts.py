@@ -357,7 +357,7 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     if store_exists(out, storage_options):
         if not overwrite:
             raise FileExistsError(f"{out} already exists: pass --overwrite to replace it")
-        remove_store(out, storage_options)
+        remove_store(out, storage_options, kind="hosts")  # never a lens cube or a user folder
     # pass 1: check every file (cheap for cutouts), keep the accepted list
     accepted = []
     for src, cut, why in read_cutouts(paths, bands=bands, pixel_scale=pixel_scale):

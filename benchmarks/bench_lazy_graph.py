@@ -22,7 +22,6 @@ import sys
 def _xarray_map_blocks(cfg, plan, block: int):
     """The same cube graph through xarray.map_blocks (reference for the ratio)."""
     import dask.array as da
-    import numpy as np
     import xarray as xr
 
     from lensarray.cube import VARIABLES, template

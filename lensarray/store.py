@@ -83,9 +83,9 @@ warnings.filterwarnings("ignore", message=_LOCK_WARNING)
 _COORDS = ("pair", "band", "y", "x")
 
 #: A lock not refreshed for this long (seconds) is stale and may be taken over.
-LOCK_STALE_SECONDS = float(os.environ.get("LENSARRAY_LOCK_STALE_SECONDS", 120))
+LOCK_STALE_SECONDS = float(os.environ.get("LENSARRAY_LOCK_STALE_SECONDS", "120"))
 #: How often (seconds) the writer refreshes its lock.
-LOCK_REFRESH_SECONDS = float(os.environ.get("LENSARRAY_LOCK_REFRESH_SECONDS", 15))
+LOCK_REFRESH_SECONDS = float(os.environ.get("LENSARRAY_LOCK_REFRESH_SECONDS", "15"))
 
 
 class StoreExistsError(BadInputError, FileExistsError):

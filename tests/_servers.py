@@ -97,3 +97,23 @@ class DaskProcesses:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def sigkill_after_shards(proc: subprocess.Popen, out, shards: int = 2, timeout: float = 180.0):
+    """SIGKILL the build ``proc`` (started with ``start_new_session=True``) once ``shards`` shards
+    of the cube at ``out`` are done; returns the done markers after the kill."""
+    from lensarray.store import completed_shards, open_group
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            if completed_shards(open_group(str(out), mode="r")).sum() >= shards:
+                break
+        except Exception:  # the store is still being created
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"build ended before it could be killed: {proc.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    return completed_shards(open_group(str(out), mode="r"))

@@ -2,7 +2,6 @@
 mid-build loses nothing; the cube equals a clean synchronous build array by array."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _servers import DaskProcesses
+from _servers import DaskProcesses, sigkill_after_shards
 
 from lensarray.config import RunConfig
 from lensarray.cube import VARIABLES, open_cube
@@ -47,22 +46,7 @@ def test_sigkilled_client_resumes_and_writes_only_missing_shards(tmp_path, refer
     out = str(tmp_path / "c.zarr")
     proc = subprocess.Popen(_cli(out, "--workers", "0"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    t0 = time.time()
-    done = 0
-    while time.time() - t0 < 120:
-        if (Path(out) / "shard_done").exists():
-            try:
-                done = int(completed_shards(open_group(out, mode="r")).sum())
-            except Exception:
-                done = 0
-            if done >= 2:
-                break
-        if proc.poll() is not None:
-            pytest.fail(f"build ended before it could be killed: {proc.stderr.read().decode()[-500:]}")
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    before = completed_shards(open_group(out, mode="r"))
+    before = sigkill_after_shards(proc, out)
     n_total = before.size
     assert 0 < before.sum() < n_total, "the kill must land mid-build"
     res = subprocess.run(_cli(out, "--workers", "0", "--resume"), capture_output=True, text=True, timeout=300)

@@ -3,17 +3,16 @@ unbuilt pairs are never served (split fill -1, open_cube refuses, the loader and
 them), each shard's digest binds its content to its index and cube, so verify catches deleted,
 copied-over, stale and truncated chunks, and ``build --resume --repair`` rewrites exactly those."""
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+
+from _servers import sigkill_after_shards
 
 from lensarray import pipeline
 from lensarray.cli import main
@@ -171,19 +170,7 @@ def _cli(out, *extra):
 def test_sigkilled_build_is_refused_by_open_then_verify_resume_repair(tmp_path):
     out = tmp_path / "k.zarr"
     proc = subprocess.Popen(_cli(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    t0 = time.time()
-    while time.time() - t0 < 180:
-        try:
-            if completed_shards(open_group(str(out), mode="r")).sum() >= 2:
-                break
-        except Exception:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"build ended before it could be killed: {proc.stderr.read().decode()[-500:]}")
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    done = completed_shards(open_group(str(out), mode="r"))
+    done = sigkill_after_shards(proc, out)
     assert 0 < done.sum() < done.size
     with pytest.raises(IncompleteCubeError, match="not built"):
         open_cube(str(out))

@@ -262,7 +262,7 @@ def _progress_bar(total: int, enabled: bool, desc: str):
 
 
 def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = False, client=None,
-          progress: bool = True, storage_options: dict | None = None,
+          progress: bool = False, storage_options: dict | None = None,
           on_shard_done: Callable[[int], None] | None = None) -> BuildResult:
     """Build (or finish) a cube at ``out``.
 

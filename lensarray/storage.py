@@ -12,9 +12,18 @@ import re
 from typing import Any
 from .errors import BadInputError
 
-__all__ = ["StorageError", "add_storage_arguments", "storage_options_from", "check_destination", "redact"]
+__all__ = ["StorageError", "add_storage_arguments", "storage_options_from", "check_destination", "check_source",
+           "redact", "S3_TIMEOUTS"]
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|key)", re.I)
+
+
+#: botocore settings of every S3 filesystem lensarray opens: metadata reads of an unreachable or
+#: stalling endpoint fail within seconds, never hang (a crafted or mistyped URL held verify > 150 s).
+S3_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2}}
+
+#: Largest metadata document (zarr.json) lensarray reads; a real cube's is ~60 KiB.
+MAX_METADATA_BYTES = 16 * 2**20
 
 
 class StorageError(BadInputError, OSError):
@@ -66,7 +75,7 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
     opts = dict(storage_options or {})
     if url.startswith("s3://"):
         opts.setdefault("skip_instance_cache", True)
-        opts.setdefault("config_kwargs", {"connect_timeout": 5, "retries": {"max_attempts": 2}})
+        opts.setdefault("config_kwargs", S3_TIMEOUTS)
     try:
         fs, path = fsspec.core.url_to_fs(url, **opts)
     except (ImportError, ValueError) as exc:
@@ -75,6 +84,8 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
         parent = os.path.dirname(os.path.abspath(path)) or "."
         while not os.path.exists(parent):
             parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise StorageError(f"{url}: {parent} is a file, not a folder (allowed a path under a directory)")
         if not os.access(parent, os.W_OK):
             raise StorageError(f"{url}: location is read-only ({parent} is not writable)")
         return
@@ -96,3 +107,50 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+def check_source(url: str, storage_options: dict | None = None, *, what: str = "STORE") -> None:
+    """Fail early, in one line and within seconds, when the store at ``url`` cannot be read: no
+    such path, no credentials, unreachable endpoint, missing bucket or key, or a ``zarr.json``
+    that is not a regular file of sane size (a FIFO there made a read hang forever)."""
+    import fsspec
+
+    if not url:
+        raise StorageError(f"{what} = '': allowed a local path or an fsspec URL")
+    if "://" not in url or url.startswith("file://"):
+        path = url.removeprefix("file://")
+        if not os.path.exists(path):
+            raise StorageError(f"{what} = {url!r}: no such path")
+        meta = os.path.join(path, "zarr.json")
+        if os.path.lexists(meta):
+            import stat
+
+            st = os.stat(meta)
+            if not stat.S_ISREG(st.st_mode):
+                raise StorageError(f"{what} = {url!r}: zarr.json is not a regular file")
+            if st.st_size > MAX_METADATA_BYTES:
+                raise StorageError(f"{what} = {url!r}: zarr.json is {st.st_size} bytes; allowed <= {MAX_METADATA_BYTES}")
+        return
+    opts = dict(storage_options or {})
+    if url.startswith("s3://"):
+        opts.setdefault("skip_instance_cache", True)
+        opts.setdefault("config_kwargs", S3_TIMEOUTS)
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **opts)
+    except (ImportError, ValueError, TypeError) as exc:
+        raise StorageError(f"{what} = {url!r}: cannot open ({_one_line(exc)})") from None
+    try:
+        info = fs.info(path.rstrip("/") + "/zarr.json")
+    except FileNotFoundError:
+        raise StorageError(f"{what} = {url!r}: no store there (no zarr.json)") from None
+    except PermissionError as exc:
+        raise StorageError(f"{what} = {url!r}: access denied ({_one_line(exc)})") from None
+    except Exception as exc:  # botocore NoCredentialsError, EndpointConnectionError, timeouts ...
+        name = type(exc).__name__
+        if "Credential" in name or "credential" in str(exc):
+            raise StorageError(f"{what} = {url!r}: no S3 credentials found (set AWS_ACCESS_KEY_ID/"
+                               "AWS_SECRET_ACCESS_KEY, --profile, or --anon)") from None
+        raise StorageError(f"{what} = {url!r}: cannot reach the store ({name}: {_one_line(exc)})") from None
+    size = info.get("size") or 0
+    if size > MAX_METADATA_BYTES:
+        raise StorageError(f"{what} = {url!r}: zarr.json is {size} bytes; allowed <= {MAX_METADATA_BYTES}")

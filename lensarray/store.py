@@ -61,6 +61,9 @@ def zarr_store(url: str, storage_options: dict | None = None, *, read_only: bool
         opts = dict(storage_options or {})
         if url.startswith("s3://"):
             opts.setdefault("skip_instance_cache", True)
+            from .storage import S3_TIMEOUTS
+
+            opts.setdefault("config_kwargs", S3_TIMEOUTS)
         return FsspecStore.from_url(url, storage_options=opts, read_only=read_only)
     from zarr.storage import LocalStore
 

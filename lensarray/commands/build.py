@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_cluster_arguments, client_from_args, fail, storage_options_from_args
+from ._common import (BadInputError, add_cluster_arguments, client_from_args, progress_enabled,
+                      storage_options_from_args)
 
 NAME = "build"
 HELP = "build a cube of lens/control pairs (embedded default: synthetic LRG hosts)"
@@ -62,25 +63,23 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from ..config import ConfigError
-    from ..cube import CubeSchemaError
+    from ..cluster import cluster_section
     from ..pipeline import build
-    from ..cluster import ClusterError
-    from ..storage import StorageError
-    from ..store import StoreExistsError
+    from ..storage import check_destination
 
-    try:
-        cfg = config_from_args(args)
-        options = storage_options_from_args(args, cfg)
-    except ConfigError as exc:
-        return fail(str(exc).replace("\n  ", " | "))
-    except (ValueError, OSError) as exc:
-        return fail(str(exc))
-    try:
-        with client_from_args(args, cfg) as client:
-            result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, client=client,
-                           progress=not args.no_progress, storage_options=options)
-    except (ConfigError, StoreExistsError, CubeSchemaError, ClusterError, StorageError) as exc:
-        return fail(str(exc).replace("\n  ", " | "))
+    if not args.out or not args.out.strip():
+        raise BadInputError("--out = '': allowed a local path or an fsspec URL of the store to write")
+    cfg = config_from_args(args)
+    options = storage_options_from_args(args, cfg)
+    # every input and the destination are checked before a cluster starts (~7 s)
+    cluster_section(args, cfg)
+    if cfg.hosts.source != "synthetic":
+        from ..hosts.cutouts import HostCube
+
+        HostCube(cfg.hosts.source, options, field="--hosts" if args.hosts else "hosts.source")
+    check_destination(args.out, options)
+    with client_from_args(args, cfg) as client:
+        result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, client=client,
+                       progress=progress_enabled(args), storage_options=options)
     print(result, file=sys.stderr)
     return 0

@@ -110,7 +110,7 @@ def anchor_brightness(cutouts: list[tuple[str, np.ndarray, float]]) -> np.ndarra
     return np.asarray(vals)
 
 
-def cube_central_brightness(ds: xr.Dataset, *, progress: bool = True) -> np.ndarray:
+def cube_central_brightness(ds: xr.Dataset, *, progress: bool = False) -> np.ndarray:
     """Robust central brightness of every host (control stamp, r band) of a cube, chunk by chunk."""
     import dask
 

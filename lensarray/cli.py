@@ -93,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_filesystems()
+
+
+def _close_filesystems() -> None:
+    """Close the S3 sessions a command opened (see :func:`lensarray.storage.close_s3_sessions`)."""
+    if "s3fs" in sys.modules:
+        from .storage import close_s3_sessions
+
+        close_s3_sessions()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -228,12 +229,19 @@ def get_client(section, *, quiet: bool = False, dashboard: bool = False) -> Iter
             raise ClusterError(f"cannot start a KubeCluster: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     else:
         dashboard = dashboard and _has_bokeh()
-        cluster = local_cluster(n_workers=section.workers, threads_per_worker=section.threads_per_worker,
-                                memory_limit=section.memory_limit, processes=True,
-                                dashboard_address=":0" if dashboard else None)
+        with warnings.catch_warnings():
+            # without a dashboard the scheduler still serves /health on 8787 and warns when another
+            # cluster holds that port; it then takes a free one, which is all we need
+            warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+            cluster = local_cluster(n_workers=section.workers, threads_per_worker=section.threads_per_worker,
+                                    memory_limit=section.memory_limit, processes=True,
+                                    dashboard_address=":0" if dashboard else None)
     try:
         with Client(cluster) as client:
-            _announce(client, quiet)
+            from ._worker_plugins import CloseS3Sessions
+
+            client.register_plugin(CloseS3Sessions())
+            _announce(client, quiet, dashboard or section.kind == "k8s")
             yield client
     finally:
         _stop_dashboard(cluster)
@@ -269,9 +277,9 @@ def _has_bokeh() -> bool:
     return True
 
 
-def _announce(client, quiet: bool) -> None:
+def _announce(client, quiet: bool, dashboard: bool = True) -> None:
     if quiet:
         return
     n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-    link = client.dashboard_link if client.dashboard_link and _has_bokeh() else "off (--dashboard)"
+    link = client.dashboard_link if dashboard else "off (--dashboard to serve it)"
     logger.info("dask: %d workers, dashboard %s", n, link)

@@ -7,6 +7,7 @@ variables, read by botocore itself so they never pass through lensarray).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -80,6 +81,7 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
         fs, path = fsspec.core.url_to_fs(url, **opts)
     except (ImportError, ValueError) as exc:
         raise StorageError(f"{url}: cannot open ({exc})") from None
+    keep_for_closing(fs)
     if "://" not in url or url.startswith("file://"):
         parent = os.path.dirname(os.path.abspath(path)) or "."
         while not os.path.exists(parent):
@@ -107,6 +109,50 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+#: Every S3 filesystem lensarray opened in this process, kept so that none is dropped (and its
+#: session leaked) mid-run; :func:`close_s3_sessions` closes them.
+_S3_FILESYSTEMS: list = []
+
+
+def keep_for_closing(fs):
+    """Register an fsspec filesystem for :func:`close_s3_sessions` (S3 ones only); returns it."""
+    if type(fs).__name__ == "S3FileSystem":
+        _S3_FILESYSTEMS.append(fs)
+    return fs
+
+
+def close_s3_sessions() -> None:
+    """Close the HTTP sessions of every S3 filesystem this process opened, while their event
+    loops still run. Left to s3fs's finalizers, sessions of zarr's asynchronous filesystems (no
+    loop of their own) and of any whose 0.1 s close timed out are never closed, and aiohttp
+    prints "Unclosed client session" after every S3 command."""
+    import gc
+    import sys
+
+    if "s3fs" not in sys.modules:
+        return
+    from fsspec.asyn import sync
+    from s3fs import S3FileSystem
+
+    seen = {id(fs): fs for fs in _S3_FILESYSTEMS}
+    seen.update({id(o): o for o in gc.get_objects() if isinstance(o, S3FileSystem)})
+    for fs in seen.values():
+        creator = getattr(fs, "_s3creator", None)
+        if creator is None or getattr(fs, "_s3", None) is None:
+            continue
+        try:
+            if fs.loop is not None and fs.loop.is_running():
+                sync(fs.loop, creator.__aexit__, None, None, None, timeout=5)
+            else:  # zarr's stores: an asynchronous filesystem whose session lives on zarr's loop
+                from zarr.core.sync import sync as zarr_sync
+
+                zarr_sync(creator.__aexit__(None, None, None), timeout=5)
+        except Exception as exc:  # closing is best effort; the command's result stands
+            logging.getLogger(__name__).debug("closing an S3 session: %s", exc)
+        fs._s3 = None
+    _S3_FILESYSTEMS.clear()
 
 
 def check_source(url: str, storage_options: dict | None = None, *, what: str = "STORE") -> None:
@@ -139,6 +185,7 @@ def check_source(url: str, storage_options: dict | None = None, *, what: str = "
         fs, path = fsspec.core.url_to_fs(url, **opts)
     except (ImportError, ValueError, TypeError) as exc:
         raise StorageError(f"{what} = {url!r}: cannot open ({_one_line(exc)})") from None
+    keep_for_closing(fs)
     try:
         info = fs.info(path.rstrip("/") + "/zarr.json")
     except FileNotFoundError:

@@ -61,10 +61,12 @@ def zarr_store(url: str, storage_options: dict | None = None, *, read_only: bool
         opts = dict(storage_options or {})
         if url.startswith("s3://"):
             opts.setdefault("skip_instance_cache", True)
-            from .storage import S3_TIMEOUTS
+            from .storage import S3_TIMEOUTS, keep_for_closing
 
             opts.setdefault("config_kwargs", S3_TIMEOUTS)
-        return FsspecStore.from_url(url, storage_options=opts, read_only=read_only)
+        store = FsspecStore.from_url(url, storage_options=opts, read_only=read_only)
+        keep_for_closing(store.fs)  # closed by the CLI at exit, not leaked when dropped mid-run
+        return store
     from zarr.storage import LocalStore
 
     path = url[len("file://"):] if url.startswith("file://") else url
@@ -78,7 +80,9 @@ def _fs_and_path(url: str, storage_options: dict | None = None):
     if url.startswith("s3://"):
         opts.setdefault("skip_instance_cache", True)
     fs, path = fsspec.core.url_to_fs(url, **opts)
-    return fs, path
+    from .storage import keep_for_closing
+
+    return keep_for_closing(fs), path
 
 
 def store_exists(url: str, storage_options: dict | None = None) -> bool:

@@ -11,6 +11,7 @@ Errors are mapped to exit codes here and only here: a :class:`~lensarray.errors.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from importlib import import_module
@@ -93,8 +94,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lensarray inspect ... | head`: the reader left, not an error
+        sys.stderr.close()
+        return 141
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE:
+            raise  # any other OSError here is a bug, not a refusal: keep its traceback
+        return fail(_no_space_message(args, exc))
     finally:
         _close_filesystems()
+
+
+#: errno values of a full disk, quota or file-size limit: the user's environment, not a bug.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _no_space_message(args, exc: OSError) -> str:
+    where = f" writing {exc.filename}" if exc.filename else ""
+    text = f"{exc.strerror or 'no space left'}{where}"
+    if getattr(args, "command", "") == "build":
+        return (f"{text}; the shards written so far are kept: free space, then finish with "
+                f"`lensarray build --resume --out {args.out}` (same options)")
+    return f"{text}; free space and run the command again (nothing was replaced)"
 
 
 def _close_filesystems() -> None:

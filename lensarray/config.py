@@ -144,7 +144,7 @@ class DiagnosticsSection:
 class SplitsSection:
     """Region-disjoint train/val/test splits."""
 
-    scheme: str = _f("healpix", choices=("healpix", "bricks"), doc="regions are HEALPix tiles or groups of DR10 bricks")
+    scheme: str = _f("healpix", choices=("healpix", "bricks", "none"), doc="regions are HEALPix tiles or groups of DR10 bricks; 'none': one region, every pair in train (no held-out sky)")
     nside: int = _f(8, range=(1, 1024), doc="HEALPix nside of a region (scheme 'healpix')")
     fractions: list = _f([0.8, 0.1, 0.1], item_range=(0.0, 1.0), doc="train, val, test fractions; sum to 1")
     min_test_regions: int = _f(2, range=(1, 10_000), doc="regions wholly held out for test, at least")

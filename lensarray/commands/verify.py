@@ -31,6 +31,8 @@ def add_arguments(p) -> None:
 
 
 IMAGE_CHECKS = ("host", "invvar", "arc")
+#: Largest read of one variable at a time, bytes.
+READ_BYTES = 256 * 2**20
 
 
 def verify_store(url: str, storage_options: dict | None = None, *, sample: int = 8,
@@ -64,16 +66,21 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
             problems.append(f"shard {i} (pairs {a}-{b - 1}): not complete (no done marker)")
             continue
         for name in VARIABLES:
-            try:
-                data = group[name][a:b]
-            except Exception as exc:  # checksum mismatch / undecodable chunk
-                problems.append(f"shard {i} (pairs {a}-{b - 1}): {name} unreadable: {type(exc).__name__}: {exc}")
-                continue
-            if name in IMAGE_CHECKS:
-                bad = ~np.isfinite(data)
-                if bad.any():
-                    pairs = np.unique(np.nonzero(bad)[0]) + a
-                    problems.append(f"shard {i}: {name} has {int(bad.sum())} NaN/inf pixels in pairs {pairs[:10].tolist()}")
+            arr = group[name]
+            # memory per read bounded whatever the shard size (a 65536-pair shard of 512 px stamps is 200 GB)
+            step = max(1, min(b - a, READ_BYTES // max(1, int(np.prod(arr.shape[1:])) * arr.dtype.itemsize)))
+            for lo in range(a, b, step):
+                hi = min(lo + step, b)
+                try:
+                    data = arr[lo:hi]
+                except Exception as exc:  # checksum mismatch / undecodable chunk
+                    problems.append(f"shard {i} (pairs {a}-{b - 1}): {name} unreadable: {type(exc).__name__}: {exc}")
+                    break
+                if name in IMAGE_CHECKS:
+                    bad = ~np.isfinite(data)
+                    if bad.any():
+                        pairs = np.unique(np.nonzero(bad)[0]) + lo
+                        problems.append(f"shard {i}: {name} has {int(bad.sum())} NaN/inf pixels in pairs {pairs[:10].tolist()}")
     if sample > 0 and not problems:
         cfg = config_from_dict(json.loads(attrs["config"]))
         hosts = "" if cfg.hosts.source == "synthetic" else (hosts_url or "")

@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import RunConfig
 from ..errors import BadInputError
 from ._compute import peak_memory
-from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, read_anchor_cutouts
+from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, iter_anchor_cutouts
 from .core_flux import core_flux_summary
 from .core_lr import core_lr_auc
 from .features import core_box_features, cube_config, lr_subsample, pair_table
@@ -226,7 +226,7 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
             anchor_vals = cube_central_brightness(anchors, progress=progress)
             kind = f"cube ({anchors.sizes['pair']} pairs)"
         else:
-            anchor_vals = anchor_brightness(read_anchor_cutouts(anchors))
+            anchor_vals = anchor_brightness(iter_anchor_cutouts(anchors))
             kind = "cutout files"
         res["anchors"] = compare_brightness(host_cb, anchor_vals, seed=seed)
         res["anchors"]["kind"] = kind

@@ -77,7 +77,7 @@ def _fits_bands(header) -> list[str] | None:
     return names or None
 
 
-def _pixel_scale(header) -> float | None:
+def pixel_scale_of(header) -> float | None:
     """Pixel scale, arcsec, from the celestial WCS (``proj_plane_pixel_scales``: right for a
     rotated CD matrix, whose CD2_2 alone is scale * cos(rotation)); None without a WCS."""
     import warnings
@@ -134,7 +134,7 @@ def _read_fits(path: Path, bands: list[str]) -> list[Cutout]:
                 iv = np.asarray(hdul["WGT"].data, dtype=np.float64) / scale**2
             ra, dec = _centre_radec(h, img.shape)
             return [Cutout(img[None].astype(np.float32), None if iv is None else iv[None].astype(np.float32), None,
-                           ra, dec, _pixel_scale(h) or np.nan, str(path), psf_fwhm=None, brickname=band)]
+                           ra, dec, pixel_scale_of(h) or np.nan, str(path), psf_fwhm=None, brickname=band)]
         primary = next((h for h in hdul if h.data is not None and h.data.ndim == 3), None)
         if primary is None:
             raise IngestError("no 3-plane (band, y, x) image HDU")
@@ -162,7 +162,7 @@ def _read_fits(path: Path, bands: list[str]) -> list[Cutout]:
             if n == "MASKBITS":
                 mb = np.asarray(hdu.data, dtype=np.int32)
         ra, dec = _centre_radec(h, data.shape)
-        return [Cutout(data[idx], iv, mb, ra, dec, _pixel_scale(h) or np.nan, str(path))]
+        return [Cutout(data[idx], iv, mb, ra, dec, pixel_scale_of(h) or np.nan, str(path))]
 
 
 def _read_npz(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout]:

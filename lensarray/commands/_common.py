@@ -20,7 +20,11 @@ def one_line(message: object) -> str:
     text = str(message).strip()
     if not text and isinstance(message, BaseException):
         text = type(message).__name__
-    return " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    parts = [part.strip() for part in text.splitlines() if part.strip()]
+    out = parts[0] if parts else ""
+    for prev, part in zip(parts, parts[1:]):  # "invalid configuration:" + "a = 1: ..." reads as one
+        out += (" " if prev.endswith(":") else " | ") + part
+    return out
 
 
 def fail(message: object, status: int = 2) -> int:

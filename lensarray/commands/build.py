@@ -78,6 +78,10 @@ def run(args) -> int:
 
         HostCube(cfg.hosts.source, options, field="--hosts" if args.hosts else "hosts.source")
     check_destination(args.out, options)
+    from ..store import StoreExistsError, store_exists
+
+    if not (args.overwrite or args.resume) and store_exists(args.out, options):
+        raise StoreExistsError(f"{args.out} already exists: pass --overwrite to replace it or --resume to finish it")
     with client_from_args(args, cfg) as client:
         result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, client=client,
                        progress=progress_enabled(args), storage_options=options)

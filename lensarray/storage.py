@@ -114,11 +114,19 @@ def _one_line(exc: BaseException) -> str:
 #: Every S3 filesystem lensarray opened in this process, kept so that none is dropped (and its
 #: session leaked) mid-run; :func:`close_s3_sessions` closes them.
 _S3_FILESYSTEMS: list = []
+_AT_EXIT: list = []
 
 
 def keep_for_closing(fs):
     """Register an fsspec filesystem for :func:`close_s3_sessions` (S3 ones only); returns it."""
     if type(fs).__name__ == "S3FileSystem":
+        if not _S3_FILESYSTEMS and not _AT_EXIT:
+            import atexit
+
+            # library users too: at exit, before s3fs's own finalizers (atexit runs LIFO) and
+            # while the daemon event-loop threads still run
+            atexit.register(close_s3_sessions)
+            _AT_EXIT.append(True)
         _S3_FILESYSTEMS.append(fs)
     return fs
 

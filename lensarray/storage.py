@@ -68,9 +68,8 @@ def redact(obj: Any) -> Any:
     return obj
 
 
-def check_destination(url: str, storage_options: dict | None = None) -> None:
-    """Fail early, in one line, when ``url`` cannot be written: missing bucket, missing or
-    refused credentials, unreachable endpoint, read-only local folder."""
+def _filesystem(url: str, storage_options: dict | None, label: str):
+    """``(fs, path)`` for ``url``; S3 with lensarray's timeouts and no shared instance."""
     import fsspec
 
     opts = dict(storage_options or {})
@@ -79,9 +78,15 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
         opts.setdefault("config_kwargs", S3_TIMEOUTS)
     try:
         fs, path = fsspec.core.url_to_fs(url, **opts)
-    except (ImportError, ValueError) as exc:
-        raise StorageError(f"{url}: cannot open ({exc})") from None
-    keep_for_closing(fs)
+    except (ImportError, ValueError, TypeError) as exc:
+        raise StorageError(f"{label}: cannot open ({_one_line(exc)})") from None
+    return keep_for_closing(fs), path
+
+
+def check_destination(url: str, storage_options: dict | None = None) -> None:
+    """Fail early, in one line, when ``url`` cannot be written: missing bucket, missing or
+    refused credentials, unreachable endpoint, read-only local folder."""
+    fs, path = _filesystem(url, storage_options, url)
     if "://" not in url or url.startswith("file://"):
         parent = os.path.dirname(os.path.abspath(path)) or "."
         while not os.path.exists(parent):
@@ -167,8 +172,6 @@ def check_source(url: str, storage_options: dict | None = None, *, what: str = "
     """Fail early, in one line and within seconds, when the store at ``url`` cannot be read: no
     such path, no credentials, unreachable endpoint, missing bucket or key, or a ``zarr.json``
     that is not a regular file of sane size (a FIFO there made a read hang forever)."""
-    import fsspec
-
     if not url:
         raise StorageError(f"{what} = '': allowed a local path or an fsspec URL")
     if "://" not in url or url.startswith("file://"):
@@ -185,15 +188,7 @@ def check_source(url: str, storage_options: dict | None = None, *, what: str = "
             if st.st_size > MAX_METADATA_BYTES:
                 raise StorageError(f"{what} = {url!r}: zarr.json is {st.st_size} bytes; allowed <= {MAX_METADATA_BYTES}")
         return
-    opts = dict(storage_options or {})
-    if url.startswith("s3://"):
-        opts.setdefault("skip_instance_cache", True)
-        opts.setdefault("config_kwargs", S3_TIMEOUTS)
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **opts)
-    except (ImportError, ValueError, TypeError) as exc:
-        raise StorageError(f"{what} = {url!r}: cannot open ({_one_line(exc)})") from None
-    keep_for_closing(fs)
+    fs, path = _filesystem(url, storage_options, f"{what} = {url!r}")
     try:
         info = fs.info(path.rstrip("/") + "/zarr.json")
     except FileNotFoundError:

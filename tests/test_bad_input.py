@@ -210,7 +210,7 @@ def test_disk_full_is_one_line_with_the_resume_hint_and_resumable(work):
 
     assert open_cube(str(work / "full.zarr"), chunks=None).sizes["pair"] == 16
     shutil.rmtree(work / "full.zarr")
-    TALLY.append(("disk full during build (RLIMIT_FSIZE)", f"exit 2, 1 line with the resume hint; --resume finishes"))
+    TALLY.append(("disk full during build (RLIMIT_FSIZE)", "exit 2, 1 line with the resume hint; --resume finishes"))
 
 
 def test_verify_never_fetches_a_url_the_cube_names(work):

@@ -46,6 +46,8 @@ class BuildPlan:
     hosts_url: str = ""
     host_permutation_seed: int = 0
     n_hosts: int = 0
+    #: fsspec options to read the host cube (from the caller's flags; never stored in the cube)
+    hosts_storage_options: dict | None = None
 
     @property
     def cfg(self) -> RunConfig:
@@ -82,7 +84,7 @@ def _host_ids_for(pair_ids: np.ndarray, plan: BuildPlan) -> np.ndarray:
 def _hosts(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, np.ndarray]:
     if plan.hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
-        return cutouts.HostCube(plan.hosts_url).take(_host_ids_for(pair_ids, plan))
+        return cutouts.HostCube(plan.hosts_url, plan.hosts_storage_options).take(_host_ids_for(pair_ids, plan))
     from .hosts.synthetic import synthetic_hosts
 
     return synthetic_hosts(pair_ids, cfg)
@@ -91,7 +93,7 @@ def _hosts(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, n
 def _host_properties(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, np.ndarray]:
     if plan.hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
-        return cutouts.HostCube(plan.hosts_url).properties(_host_ids_for(pair_ids, plan))
+        return cutouts.HostCube(plan.hosts_url, plan.hosts_storage_options).properties(_host_ids_for(pair_ids, plan))
     from .hosts.synthetic import synthetic_host_properties
 
     return synthetic_host_properties(pair_ids, cfg)
@@ -194,10 +196,11 @@ _PLAN_BLOCK = 16384
 def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None) -> BuildPlan:
     """Everything decided once for the whole cube before any shard runs: the split plan over all
     pairs (cheap host properties and parameter draws, no pixels) and the host assignment."""
-    plan = BuildPlan(config_json=cfg.to_json(), hosts_url=hosts_url, host_permutation_seed=cfg.run.seed)
+    plan = BuildPlan(config_json=cfg.to_json(), hosts_url=hosts_url, host_permutation_seed=cfg.run.seed,
+                     hosts_storage_options=storage_options)
     if hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
-        plan.n_hosts = int(cutouts.HostCube(hosts_url).n_hosts)
+        plan.n_hosts = int(cutouts.HostCube(hosts_url, storage_options).n_hosts)
         if plan.n_hosts == 0:
             raise ConfigError(f"hosts.source = {hosts_url!r}: the host cube holds no hosts")
     splits = _optional("lensarray.splits")
@@ -308,9 +311,9 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
             raise ConfigError(f"--resume: the configuration differs from the stored one in {', '.join(diff)}")
         plan_json = dict(open_group(out, storage_options, mode="r").attrs).get("split_plan", "")
         plan = BuildPlan(config_json=cfg.to_json(), split_plan_json=plan_json, hosts_url=hosts_url,
-                         host_permutation_seed=cfg.run.seed)
+                         host_permutation_seed=cfg.run.seed, hosts_storage_options=storage_options)
         if hosts_url:
-            plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url).n_hosts)
+            plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url, storage_options).n_hosts)
     else:
         if exists and not overwrite:
             raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it or --resume to finish it")

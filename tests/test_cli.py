@@ -155,3 +155,12 @@ def test_s3_commands_leave_no_unclosed_session(tmp_path):
 
         with pytest.raises(IngestError, match="not a lensarray host cube"):
             HostCube("s3://cubes/c.zarr", {"endpoint_url": endpoint}, field="--hosts")
+        rng = np.random.default_rng(0)
+        for i in range(3):
+            np.savez(tmp_path / f"h{i}.npz", cutout=rng.normal(0, 0.01, (3, 64, 64)).astype(np.float32),
+                     meta_ra=10.0 + 30 * i, meta_dec=-5.0)
+        assert main(["ingest", str(tmp_path), "--out", "s3://cubes/h.zarr", "--endpoint-url", endpoint]) == 0
+        assert main(["build", "--hosts", "s3://cubes/h.zarr", "--out", "s3://cubes/r.zarr", "--pairs", "4",
+                     "--shard-pairs", "4", "--chunk-pairs", "4", "--workers", "0", "--no-progress",
+                     "--endpoint-url", endpoint]) == 0
+        assert HostCube("s3://cubes/h.zarr", {"endpoint_url": endpoint}).n_hosts == 3

@@ -85,7 +85,7 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
         cfg = config_from_dict(json.loads(attrs["config"]))
         hosts = "" if cfg.hosts.source == "synthetic" else (hosts_url or "")
         plan = BuildPlan(config_json=cfg.to_json(), split_plan_json=attrs.get("split_plan", ""),
-                         hosts_url=hosts, host_permutation_seed=cfg.run.seed)
+                         hosts_url=hosts, host_permutation_seed=cfg.run.seed, hosts_storage_options=storage_options)
         if plan.hosts_url:
             from ..hosts.cutouts import HostCube
 

@@ -144,7 +144,7 @@ class DiagnosticsSection:
 class SplitsSection:
     """Region-disjoint train/val/test splits."""
 
-    scheme: str = _f("healpix", choices=("healpix", "bricks"), doc="regions are HEALPix tiles or groups of DR10 bricks")
+    scheme: str = _f("healpix", choices=("healpix", "bricks", "none"), doc="regions are HEALPix tiles or groups of DR10 bricks; 'none': one region, every pair in train (no held-out sky)")
     nside: int = _f(8, range=(1, 1024), doc="HEALPix nside of a region (scheme 'healpix')")
     fractions: list = _f([0.8, 0.1, 0.1], item_range=(0.0, 1.0), doc="train, val, test fractions; sum to 1")
     min_test_regions: int = _f(2, range=(1, 10_000), doc="regions wholly held out for test, at least")
@@ -167,6 +167,9 @@ class ClusterSection:
     workers: int = _f(2, range=(1, 10_000), doc="number of workers")
     threads_per_worker: int = _f(1, range=(1, 256), doc="threads per worker")
     memory_limit: str = _f("4GiB", doc="memory limit per worker (dask syntax)")
+    image: str = _f("ghcr.io/example/lensarray:0.1.0", doc="container image of scheduler and workers (kind 'k8s')")
+    k8s_secret: str = _f("lensarray-s3", doc="Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the pods (kind 'k8s'; '' = none)")
+    k8s_name: str = _f("lensarray", doc="name of the DaskCluster resource (kind 'k8s')")
 
 
 @dataclass

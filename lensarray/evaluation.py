@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import BadInputError
+
 __all__ = ["ScoreTable", "load_scores", "evaluate_scores", "baseline_scores", "recall_at_fpr",
            "THETA_E_BINS", "PSF_BINS", "SNR_BINS"]
 
@@ -33,20 +35,24 @@ class ScoreTable:
 
 def load_scores(path: str) -> ScoreTable:
     """Read scores from ``.npz`` (arrays pair, role, score) or ``.csv`` (header pair,role,score)."""
+    import os
+
+    if not os.path.isfile(path):
+        raise BadInputError(f"--scores {path}: no such file")
     if path.endswith(".npz"):
         with np.load(path) as z:
             missing = [k for k in ("pair", "role", "score") if k not in z.files]
             if missing:
-                raise ValueError(f"--scores {path}: missing arrays {missing}; allowed npz with pair, role, score")
+                raise BadInputError(f"--scores {path}: missing arrays {missing}; allowed npz with pair, role, score")
             return ScoreTable(z["pair"].astype(np.int64), z["role"].astype(np.int8), z["score"].astype(np.float64))
     if path.endswith(".csv"):
         data = np.genfromtxt(path, delimiter=",", names=True)
         names = data.dtype.names or ()
         missing = [k for k in ("pair", "role", "score") if k not in names]
         if missing:
-            raise ValueError(f"--scores {path}: missing columns {missing}; allowed csv with pair,role,score")
+            raise BadInputError(f"--scores {path}: missing columns {missing}; allowed csv with pair,role,score")
         return ScoreTable(data["pair"].astype(np.int64), data["role"].astype(np.int8), data["score"].astype(np.float64))
-    raise ValueError(f"--scores {path}: allowed a .npz or .csv file")
+    raise BadInputError(f"--scores {path}: allowed a .npz or .csv file")
 
 
 def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
@@ -114,7 +120,7 @@ def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: f
     score = np.asarray(table.score, dtype=np.float64)
     n = int(ds.sizes["pair"])
     if pair.size == 0 or pair.min() < 0 or pair.max() >= n:
-        raise ValueError(f"scores: pair ids must lie in [0, {n - 1}]")
+        raise BadInputError(f"scores: pair ids must lie in [0, {n - 1}]")
     neg_kind = ds["hard_negative"].values[pair] if "hard_negative" in ds else np.zeros(pair.size, np.int8)
     if split is not None and "split" in ds:
         keep = ds["split"].values[pair] == SPLIT_NAMES.index(split)
@@ -189,7 +195,7 @@ def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_t
     train = collect("train", max_train_pairs)
     test = collect("test", 10**12)
     if train is None or test is None:
-        raise ValueError("baseline: the cube needs train and test splits (built with region-disjoint splits)")
+        raise BadInputError("baseline: the cube needs train and test splits (built with region-disjoint splits)")
     clf = BaselineClassifier(seed=seed)
     clf.model.fit(train[0], train[1])
     scores = clf.model.predict_proba(test[0])[:, 1]

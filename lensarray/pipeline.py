@@ -47,6 +47,8 @@ class BuildPlan:
     hosts_url: str = ""
     host_permutation_seed: int = 0
     n_hosts: int = 0
+    #: fsspec options to read the host cube (from the caller's flags; never stored in the cube)
+    hosts_storage_options: dict | None = None
 
     @property
     def cfg(self) -> RunConfig:
@@ -85,7 +87,7 @@ def _host_ids_for(pair_ids: np.ndarray, plan: BuildPlan) -> np.ndarray:
 def _hosts(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, np.ndarray]:
     if plan.hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
-        return cutouts.HostCube(plan.hosts_url).take(_host_ids_for(pair_ids, plan))
+        return cutouts.HostCube(plan.hosts_url, plan.hosts_storage_options).take(_host_ids_for(pair_ids, plan))
     from .hosts.synthetic import synthetic_hosts
 
     return synthetic_hosts(pair_ids, cfg)
@@ -94,7 +96,7 @@ def _hosts(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, n
 def _host_properties(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, np.ndarray]:
     if plan.hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
-        return cutouts.HostCube(plan.hosts_url).properties(_host_ids_for(pair_ids, plan))
+        return cutouts.HostCube(plan.hosts_url, plan.hosts_storage_options).properties(_host_ids_for(pair_ids, plan))
     from .hosts.synthetic import synthetic_host_properties
 
     return synthetic_host_properties(pair_ids, cfg)
@@ -197,10 +199,11 @@ _PLAN_BLOCK = 16384
 def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None) -> BuildPlan:
     """Everything decided once for the whole cube before any shard runs: the split plan over all
     pairs (cheap host properties and parameter draws, no pixels) and the host assignment."""
-    plan = BuildPlan(config_json=cfg.to_json(), hosts_url=hosts_url, host_permutation_seed=cfg.run.seed)
+    plan = BuildPlan(config_json=cfg.to_json(), hosts_url=hosts_url, host_permutation_seed=cfg.run.seed,
+                     hosts_storage_options=storage_options)
     if hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
-        plan.n_hosts = int(cutouts.HostCube(hosts_url).n_hosts)
+        plan.n_hosts = int(cutouts.HostCube(hosts_url, storage_options).n_hosts)
         if plan.n_hosts == 0:
             raise ConfigError(f"hosts.source = {hosts_url!r}: the host cube holds no hosts")
     splits = _optional("lensarray.splits")
@@ -324,14 +327,21 @@ def config_of_store(url: str, storage_options: dict | None = None) -> RunConfig:
     return config_from_dict(json.loads(stored_cube_attrs(url, storage_options)["config"]))
 
 
-def stored_plan(cfg: RunConfig, attrs: dict) -> BuildPlan:
+def stored_plan(cfg: RunConfig, attrs: dict, *, storage_options: dict | None = None,
+                hosts_url: str | None = None) -> BuildPlan:
     """The plan a cube was built with: ``cfg`` and the split plan recorded in its attrs (the
-    recorded one, not a re-plan, so a resume or re-render reproduces the stored pairs exactly)."""
-    _, hosts_url = _hosts_source(cfg, None)
+    recorded one, not a re-plan, so a resume or re-render reproduces the stored pairs exactly).
+
+    ``hosts_url`` replaces the host cube named in ``cfg`` (``verify`` passes the one its caller
+    gave: it never opens a URL named inside the cube it checks); ``storage_options`` reach it.
+    """
+    if hosts_url is None:
+        _, hosts_url = _hosts_source(cfg, None)
     plan = BuildPlan(config_json=cfg.to_json(), split_plan_json=attrs.get("split_plan", ""),
-                     hosts_url=hosts_url, host_permutation_seed=cfg.run.seed)
+                     hosts_url=hosts_url, host_permutation_seed=cfg.run.seed,
+                     hosts_storage_options=storage_options)
     if hosts_url:
-        plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url).n_hosts)
+        plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url, storage_options).n_hosts)
     return plan
 
 
@@ -382,7 +392,7 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
         StoreLock(out, storage_options).check()  # being written: refused before any planning
     if resume and exists:
         # a non-cube or another schema version is refused here, before anything is written
-        plan = stored_plan(cfg, stored_cube_attrs(out, storage_options))
+        plan = stored_plan(cfg, stored_cube_attrs(out, storage_options), storage_options=storage_options)
     else:
         if exists and not overwrite and not resume:  # refuse before planning (which may take a while)
             raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it or --resume to finish it")

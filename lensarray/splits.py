@@ -14,6 +14,7 @@ in every split, by a seeded search over region assignments.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,8 @@ from .cube import SPLIT_NAMES
 from .errors import BadInputError
 
 __all__ = ["SplitPlan", "SplitError", "plan_splits", "region_of", "check_split_integrity"]
+
+logger = logging.getLogger(__name__)
 
 #: Brick rows (0.25 deg each in dec) per region for scheme "bricks".
 BRICK_ROWS_PER_REGION = 8
@@ -56,7 +59,9 @@ def region_of(ra: np.ndarray, dec: np.ndarray, brickname: np.ndarray | None, *, 
         row = np.floor((dec_b + 90.0) / 0.25).astype(np.int64) // BRICK_ROWS_PER_REGION
         col = np.floor(np.mod(ra_b, 360.0) / 10.0).astype(np.int64)
         return row * 36 + col
-    raise SplitError(f"splits.scheme = {scheme!r}: allowed healpix or bricks")
+    if scheme == "none":
+        return np.zeros(ra.shape, dtype=np.int64)
+    raise SplitError(f"splits.scheme = {scheme!r}: allowed healpix, bricks or none")
 
 
 @dataclass
@@ -94,6 +99,16 @@ class SplitPlan:
                    region_split={int(k): int(v) for k, v in d["region_split"].items()})
 
 
+def _cover_small(assign: np.ndarray, order: np.ndarray, n_reg: int) -> None:
+    """With a handful of regions the fraction-greedy fill can leave test (or val) empty: give
+    test a region when there are >= 2 and val one when there are >= 3, keeping one for train."""
+    for split, need in ((2, 2), (1, 3)):
+        if n_reg >= need and not (assign == split).any():
+            donors = [r for r in order if assign[r] == 0]
+            if len(donors) > 1:
+                assign[donors[-1]] = split
+
+
 def _proxy_matrix(table: dict, n: int) -> np.ndarray:
     cols = []
     for name in ("psf_fwhm_r", "psfdepth_r", "theta_e", "theta_e_over_psf", "target_snr"):
@@ -125,18 +140,27 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
     -------
     SplitPlan
         At least ``min_test_regions`` regions wholly in test; fractions by pair count as close as
-        the regions allow; proxy means per split balanced by a seeded random search.
+        the regions allow; proxy means per split balanced by a seeded random search. With fewer
+        regions than that needs (a small real host set), a warning is logged and the best
+        region-disjoint split is returned: one region for test and one for val when there are
+        regions to spare, train first. Scheme ``none``: every pair in train, no held-out sky.
     """
     sp = cfg.splits
     ra, dec = np.asarray(table["ra"]), np.asarray(table["dec"])
     reg = region_of(ra, dec, table.get("brickname"), scheme=sp.scheme, nside=sp.nside)
     regions, inverse, counts = np.unique(reg, return_inverse=True, return_counts=True)
     n_reg = regions.size
-    need = max(10, sp.min_test_regions + 2)
-    if n_reg < need and cfg.run.n_pairs >= need:
-        hint = "a larger splits.nside" if sp.scheme == "healpix" else "more pairs or the healpix scheme"
-        raise SplitError(f"splits: only {n_reg} sky regions hold pairs; allowed >= {need} for region-disjoint "
-                         f"splits: use {hint}")
+    if sp.scheme == "none":
+        return SplitPlan(scheme="none", nside=sp.nside, fractions=[float(f) for f in sp.fractions],
+                         achieved=[1.0, 0.0, 0.0], region_split={int(r): 0 for r in regions})
+    need = sp.min_test_regions + 2
+    min_test = sp.min_test_regions
+    if n_reg < need:
+        min_test = max(1, min(sp.min_test_regions, n_reg - 2)) if n_reg >= 2 else 0
+        logger.warning("splits: only %d sky region(s) hold pairs (%d asked for: %d test + train + val); "
+                       "using the best region-disjoint split they allow%s", n_reg, need, sp.min_test_regions,
+                       " (all in train: one region)" if n_reg == 1 else
+                       " (no val split)" if n_reg == 2 else f" ({min_test} test region(s))")
     proxies = _proxy_matrix(table, ra.size)
     sums = np.zeros((n_reg, proxies.shape[1]))
     np.add.at(sums, inverse, proxies)
@@ -150,7 +174,7 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
         means = [sums[assign == s].sum(0) / max(counts[assign == s].sum(), 1) for s in range(3)]
         bal = sum(np.abs(means[s] - means[0]).sum() for s in (1, 2) if counts[assign == s].sum() > 0)
         n_test = int((assign == 2).sum())
-        penalty = 10.0 * max(0, min(sp.min_test_regions, n_reg) - n_test)
+        penalty = 10.0 * max(0, min(min_test, n_reg) - n_test)
         return 4.0 * frac_err + 0.05 * bal + penalty
 
     best, best_score = None, np.inf
@@ -162,9 +186,10 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
         cut1, cut2 = fr[0], fr[0] + fr[1]
         mid = cum - counts[order] / (2 * total)
         assign[order] = np.where(mid < cut1, 0, np.where(mid < cut2, 1, 2)).astype(np.int8)
-        if n_reg >= sp.min_test_regions and (assign == 2).sum() < sp.min_test_regions:
-            tail = order[::-1][: sp.min_test_regions]
+        if n_reg >= min_test and (assign == 2).sum() < min_test:
+            tail = order[::-1][:min_test]
             assign[tail] = 2
+        _cover_small(assign, order, n_reg)
         s = score(assign)
         if s < best_score:
             best, best_score = assign.copy(), s

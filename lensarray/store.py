@@ -105,7 +105,12 @@ def zarr_store(url: str, storage_options: dict | None = None, *, read_only: bool
         opts = dict(storage_options or {})
         if url.startswith("s3://"):
             opts.setdefault("skip_instance_cache", True)
-        return FsspecStore.from_url(url, storage_options=opts, read_only=read_only)
+            from .storage import S3_TIMEOUTS, keep_for_closing
+
+            opts.setdefault("config_kwargs", S3_TIMEOUTS)
+        store = FsspecStore.from_url(url, storage_options=opts, read_only=read_only)
+        keep_for_closing(store.fs)  # closed by the CLI at exit, not leaked when dropped mid-run
+        return store
     from zarr.storage import LocalStore
 
     path = url[len("file://"):] if url.startswith("file://") else url
@@ -119,7 +124,9 @@ def _fs_and_path(url: str, storage_options: dict | None = None):
     if url.startswith("s3://"):
         opts.setdefault("skip_instance_cache", True)
     fs, path = fsspec.core.url_to_fs(url, **opts)
-    return fs, path.rstrip("/")
+    from .storage import keep_for_closing
+
+    return keep_for_closing(fs), path.rstrip("/")
 
 
 def _entries(fs, path: str) -> list[str]:
@@ -715,6 +722,9 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
     if int(attrs["schema_version"]) > SCHEMA_VERSION:
         raise CubeSchemaError(f"{url} has schema_version {attrs['schema_version']}; this lensarray reads "
                               f"<= {SCHEMA_VERSION}: upgrade lensarray")
+    from .limits import check_declared_sizes
+
+    check_declared_sizes(group, attrs, url)  # a crafted cube's sizes never drive a read
     done = completed_shards(group) if DONE_VAR in group else None
     if (done is None or not done.all()) and not allow_incomplete:
         raise IncompleteCubeError(_incomplete_message(url, done))

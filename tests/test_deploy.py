@@ -101,3 +101,44 @@ def test_local_cluster_workers_get_the_malloc_settings():
             Client(lc) as client:
         env = next(iter(client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}).values()))
     assert env == {k: str(v) for k, v in WORKER_MALLOC_ENV.items()}
+
+
+def test_make_cluster_spec_from_config_validates_against_the_crd():
+    from lensarray.cluster import WORKER_MALLOC_ENV, make_cluster_spec
+    from lensarray.config import RunConfig
+
+    schema, crd = _crd_schema("daskcluster.yaml")
+    cfg = RunConfig().replace(**{"cluster.image": "registry.example/lensarray:9.9", "cluster.workers": 5,
+                                 "cluster.memory_limit": "3GiB", "cluster.threads_per_worker": 2,
+                                 "cluster.k8s_secret": "my-s3"})
+    spec = make_cluster_spec(cfg)
+    jsonschema.validate(_strip_none(spec), schema)  # the exact spec KubeCluster is given
+    assert spec["apiVersion"] == f"{crd['spec']['group']}/{crd['spec']['versions'][0]['name']}"
+    worker = spec["spec"]["worker"]
+    assert worker["replicas"] == 5
+    for role in (worker, spec["spec"]["scheduler"]):
+        (c,) = role["spec"]["containers"]
+        assert c["image"] == "registry.example/lensarray:9.9"
+    (c,) = worker["spec"]["containers"]
+    assert c["resources"] == {"requests": {"cpu": "2", "memory": "3072Mi"}, "limits": {"cpu": "2", "memory": "3072Mi"}}
+    env = {e["name"]: e for e in c["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # from the Secret, never a value
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "my-s3", "key": key} and "value" not in env[key]
+    for key, value in WORKER_MALLOC_ENV.items():
+        assert env[key]["value"] == str(value)
+    args = c["args"]
+    assert args[:2] == ["dask", "worker"] and args[args.index("--memory-limit") + 1] == "3GiB"
+    assert args[args.index("--nthreads") + 1] == "2"
+    # and the CRD would refuse a broken variant of it (the validation can fail)
+    bad = _strip_none(make_cluster_spec(cfg))
+    bad["spec"]["worker"]["replicas"] = "five"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_make_cluster_spec_refuses_a_bad_memory_limit():
+    from lensarray.cluster import ClusterError, make_cluster_spec
+    from lensarray.config import RunConfig
+
+    with pytest.raises(ClusterError, match="cluster.memory_limit"):
+        make_cluster_spec(RunConfig().replace(**{"cluster.memory_limit": "plenty"}))

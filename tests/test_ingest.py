@@ -95,3 +95,95 @@ def test_real_cutouts(tmp_path):
     dr10 = [i for i, s in enumerate(names) if "dr10_npz" in s]
     depth = t["psfdepth"][dr10]
     assert np.all((depth[:, 0] > 24.0) & (depth[:, 0] < 26.0)) and np.all((depth[:, 2] > 23.0) & (depth[:, 2] < 24.7))
+
+
+def _npz(path, invvar=None, seed=0, size=64):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0, 0.01, (3, size, size)).astype(np.float32)
+    kw = {} if invvar is None else {"invvar": invvar}
+    np.savez(path, cutout=img, meta_ra=10.0 + seed, meta_dec=-5.0, **kw)
+    return img
+
+
+def test_bad_invvar_is_rejected_with_the_file_named(tmp_path):
+    good_iv = np.full((3, 64, 64), 100.0, np.float32)
+    nan_iv = good_iv.copy()
+    nan_iv[1, 3, 3] = np.nan
+    neg_iv = good_iv.copy()
+    neg_iv[0, 10, 10] = -1.0
+    _npz(tmp_path / "good.npz", good_iv)
+    _npz(tmp_path / "nan_iv.npz", nan_iv, seed=1)
+    _npz(tmp_path / "neg_iv.npz", neg_iv, seed=2)
+    _npz(tmp_path / "shape_iv.npz", good_iv[:, :40, :40], seed=3)
+    rep = ingest(expand_inputs([str(tmp_path)]), str(tmp_path / "h.zarr"))
+    rejected = {k.rsplit("/", 1)[-1]: v for k, v in rep.rejected}
+    assert rep.accepted == [str(tmp_path / "good.npz")]
+    assert "NaN" in rejected["nan_iv.npz"] and "negative" in rejected["neg_iv.npz"]
+    assert "invvar shape" in rejected["shape_iv.npz"]
+
+
+def test_fits_invvar_plane_of_another_shape_is_rejected(tmp_path):
+    from astropy.io import fits
+
+    _fits(tmp_path / "a.fits")
+    with fits.open(tmp_path / "a.fits", mode="update") as hdul:
+        hdul.append(fits.ImageHDU(np.ones((3, 40, 40), np.float32), name="INVVAR"))
+    from lensarray.hosts.cutouts import IngestError
+
+    with pytest.raises(IngestError, match="INVVAR plane shape"):  # the only input: nothing usable
+        ingest([str(tmp_path / "a.fits")], str(tmp_path / "h.zarr"))
+    assert not (tmp_path / "h.zarr").exists()
+
+
+def test_rotated_wcs_pixel_scale(tmp_path):
+    """A CD matrix rotated by 30 deg: CD2_2 alone reads 0.227"/px (rejected); the WCS gives 0.262."""
+    from astropy.io import fits
+
+    from lensarray.hosts.cutouts import pixel_scale_of
+
+    _fits(tmp_path / "rot.fits")
+    th = np.radians(30.0)
+    s = 0.262 / 3600
+    with fits.open(tmp_path / "rot.fits", mode="update") as hdul:
+        h = hdul[0].header
+        h["CD1_1"], h["CD1_2"] = -s * np.cos(th), s * np.sin(th)
+        h["CD2_1"], h["CD2_2"] = s * np.sin(th), s * np.cos(th)
+        assert abs(h["CD2_2"]) * 3600 == pytest.approx(0.2269, abs=1e-3)
+        assert pixel_scale_of(h) == pytest.approx(0.262, rel=1e-6)
+    rep = ingest([str(tmp_path / "rot.fits")], str(tmp_path / "h.zarr"))
+    assert rep.accepted == [str(tmp_path / "rot.fits")], rep.rejected
+
+
+def test_ingest_recurses_folders_with_a_glob(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    _npz(tmp_path / "top.npz")
+    _npz(tmp_path / "a" / "b" / "deep.npz", seed=1)
+    _npz(tmp_path / ".hidden" / "skip.npz", seed=2)
+    _fits(tmp_path / "a" / "x.fits")
+    found = expand_inputs([str(tmp_path)])
+    assert sorted(p.rsplit("/", 1)[-1] for p in found) == ["deep.npz", "top.npz", "x.fits"]
+    only_npz = expand_inputs([str(tmp_path)], pattern="*.npz")
+    assert sorted(p.rsplit("/", 1)[-1] for p in only_npz) == ["deep.npz", "top.npz"]
+    assert main(["ingest", str(tmp_path), "--glob", "*.npz", "--out", str(tmp_path / "h.zarr"),
+                 "--workers", "0"]) == 0
+    assert HostCube(str(tmp_path / "h.zarr")).n_hosts == 2
+
+
+def test_overwrite_checks_inputs_first_and_replaces_only_a_host_cube(tmp_path, capsys):
+    _fits(tmp_path / "a.fits")
+    out = tmp_path / "h.zarr"
+    assert main(["ingest", str(tmp_path / "a.fits"), "--out", str(out)]) == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    (tmp_path / "junk.fits").write_text("garbage")
+    assert main(["ingest", str(tmp_path / "junk.fits"), "--out", str(out), "--overwrite"]) == 2
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # the good cube is untouched
+    assert HostCube(str(out)).n_hosts == 1
+    # a user's folder and a lens cube are never replaced by a host cube
+    user = tmp_path / "thesis"
+    (user / "sub").mkdir(parents=True)
+    (user / "thesis.tex").write_text("chapter 1")
+    assert main(["ingest", str(tmp_path / "a.fits"), "--out", str(user), "--overwrite"]) == 2
+    assert (user / "thesis.tex").read_text() == "chapter 1"
+    err = capsys.readouterr().err
+    assert "not a host cube" in err and "Traceback" not in err

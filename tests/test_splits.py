@@ -56,11 +56,48 @@ def test_stratification_balances_a_sky_dependent_proxy():
     assert max(means) - min(means) < 0.06  # the proxy spans 1.0-2.1": splits match to a few %
 
 
-def test_too_few_regions_is_a_clear_error():
-    t = _table(dec_range=(0, 1))
-    t["ra"] = t["ra"] % 2
-    with pytest.raises(SplitError, match="nside"):
-        plan_splits(t, _cfg())
+def _few_regions(k, n=600):
+    """Pairs on ``k`` HEALPix (nside 8) regions: ``k`` well separated sky positions."""
+    from astropy_healpix import HEALPix
+
+    rng = np.random.default_rng(3)
+    lon, lat = HEALPix(nside=8, order="nested").healpix_to_lonlat([100, 300, 500][:k])  # pixel centres
+    centres = list(zip(lon.deg, lat.deg))
+    which = rng.integers(0, k, n)
+    ra = np.array([centres[w][0] for w in which]) + rng.uniform(-0.1, 0.1, n)
+    dec = np.array([centres[w][1] for w in which]) + rng.uniform(-0.1, 0.1, n)
+    return {"ra": ra, "dec": dec, "brickname": np.array([""] * n), "host_id": which}
+
+
+@pytest.mark.parametrize("k, splits_present", [(1, {0}), (2, {0, 2}), (3, {0, 1, 2})])
+def test_fewer_regions_than_asked_warn_and_stay_region_disjoint(k, splits_present, caplog):
+    t = _few_regions(k)
+    with caplog.at_level("WARNING", logger="lensarray.splits"):
+        plan = plan_splits(t, _cfg(**{"run.n_pairs": t["ra"].size}))
+    assert any(f"only {k} sky region" in r.getMessage() for r in caplog.records)
+    region, split = plan.assign(t["ra"], t["dec"])
+    assert np.unique(region).size == k
+    assert set(np.unique(split).tolist()) == splits_present  # the best the regions allow
+    for r in np.unique(region):
+        assert np.unique(split[region == r]).size == 1
+
+
+def test_enough_regions_do_not_warn(caplog):
+    with caplog.at_level("WARNING", logger="lensarray.splits"):
+        plan_splits(_table(), _cfg())
+    assert not caplog.records
+
+
+def test_scheme_none_puts_every_pair_in_train():
+    t = _few_regions(3)
+    plan = plan_splits(t, _cfg(**{"splits.scheme": "none"}))
+    region, split = SplitPlan.from_json(plan.to_json()).assign(t["ra"], t["dec"])
+    assert (split == 0).all() and (region == 0).all()
+
+
+def test_unknown_scheme_is_refused():
+    with pytest.raises(SplitError, match="allowed healpix, bricks or none"):
+        region_of(np.zeros(1), np.zeros(1), None, scheme="voronoi", nside=8)
 
 
 def test_integrity_check_catches_leaks():

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_cluster_arguments, client_from_args, fail, storage_options_from_args
+from ._common import (BadInputError, add_cluster_arguments, client_from_args, progress_enabled,
+                      storage_options_from_args)
 
 NAME = "build"
 HELP = "build a cube of lens/control pairs (embedded default: synthetic LRG hosts)"
@@ -83,21 +84,27 @@ def _stored_config(args):
 
 
 def run(args) -> int:
-    from ..errors import BadInputError
+    from ..cluster import cluster_section
     from ..pipeline import build
+    from ..storage import check_destination
 
-    try:
-        cfg = config_from_args(args)
-        options = storage_options_from_args(args, cfg)
-    except BadInputError as exc:
-        return fail(str(exc).replace("\n  ", " | "))
-    except (ValueError, OSError) as exc:
-        return fail(str(exc))
-    try:
-        with client_from_args(args, cfg) as client:
-            result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, repair=args.repair,
-                           client=client, progress=not args.no_progress, storage_options=options)
-    except BadInputError as exc:  # ConfigError, StoreExistsError, StoreLockedError, CubeSchemaError, ...
-        return fail(str(exc).replace("\n  ", " | "))
+    if not args.out or not args.out.strip():
+        raise BadInputError("--out = '': allowed a local path or an fsspec URL of the store to write")
+    cfg = config_from_args(args)
+    options = storage_options_from_args(args, cfg)
+    # every input and the destination are checked before a cluster starts (~7 s)
+    cluster_section(args, cfg)
+    if cfg.hosts.source != "synthetic":
+        from ..hosts.cutouts import HostCube
+
+        HostCube(cfg.hosts.source, options, field="--hosts" if args.hosts else "hosts.source")
+    check_destination(args.out, options)
+    from ..store import StoreExistsError, store_exists
+
+    if not (args.overwrite or args.resume) and store_exists(args.out, options):
+        raise StoreExistsError(f"{args.out} already exists: pass --overwrite to replace it or --resume to finish it")
+    with client_from_args(args, cfg) as client:
+        result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, repair=args.repair,
+                       client=client, progress=progress_enabled(args), storage_options=options)
     print(result, file=sys.stderr)
     return 0

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 
-from ..storage import add_storage_arguments
-from ._common import fail, storage_options_from_args
+from ._common import BadInputError, add_cluster_arguments, open_cube_from_args, storage_options_from_args
 
 NAME = "evaluate"
 HELP = "ROC AUC, recall at FPR, completeness (selection function) of model scores or the baseline"
@@ -36,7 +35,7 @@ def add_arguments(p) -> None:
     p.add_argument("--centre-mask", default="uniform", help="baseline ablation mask: fixed:R | uniform | psf (default uniform)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for CIs (default 200)")
     p.add_argument("--out", required=True, help="output folder")
-    add_storage_arguments(p)
+    add_cluster_arguments(p)
 
 
 def _mask_spec(text: str) -> dict:
@@ -51,16 +50,16 @@ def _mask_spec(text: str) -> dict:
             r = -1
         if 0 < r <= 32:
             return {"mode": "fixed", "r_mask": r}
-    raise ValueError(f"--centre-mask {text!r}: allowed fixed:R (0 < R <= 32 px), uniform or psf")
+    raise BadInputError(f"--centre-mask {text!r}: allowed fixed:R (0 < R <= 32 px), uniform or psf")
 
 
 def plot_completeness(res: dict, path: Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig = Figure(figsize=(12, 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
     for ax, key, label in zip(axes, ("by_theta_e", "by_psf", "by_arc_snr"), ("theta_E [arcsec]", "PSF FWHM r [arcsec]", "arc S/N")):
         rows = res[key]
         x = [0.5 * (r["lo"] + r["hi"]) for r in rows]
@@ -74,52 +73,48 @@ def plot_completeness(res: dict, path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def run(args) -> int:
-    from ..cube import CubeSchemaError, open_cube
     import numpy as np
 
+    from ..cluster import cluster_section
     from ..evaluation import ScoreTable, baseline_scores, evaluate_scores, load_scores
 
     if not 0 < args.fpr < 0.5:
-        return fail(f"--fpr {args.fpr}: allowed range (0, 0.5)")
+        raise BadInputError(f"--fpr {args.fpr}: allowed range (0, 0.5)")
     if args.bootstrap < 0:
-        return fail(f"--bootstrap {args.bootstrap}: allowed >= 0")
-    try:
-        ds = open_cube(args.store, storage_options=storage_options_from_args(args))
-        mask = _mask_spec(args.centre_mask) if args.baseline else None
-        table = load_scores(args.scores) if args.scores else None
-        anchor_images = None
-        if args.anchors:
-            if not args.baseline:
-                raise ValueError("--anchors: allowed with --baseline (for your own model, score the anchors yourself)")
-            from ..hosts.cutouts import HostCube
+        raise BadInputError(f"--bootstrap {args.bootstrap}: allowed >= 0")
+    if args.anchors and not args.baseline:
+        raise BadInputError("--anchors: allowed with --baseline (for your own model, score the anchors yourself)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise BadInputError(f"--out = {args.out!r}: exists and is not a directory")
+    cluster_section(args)
+    ds = open_cube_from_args(args.store, args)
+    mask = _mask_spec(args.centre_mask) if args.baseline else None
+    table = load_scores(args.scores) if args.scores else None
+    anchor_images = None
+    if args.anchors:
+        from ..hosts.cutouts import HostCube
 
-            hc = HostCube(args.anchors)
-            anchor_images = hc.take(np.arange(hc.n_hosts))["host"]
-    except (CubeSchemaError, ValueError, OSError) as exc:
-        return fail(str(exc))
+        hc = HostCube(args.anchors, storage_options_from_args(args), field="--anchors")
+        anchor_images = hc.take(np.arange(hc.n_hosts))["host"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     split = None if args.split == "all" else args.split
     results = {}
-    try:
-        if table is not None:
-            results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap)
-        else:
-            for name, cm in (("baseline", None), ("baseline_centre_masked", mask)):
-                scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images)
-                anchor_scores = facts.pop("anchor_scores", None)
-                anchors = None if anchor_scores is None else ScoreTable(
-                    np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)
-                res = evaluate_scores(ds, scores, split=split, fpr=args.fpr, n_boot=args.bootstrap, anchors=anchors)
-                res["training"] = facts
-                res["centre_mask"] = cm
-                results[name] = res
-    except ValueError as exc:
-        return fail(str(exc))
+    if table is not None:
+        results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap)
+    else:
+        for name, cm in (("baseline", None), ("baseline_centre_masked", mask)):
+            scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images)
+            anchor_scores = facts.pop("anchor_scores", None)
+            anchors = None if anchor_scores is None else ScoreTable(
+                np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)
+            res = evaluate_scores(ds, scores, split=split, fpr=args.fpr, n_boot=args.bootstrap, anchors=anchors)
+            res["training"] = facts
+            res["centre_mask"] = cm
+            results[name] = res
     for name, res in results.items():
         plot_completeness(res, out / f"completeness_{name}.png", f"{name}: AUC {res['auc']:.3f}")
         lo, hi = res["recall_ci95"]

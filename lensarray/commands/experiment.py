@@ -12,7 +12,8 @@ examples:
 from __future__ import annotations
 
 import argparse
-import sys
+
+from ..errors import BadInputError
 
 NAME = "experiment"
 HELP = "core flux fraction vs src_reff, source offset or theta_E (table + plot)"
@@ -38,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, key)
         if not (lo <= v <= hi):
             flag = "--" + key.replace("_", "-")
-            print(f"lensarray experiment: error: {flag} = {v}: allowed range [{lo}, {hi}]", file=sys.stderr)
-            return 2
+            raise BadInputError(f"{flag} = {v}: allowed range [{lo}, {hi}]")
     from ..diagnostics.experiments import run_experiment, write_experiment
 
     res = run_experiment(args.name, n_points=args.points, theta_e=args.theta_e, src_reff=args.reff,

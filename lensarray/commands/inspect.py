@@ -9,8 +9,7 @@ import json
 
 import numpy as np
 
-from ..storage import add_storage_arguments
-from ._common import fail, storage_options_from_args
+from ._common import add_cluster_arguments, open_cube_from_args, storage_options_from_args
 
 NAME = "inspect"
 HELP = "describe a cube: pairs, bands, chunks/shards, bytes on disk, parameter ranges, config"
@@ -19,7 +18,7 @@ HELP = "describe a cube: pairs, bands, chunks/shards, bytes on disk, parameter r
 def add_arguments(p) -> None:
     p.add_argument("store", help="cube location (local path or s3://...)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
-    add_storage_arguments(p)
+    add_cluster_arguments(p)
 
 
 def describe(url: str, storage_options: dict | None = None) -> dict:
@@ -83,12 +82,11 @@ def _summary(v: np.ndarray) -> dict:
 
 
 def run(args) -> int:
-    from ..cube import CubeSchemaError
+    from ..cluster import cluster_section
 
-    try:
-        info = describe(args.store, storage_options_from_args(args))
-    except CubeSchemaError as exc:
-        return fail(str(exc))
+    cluster_section(args)  # shared flags are validated even where nothing is distributed
+    open_cube_from_args(args.store, args)
+    info = describe(args.store, storage_options_from_args(args))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..storage import add_storage_arguments
-from ._common import fail, storage_options_from_args
+from ._common import BadInputError, add_cluster_arguments, open_cube_from_args
 
 NAME = "preview"
 HELP = "PNG grid of lens | control | arc for a range of pairs (Lupton RGB)"
@@ -22,17 +21,17 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output PNG file")
     p.add_argument("--stretch", type=float, default=0.5, help="Lupton stretch, nanomaggy (default 0.5)")
     p.add_argument("--q", type=float, default=8.0, help="Lupton softening Q (default 8)")
-    add_storage_arguments(p)
+    add_cluster_arguments(p)
 
 
 def parse_range(text: str, n: int) -> slice:
-    """``"A:B"`` -> slice, checked against ``n`` pairs (ValueError naming the allowed range)."""
+    """``"A:B"`` -> slice, checked against ``n`` pairs (BadInputError naming the allowed range)."""
     try:
         a, b = (int(t) for t in text.split(":"))
     except ValueError:
-        raise ValueError(f"--pairs {text!r}: allowed START:STOP with integers, e.g. 0:16") from None
+        raise BadInputError(f"--pairs {text!r}: allowed START:STOP with integers, e.g. 0:16") from None
     if not (0 <= a < b <= n) or b - a > 64:
-        raise ValueError(f"--pairs {text!r}: allowed 0 <= START < STOP <= {n} with at most 64 pairs")
+        raise BadInputError(f"--pairs {text!r}: allowed 0 <= START < STOP <= {n} with at most 64 pairs")
     return slice(a, b)
 
 
@@ -47,23 +46,45 @@ def _rgb(img: np.ndarray, bands: list[str], stretch: float, q: float) -> np.ndar
         return make_lupton_rgb(np.clip(r, 0, None), np.clip(g, 0, None), np.clip(b, 0, None), stretch=stretch, Q=q)
 
 
+#: Image formats the preview can be saved as (matplotlib's Agg canvas).
+FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def check_output(out: str) -> str:
+    """``out`` if it names a file in an existing folder with a known image extension."""
+    import os
+
+    ext = os.path.splitext(out)[1].lower().lstrip(".")
+    if ext not in FORMATS:
+        raise BadInputError(f"--out = {out!r}: allowed a file name ending in {', '.join('.' + f for f in FORMATS)}")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise BadInputError(f"--out = {out!r}: folder {folder} does not exist")
+    if os.path.isdir(out):
+        raise BadInputError(f"--out = {out!r}: is a directory; allowed an image file name")
+    return ext
+
+
 def run(args) -> int:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..cluster import cluster_section
 
-    from ..cube import CubeSchemaError, open_cube
-
-    try:
-        ds = open_cube(args.store, storage_options=storage_options_from_args(args))
-        sel = parse_range(args.pairs, ds.sizes["pair"])
-    except (CubeSchemaError, ValueError) as exc:
-        return fail(str(exc))
+    if not (args.stretch > 0 and np.isfinite(args.stretch)):
+        raise BadInputError(f"--stretch = {args.stretch}: allowed a finite number > 0 (nanomaggy)")
+    if not (args.q > 0 and np.isfinite(args.q)):
+        raise BadInputError(f"--q = {args.q}: allowed a finite number > 0")
+    check_output(args.out)
+    cluster_section(args)
+    ds = open_cube_from_args(args.store, args)
+    sel = parse_range(args.pairs, ds.sizes["pair"])
     part = ds.isel(pair=sel)[["host", "arc", "theta_e", "arc_snr", "hard_negative"]].compute()
     bands = [str(b) for b in ds["band"].values]
     n = part.sizes["pair"]
-    fig, axes = plt.subplots(n, 3, figsize=(6.0, 2.0 * n), squeeze=False)
+    fig = Figure(figsize=(6.0, 2.0 * n))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, 3, squeeze=False)
     for k in range(n):
         host = part["host"].values[k]
         arc = part["arc"].values[k]
@@ -81,6 +102,5 @@ def run(args) -> int:
             ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
-    plt.close(fig)
     print(f"wrote {args.out} ({n} pairs)")
     return 0

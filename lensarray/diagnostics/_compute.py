@@ -18,7 +18,7 @@ def current_client():
         return None
 
 
-def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = True) -> list:
+def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = False) -> list:
     """Compute dask ``Delayed`` tasks, results in input order, with a tqdm bar.
 
     Under a distributed Client ``dask.diagnostics`` callbacks see nothing, so futures are

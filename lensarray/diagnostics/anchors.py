@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from scipy import stats
 from .features import CENTRAL_RADIUS_PX, central_brightness
 from ..errors import BadInputError
 
-__all__ = ["read_anchor_cutouts", "anchor_brightness", "cube_central_brightness", "compare_brightness",
+__all__ = ["read_anchor_cutouts", "iter_anchor_cutouts", "anchor_brightness", "cube_central_brightness", "compare_brightness",
            "cliffs_delta", "AnchorError"]
 
 REF_SCALE = 0.262
@@ -50,11 +51,9 @@ def _fits_r_plane(path: Path) -> tuple[np.ndarray, float]:
             else:
                 k = 1 if data.shape[0] == 3 else 0
             data = data[k]
-        scale = None
-        for key in ("CD1_1", "CDELT1"):
-            if key in hdr and hdr[key]:
-                scale = abs(float(hdr[key])) * 3600.0
-                break
+        from ..hosts.cutouts import pixel_scale_of
+
+        scale = pixel_scale_of(hdr)
         if scale is None and "PIXSCALE" in hdr:
             scale = float(hdr["PIXSCALE"])
         return data, scale or REF_SCALE
@@ -77,6 +76,25 @@ def read_anchor_cutouts(spec: str | list[str]) -> list[tuple[str, np.ndarray, fl
     Returns ``(path, r_image, pixel_scale_arcsec)`` per file; ``.npz`` (key ``cutout``, grz) and
     ``.fits``/``.fits.gz``/``.fz`` (``(3, N, N)`` with BANDS/BANDn headers, or 2-D) are read.
     """
+    return list(iter_anchor_cutouts(spec))
+
+
+def iter_anchor_cutouts(spec: str | list[str]):
+    """:func:`read_anchor_cutouts` one file at a time (memory: one cutout, whatever their number).
+    The file list is checked (and a bad spec refused) before the first cutout is read."""
+    paths = _anchor_paths(spec)
+    for p in paths:
+        path = Path(p)
+        try:
+            img, scale = _npz_r_plane(path) if path.suffix == ".npz" else _fits_r_plane(path)
+        except AnchorError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # unreadable file
+            raise AnchorError(f"anchors: {path} is not a readable cutout ({type(exc).__name__})") from None
+        yield str(path), img, scale
+
+
+def _anchor_paths(spec: str | list[str]) -> list[str]:
     paths: list[str] = []
     items = spec if isinstance(spec, list) else [s for s in str(spec).split(",") if s]
     for item in items:
@@ -91,15 +109,10 @@ def read_anchor_cutouts(spec: str | list[str]) -> list[tuple[str, np.ndarray, fl
             raise AnchorError(f"anchors: {item!r} is neither a file, a directory nor a glob that matches")
     if not paths:
         raise AnchorError(f"anchors: no .npz or .fits cutouts found in {spec!r}")
-    out = []
-    for p in paths:
-        path = Path(p)
-        img, scale = _npz_r_plane(path) if path.suffix == ".npz" else _fits_r_plane(path)
-        out.append((str(path), img, scale))
-    return out
+    return paths
 
 
-def anchor_brightness(cutouts: list[tuple[str, np.ndarray, float]]) -> np.ndarray:
+def anchor_brightness(cutouts) -> np.ndarray:
     """Robust central brightness of each cutout, nanomaggy per 0.262" pixel (see module doc)."""
     vals = []
     for _, img, scale in cutouts:
@@ -110,7 +123,7 @@ def anchor_brightness(cutouts: list[tuple[str, np.ndarray, float]]) -> np.ndarra
     return np.asarray(vals)
 
 
-def cube_central_brightness(ds: xr.Dataset, *, progress: bool = True) -> np.ndarray:
+def cube_central_brightness(ds: xr.Dataset, *, progress: bool = False) -> np.ndarray:
     """Robust central brightness of every host (control stamp, r band) of a cube, chunk by chunk."""
     import dask
 
@@ -124,6 +137,19 @@ def cube_central_brightness(ds: xr.Dataset, *, progress: bool = True) -> np.ndar
                       * (REF_SCALE / scale) ** 2, pure=True)
     tasks = [fn(ds["host"].isel(pair=slice(a, b), band=k).data) for a, b in _pair_chunks(ds)]
     return np.concatenate(compute_tasks(tasks, desc="diagnose: anchor cube", progress=progress))
+
+
+#: Values resampled at once by the bootstrap (8 MiB of float64): memory stays flat in the number
+#: of hosts (one (n_boot, n_hosts) draw at 50k hosts took 1.08 GiB).
+_BOOT_BLOCK = 1 << 20
+
+
+def _bootstrap_medians(rng: np.random.Generator, x: np.ndarray, n_boot: int) -> np.ndarray:
+    """Medians of ``n_boot`` resamples of ``x``, drawn in row blocks; the same values as one
+    ``rng.choice(x, (n_boot, x.size))`` draw (int64 bounded draws are sequential, unbuffered)."""
+    rows = max(1, _BOOT_BLOCK // max(x.size, 1))
+    return np.concatenate([np.median(rng.choice(x, (min(rows, n_boot - i), x.size)), axis=1)
+                           for i in range(0, n_boot, rows)])
 
 
 def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
@@ -148,7 +174,7 @@ def compare_brightness(hosts: np.ndarray, anchors: np.ndarray, *, n_boot: int = 
     if h.size < 2 or a.size < 2:
         raise AnchorError(f"anchors: need >= 2 finite brightness values on each side (hosts {h.size}, anchors {a.size})")
     rng = np.random.default_rng(seed)
-    boots = np.median(rng.choice(h, (n_boot, h.size)), axis=1) / np.median(rng.choice(a, (n_boot, a.size)), axis=1)
+    boots = _bootstrap_medians(rng, h, n_boot) / _bootstrap_medians(rng, a, n_boot)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ad = stats.anderson_ksamp([h, a])

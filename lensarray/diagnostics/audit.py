@@ -7,6 +7,7 @@ the core LR. Everything else is exact numpy/scipy/sklearn on those small arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -14,8 +15,9 @@ import xarray as xr
 
 from .. import __version__
 from ..config import RunConfig
+from ..errors import BadInputError
 from ._compute import peak_memory
-from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, read_anchor_cutouts
+from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, iter_anchor_cutouts
 from .core_flux import core_flux_summary
 from .core_lr import core_lr_auc
 from .features import core_box_features, cube_config, lr_subsample, pair_table
@@ -26,14 +28,14 @@ from .snr import arc_snr_distribution
 from .systematics import systematics_by_class
 from .visibility import visibility_summary
 
-__all__ = ["diagnose", "core_lr_on_cube", "DEFAULT_ABLATION"]
+__all__ = ["diagnose", "core_lr_on_cube", "check_null_twin", "DEFAULT_ABLATION"]
 
 #: The centre-mask ablation measured in the report: per stamp r_mask uniform in [3, 7] px.
 DEFAULT_ABLATION = {"mode": "uniform", "r_mask": (3.0, 7.0)}
 
 
 def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: int = 0, n_boot: int = 200,
-                    ablation: dict | None = None, progress: bool = True) -> dict:
+                    ablation: dict | None = None, progress: bool = False) -> dict:
     """Core LR AUC of a cube (and of its centre-masked stamps when ``ablation`` is given).
 
     Parameters
@@ -98,8 +100,38 @@ def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k:
             "theta_e": sub["theta_e"].values, "arc_snr": sub["arc_snr"].values, "band": bands[b]}
 
 
+#: Sections of a cube's recorded configuration that a null twin may differ in (besides run.null).
+_TWIN_IGNORED = ("cluster", "storage")
+
+
+def check_null_twin(ds: xr.Dataset, null_ds: xr.Dataset, *, where: str = "--null") -> None:
+    """Refuse (:class:`~lensarray.errors.BadInputError`, one line) unless ``null_ds`` is the null
+    twin of ``ds``: built with ``run.null = true`` from the same configuration otherwise, so it
+    holds the same pairs (ids, hosts, lens parameters) with every arc zero."""
+    mine, theirs = cube_config(ds).to_dict(), cube_config(null_ds).to_dict()
+    if not theirs["run"].get("null") or not int(null_ds.attrs.get("null_injection", 1)):
+        raise BadInputError(f"{where}: not a null-injection cube (built without --null; run.null = false)")
+    for d in (mine, theirs):
+        d["run"].pop("null", None)
+        for sec in _TWIN_IGNORED:
+            d.pop(sec, None)
+    diff = [f"{s}.{k}" for s in sorted(set(mine) | set(theirs))
+            for k in sorted(set(mine.get(s, {})) | set(theirs.get(s, {})))
+            if mine.get(s, {}).get(k) != theirs.get(s, {}).get(k)]
+    if diff:
+        raise BadInputError(f"{where}: not a null twin of STORE: its configuration differs in {', '.join(diff[:6])}"
+                            + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+                            + "; allowed the same configuration built with --null")
+    if ds.sizes.get("pair") != null_ds.sizes.get("pair") or not np.array_equal(ds["pair"].values, null_ds["pair"].values):
+        raise BadInputError(f"{where}: not a null twin of STORE: it holds other pairs "
+                            f"({null_ds.sizes.get('pair')} vs {ds.sizes.get('pair')})")
+    for name in ("theta_e", "host_id"):
+        if name in ds and name in null_ds and not np.array_equal(ds[name].values, null_ds[name].values, equal_nan=True):
+            raise BadInputError(f"{where}: not a null twin of STORE: per-pair {name} differs")
+
+
 def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None, max_lr_pairs: int = 20000,
-             seed: int = 0, n_boot: int = 200, ablation: dict | None = DEFAULT_ABLATION, progress: bool = True,
+             seed: int = 0, n_boot: int = 200, ablation: dict | None = DEFAULT_ABLATION, progress: bool = False,
              config: RunConfig | None = None, source: str | None = None) -> tuple[dict, dict]:
     """Run every diagnostic on a cube.
 
@@ -121,7 +153,10 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     ablation
         Centre-mask keywords for the masked LR (None: skip).
     config
-        Thresholds and bins (default: the configuration stored in the cube).
+        The auditor's configuration: its ``diagnostics`` section (core radius, core box, gate
+        thresholds) sets the bar. Default: lensarray's defaults. The bar never comes from the
+        audited cube; the cube's recorded configuration supplies only the targets it is checked
+        against (arc S/N bins and fractions) and is reported beside the thresholds.
     source
         Where the cube came from (recorded in the report).
 
@@ -131,13 +166,20 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
         The JSON-ready results (with ``gates``) and the arrays the report plots.
     """
     t0 = time.perf_counter()
-    cfg = config or cube_config(ds)
+    cube_cfg = cube_config(ds)
+    bar = (config or RunConfig()).diagnostics
+    cfg = dataclasses.replace(cube_cfg, diagnostics=bar)
+    if null_ds is not None:
+        check_null_twin(ds, null_ds)
     table = pair_table(ds, progress=progress, config=cfg)
     P, M = table.pairs, table.meas
     is_lens = table.is_lens()
     ps = float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale))
     res: dict = {"package_version": __version__, "source": source, "n_pairs": table.n, "bands": table.bands,
                  "stamp_size": table.size, "config": cfg.to_dict(),
+                 "thresholds": {"source": "auditor configuration" if config is not None else "lensarray defaults",
+                                **dataclasses.asdict(bar)},
+                 "cube_config": {"diagnostics": cube_cfg.to_dict()["diagnostics"], "recorded": cube_cfg.to_dict()},
                  "core_mask_policy": ds.attrs.get("core_mask_policy", cfg.core_mask.policy)}
     res["core_flux"] = core_flux_summary(M["core_flux_frac"], P["theta_e"], P["psf_fwhm"], P["src_reff"], table.bands,
                                          stored=P.get("core_flux_frac"), is_lens=is_lens)
@@ -160,7 +202,7 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     res["null_lr"] = None
     if null_ds is not None:
         if null_ds.sizes.get("y") != ds.sizes.get("y") or list(null_ds["band"].values) != list(ds["band"].values):
-            raise ValueError("null cube: allowed a cube with the same bands and stamp size as STORE")
+            raise BadInputError("null cube: allowed a cube with the same bands and stamp size as STORE")
         nl = core_lr_on_cube(null_ds, box=cfg.diagnostics.core_box, max_pairs=max_lr_pairs, seed=seed,
                              n_boot=n_boot, ablation=None, progress=progress)
         res["null_lr"] = nl["plain"]
@@ -184,7 +226,7 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
             anchor_vals = cube_central_brightness(anchors, progress=progress)
             kind = f"cube ({anchors.sizes['pair']} pairs)"
         else:
-            anchor_vals = anchor_brightness(read_anchor_cutouts(anchors))
+            anchor_vals = anchor_brightness(iter_anchor_cutouts(anchors))
             kind = "cutout files"
         res["anchors"] = compare_brightness(host_cb, anchor_vals, seed=seed)
         res["anchors"]["kind"] = kind

@@ -111,10 +111,8 @@ def run_experiment(name: str, *, n_points: int = 10, theta_e: float = 1.5, src_r
 
 def write_experiment(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write ``<name>.csv``, ``<name>.json`` and ``<name>.png`` into ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +125,9 @@ def write_experiment(result: dict, out_dir: str | Path) -> dict[str, Path]:
         w.writerows(rows)
     paths["json"].write_text(json.dumps(result, indent=2))
     x = [r[result["param"]] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)  # no pyplot: the caller's matplotlib backend is left alone
+    ax = fig.subplots()
     for band in result["bands"]:
         ax.plot(x, [r[f"core_flux_frac_{band}"] for r in rows], "o-", label=f"{band}, PSF {result['fixed']['psf_fwhm']}\"")
     ax.plot(x, [r[f"core_flux_frac_nopsf_{result['bands'][0]}"] for r in rows], "k--", label="no PSF")
@@ -137,5 +137,4 @@ def write_experiment(result: dict, out_dir: str | Path) -> dict[str, Path]:
     ax.set_title(f"experiment {result['experiment']}: {fixed}", fontsize=9)
     ax.legend(fontsize=8)
     fig.savefig(paths["png"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return paths

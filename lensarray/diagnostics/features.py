@@ -201,7 +201,7 @@ def _stats_by_block(ds: xr.Dataset, layout: list, kw: dict, progress: bool) -> l
     return compute_tasks(list(packed.to_delayed().ravel()), desc="diagnose: per-pair table", progress=progress)
 
 
-def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | None = None) -> PairTable:
+def pair_table(ds: xr.Dataset, *, progress: bool = False, config: RunConfig | None = None) -> PairTable:
     """One lazy pass over the cube: a :class:`PairTable` of per-pair numbers.
 
     Parameters
@@ -278,7 +278,7 @@ def _batch_boxes(host, arc, pair_ids, psf_fwhm, *, box, ablation_kwargs, seed):
 
 
 def core_box_features(ds: xr.Dataset, pair_index: np.ndarray, *, box: int, ablation: dict | None = None,
-                      seed: int = 0, progress: bool = True) -> dict:
+                      seed: int = 0, progress: bool = False) -> dict:
     """Central ``box x box`` pixels of every band for the lens and control stamps of some pairs.
 
     Parameters

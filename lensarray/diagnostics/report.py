@@ -42,12 +42,20 @@ def write_json(results: dict, path: str | Path) -> Path:
     return path
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
+def _subplots(*grid, figsize, **kwargs):
+    """``(figure, axes)`` on an Agg canvas of its own: pyplot and the global backend are never
+    touched, so a notebook's inline plots keep working."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*grid, **kwargs)
+
+
+def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -57,14 +65,9 @@ def _mid(rows):
 
 def figures(res: dict, extras: dict) -> dict[str, str]:
     """Base64 PNGs of the report figures, by title."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     figs: dict[str, str] = {}
     # core flux fraction vs theta_E
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     for band, info in res["core_flux"]["bands"].items():
         rows = info["by_theta_e"]
         x = [m for m, r in zip(_mid(rows), rows) if r["median"] is not None]
@@ -81,7 +84,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     figs["Core flux fraction vs theta_E"] = _png(fig)
 
     # LR AUC per theta_E bin
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     for key, label, fmt in (("core_lr", "core LR", "o-"), ("core_lr_masked", "centre-masked", "s--"),
                             ("null_lr", "null cube", "^:")):
         part = res.get(key)
@@ -106,7 +109,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     figs["Core LR AUC per theta_E bin"] = _png(fig)
 
     # arc_snr vs target
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     bins = res["arc_snr"]["bins"]
     idx = np.arange(len(bins))
     ax.bar(idx - 0.2, [b["fraction"] for b in bins], width=0.4, label="cube")
@@ -119,7 +122,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     figs["arc_snr histogram vs target"] = _png(fig)
 
     # systematics by class
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    fig, axes = _subplots(1, 2, figsize=(8, 3.4))
     groups = [("all", res["systematics"]["by_role"])] + list(res["systematics"]["by_split"].items())
     names = [g for g, _ in groups]
     x = np.arange(len(names))
@@ -136,7 +139,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     figs["Systematics by class"] = _png(fig)
 
     # visibility vs arc_snr
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     m = extras["is_lens"]
     ax.scatter(extras["arc_snr"][m], extras["lens_visibility"][m], s=4, alpha=0.5, label="lens")
     ax.scatter(extras["arc_snr"][m], extras["control_visibility"][m], s=4, alpha=0.5, label="control")
@@ -148,7 +151,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     figs["Arc visibility vs arc_snr"] = _png(fig)
 
     if extras.get("anchor_central_brightness") is not None:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
+        fig, ax = _subplots(figsize=(6, 3.6))
         h = extras["host_central_brightness"]
         a = extras["anchor_central_brightness"]
         allv = np.concatenate([h[np.isfinite(h)], a[np.isfinite(a)]])
@@ -164,7 +167,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     ex = extras.get("examples")
     if ex is not None and len(ex["pair"]):
         k = len(ex["pair"])
-        fig, axes = plt.subplots(3, k, figsize=(2.1 * k, 6.4), squeeze=False)
+        fig, axes = _subplots(3, k, figsize=(2.1 * k, 6.4), squeeze=False)
         for j in range(k):
             host, arc = ex["host"][j], ex["arc"][j]
             lens = host + arc

@@ -26,6 +26,9 @@ __all__ = ["Cutout", "IngestReport", "read_cutouts", "ingest", "HostCube", "HOST
 
 HOST_SCHEMA_VERSION = 1
 
+#: Sanity cap on the hosts of one host cube (its declared size drives the per-host tables read).
+MAX_HOSTS = 100_000_000
+
 #: DR10 median PSF FWHM per band, arcsec (../shared/data/observing_conditions: r 1.37"; g ~1.5";
 #: z ~1.35"), used when a cutout carries no PSF information.
 DEFAULT_PSF_FWHM = {"g": 1.5, "r": 1.37, "i": 1.3, "z": 1.35}
@@ -74,7 +77,24 @@ def _fits_bands(header) -> list[str] | None:
     return names or None
 
 
-def _pixel_scale(header) -> float | None:
+def pixel_scale_of(header) -> float | None:
+    """Pixel scale, arcsec, from the celestial WCS (``proj_plane_pixel_scales``: right for a
+    rotated CD matrix, whose CD2_2 alone is scale * cos(rotation)); None without a WCS."""
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            w = WCS(header, naxis=2)
+        if w.has_celestial:
+            scales = proj_plane_pixel_scales(w.celestial) * 3600.0  # deg -> arcsec (CUNIT deg)
+            if np.all(np.isfinite(scales)) and np.all(scales > 0):
+                return float(np.sqrt(scales[0] * scales[1]))
+    except Exception:  # a header astropy cannot parse: fall back to the plain keywords
+        pass
     for key in ("CD2_2", "CDELT2"):
         if header.get(key):
             return abs(float(header[key])) * 3600.0
@@ -114,7 +134,7 @@ def _read_fits(path: Path, bands: list[str]) -> list[Cutout]:
                 iv = np.asarray(hdul["WGT"].data, dtype=np.float64) / scale**2
             ra, dec = _centre_radec(h, img.shape)
             return [Cutout(img[None].astype(np.float32), None if iv is None else iv[None].astype(np.float32), None,
-                           ra, dec, _pixel_scale(h) or np.nan, str(path), psf_fwhm=None, brickname=band)]
+                           ra, dec, pixel_scale_of(h) or np.nan, str(path), psf_fwhm=None, brickname=band)]
         primary = next((h for h in hdul if h.data is not None and h.data.ndim == 3), None)
         if primary is None:
             raise IngestError("no 3-plane (band, y, x) image HDU")
@@ -135,12 +155,14 @@ def _read_fits(path: Path, bands: list[str]) -> list[Cutout]:
             n = hdu.name.upper()
             if hdu.data is None:
                 continue
-            if n in ("INVVAR", "IVAR") and hdu.data.shape == data.shape:
+            if n in ("INVVAR", "IVAR"):
+                if hdu.data.shape != data.shape:
+                    raise IngestError(f"{n} plane shape {hdu.data.shape} differs from the image {data.shape}")
                 iv = np.asarray(hdu.data, dtype=np.float32)[idx]
             if n == "MASKBITS":
                 mb = np.asarray(hdu.data, dtype=np.int32)
         ra, dec = _centre_radec(h, data.shape)
-        return [Cutout(data[idx], iv, mb, ra, dec, _pixel_scale(h) or np.nan, str(path))]
+        return [Cutout(data[idx], iv, mb, ra, dec, pixel_scale_of(h) or np.nan, str(path))]
 
 
 def _read_npz(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout]:
@@ -286,7 +308,20 @@ def _robust_sigma(img: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - med)))
 
 
+def _check_invvar(c: Cutout) -> None:
+    """An inverse-variance plane must match the image and be finite and >= 0 (0 = no data)."""
+    iv = c.invvar
+    if iv.shape != c.image.shape:
+        raise IngestError(f"invvar shape {iv.shape} differs from the image {c.image.shape}")
+    if not np.isfinite(iv).all():
+        raise IngestError(f"invvar has {int((~np.isfinite(iv)).sum())} NaN/inf pixels (allowed finite, >= 0)")
+    if (iv < 0).any():
+        raise IngestError(f"invvar has {int((iv < 0).sum())} negative pixels (allowed finite, >= 0; 0 = no data)")
+
+
 def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwhm: dict) -> dict:
+    if c.invvar is not None:
+        _check_invvar(c)
     if np.isfinite(c.pixel_scale) and abs(c.pixel_scale - pixel_scale) > 0.01 * pixel_scale:
         raise IngestError(f"pixel scale {c.pixel_scale:.3f}\"/pix; allowed {pixel_scale}\"/pix +/- 1% "
                           "(resample it first)")
@@ -344,20 +379,23 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
            batch: int = 256) -> IngestReport:
     """Build a host cube at ``out`` from cutout files, streaming ``batch`` hosts at a time.
 
-    Returns an :class:`IngestReport`; raises ``ValueError`` when no file is usable.
+    Returns an :class:`IngestReport`; raises :class:`IngestError` when no file is usable. Every
+    input is checked before an existing ``out`` is touched, and ``overwrite`` replaces only a
+    host cube (never a lens cube or anything else).
     """
     import xarray as xr
     import zarr
 
-    from ..store import remove_store, store_exists, zarr_store
+    from ..store import StoreExistsError, remove_store, store_exists, zarr_store
 
     bands = list(bands)
     psf_fwhm = psf_fwhm or {}
     report = IngestReport()
-    if store_exists(out, storage_options):
+    exists = store_exists(out, storage_options)
+    if exists:
         if not overwrite:
-            raise FileExistsError(f"{out} already exists: pass --overwrite to replace it")
-        remove_store(out, storage_options, kind="hosts")  # never a lens cube or a user folder
+            raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it")
+        _check_replaceable(out, storage_options)
     # pass 1: check every file (cheap for cutouts), keep the accepted list
     accepted = []
     for src, cut, why in read_cutouts(paths, bands=bands, pixel_scale=pixel_scale):
@@ -372,7 +410,9 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
         accepted.append(src)
     report.accepted = accepted
     if not accepted:
-        raise ValueError("no usable cutout among the inputs: " + "; ".join(f"{s}: {w}" for s, w in report.rejected[:5]))
+        raise IngestError("no usable cutout among the inputs: " + "; ".join(f"{s}: {w}" for s, w in report.rejected[:5]))
+    if exists:  # inputs are good: only now is the old host cube replaced
+        remove_store(out, storage_options, kind="hosts")
     n, nb = len(accepted), len(bands)
     ds = xr.Dataset(
         {"host": (("host_index", "band", "y", "x"), np.zeros((n, nb, size, size), np.float32)),
@@ -424,22 +464,54 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     return report
 
 
-class HostCube:
-    """Read access to a host cube for the pipeline (``take`` returns what synthetic hosts return)."""
+def _check_replaceable(out: str, storage_options: dict | None) -> None:
+    """Refuse (one line) to overwrite anything but a host cube that lensarray wrote."""
+    from ..store import StoreExistsError, store_kind
 
-    def __init__(self, url: str, storage_options: dict | None = None):
+    kind = store_kind(out, storage_options)
+    if kind != "hosts":
+        what = "a lensarray lens cube" if kind == "cube" else "not a host cube"
+        raise StoreExistsError(f"--overwrite: {out} is {what}; ingest replaces only a host cube it wrote "
+                               "(choose another --out)")
+
+
+class HostCube:
+    """Read access to a host cube for the pipeline (``take`` returns what synthetic hosts return).
+
+    Parameters
+    ----------
+    url
+        Local path or fsspec URL of a host cube written by :func:`ingest`.
+    storage_options
+        fsspec options (default: from the environment, as :func:`lensarray.storage.storage_options_from`).
+    field
+        Name of the flag or configuration field the URL came from, for error messages.
+    """
+
+    def __init__(self, url: str, storage_options: dict | None = None, *, field: str = "hosts.source"):
         import xarray as xr
 
+        from ..storage import StorageError, check_source, storage_options_from
         from ..store import zarr_store
 
         self.url = url
+        if storage_options is None:
+            storage_options = storage_options_from()
+        try:
+            check_source(url, storage_options, what=field)
+        except StorageError as exc:
+            raise IngestError(str(exc)) from None
         try:
             self.ds = xr.open_zarr(zarr_store(url, storage_options, read_only=True), consolidated=False,
                                    zarr_format=3)
         except Exception as exc:
-            raise ValueError(f"hosts.source = {url!r}: not a readable host cube ({type(exc).__name__})") from None
+            raise IngestError(f"{field} = {url!r}: not a readable host cube ({type(exc).__name__})") from None
         if self.ds.attrs.get("kind") != "lensarray-hosts":
-            raise ValueError(f"hosts.source = {url!r}: not a lensarray host cube (made by `lensarray ingest`)")
+            raise IngestError(f"{field} = {url!r}: not a lensarray host cube (allowed a cube made by `lensarray ingest`)")
+        need = ("host", "invvar", "maskbits", "ra", "dec", "brickname", "psf_fwhm", "psfdepth", "host_mag", "host_id")
+        missing = [k for k in need if k not in self.ds.variables]
+        if missing or "host_index" not in self.ds.sizes or self.ds.sizes["host_index"] > MAX_HOSTS:
+            raise IngestError(f"{field} = {url!r}: damaged host cube (missing {missing} or more than {MAX_HOSTS} hosts)")
         self._table = {k: self.ds[k].values for k in ("ra", "dec", "brickname", "psf_fwhm", "psfdepth",
                                                           "host_mag", "host_id")}
 
@@ -465,14 +537,17 @@ class HostCube:
         return out
 
 
-def expand_inputs(items) -> list[str]:
-    """Files from paths, directories (non-recursive) and globs, sorted, de-duplicated."""
+def expand_inputs(items, *, pattern: str = "*") -> list[str]:
+    """Files from paths, directories (recursively, file names matching ``pattern``) and globs,
+    sorted, de-duplicated. Hidden files and folders (``.name``) inside a directory are skipped."""
     import glob
 
     out = []
     for item in items:
         if os.path.isdir(item):
-            out += sorted(str(p) for p in Path(item).iterdir() if p.is_file())
+            root = Path(item)
+            out += sorted(str(p) for p in root.rglob(pattern)
+                          if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
         elif any(ch in item for ch in "*?["):
             out += sorted(glob.glob(item))
         else:

@@ -186,7 +186,8 @@ def open_cube(url: str, *, storage_options: dict | None = None, chunks: str | di
     allow_incomplete
         A cube with unbuilt shards raises :class:`lensarray.errors.IncompleteCubeError` (naming
         the missing shards and the resume command) unless this is True; then only the built
-        pairs are returned (attr ``unbuilt_shards`` lists the others), never fill values.
+        pairs are returned (attr ``unbuilt_shards`` lists the others), never fill values. A
+        store written without lensarray's writer (no completion record) opens with a warning.
     """
     from .store import open_dataset  # local import keeps cube.py free of I/O at import
 

@@ -188,3 +188,14 @@ def test_sigkilled_build_is_refused_by_open_then_verify_resume_repair(tmp_path):
     pipeline.build(RunConfig().replace(**{"run.n_pairs": 48, "run.shard_pairs": 8, "run.chunk_pairs": 4,
                                           "cluster.kind": "none"}).validate(), str(ref))
     _assert_same(out, ref)
+
+
+def test_a_store_without_completion_record_opens_with_a_warning(reference, tmp_path, caplog):
+    """Written by plain xarray (a toy or user cube): nothing to trust or refuse; said, opened."""
+    import logging
+
+    url = str(tmp_path / "plain.zarr")
+    open_cube(reference).to_zarr(url, consolidated=False)
+    with caplog.at_level(logging.WARNING, logger="lensarray.store"):
+        ds = open_cube(url)
+    assert ds.sizes["pair"] == N and "no shard completion record" in caplog.text

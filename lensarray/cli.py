@@ -62,11 +62,24 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (a notebook or test harness may replace
+    and close the stream the handler saw when it was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbose: int = 0, quiet: int = 0) -> None:
     """Route library log records to stderr: lensarray at INFO by default (WARNING with ``-q``,
     DEBUG with ``-v``); third-party loggers (dask, distributed) at WARNING unless ``-vv``."""
     level = logging.INFO - 10 * verbose + 10 * quiet
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s"))
     pkg = logging.getLogger("lensarray")
     pkg.handlers[:] = [handler]

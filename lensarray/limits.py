@@ -62,7 +62,7 @@ def check_declared_sizes(group, attrs: dict, where: str) -> None:
         raise bad(f"maskbits shape {_shape(group, 'maskbits')}: expected {(n, sy, sx)}")
     for name in group.array_keys():
         shape = _shape(group, name)
-        if shape and len(shape) >= 1 and shape[0] not in (n, nb, sy) and name not in ("shard_done",):
+        if shape and len(shape) >= 1 and shape[0] not in (n, nb, sy) and name not in ("shard_done", "shard_digest"):
             raise bad(f"array {name!r} has {shape[0]} rows: allowed one per pair ({n})")
     arr = group["host"]
     shard = int(arr.shards[0]) if getattr(arr, "shards", None) else int(arr.chunks[0])

@@ -470,8 +470,9 @@ def _check_replaceable(out: str, storage_options: dict | None) -> None:
 
     kind = store_kind(out, storage_options)
     if kind != "hosts":
-        what = "a lensarray lens cube" if kind == "cube" else "not a host cube"
-        raise StoreExistsError(f"--overwrite: {out} is {what}; ingest replaces only a host cube it wrote "
+        what = ("holds a lensarray cube, not a lensarray host cube (a lens cube is never replaced)"
+                if kind == "cube" else "is not a host cube")
+        raise StoreExistsError(f"--overwrite: {out} {what}; ingest replaces only a host cube it wrote "
                                "(choose another --out)")
 
 

@@ -34,14 +34,24 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own refusals (a missing flag, ``--pairs abc``) as the one-line bad input of every
+    other refusal, exit 2, instead of a usage block followed by the error."""
+
+    def error(self, message: str):
+        from .commands._common import fail
+
+        sys.exit(fail(f"{message} (see `{self.prog} --help`)"))
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by tests to parse deploy/ command lines)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lensarray",
         description="Build, inspect and audit paired lens/control training cubes for strong-lens finders.",
     )
     parser.add_argument("--version", action="version", version=f"lensarray {__version__}")
-    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity = _Parser(add_help=False)
     g = verbosity.add_argument_group("output")
     g.add_argument("-v", "--verbose", action="count", default=0,
                    help="more log messages (-v info, -vv debug, also from dask)")

@@ -153,6 +153,8 @@ CASES = [
     ("evaluate --fpr 0.7", ["evaluate", "ring.zarr", "--baseline", "--out", "ev", "--fpr", "0.7"]),
     ("evaluate missing scores", ["evaluate", "ring.zarr", "--scores", "none.npz", "--out", "ev"]),
     ("experiment --points 1", ["experiment", "reff", "--out", "exp", "--points", "1"]),
+    ("--pairs abc (argparse type error)", ["build", "--out", "new.zarr", "--pairs", "abc"]),
+    ("build without --out", ["build", "--pairs", "8"]),
 ]
 
 #: what each refusal must name (the field or the file), checked on the one line
@@ -166,7 +168,8 @@ NAMES = {"--memory-limit garbage": "--memory-limit", "cluster.memory_limit garba
          "preview --stretch 0": "--stretch", "preview unknown extension": ".png",
          "diagnose --null not a null cube": "not a null-injection cube",
          "diagnose --null of another config": "lens.theta_e_max",
-         "diagnose --config bad threshold": "diagnostics.lr_auc_max"}
+         "diagnose --config bad threshold": "diagnostics.lr_auc_max",
+         "--pairs abc (argparse type error)": "--pairs", "build without --out": "--out"}
 
 #: filled by the tests, printed at the end of the module (the tally of the closing note)
 TALLY: list[tuple[str, str]] = []

@@ -61,9 +61,20 @@ def test_null_cube_passes_the_core_lr_gate():
 
 
 def test_null_cube_passes_null_gate_but_core_cube_as_null_fails():
+    import json
+
+    from lensarray.errors import BadInputError
+
     ring = toy_cube(96, kind="ring", seed=7)
     core = toy_cube(96, kind="core", seed=7)
-    res, _ = diagnose(ring, null_ds=core, progress=False, n_boot=20, ablation=None)
+    with pytest.raises(BadInputError, match="not a null-injection cube"):  # not a null twin: refused
+        diagnose(ring, null_ds=core, progress=False, n_boot=20, ablation=None)
+    # labelled a null twin (same pairs) but its "arcs" are not zero: the gate itself must fail
+    fake_null = core.copy()
+    cfg = json.loads(core.attrs["config"])
+    cfg["run"]["null"] = True
+    fake_null.attrs = {**core.attrs, "config": json.dumps(cfg)}
+    res, _ = diagnose(core, null_ds=fake_null, progress=False, n_boot=20, ablation=None)
     g = _gate(res, "null_lr_auc")
     assert not g["passed"] and g["value"] > 0.9
 

@@ -187,3 +187,21 @@ def test_overwrite_checks_inputs_first_and_replaces_only_a_host_cube(tmp_path, c
     assert (user / "thesis.tex").read_text() == "chapter 1"
     err = capsys.readouterr().err
     assert "not a host cube" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
+def test_six_real_dr10_hosts_in_three_regions_build_a_cube(tmp_path, caplog):
+    """The 6 real DR10 cutouts lie in 3 sky regions: a 12-pair build degrades to the best
+    region-disjoint split (one warning) instead of refusing."""
+    from lensarray.cube import open_cube
+
+    hosts = str(tmp_path / "h.zarr")
+    assert main(["ingest", str(shared_data() / "cutouts" / "dr10_npz"), "--out", hosts]) == 0
+    out = str(tmp_path / "real.zarr")
+    assert main(["build", "--hosts", hosts, "--out", out, "--pairs", "12", "--shard-pairs", "4",
+                 "--chunk-pairs", "4", "--workers", "0", "--no-progress"]) == 0
+    ds = open_cube(out, chunks=None)
+    split, region = ds["split"].values, ds["region"].values
+    assert ds.sizes["pair"] == 12 and set(np.unique(split).tolist()) == {0, 1, 2}
+    for r in np.unique(region):  # still region-disjoint
+        assert np.unique(split[region == r]).size == 1

@@ -184,7 +184,8 @@ def remove_store(url: str, storage_options: dict | None = None, *, kind: str = "
         what = _KIND_NAMES.get(found, "not a lensarray store") if found else "not a lensarray store"
         what = f"holds {what}" if found else what
         raise StoreExistsError(f"{url} {what}, not {want}: refusing to remove it (choose another --out)")
-    group = zarr.open_group(zarr_store(url, storage_options, read_only=True), mode="r", zarr_format=3)
+    group = zarr.open_group(zarr_store(url, storage_options, read_only=True), mode="r", zarr_format=3,
+                            use_consolidated=False)
     members = set(group.keys())
     if kind == "cube":
         allowed = set(VARIABLES) | set(_COORDS) | {DONE_VAR, DIGEST_VAR}
@@ -244,7 +245,7 @@ def create_store(url: str, *, n_pairs: int, bands: list[str], size: int, chunk_p
     # mode "a": the store holds only the writer's lock here (emptiness was checked above)
     ds.to_zarr(store, compute=False, zarr_format=3, mode="a", consolidated=False, encoding=enc)
     n_shards = len(shard_bounds(n_pairs, shard_pairs))
-    group = zarr.open_group(store, mode="r+", zarr_format=3)
+    group = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
     group.create_array(DIGEST_VAR, shape=(n_shards, len(VARIABLES)), chunks=(1, len(VARIABLES)), dtype="uint32",
                        fill_value=0, dimension_names=["shard", "variable"], compressors=[Crc32cCodec()],
                        attributes={"variables": list(VARIABLES),
@@ -257,8 +258,10 @@ def create_store(url: str, *, n_pairs: int, bands: list[str], size: int, chunk_p
 
 def open_group(url: str, storage_options: dict | None = None, *, mode: str = "r+") -> zarr.Group:
     """The zarr group of a cube, for shard writes and raw reads."""
+    # never the consolidated metadata: it is a convenience for plain xr.open_zarr, written once at
+    # the end of a build; the arrays' own metadata is what lensarray checks and writes against
     return zarr.open_group(zarr_store(url, storage_options, read_only=(mode == "r")), mode=mode,
-                           zarr_format=3)
+                           zarr_format=3, use_consolidated=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -711,7 +714,7 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
     """Open a cube lazily (see :func:`lensarray.cube.open_cube`)."""
     try:
         store = zarr_store(url, storage_options, read_only=True)
-        group = zarr.open_group(store, mode="r", zarr_format=3)
+        group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
         raise CubeSchemaError(f"{url} is not a lensarray cube (no Zarr v3 group there: {type(exc).__name__})") from None
     except ValueError as exc:  # LocalStore on a missing path

@@ -89,7 +89,7 @@ def run(args) -> int:
     from ..storage import check_destination
 
     if not args.out or not args.out.strip():
-        raise BadInputError("--out = '': allowed a local path or an fsspec URL of the store to write")
+        raise BadInputError("--out '': allowed a local path or an fsspec URL of the store to write")
     cfg = config_from_args(args)
     options = storage_options_from_args(args, cfg)
     # every input and the destination are checked before a cluster starts (~7 s)
@@ -99,9 +99,12 @@ def run(args) -> int:
 
         HostCube(cfg.hosts.source, options, field="--hosts" if args.hosts else "hosts.source")
     check_destination(args.out, options)
-    from ..store import StoreExistsError, store_exists
+    from ..store import StoreExistsError, StoreLock, store_exists
 
-    if not (args.overwrite or args.resume) and store_exists(args.out, options):
+    exists = store_exists(args.out, options)
+    if exists:
+        StoreLock(args.out, options).check()  # a store being written is refused as such, first
+    if not (args.overwrite or args.resume) and exists:
         raise StoreExistsError(f"{args.out} already exists: pass --overwrite to replace it or --resume to finish it")
     with client_from_args(args, cfg) as client:
         result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, repair=args.repair,

@@ -10,8 +10,8 @@ mixture of Gaussians, and the convolved model is the product mixture.
 The mixtures are our own fits (not the paper's tables, whose profiles are truncated and softened
 differently): for every Sersic index on a grid of step ``N_STEP`` a non-negative least-squares
 fit of the circular profile ``exp(-b_n ((r/R_e)^(1/n) - 1))`` (lenstronomy's ``b_n``, as
-:func:`lensarray.physics.source.sersic_ellipse`) by ``len(SD_GRID)`` Gaussians with fixed
-widths ``SD_GRID`` (units of R_e), weighted by area (r dr), on 0 < r < 25 R_e; weights are
+:func:`lensarray.physics.source.sersic_ellipse`) by ``len(SD_GRID)`` = 18 Gaussians with fixed
+widths ``SD_GRID`` (0.003-12 R_e), weighted by area (r dr), on 0 < r < 25 R_e; weights are
 normalised to the analytic total flux, so light beyond the fit radius is missing exactly as it
 is missing from a finite stamp. Between grid indices the weights are interpolated linearly
 (fixed widths make that an interpolation of profiles). Fits run once per index (cached).
@@ -42,7 +42,7 @@ from ..physics.source import ellipticity_to_q_phi, sersic_b, sersic_total_flux
 __all__ = ["SD_GRID", "N_STEP", "MERGE_FRACTION", "sersic_mixture", "moffat_mixture", "render_galaxies"]
 
 #: Widths (standard deviations, units of R_e) of the Sersic mixture components.
-SD_GRID = np.geomspace(1e-3, 12.0, 24)
+SD_GRID = np.geomspace(3e-3, 12.0, 18)
 #: Sersic-index grid step of the cached fits.
 N_STEP = 0.05
 #: Components with a major-axis sigma below this fraction of the PSF sigma are merged.

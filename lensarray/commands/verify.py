@@ -76,7 +76,9 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
 
             plan.n_hosts = int(HostCube(plan.hosts_url).n_hosts)
         ids = np.unique(np.linspace(0, n - 1, min(sample, n)).astype(np.int64))
-        fresh = render_pairs(ids, cfg, plan)
+        from ..quantize import apply_quantization
+
+        fresh = apply_quantization(render_pairs(ids, cfg, plan), attrs.get("quantization", ""))  # as stored
         for name in VARIABLES:
             stored = np.stack([np.asarray(group[name][int(i)]) for i in ids])
             same = np.array_equal(stored, fresh[name], equal_nan=stored.dtype.kind == "f")

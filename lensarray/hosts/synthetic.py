@@ -32,6 +32,7 @@ from scipy.special import ndtri
 
 from ..physics.photometry import mag_to_nmgy, psfdepth_mag_to_sigma
 from ..physics.psf import FWHM_TO_SIGMA
+from ..quantize import round_mantissa
 from ..rng import Stream, pair_rng, pair_uniforms
 from .bricks import brickname_of
 from .mog import render_galaxies
@@ -150,56 +151,63 @@ def _host_images(props: dict, cfg) -> np.ndarray:
 _BLOB_BITS = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)
 
 
+#: Mantissa bits of the synthetic invvar: a smooth model plane needs no more (relative precision
+#: 1.2e-4), and it then compresses 9x instead of 1.1x (benchmarks/bench_codecs.py).
+INVVAR_KEEPBITS = 12
+
+
 def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     """Add sky noise drawn from invvar to ``images`` (in place) and draw the mask features.
 
-    Per pair: two uniforms (the invvar gradient) then ``band x size x size`` float32 standard
-    normals (numpy's fastest path, straight into the output) from the pair's HOST_NOISE
-    stream; mask features from its HOST_MASK stream.
+    Per pair, from its HOST_NOISE stream: two uniforms (the invvar gradient) then
+    ``band x size x size`` float32 standard normals (numpy's fastest path, straight into a
+    preallocated buffer); mask features from its HOST_MASK stream. The invvar plane is rounded to
+    ``INVVAR_KEEPBITS`` mantissa bits and the noise is drawn from exactly that invvar.
     """
-    size, scale = cfg.run.size, cfg.run.pixel_scale
+    size = cfg.run.size
     n, nb = images.shape[:2]
-    sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / scale  # pixels
+    sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / cfg.run.pixel_scale  # pixels
     nea = 4.0 * np.pi * sig_psf**2
     sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(nea)
+    normals = np.empty_like(images)
+    grads = np.empty((n, 2), dtype=np.float32)
+    for k, pid in enumerate(ids):
+        g = pair_rng(cfg.run.seed, int(pid), Stream.HOST_NOISE)
+        grads[k] = g.uniform(-0.05, 0.05, 2)
+        g.standard_normal(dtype=np.float32, out=normals[k])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size - 1) - np.float32(0.5)
+    plane = np.float32(1.0) + grads[:, 0, None, None] * xx + grads[:, 1, None, None] * yy  # (n, y, x)
+    invvar = round_mantissa((1.0 / sky_sigma**2).astype(np.float32)[:, :, None, None] * plane[:, None],
+                            INVVAR_KEEPBITS)
+    normals /= np.sqrt(invvar)
     host = images
-    invvar = np.empty_like(images)
-    noise = np.empty((nb, size, size), dtype=np.float32)
+    host += normals
+    del normals
     maskbits = np.zeros((n, size, size), dtype=np.int32)
-    iv_sky = (1.0 / sky_sigma**2).astype(np.float32)
-    sd_sky = sky_sigma.astype(np.float32)
     rows = np.arange(size)[:, None] - size // 2
     cols = np.arange(size)[None, :] - size // 2
     for k, pid in enumerate(ids):
-        g = pair_rng(cfg.run.seed, int(pid), Stream.HOST_NOISE)
-        grad = g.uniform(-0.05, 0.05, 2).astype(np.float32)
-        plane = np.float32(1.0) + grad[0] * xx + grad[1] * yy
-        iv = invvar[k]
-        np.multiply(iv_sky[k][:, None, None], plane, out=iv)
-        g.standard_normal(dtype=np.float32, out=noise)
-        noise *= sd_sky[k][:, None, None] / np.sqrt(plane)
-        img = host[k]
-        img += noise
         m = pair_rng(cfg.run.seed, int(pid), Stream.HOST_MASK)
-        if m.random() < cfg.hosts.mask_rate:
-            kind = m.integers(0, 3)
-            cy, cx = m.uniform(-0.45, 0.45, 2) * size
-            d = np.hypot(rows - cy, cols - cx)
-            if kind == 0:  # BRIGHT star halo: flagged, data kept
-                maskbits[k][d < m.uniform(8, 30)] |= 1 << 1
-            elif kind == 1:  # saturated blob: SATUR_* + ALLMASK_*, no usable data
-                blob = d < m.uniform(1.0, 3.5)
-                maskbits[k][blob] |= _BLOB_BITS
-                iv[:, blob] = 0.0
-                img[:, blob] = np.maximum(img[:, blob], 0.0)
-            else:  # missing data strip at an edge
-                w = int(m.integers(2, 9))
-                side = int(m.integers(0, 4))
-                sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
-                      (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
-                iv[:, sl[0], sl[1]] = 0.0
-                img[:, sl[0], sl[1]] = 0.0
+        if m.random() >= cfg.hosts.mask_rate:
+            continue
+        iv, img = invvar[k], host[k]
+        kind = m.integers(0, 3)
+        cy, cx = m.uniform(-0.45, 0.45, 2) * size
+        d = np.hypot(rows - cy, cols - cx)
+        if kind == 0:  # BRIGHT star halo: flagged, data kept
+            maskbits[k][d < m.uniform(8, 30)] |= 1 << 1
+        elif kind == 1:  # saturated blob: SATUR_* + ALLMASK_*, no usable data
+            blob = d < m.uniform(1.0, 3.5)
+            maskbits[k][blob] |= _BLOB_BITS
+            iv[:, blob] = 0.0
+            img[:, blob] = np.maximum(img[:, blob], 0.0)
+        else:  # missing data strip at an edge
+            w = int(m.integers(2, 9))
+            side = int(m.integers(0, 4))
+            sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
+                  (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
+            iv[:, sl[0], sl[1]] = 0.0
+            img[:, sl[0], sl[1]] = 0.0
     return host, invvar, maskbits
 
 

@@ -39,39 +39,28 @@ def _cfg(n: int, **over):
     return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": n, "run.chunk_pairs": 16, **over}).validate()
 
 
-def _codec_floor(group, arrays: dict, path: str) -> float:
-    """Seconds to encode every variable with the store's own codec pipeline and write the bytes."""
-    import asyncio
-
-    from zarr.core.array_spec import ArrayConfig, ArraySpec
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.buffer.cpu import NDBuffer
+def _codec_floor(arrays: dict, path: str, quantized: set) -> float:
+    """Seconds to compress every variable with the store's codec choice (the same C libraries,
+    one thread, inner chunks of 16 pairs), checksum it, and write the bytes, one file each."""
+    from bench_codecs import numcodec
+    from crc32c import crc32c
 
     from lensarray.cube import VARIABLES
+    from lensarray.store import IMAGE_CODECS, QUANTIZED_CODECS
 
     t0 = time.perf_counter()
     for name in VARIABLES:
-        arr = group[name]
-        data = np.ascontiguousarray(np.asarray(arrays[name]).astype(VARIABLES[name].dtype, copy=False))
-        spec = ArraySpec(shape=data.shape, dtype=arr.metadata.data_type, fill_value=arr.metadata.fill_value,
-                         config=ArrayConfig.from_dict({}), prototype=default_buffer_prototype())
-        # the inner chunk pipeline: serializer + compressors (the shard index is negligible)
-        codecs = arr.metadata.codecs
-        inner = getattr(codecs[0], "codecs", None) or codecs
+        data = np.asarray(arrays[name]).astype(VARIABLES[name].dtype, copy=False)
         if data.dtype.kind in "US":
             continue  # string columns: tiny, vlen codec (not part of the floor)
-        from zarr.core.codec_pipeline import BatchedCodecPipeline
-
-        pipe = BatchedCodecPipeline.from_codecs(inner)
-        chunk = arr.chunks[0]
-        batch = []
-        for a in range(0, data.shape[0], chunk):
-            part = data[a:a + chunk]
-            batch.append((NDBuffer.from_ndarray_like(part),
-                          ArraySpec(shape=part.shape, dtype=spec.dtype, fill_value=spec.fill_value,
-                                    config=spec.config, prototype=spec.prototype)))
-        out = asyncio.run(pipe.encode(batch))
-        pieces = [o.as_numpy_array().tobytes() for o in out]
+        choice = (QUANTIZED_CODECS[name] if name in quantized else IMAGE_CODECS.get(name, ("zstd", 3, "noshuffle")))
+        codec = numcodec(*choice)
+        step = 16 if data.ndim >= 3 else data.shape[0]
+        pieces = []
+        for a in range(0, data.shape[0], step):
+            enc = codec.encode(np.ascontiguousarray(data[a:a + step]))
+            pieces.append(enc)
+            pieces.append(crc32c(enc).to_bytes(4, "little"))
         with open(os.path.join(path, name), "wb") as f:
             f.write(b"".join(pieces))
     return time.perf_counter() - t0
@@ -112,36 +101,48 @@ def main(argv=None) -> dict:
 
         stages["hosts_fft_v01"] = lambda: _fft_reference.fft_synthetic_hosts(ids, cfg, props)
     root = tempfile.mkdtemp(prefix="lensarray-stages-")
-    times: dict[str, list[float]] = {k: [] for k in [*stages, "write", "write_floor"]}
+    import lensarray.store as store
+
+    chosen = dict(store.IMAGE_CODECS)
+    codec_sets = {"": chosen, "_v01_codecs": {k: ("zstd", 3, "noshuffle") for k in chosen}}
+    times: dict[str, list[float]] = {k: [] for k in stages}
+    for tag in codec_sets:
+        times[f"write{tag}"], times[f"write_floor{tag}"] = [], []
     try:
         for rep in range(args.repeat):
             for name, fn in stages.items():
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
-            url = os.path.join(root, f"c{rep}.zarr")
-            create_store(url, n_pairs=n, bands=list(cfg.run.bands), size=cfg.run.size, chunk_pairs=16,
-                         shard_pairs=n, attrs=cube_attrs(cfg))
-            g = open_group(url)
-            t0 = time.perf_counter()
-            write_shard(g, 0, 0, n, arrays)
-            times["write"].append(time.perf_counter() - t0)
-            floor_dir = os.path.join(root, f"floor{rep}")
-            os.makedirs(floor_dir)
-            times["write_floor"].append(_codec_floor(g, arrays, floor_dir))
-            shutil.rmtree(url)
-            shutil.rmtree(floor_dir)
+            for tag, codecs in codec_sets.items():
+                store.IMAGE_CODECS.clear()
+                store.IMAGE_CODECS.update(codecs)
+                url = os.path.join(root, f"c{rep}{tag}.zarr")
+                create_store(url, n_pairs=n, bands=list(cfg.run.bands), size=cfg.run.size, chunk_pairs=16,
+                             shard_pairs=n, attrs=cube_attrs(cfg))
+                g = open_group(url)
+                t0 = time.perf_counter()
+                write_shard(g, 0, 0, n, arrays)
+                times[f"write{tag}"].append(time.perf_counter() - t0)
+                floor_dir = os.path.join(root, f"floor{rep}{tag}")
+                os.makedirs(floor_dir)
+                times[f"write_floor{tag}"].append(_codec_floor(arrays, floor_dir, set()))
+                shutil.rmtree(url)
+                shutil.rmtree(floor_dir)
     finally:
+        store.IMAGE_CODECS.clear()
+        store.IMAGE_CODECS.update(chosen)
         shutil.rmtree(root, ignore_errors=True)
     ms = {k: 1e3 * float(np.median(v)) / n for k, v in times.items()}
     ms["derive"] = ms["render_pairs"] - ms["hosts"] - ms["host_props"] - ms["params"] - ms["render"]
     ms["total"] = ms["render_pairs"] + ms["write"]
     rows = [{"stage": k, "ms_per_pair": ms[k]} for k in
             ("host_props", "hosts", *(["hosts_fft_v01"] if args.compare_hosts else []), "params", "render",
-             "derive", "write", "write_floor", "total")]
+             "derive", "write", "write_floor", "write_v01_codecs", "write_floor_v01_codecs", "total")]
     ratios = {"hosts_over_render": (ms["hosts"] + ms["host_props"]) / ms["render"],
               "host_pixels_over_render": ms["hosts"] / ms["render"],
               "write_over_floor": ms["write"] / ms["write_floor"],
+              "write_v01_codecs_over_floor": ms["write_v01_codecs"] / ms["write_floor_v01_codecs"],
               "render_over_total": ms["render"] / ms["total"]}
     if args.compare_hosts:
         ratios["hosts_fft_v01_over_render"] = ms["hosts_fft_v01"] / ms["render"]

@@ -159,10 +159,12 @@ INVVAR_KEEPBITS = 12
 def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     """Add sky noise drawn from invvar to ``images`` (in place) and draw the mask features.
 
-    Per pair, from its HOST_NOISE stream: two uniforms (the invvar gradient) then
-    ``band x size x size`` float32 standard normals (numpy's fastest path, straight into a
-    preallocated buffer); mask features from its HOST_MASK stream. The invvar plane is rounded to
-    ``INVVAR_KEEPBITS`` mantissa bits and the noise is drawn from exactly that invvar.
+    Per pair, from its HOST_NOISE stream: three uniforms (the invvar gradient, whether the host
+    has a mask feature) then ``band x size x size`` float32 standard normals (numpy's fastest
+    path, straight into a preallocated buffer); the mask feature of the ``hosts.mask_rate`` of
+    hosts that have one from their HOST_MASK stream (so only those pay for a second generator).
+    The invvar plane is rounded to ``INVVAR_KEEPBITS`` mantissa bits and the noise is drawn from
+    exactly that invvar.
     """
     size = cfg.run.size
     n, nb = images.shape[:2]
@@ -170,11 +172,12 @@ def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     nea = 4.0 * np.pi * sig_psf**2
     sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(nea)
     normals = np.empty_like(images)
-    grads = np.empty((n, 2), dtype=np.float32)
+    draws = np.empty((n, 3))
     for k, pid in enumerate(ids):
         g = pair_rng(cfg.run.seed, int(pid), Stream.HOST_NOISE)
-        grads[k] = g.uniform(-0.05, 0.05, 2)
+        draws[k] = g.random(3)
         g.standard_normal(dtype=np.float32, out=normals[k])
+    grads = (0.1 * draws[:, :2] - 0.05).astype(np.float32)  # uniform in [-0.05, 0.05)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size - 1) - np.float32(0.5)
     plane = np.float32(1.0) + grads[:, 0, None, None] * xx + grads[:, 1, None, None] * yy  # (n, y, x)
     invvar = round_mantissa((1.0 / sky_sigma**2).astype(np.float32)[:, :, None, None] * plane[:, None],
@@ -186,10 +189,8 @@ def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     maskbits = np.zeros((n, size, size), dtype=np.int32)
     rows = np.arange(size)[:, None] - size // 2
     cols = np.arange(size)[None, :] - size // 2
-    for k, pid in enumerate(ids):
-        m = pair_rng(cfg.run.seed, int(pid), Stream.HOST_MASK)
-        if m.random() >= cfg.hosts.mask_rate:
-            continue
+    for k in np.flatnonzero(draws[:, 2] < cfg.hosts.mask_rate):
+        m = pair_rng(cfg.run.seed, int(ids[k]), Stream.HOST_MASK)
         iv, img = invvar[k], host[k]
         kind = m.integers(0, 3)
         cy, cx = m.uniform(-0.45, 0.45, 2) * size

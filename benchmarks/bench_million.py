@@ -26,7 +26,6 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-import numpy as np  # noqa: E402
 
 from common import PeakRSS, table, write  # noqa: E402
 

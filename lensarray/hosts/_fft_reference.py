@@ -22,6 +22,7 @@ from ..physics.photometry import mag_to_nmgy, psfdepth_mag_to_sigma
 from ..physics.psf import FWHM_TO_SIGMA, fft_convolve, gaussian_psf, kernel_size, moffat_psf
 from ..physics.source import sersic_ellipse, sersic_total_flux
 from ..rng import Stream, pair_rng
+from .synthetic import draw_mask_feature
 
 __all__ = ["fft_host_images", "fft_synthetic_hosts", "converged_host_images"]
 
@@ -103,23 +104,7 @@ def fft_synthetic_hosts(pair_ids: np.ndarray, cfg, props: dict) -> dict[str, np.
         img = images[k] + g.standard_normal((nb, size, size)) / np.sqrt(iv)
         m = pair_rng(cfg.run.seed, int(pid), Stream.HOST_MASK)
         if m.random() < cfg.hosts.mask_rate:
-            kind = m.integers(0, 3)
-            cy, cx = m.uniform(-0.45, 0.45, 2) * size
-            d = np.hypot(np.arange(size)[:, None] - size // 2 - cy, np.arange(size)[None, :] - size // 2 - cx)
-            if kind == 0:
-                maskbits[k][d < m.uniform(8, 30)] |= 1 << 1
-            elif kind == 1:
-                blob = d < m.uniform(1.0, 3.5)
-                maskbits[k][blob] |= (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)
-                iv[:, blob] = 0.0
-                img[:, blob] = np.maximum(img[:, blob], 0.0)
-            else:
-                w = int(m.integers(2, 9))
-                side = int(m.integers(0, 4))
-                sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
-                      (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
-                iv[:, sl[0], sl[1]] = 0.0
-                img[:, sl[0], sl[1]] = 0.0
+            draw_mask_feature(m, maskbits[k], iv, img)
         host[k] = img
         invvar[k] = iv
     return {**props, "host": host, "invvar": invvar.astype(np.float32), "maskbits": maskbits}

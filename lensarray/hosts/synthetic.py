@@ -156,6 +156,30 @@ _BLOB_BITS = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)
 INVVAR_KEEPBITS = 12
 
 
+def draw_mask_feature(m: np.random.Generator, maskbits: np.ndarray, invvar: np.ndarray, host: np.ndarray) -> None:
+    """One mask feature, drawn from ``m``, applied in place to one host's ``maskbits`` (y, x),
+    ``invvar`` and ``host`` (band, y, x): a BRIGHT halo (flag only), a saturated blob (SATUR_* +
+    ALLMASK_*, invvar 0, pixels clipped at 0) or a no-data edge strip (invvar 0, pixels 0)."""
+    size = maskbits.shape[-1]
+    kind = m.integers(0, 3)
+    cy, cx = m.uniform(-0.45, 0.45, 2) * size
+    d = np.hypot(np.arange(size)[:, None] - size // 2 - cy, np.arange(size)[None, :] - size // 2 - cx)
+    if kind == 0:  # BRIGHT star halo: flagged, data kept
+        maskbits[d < m.uniform(8, 30)] |= 1 << 1
+    elif kind == 1:  # saturated blob: no usable data
+        blob = d < m.uniform(1.0, 3.5)
+        maskbits[blob] |= _BLOB_BITS
+        invvar[:, blob] = 0.0
+        host[:, blob] = np.maximum(host[:, blob], 0.0)
+    else:  # missing data strip at an edge
+        w = int(m.integers(2, 9))
+        side = int(m.integers(0, 4))
+        sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
+              (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
+        invvar[:, sl[0], sl[1]] = 0.0
+        host[:, sl[0], sl[1]] = 0.0
+
+
 def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     """Add sky noise drawn from invvar to ``images`` (in place) and draw the mask features.
 
@@ -187,28 +211,8 @@ def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     host += normals
     del normals
     maskbits = np.zeros((n, size, size), dtype=np.int32)
-    rows = np.arange(size)[:, None] - size // 2
-    cols = np.arange(size)[None, :] - size // 2
     for k in np.flatnonzero(draws[:, 2] < cfg.hosts.mask_rate):
-        m = pair_rng(cfg.run.seed, int(ids[k]), Stream.HOST_MASK)
-        iv, img = invvar[k], host[k]
-        kind = m.integers(0, 3)
-        cy, cx = m.uniform(-0.45, 0.45, 2) * size
-        d = np.hypot(rows - cy, cols - cx)
-        if kind == 0:  # BRIGHT star halo: flagged, data kept
-            maskbits[k][d < m.uniform(8, 30)] |= 1 << 1
-        elif kind == 1:  # saturated blob: SATUR_* + ALLMASK_*, no usable data
-            blob = d < m.uniform(1.0, 3.5)
-            maskbits[k][blob] |= _BLOB_BITS
-            iv[:, blob] = 0.0
-            img[:, blob] = np.maximum(img[:, blob], 0.0)
-        else:  # missing data strip at an edge
-            w = int(m.integers(2, 9))
-            side = int(m.integers(0, 4))
-            sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
-                  (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
-            iv[:, sl[0], sl[1]] = 0.0
-            img[:, sl[0], sl[1]] = 0.0
+        draw_mask_feature(pair_rng(cfg.run.seed, int(ids[k]), Stream.HOST_MASK), maskbits[k], invvar[k], host[k])
     return host, invvar, maskbits
 
 

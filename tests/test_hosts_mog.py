@@ -87,3 +87,11 @@ def test_sersic_and_moffat_mixtures_fit_their_profiles():
     assert np.abs(model - (1 + rr**2) ** -3.5).max() < 3e-3  # of the peak (1)
     with pytest.raises(ValueError, match="allowed range"):
         sersic_mixture([9.0])
+
+
+def test_odd_and_even_stamps_agree_on_their_common_pixels():
+    """The half-grid mirroring: a 33-pixel stamp (origin 16) is the centre of a 64-pixel one (32)."""
+    args = ([1.2], [3.3], [0.2], [-0.15], np.array([[1.3, 1.1]]))
+    big = render_galaxies(*args, size=64, pixel_scale=0.262)[0]
+    small = render_galaxies(*args, size=33, pixel_scale=0.262)[0]
+    np.testing.assert_allclose(small, big[:, 16:49, 16:49], rtol=1e-6, atol=1e-12)

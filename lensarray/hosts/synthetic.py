@@ -191,7 +191,7 @@ def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     exactly that invvar.
     """
     size = cfg.run.size
-    n, nb = images.shape[:2]
+    n = images.shape[0]
     sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / cfg.run.pixel_scale  # pixels
     nea = 4.0 * np.pi * sig_psf**2
     sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(nea)

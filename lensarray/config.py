@@ -182,6 +182,15 @@ class StorageSection:
 
 
 @dataclass
+class QuantizeSection:
+    """Optional lossy storage (off by default; see lensarray/quantize.py for the bounds)."""
+
+    host: bool = _f(False, doc="store host pixels rounded to a power-of-two step <= host_step x the plane's smallest noise sigma")
+    host_step: float = _f(0.2, range=(0.001, 0.2), doc="host quantisation step in units of the pixel noise sigma; max error host_step/2 sigma (<= 0.1)")
+    arc_keepbits: int = _f(23, range=(6, 23), doc="float32 mantissa bits kept in the stored arc (23: lossless); relative error <= 2**-(arc_keepbits + 1)")
+
+
+@dataclass
 class RunConfig:
     """Complete configuration of one build. ``RunConfig()`` is the embedded default."""
 
@@ -198,6 +207,7 @@ class RunConfig:
     negatives: NegativesSection = field(default_factory=NegativesSection)
     cluster: ClusterSection = field(default_factory=ClusterSection)
     storage: StorageSection = field(default_factory=StorageSection)
+    quantize: QuantizeSection = field(default_factory=QuantizeSection)
 
     # -- serialisation ---------------------------------------------------------------
     def to_dict(self, *, include_secrets: bool = False) -> dict:

@@ -43,6 +43,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from . import __version__
 from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, template, validate_cube
 from .errors import BadInputError, IncompleteCubeError, StoreLockedError
+from .quantize import apply_quantization, quantization_attrs
 
 __all__ = [
     "StoreExistsError",
@@ -208,18 +209,45 @@ def shard_bounds(n_pairs: int, shard_pairs: int) -> list[tuple[int, int]]:
     return [(s, min(s + shard_pairs, n_pairs)) for s in range(0, n_pairs, shard_pairs)]
 
 
+#: Codec of each image plane, chosen by measurement (benchmarks/bench_codecs.py, one shard of
+#: default pairs): (compressor, level, shuffle); zstd without shuffle is zarr's ZstdCodec, the rest
+#: BloscCodec. Noisy float32 hosts barely compress (zstd 3: 7%; bit shuffle + lz4: 14%, at half
+#: zstd's time); the synthetic invvar (a smooth plane, 12 mantissa bits) shrinks 24x with byte
+#: shuffle + zstd 1; the arc (noise-free, but spread by the PSF over the whole stamp) 16% with
+#: byte shuffle + lz4; maskbits (mostly 0) 2300x with plain zstd.
+IMAGE_CODECS: dict[str, tuple[str, int, str]] = {
+    "host": ("lz4", 5, "bitshuffle"),
+    "invvar": ("zstd", 1, "shuffle"),
+    "arc": ("lz4", 5, "shuffle"),
+    "maskbits": ("zstd", 1, "noshuffle"),
+}
+#: Quantised planes ([quantize]) keep few significant bits: bit shuffle (host 3.5x, arc at 12 bits 1.9x).
+QUANTIZED_CODECS: dict[str, tuple[str, int, str]] = {"host": ("lz4", 5, "bitshuffle"), "arc": ("lz4", 5, "bitshuffle")}
+
+
+def _codecs_for(name: str, quantized: set) -> list:
+    from zarr.codecs import BloscCodec
+
+    if name not in IMAGE_CODECS:
+        return [ZstdCodec(level=3), Crc32cCodec()]
+    cname, level, shuffle = QUANTIZED_CODECS[name] if name in quantized else IMAGE_CODECS[name]
+    if cname == "zstd" and shuffle == "noshuffle":
+        return [ZstdCodec(level=level), Crc32cCodec()]
+    return [BloscCodec(cname=cname, clevel=level, shuffle=shuffle, typesize=np.dtype(VARIABLES[name].dtype).itemsize),
+            Crc32cCodec()]
+
+
 def _encoding(ds: xr.Dataset, chunk_pairs: int, shard_pairs: int) -> dict:
-    compressors = [ZstdCodec(level=3), Crc32cCodec()]
+    quantized = set(json.loads(ds.attrs.get("quantization") or "{}"))
     enc: dict[str, dict] = {}
     for name, var in ds.data_vars.items():
         rest = tuple(var.shape[1:])
+        compressors = _codecs_for(name, quantized)
         if var.ndim >= 3:
             enc[name] = {"chunks": (chunk_pairs, *rest), "shards": (shard_pairs, *rest),
                          "compressors": compressors}
         else:
             enc[name] = {"chunks": (shard_pairs, *rest), "compressors": compressors}
-        if VARIABLES[name].dtype.startswith("<U"):
-            enc[name]["compressors"] = compressors
     return enc
 
 
@@ -295,6 +323,7 @@ def write_shard(group: zarr.Group, shard_index: int, start: int, stop: int,
     missing = [k for k in VARIABLES if k not in arrays]
     if missing:
         raise ValueError(f"shard {shard_index}: arrays missing variables {missing}")
+    arrays = apply_quantization(arrays, group.attrs.get("quantization", ""))
     token = cube_token(dict(group.attrs)) if token is None else token
     digests = np.zeros(len(VARIABLES), np.uint32)
     for j, name in enumerate(VARIABLES):
@@ -799,4 +828,5 @@ def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:
         "split_plan": split_plan_json or "",
         "lens_stamp": "host + arc",
         "control_stamp": "host",
+        "quantization": quantization_attrs(cfg),
     }

@@ -58,7 +58,7 @@ def test_layout_sharded_with_checksums(tmp_path, fake):
     assert meta["chunk_grid"]["configuration"]["chunk_shape"][0] == 16
     assert shard["configuration"]["chunk_shape"][0] == 4
     names = [c["name"] for c in shard["configuration"]["codecs"]]
-    assert "zstd" in names and "crc32c" in names
+    assert "blosc" in names and "crc32c" in names  # store.IMAGE_CODECS: lz4 + bit shuffle for host
     ds = open_cube(url)
     assert ds["host"].chunks[0][0] == 16  # opened one dask chunk per shard
     np.testing.assert_array_equal(ds["host"].values[:, 0, 0, 0], np.arange(50) * 3 + 1)

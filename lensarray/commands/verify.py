@@ -86,11 +86,14 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
         hosts = "" if cfg.hosts.source == "synthetic" else (hosts_url or "")
         plan = stored_plan(cfg, attrs, storage_options=storage_options, hosts_url=hosts)
         ids = np.unique(np.linspace(0, n - 1, min(sample, n)).astype(np.int64))
+        from ..quantize import apply_quantization
+
         fresh = (render_pairs(ids, cfg, plan) if cfg.hosts.source == "synthetic" or plan.hosts_url else None)
         if fresh is None and notes is not None:
             notes.append(f"re-render skipped: built from host cube {cfg.hosts.source!r}; pass --hosts to check it")
         if fresh is None:
             return problems
+        fresh = apply_quantization(fresh, attrs.get("quantization", ""))  # as stored
         for name in VARIABLES:
             stored = np.stack([np.asarray(group[name][int(i)]) for i in ids])
             same = np.array_equal(stored, fresh[name], equal_nan=stored.dtype.kind == "f")

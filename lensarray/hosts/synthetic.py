@@ -18,6 +18,11 @@ them from the files when present):
 - mask bits (``hosts.mask_rate`` of hosts): Legacy Surveys MASKBITS: BRIGHT (1) halo disc,
   SATUR_G/R/Z (2-4) + ALLMASK_G/R/Z (5-7) blob with invvar 0, or an edge strip with no data
   (invvar 0, pixels 0).
+
+Pixels: each galaxy is a mixture of Gaussians convolved analytically with the PSF and evaluated on
+the pixel grid (:mod:`lensarray.hosts.mog`; Hogg & Lang 2013, the Tractor's approach), no FFT;
+0.3% of the peak from a converged FFT reference. Noise: float32 standard normals drawn straight
+into a buffer (numpy's fastest generator path), one stream per pair.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import numpy as np
 from scipy.special import ndtri
 
 from ..physics.photometry import mag_to_nmgy, psfdepth_mag_to_sigma
-from ..physics.psf import FWHM_TO_SIGMA, fft_convolve, gaussian_psf, kernel_size, moffat_psf
-from ..physics.source import sersic_ellipse, sersic_total_flux
+from ..physics.psf import FWHM_TO_SIGMA
+from ..quantize import round_mantissa
 from ..rng import Stream, pair_rng, pair_uniforms
 from .bricks import brickname_of
+from .mog import render_galaxies
 
 __all__ = ["synthetic_host_properties", "synthetic_hosts", "CALIBRATION"]
 
@@ -132,72 +138,82 @@ def synthetic_host_properties(pair_ids: np.ndarray, cfg) -> dict[str, np.ndarray
 
 
 def _host_images(props: dict, cfg) -> np.ndarray:
-    """Noise-free PSF-convolved host galaxies (n, band, size, size), nanomaggy."""
-    size, scale = cfg.run.size, cfg.run.pixel_scale
-    ss = 3  # sub-pixels per side: the n = 4 cusp is smoothed by the PSF (FWHM >= 3 px)
-    off = ((np.arange(size * ss) + 0.5) / ss - 0.5 - size // 2) * scale
-    n = len(props["host_id"])
-    nb = len(cfg.run.bands)
-    out = np.empty((n, nb, size, size), dtype=np.float32)
-    ksz = kernel_size(size)
-    for a in range(0, n, 16):
-        b = min(a + 16, n)
-        col = lambda k: np.asarray(props[k][a:b], dtype=np.float64)[:, None, None]  # noqa: E731
-        amp = 1.0 / sersic_total_flux(1.0, col("host_reff"), col("host_n"))
-        sb = sersic_ellipse(off[None, None, :], off[None, :, None], amp, col("host_reff"), col("host_n"),
-                            col("host_e1"), col("host_e2"))
-        unit = sb.reshape(b - a, size, ss, size, ss).sum(axis=(2, 4)) * (scale / ss) ** 2
-        fwhm = np.asarray(props["psf_fwhm"][a:b], dtype=np.float64)
-        if cfg.psf.model == "gaussian":
-            sig = fwhm * FWHM_TO_SIGMA
-            kern = gaussian_psf(np.sqrt(sig**2 - scale**2 / 12) / FWHM_TO_SIGMA, ksz, scale)
-        else:
-            kern = moffat_psf(fwhm, cfg.psf.moffat_beta, ksz, scale, oversample=1)
-        conv = fft_convolve(unit[:, None], kern)
-        out[a:b] = (conv * mag_to_nmgy(props["host_mag"][a:b], cfg.run.zero_point)[:, :, None, None]).astype(np.float32)
-    return out
+    """Noise-free PSF-convolved host galaxies (n, band, size, size), nanomaggy: mixtures of
+    Gaussians convolved analytically with the PSF (:mod:`lensarray.hosts.mog`)."""
+    unit = render_galaxies(props["host_reff"], props["host_n"], props["host_e1"], props["host_e2"],
+                           props["psf_fwhm"], size=cfg.run.size, pixel_scale=cfg.run.pixel_scale,
+                           psf_model=cfg.psf.model, psf_beta=cfg.psf.moffat_beta)
+    unit *= mag_to_nmgy(np.asarray(props["host_mag"], np.float64), cfg.run.zero_point).astype(np.float32)[:, :, None, None]
+    return unit
+
+
+#: Bits of the saturated-blob mask: SATUR_G/R/Z (2-4) and ALLMASK_G/R/Z (5-7).
+_BLOB_BITS = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)
+
+
+#: Mantissa bits of the synthetic invvar: a smooth model plane needs no more (relative precision
+#: 1.2e-4), and it then compresses 9x instead of 1.1x (benchmarks/bench_codecs.py).
+INVVAR_KEEPBITS = 12
+
+
+def draw_mask_feature(m: np.random.Generator, maskbits: np.ndarray, invvar: np.ndarray, host: np.ndarray) -> None:
+    """One mask feature, drawn from ``m``, applied in place to one host's ``maskbits`` (y, x),
+    ``invvar`` and ``host`` (band, y, x): a BRIGHT halo (flag only), a saturated blob (SATUR_* +
+    ALLMASK_*, invvar 0, pixels clipped at 0) or a no-data edge strip (invvar 0, pixels 0)."""
+    size = maskbits.shape[-1]
+    kind = m.integers(0, 3)
+    cy, cx = m.uniform(-0.45, 0.45, 2) * size
+    d = np.hypot(np.arange(size)[:, None] - size // 2 - cy, np.arange(size)[None, :] - size // 2 - cx)
+    if kind == 0:  # BRIGHT star halo: flagged, data kept
+        maskbits[d < m.uniform(8, 30)] |= 1 << 1
+    elif kind == 1:  # saturated blob: no usable data
+        blob = d < m.uniform(1.0, 3.5)
+        maskbits[blob] |= _BLOB_BITS
+        invvar[:, blob] = 0.0
+        host[:, blob] = np.maximum(host[:, blob], 0.0)
+    else:  # missing data strip at an edge
+        w = int(m.integers(2, 9))
+        side = int(m.integers(0, 4))
+        sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
+              (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
+        invvar[:, sl[0], sl[1]] = 0.0
+        host[:, sl[0], sl[1]] = 0.0
 
 
 def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
-    size, scale = cfg.run.size, cfg.run.pixel_scale
-    n, nb = images.shape[:2]
-    sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / scale  # pixels
+    """Add sky noise drawn from invvar to ``images`` (in place) and draw the mask features.
+
+    Per pair, from its HOST_NOISE stream: three uniforms (the invvar gradient, whether the host
+    has a mask feature) then ``band x size x size`` float32 standard normals (numpy's fastest
+    path, straight into a preallocated buffer); the mask feature of the ``hosts.mask_rate`` of
+    hosts that have one from their HOST_MASK stream (so only those pay for a second generator).
+    The invvar plane is rounded to ``INVVAR_KEEPBITS`` mantissa bits and the noise is drawn from
+    exactly that invvar.
+    """
+    size = cfg.run.size
+    n = images.shape[0]
+    sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / cfg.run.pixel_scale  # pixels
     nea = 4.0 * np.pi * sig_psf**2
     sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(nea)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / (size - 1) - 0.5
-    host = np.empty_like(images)
-    invvar = np.empty_like(images)
-    maskbits = np.zeros((n, size, size), dtype=np.int32)
-    r = np.hypot(yy, xx) * (size - 1)
+    normals = np.empty_like(images)
+    draws = np.empty((n, 3))
     for k, pid in enumerate(ids):
         g = pair_rng(cfg.run.seed, int(pid), Stream.HOST_NOISE)
-        grad = g.uniform(-0.05, 0.05, 2)
-        iv = (1.0 / sky_sigma[k] ** 2)[:, None, None] * (1.0 + grad[0] * xx + grad[1] * yy)[None]
-        noise = g.standard_normal((nb, size, size)) / np.sqrt(iv)
-        img = images[k] + noise
-        m = pair_rng(cfg.run.seed, int(pid), Stream.HOST_MASK)
-        if m.random() < cfg.hosts.mask_rate:
-            kind = m.integers(0, 3)
-            cy, cx = m.uniform(-0.45, 0.45, 2) * size
-            d = np.hypot(np.arange(size)[:, None] - size // 2 - cy, np.arange(size)[None, :] - size // 2 - cx)
-            if kind == 0:  # BRIGHT star halo: flagged, data kept
-                maskbits[k][d < m.uniform(8, 30)] |= 1 << 1
-            elif kind == 1:  # saturated blob: SATUR_* + ALLMASK_*, no usable data
-                blob = d < m.uniform(1.0, 3.5)
-                maskbits[k][blob] |= (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)
-                iv[:, blob] = 0.0
-                img[:, blob] = np.maximum(img[:, blob], 0.0)
-            else:  # missing data strip at an edge
-                w = int(m.integers(2, 9))
-                side = int(m.integers(0, 4))
-                sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
-                      (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
-                iv[:, sl[0], sl[1]] = 0.0
-                img[:, sl[0], sl[1]] = 0.0
-        host[k] = img
-        invvar[k] = iv
-    del r
-    return host, invvar.astype(np.float32), maskbits
+        draws[k] = g.random(3)
+        g.standard_normal(dtype=np.float32, out=normals[k])
+    grads = (0.1 * draws[:, :2] - 0.05).astype(np.float32)  # uniform in [-0.05, 0.05)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size - 1) - np.float32(0.5)
+    plane = np.float32(1.0) + grads[:, 0, None, None] * xx + grads[:, 1, None, None] * yy  # (n, y, x)
+    invvar = round_mantissa((1.0 / sky_sigma**2).astype(np.float32)[:, :, None, None] * plane[:, None],
+                            INVVAR_KEEPBITS)
+    normals /= np.sqrt(invvar)
+    host = images
+    host += normals
+    del normals
+    maskbits = np.zeros((n, size, size), dtype=np.int32)
+    for k in np.flatnonzero(draws[:, 2] < cfg.hosts.mask_rate):
+        draw_mask_feature(pair_rng(cfg.run.seed, int(ids[k]), Stream.HOST_MASK), maskbits[k], invvar[k], host[k])
+    return host, invvar, maskbits
 
 
 def synthetic_hosts(pair_ids: np.ndarray, cfg, props: dict | None = None) -> dict[str, np.ndarray]:

@@ -9,7 +9,17 @@ Runs everything single-threaded in one process, side by side:
 Accuracy of all against a converged lenstronomy reference (supersampling 24); the speed-up is
 quoted against the cheapest lenstronomy setting at least as accurate as lensarray's defaults.
 
-    python benchmarks/bench_render.py [--quick]
+``--accuracy``: by parameter region (tests/_lenstronomy_ref.region_params: default priors, cusps,
+compact sources, high ellipticity, narrow PSF, sources on the caustic, the whole accepted range),
+64x64 stamps, the worst / median pixel error (of the stamp's peak) and the flux error of
+lensarray (defaults) and of lenstronomy at supersampling 8/16/24, all against the same converged
+reference (adaptive cubature of lenstronomy's profiles, exactly pixel-integrated PSF), itself
+checked against a 10x looser, half-resolution one.
+
+``--baseline REV``: speed before/after: the renderer of git revision REV and this tree, in
+alternating subprocesses (3 rounds), on the default priors and on the compact-source regime.
+
+    python benchmarks/bench_render.py [--quick] [--accuracy] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
 
-from common import table, write  # noqa: E402
+from common import machine, table, write  # noqa: E402
 
 
 def _timeit(fn, min_time=1.0):
@@ -40,10 +50,104 @@ def _timeit(fn, min_time=1.0):
             return dt / n
 
 
+def speed_before_after(rev: str, rounds: int = 12, batch: int = 64) -> dict:
+    """Stamps/s of the renderer at git revision ``rev`` (its ``lensarray/physics`` imported as a
+    separate package) and of this tree, alternating batch by batch in one process so that both
+    see the same machine load; the ratio is the median over rounds of the paired ratios."""
+    import importlib
+    import subprocess
+    import tempfile
+
+    from _lenstronomy_ref import random_params, region_params
+
+    from lensarray.physics.render import render_unit_arcs
+
+    here = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    tmp = tempfile.mkdtemp(prefix="render_baseline_")
+    archive = subprocess.run(["git", "-C", here, "archive", rev, "lensarray/physics"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+    os.rename(os.path.join(tmp, "lensarray", "physics"), os.path.join(tmp, "baseline_physics"))
+    sys.path.insert(0, tmp)
+    old = importlib.import_module("baseline_physics.render").render_unit_arcs
+    sets = {"default": random_params(batch, seed=256),
+            "compact": region_params("compact", batch, seed=257, nb=3, size=64)}
+    runs = {"before": {k: [] for k in sets}, "after": {k: [] for k in sets}}
+    for fn in (old, render_unit_arcs):  # compile
+        fn({k: v[:2] for k, v in sets["default"].items()})
+    for _ in range(rounds):
+        for regime, p in sets.items():
+            for side, fn in (("before", old), ("after", render_unit_arcs)):
+                t0 = time.perf_counter()
+                fn(p)
+                runs[side][regime].append(batch / (time.perf_counter() - t0))
+    out = {"baseline": rev, "batch": batch, "rounds": runs}
+    for regime in sets:
+        ratios = np.array(runs["after"][regime]) / np.array(runs["before"][regime])
+        out[f"{regime}_after_over_before"] = {"median": float(np.median(ratios)),
+                                              "quartiles": [float(np.quantile(ratios, 0.25)),
+                                                            float(np.quantile(ratios, 0.75))]}
+        out[f"{regime}_after_per_s_median"] = float(np.median(runs["after"][regime]))
+    out["compact_over_default_after"] = float(np.median(np.array(runs["after"]["compact"])
+                                                        / np.array(runs["after"]["default"])))
+    return out
+
+
+REGIONS = ("default", "cusp", "compact", "elliptical", "narrow_psf", "caustic", "wide")
+
+
+def accuracy_by_region(n_per: int, size: int = 64, lt_supersample=(8, 16, 24)) -> list[dict]:
+    from _lenstronomy_ref import lenstronomy_image, reference_image, region_params
+
+    from lensarray.physics.render import render_unit_arcs
+
+    rows = []
+    for k, region in enumerate(REGIONS):
+        p = region_params(region, n_per, seed=2000 + k, nb=1, size=size)
+        ref = np.array([reference_image(p, i, size=size, tol=1e-7, cells=16)[0] for i in range(n_per)])
+        coarse = np.array([reference_image(p, i, size=size, tol=1e-6, cells=8)[0] for i in range(n_per)])
+        peak = ref.max(axis=(1, 2, 3))
+
+        def err(img, name):
+            e = np.abs(img - ref).max(axis=(1, 2, 3)) / peak
+            f = np.abs(img.sum(axis=(1, 2, 3)) / ref.sum(axis=(1, 2, 3)) - 1)
+            return {"region": region, "renderer": name, "max_pixel_err_frac_peak": float(e.max()),
+                    "median_pixel_err_frac_peak": float(np.median(e)), "max_flux_err": float(f.max()),
+                    "min_pixel_frac_peak": float((img.min(axis=(1, 2, 3)) / peak).min())}
+
+        rows.append(err(coarse, "reference at 10x tolerance, 8 cells"))
+        mine, _, est = render_unit_arcs(p, size=size, bands=("r",), return_error=True)
+        rows.append({**err(mine, "lensarray defaults"),
+                     "estimated_max_pixel_err": float(est["pixel_frac_peak"].max()),
+                     "mean_evaluations": float(est["evaluations"].mean())})
+        for ss in lt_supersample:
+            lt = np.array([[lenstronomy_image(p, i, 0, size=size, supersample=ss)[0]] for i in range(n_per)])
+            rows.append(err(lt, f"lenstronomy supersampling {ss}"))
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--accuracy", action="store_true", help="only the accuracy table by parameter region")
+    ap.add_argument("--per-region", type=int, default=4, help="stamps per region for --accuracy")
+    ap.add_argument("--baseline", default=None, help="git revision to compare speed with (before/after)")
     args = ap.parse_args(argv)
+    if args.accuracy or args.baseline:
+        out = {"machine": machine()}
+        if args.baseline:
+            out["speed"] = speed_before_after(args.baseline)
+            s = out["speed"]
+            print(f"speed after/before ({args.baseline}): default priors {s['default_after_over_before']['median']:.2f}x "
+                  f"({s['default_after_per_s_median']:.0f}/s now), compact sources "
+                  f"{s['compact_after_over_before']['median']:.2f}x; compact/default now "
+                  f"{s['compact_over_default_after']:.2f}")
+        if args.accuracy:
+            out["accuracy"] = accuracy_by_region(args.per_region)
+            print(table(out["accuracy"], ["region", "renderer", "max_pixel_err_frac_peak",
+                                          "median_pixel_err_frac_peak", "max_flux_err", "min_pixel_frac_peak"]))
+        path = write("render_accuracy" if args.accuracy else "render_before_after", out)
+        print(f"wrote {path}")
+        return out
     from _lenstronomy_ref import lenstronomy_image, random_params
 
     from lensarray.physics.psf import fft_convolve, gaussian_psf, kernel_size

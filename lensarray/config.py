@@ -67,12 +67,12 @@ class HostsSection:
 class LensSection:
     """Priors of the deflector (SIE + external shear)."""
 
-    theta_e_min: float = _f(0.5, range=(0.05, 10.0), doc="Einstein radius lower bound, arcsec")
-    theta_e_max: float = _f(3.0, range=(0.05, 10.0), doc="Einstein radius upper bound, arcsec")
+    theta_e_min: float = _f(0.5, range=(0.3, 3.5), doc="Einstein radius lower bound, arcsec (the renderer's verified range)")
+    theta_e_max: float = _f(3.0, range=(0.3, 3.5), doc="Einstein radius upper bound, arcsec (the renderer's verified range)")
     theta_e_prior: str = _f("uniform", choices=("uniform", "loguniform"), doc="Einstein radius prior shape")
     e_sigma: float = _f(0.15, range=(0.0, 0.5), doc="per-component sigma of lens ellipticity e1,e2 (truncated at |e| < 0.5)")
     shear_sigma: float = _f(0.03, range=(0.0, 0.3), doc="per-component sigma of external shear g1,g2")
-    offset_sigma: float = _f(0.0, range=(0.0, 1.0), doc="sigma of the lens centre offset from the stamp origin, arcsec")
+    offset_sigma: float = _f(0.0, range=(0.0, 0.2), doc="sigma of the lens centre offset from the stamp origin, arcsec (truncated at 3 sigma; offsets <= 0.6\" verified)")
 
 
 @dataclass
@@ -81,10 +81,10 @@ class SourceSection:
 
     beta_frac_min: float = _f(0.1, range=(0.0, 2.0), doc="source offset |beta| / theta_E lower bound")
     beta_frac_max: float = _f(1.0, range=(0.0, 2.0), doc="source offset |beta| / theta_E upper bound")
-    reff_min: float = _f(0.1, range=(0.01, 5.0), doc="source half-light radius lower bound, arcsec")
-    reff_max: float = _f(0.6, range=(0.01, 5.0), doc="source half-light radius upper bound, arcsec")
-    n_min: float = _f(0.7, range=(0.3, 6.0), doc="Sersic index lower bound")
-    n_max: float = _f(2.5, range=(0.3, 6.0), doc="Sersic index upper bound")
+    reff_min: float = _f(0.1, range=(0.05, 5.0), doc="source half-light radius lower bound, arcsec (the renderer's verified range)")
+    reff_max: float = _f(0.6, range=(0.05, 5.0), doc="source half-light radius upper bound, arcsec")
+    n_min: float = _f(0.7, range=(0.5, 4.0), doc="Sersic index lower bound (the renderer's verified range)")
+    n_max: float = _f(2.5, range=(0.5, 4.0), doc="Sersic index upper bound")
     e_sigma: float = _f(0.2, range=(0.0, 0.6), doc="per-component sigma of source ellipticity e1,e2 (truncated at |e| < 0.6)")
     color_g_r_min: float = _f(0.0, range=(-1.0, 3.0), doc="source g-r colour lower bound, mag (blue star-forming sources)")
     color_g_r_max: float = _f(0.8, range=(-1.0, 3.0), doc="source g-r colour upper bound, mag")
@@ -109,15 +109,15 @@ class PsfSection:
     """PSF model; FWHM per pair and band comes from the host."""
 
     model: str = _f("gaussian", choices=("gaussian", "moffat"), doc="analytic PSF profile")
-    moffat_beta: float = _f(3.5, range=(1.5, 10.0), doc="Moffat beta (model 'moffat')")
+    moffat_beta: float = _f(3.5, range=(2.5, 10.0), doc="Moffat beta (model 'moffat'; the renderer's verified range)")
 
 
 @dataclass
 class RenderSection:
     """Numerical settings of the renderer."""
 
-    supersample: int = _f(18, range=(2, 32), doc="largest number of ray-tracing points per pixel side, used only where the error estimate asks for it (even)")
-    tolerance: float = _f(0.01, range=(1e-5, 1.0), doc="per-cell error target of the adaptive ray tracing, in units of the source's surface brightness at R_sersic x the cell area")
+    supersample: int = _f(18, range=(6, 32), doc="ray-tracing points per pixel side of the fixed refinement level (next to the lens centre and where the error estimate asks for it; beyond it an error-controlled quadtree), even")
+    tolerance: float = _f(0.02, range=(1e-4, 0.1), doc="per-cell error target of the adaptive ray tracing, in units of the source's surface brightness at R_sersic (sub-pixel sources: its mean over a pixel) x the cell area; 0.1 x this of each cell's own flux is always enough")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .inner_image import sis_inner_image_radius
 __all__ = ["EXPERIMENTS", "ExperimentSpec", "run_experiment", "write_experiment"]
 
 #: Negligible PSF used for the "no PSF" column, arcsec (the kernel wants a positive FWHM).
-NO_PSF_FWHM = 0.05
+NO_PSF_FWHM = 0.0  # the renderer: FWHM 0 = no PSF (pixel-integrated light only)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from . import conventions
 from .errors import BadInputError
 
 __all__ = [
@@ -137,6 +139,7 @@ def template(n_pairs: int, bands: tuple[str, ...] | list[str], size: int, *, att
         "x": np.arange(size, dtype=np.int32),
     }
     ds = xr.Dataset(data_vars, coords=coords)
+    conventions.apply(ds)  # CF long_name / units / flags on every variable and coordinate
     ds.attrs.update({"schema_version": SCHEMA_VERSION, "split_names": list(SPLIT_NAMES),
                      "hard_negative_kinds": list(NEGATIVE_KINDS)})
     if attrs:

@@ -13,6 +13,8 @@ from lensarray.cli import main  # noqa: E402
 from lensarray.cube import open_cube  # noqa: E402
 from lensarray.diagnostics import diagnose  # noqa: E402
 
+pytestmark = pytest.mark.slow  # builds three 128-pair cubes
+
 N_PAIRS = 128
 
 

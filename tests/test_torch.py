@@ -39,20 +39,10 @@ def test_datasets_are_module_level_picklable_torch_datasets(small_cube):
     assert isinstance(again, Dataset) and again._group is None and len(again) == N_PAIRS
 
 
-# the parent runs zarr's and dask's threads, so Python warns about fork; the dataset opens its
-# store only inside the child, which is what makes fork safe here
-FORK_OK = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-
-
-@FORK_OK
-@pytest.mark.parametrize("context", [pytest.param("spawn", marks=pytest.mark.slow), "fork"])
-def test_every_stamp_once_per_epoch_with_two_workers(small_cube, context):
-    host, arc, _, neg = _stored(small_cube)
-    ds = LensArrayIterable(small_cube, None, batch_size=8, augment=(), shuffle_buffer=16)
-    loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=context)
-    seen = list(loader)
-    assert sorted(torch.cat([b["pair"] for b in seen]).tolist()) == sorted(list(range(N_PAIRS)) * 2)
-    for b in seen:  # stamps, labels and roles are the stored ones
+def _check_epoch(url, batches_seen):
+    host, arc, _, neg = _stored(url)
+    assert sorted(torch.cat([b["pair"] for b in batches_seen]).tolist()) == sorted(list(range(N_PAIRS)) * 2)
+    for b in batches_seen:  # stamps, labels and roles are the stored ones
         p, role = b["pair"].numpy(), b["role"].numpy()
         want = np.where(role[:, None, None, None] == 1, host[p] + arc[p], host[p])
         np.testing.assert_allclose(b["images"].numpy(), want, rtol=1e-6)
@@ -60,19 +50,65 @@ def test_every_stamp_once_per_epoch_with_two_workers(small_cube, context):
         assert b["images"].dtype == torch.float32 and b["labels"].dtype == torch.int64
 
 
-@FORK_OK
-def test_ranks_and_workers_partition_the_shards(small_cube):
-    seen = []
-    for rank in range(2):
-        ds = LensArrayIterable(small_cube, None, batch_size=4, augment=(), rank=rank, world_size=2)
-        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
-        seen.append(_pairs(loader))
+@pytest.mark.slow
+def test_every_stamp_once_per_epoch_with_two_spawned_workers(small_cube):
+    ds = LensArrayIterable(small_cube, None, batch_size=8, augment=(), shuffle_buffer=16)
+    _check_epoch(small_cube, list(DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="spawn")))
+
+
+# Forking is safe when the process that forks has not opened the store (the dataset opens it in
+# each worker). A pytest worker has run other tests' threads (dask, zarr, moto), whose locks a
+# forked child can inherit held, so the fork cases run in a fresh interpreter, as a training
+# script would.
+_FORK_SCRIPT = """
+import json, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+import torch
+from torch.utils.data import DataLoader
+from lensarray.torch import LensArrayIterable
+url = sys.argv[1]
+out = {"epoch": [], "ranks": []}
+ds = LensArrayIterable(url, None, batch_size=8, augment=(), shuffle_buffer=16)
+for b in DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork"):
+    out["epoch"].append({k: b[k].tolist() for k in ("pair", "role", "labels")})
+for rank in range(2):
+    ds = LensArrayIterable(url, None, batch_size=4, augment=(), rank=rank, world_size=2)
+    loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
+    out["ranks"].append(sorted(torch.cat([b["pair"] for b in loader]).tolist()))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def forked(small_cube):
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, small_cube], capture_output=True, text=True,
+                         timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_every_stamp_once_per_epoch_with_two_forked_workers(small_cube, forked):
+    host, arc, _, neg = _stored(small_cube)
+    pairs = [p for b in forked["epoch"] for p in b["pair"]]
+    assert sorted(pairs) == sorted(list(range(N_PAIRS)) * 2)
+    for b in forked["epoch"]:
+        p, role = np.asarray(b["pair"]), np.asarray(b["role"])
+        np.testing.assert_array_equal(b["labels"], (role == 1) & (neg[p] == 0))
+
+
+def test_ranks_and_workers_partition_the_shards(forked):
+    seen = forked["ranks"]
     assert not set(seen[0]) & set(seen[1])  # ranks share no pair
     assert sorted(seen[0] + seen[1]) == sorted(list(range(N_PAIRS)) * 2)
     # 2 ranks x 2 workers = 4 consumers of 4 shards: one whole shard each
     for r in range(2):
         for w in range(2):
             assert consumer_shards(N_SHARDS, r, 2, w, 2) == [r * 2 + w]
+    assert sorted(seen[0]) == sorted([p for s in (0, 1) for p in range(8 * s, 8 * s + 8)] * 2)
 
 
 def test_consumer_shards_cover_every_shard_exactly_once():
@@ -106,17 +142,16 @@ def test_rank_comes_from_a_real_process_group(small_cube, tmp_path):
 
 
 @pytest.mark.slow
-@FORK_OK
 def test_map_style_pairs_under_distributed_sampler(small_cube):
     host, arc, split, neg = _stored(small_cube)
     train = np.flatnonzero(split == 0)
     assert 0 < train.size < N_PAIRS
     seen = []
-    for rank, context in ((0, "spawn"), (1, "fork")):
+    for rank in range(2):
         ds = LensArrayPairs(small_cube, "train")
         assert len(ds) == train.size
         sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=3)
-        loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=2, multiprocessing_context=context)
+        loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=2, multiprocessing_context="spawn")
         for b in loader:
             p = b["pair"].numpy()
             np.testing.assert_allclose(b["lens"].numpy(), host[p] + arc[p], rtol=1e-6)

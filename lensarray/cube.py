@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from . import conventions
 from .errors import BadInputError
 
 __all__ = [
@@ -132,6 +134,7 @@ def template(n_pairs: int, bands: tuple[str, ...] | list[str], size: int, *, att
         data_vars[name] = xr.Variable(spec.dims, data, attrs={"units": spec.units, "description": spec.description})
     coords = {"pair": np.arange(n_pairs, dtype=np.int64), **template_coords(bands, size)}
     ds = xr.Dataset(data_vars, coords=coords)
+    conventions.apply(ds)  # CF long_name / units / flags on every variable and coordinate
     ds.attrs.update(template_attrs())
     if attrs:
         ds.attrs.update(attrs)

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from .config import ConfigError, RunConfig, config_from_dict
+from . import conventions
 from .cube import VARIABLES
 
 __all__ = ["render_pairs", "lazy_cube", "build", "stored_plan", "plan_build", "BuildPlan", "BuildResult", "config_of_store"]
@@ -282,7 +283,9 @@ def _lazy_from_plan(cfg: RunConfig, plan: BuildPlan, chunk_pairs: int | None = N
         data_vars[name] = xr.Variable(spec.dims, data, attrs={"units": spec.units, "description": spec.description})
     coords = {"pair": np.arange(r.n_pairs, dtype=np.int64), **template_coords(list(r.bands), r.size)}
     attrs = {**template_attrs(), **cube_attrs(cfg, split_plan_json=plan.split_plan_json)}
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    conventions.apply(ds)  # the same CF attributes as the template
+    return ds
 
 
 def lazy_cube(cfg: RunConfig, *, hosts=None, chunk_pairs: int | None = None) -> xr.Dataset:

@@ -10,28 +10,23 @@ pipeline = pytest.importorskip("lensarray.pipeline", reason="lensarray.pipeline 
 pytest.importorskip("lensarray.store", reason="lensarray.store not available yet")
 
 from lensarray.cli import main  # noqa: E402
-from lensarray.config import RunConfig  # noqa: E402
 from lensarray.cube import open_cube  # noqa: E402
 from lensarray.diagnostics import diagnose  # noqa: E402
+
+pytestmark = pytest.mark.slow  # builds three 128-pair cubes
 
 N_PAIRS = 128
 
 
-def _cfg(**over):
-    base = {"run.n_pairs": N_PAIRS, "run.chunk_pairs": 16, "run.shard_pairs": 64, "cluster.kind": "none",
-            "run.seed": 2026}
-    base.update(over)
-    return RunConfig().replace(**base).validate()
-
-
 @pytest.fixture(scope="module")
-def cubes(tmp_path_factory):
+def cubes(tmp_path_factory, make_cfg):
     root = tmp_path_factory.mktemp("e2e")
     out = {}
     for name, over in (("plain", {}), ("hard5", {"core_mask.policy": "hard", "core_mask.radius": 5.0}),
                        ("null", {"run.null": True})):
         path = str(root / f"{name}.zarr")
-        pipeline.build(_cfg(**over), path, progress=False)
+        cfg = make_cfg(N_PAIRS, shard=64, chunk=16, size=64, seed=2026, **over)
+        pipeline.build(cfg, path, progress=False)
         out[name] = path
     return out
 

@@ -77,17 +77,15 @@ def test_baseline_end_to_end_cli(tmp_path, capsys):
     assert main(["evaluate", str(out), "--baseline", "--out", str(tmp_path), "--fpr", "0.7"]) == 2
 
 
-def test_hard_negatives_in_diagnose_and_anchors_in_evaluate(tmp_path, capsys):
+def test_hard_negatives_in_diagnose_and_anchors_in_evaluate(tmp_path, capsys, make_cfg):
     from test_ingest import _fits
 
     from lensarray import pipeline
-    from lensarray.config import RunConfig
     from lensarray.cube import open_cube
     from lensarray.diagnostics import diagnose
 
     url = str(tmp_path / "neg.zarr")
-    cfg = RunConfig().replace(**{"run.n_pairs": 200, "run.shard_pairs": 100, "run.chunk_pairs": 20,
-                                 "cluster.kind": "none", "negatives.fraction": 0.3}).validate()
+    cfg = make_cfg(200, shard=100, chunk=20, size=64, seed=12345, **{"negatives.fraction": 0.3})
     pipeline.build(cfg, url, progress=False)
     ds = open_cube(url)
     n_neg = int((ds["hard_negative"].values > 0).sum())

@@ -85,23 +85,6 @@ def test_bad_arguments(cube):
         next(batches(cube, batch_size=0))
 
 
-def test_torch_adapter_splits_shards_across_workers(tmp_path):
-    torch = pytest.importorskip("torch")
-    from lensarray import pipeline
-    from lensarray.config import RunConfig
-    from lensarray.torch import LensArrayIterable
-
-    url = str(tmp_path / "t.zarr")
-    cfg = RunConfig().replace(**{"run.n_pairs": 32, "run.shard_pairs": 8, "run.chunk_pairs": 4,
-                                 "run.size": 32, "cluster.kind": "none"}).validate()
-    pipeline.build(cfg, url, progress=False)
-    ds = LensArrayIterable(url, None, batch_size=8, augment=())
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
-                                         multiprocessing_context="spawn")
-    pairs = torch.cat([b["pair"] for b in loader]).numpy()
-    assert sorted(pairs.tolist()) == sorted(list(range(32)) * 2)
-
-
 def test_an_in_memory_cube_is_left_unchanged(cube):
     loaded = cube.copy(deep=True).load()  # numpy-backed: shard reads are views of the caller's arrays
     arc_before, host_before = loaded["arc"].values.copy(), loaded["host"].values.copy()

@@ -1,0 +1,36 @@
+"""Shared fixtures: a small validated run configuration and a small built cube."""
+
+from __future__ import annotations
+
+import pytest
+
+from lensarray.config import RunConfig
+
+
+def small_config(n: int = 48, *, shard: int = 16, chunk: int = 8, size: int = 48, seed: int = 7,
+                 **over) -> RunConfig:
+    """A validated configuration for fast synchronous builds.
+
+    Dotted overrides (``{"core_mask.policy": "hard"}``) are applied last; ``cluster.kind`` is
+    ``"none"`` (in-process) unless overridden.
+    """
+    base = {"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": chunk, "run.size": size,
+            "run.seed": seed, "cluster.kind": "none"}
+    base.update(over)
+    return RunConfig().replace(**base).validate()
+
+
+@pytest.fixture(scope="session")
+def make_cfg():
+    """:func:`small_config`, as a fixture (usable from module-scoped fixtures)."""
+    return small_config
+
+
+@pytest.fixture(scope="session")
+def small_cube(tmp_path_factory) -> str:
+    """URL of a 32-pair cube (4 shards of 8, 32x32 stamps), built once per session; read only."""
+    from lensarray import pipeline
+
+    url = str(tmp_path_factory.mktemp("small_cube") / "small.zarr")
+    pipeline.build(small_config(32, shard=8, chunk=4, size=32), url, progress=False)
+    return url

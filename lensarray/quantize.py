@@ -46,7 +46,9 @@ def _round_bits(bits, drop):  # pragma: no cover - compiled
 def round_mantissa(values: np.ndarray, keepbits: int) -> np.ndarray:
     """float32 ``values`` rounded (to nearest, ties to even) to ``keepbits`` mantissa bits.
 
-    Relative error <= 2**-(keepbits + 1); zeros, infinities and NaNs are kept. ``keepbits`` in
+    Relative error <= 2**-(keepbits + 1) for normal floats (subnormals, |x| < 1.2e-38, carry fewer
+    mantissa bits: their absolute error is < 2**(-149 + 23 - keepbits)); zeros, infinities and NaNs
+    are kept. ``keepbits`` in
     [0, 23] (23: unchanged). Returns a new array (one compiled pass).
     """
     if not 0 <= int(keepbits) <= 23:

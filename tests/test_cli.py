@@ -26,7 +26,7 @@ def _subparsers():
     return action.choices
 
 
-@pytest.mark.parametrize("name", [c for c in COMMANDS if c != "experiment"])
+@pytest.mark.parametrize("name", [c for c in COMMANDS if c not in ("experiment", "plan", "config")])
 def test_every_store_command_takes_the_same_cluster_and_storage_flags(name):
     sub = _subparsers()[name]
     flags = {opt for a in sub._actions for opt in a.option_strings}
@@ -36,6 +36,16 @@ def test_every_store_command_takes_the_same_cluster_and_storage_flags(name):
     assert "(default: None)" not in text and "(default: False)" not in text
     if name == "diagnose":
         assert "(default: 20000)" in text and "--address" not in text  # old name kept, hidden
+
+
+def test_commands_without_a_cluster_take_what_they_use():
+    """plan starts no cluster (it reads a host cube: storage flags; --workers scales its estimate);
+    config and experiment open no store and start no cluster."""
+    plan = {opt for a in _subparsers()["plan"]._actions for opt in a.option_strings}
+    assert {"--workers", *SHARED_STORAGE} <= plan
+    assert "--scheduler" not in plan
+    config = {opt for a in _subparsers()["config"]._actions for opt in a.option_strings}
+    assert not config & {"--scheduler", "--endpoint-url"}
 
 
 def test_errors_map_to_exit_codes_in_one_place(capsys, monkeypatch):

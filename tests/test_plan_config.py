@@ -42,7 +42,7 @@ def test_config_dump_loads_back_to_the_default_and_documents_every_field(tmp_pat
 
 def test_allowed_states_ranges_choices_and_item_ranges():
     fields = {f.name: f for f in dataclasses.fields(RunConfig().lens)}
-    assert allowed(fields["theta_e_min"]) == "[0.05, 10.0]"
+    assert allowed(fields["theta_e_min"]) == "[0.3, 3.5]"
     assert allowed(fields["theta_e_prior"]) == "one of uniform, loguniform"
     bright = {f.name: f for f in dataclasses.fields(RunConfig().brightness)}
     assert allowed(bright["snr_edges"]) == "numbers in [0.0, 1000000.0]"
@@ -53,7 +53,7 @@ def test_config_validates_a_file_in_one_line_per_problem(tmp_path, capsys):
     bad.write_text("[lens]\ntheta_e_min = 99\n")
     assert main(["config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "lens.theta_e_min = 99" in err and "[0.05, 10.0]" in err
+    assert len(err.splitlines()) == 1 and "lens.theta_e_min = 99" in err and "[0.3, 3.5]" in err
     out = tmp_path / "x.toml"
     out.write_text("keep")
     good = tmp_path / "good.toml"

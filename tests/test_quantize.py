@@ -100,7 +100,9 @@ def test_quantised_store_is_recorded_bounded_and_chunking_independent(tmp_path):
     assert (np.abs(host - exact)[good] * np.sqrt(iv[good])).max() <= 0.1 + 1e-6
     np.testing.assert_array_equal(gl["invvar"][:], iv)
     arc, arc_exact = ga["arc"][:], gl["arc"][:]
-    nz = arc_exact != 0
+    # the relative bound is for normal floats: a subnormal (|x| < 1.2e-38, float32 round-off of
+    # the PSF matrix products far from the arc) has fewer mantissa bits and may round to 0
+    nz = np.abs(arc_exact) >= np.finfo(np.float32).tiny
     assert (np.abs(arc - arc_exact)[nz] / np.abs(arc_exact[nz])).max() <= 2.0**-13
     # the hook applies exactly the recorded rule: a re-render matches the stored bytes
     assert verify_store(a, sample=5, progress=False) == []

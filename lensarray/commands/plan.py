@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import fail
+from ._common import add_storage_arguments, fail, storage_options_from_args
 
 NAME = "plan"
 HELP = "shards, pairs per split and region, expected time and bytes of a build, before building"
@@ -43,6 +43,7 @@ def add_arguments(p) -> None:
                    help="pairs rendered to measure the cost per pair and bytes per pair (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_storage_arguments(p)  # a host cube on S3; plan starts no cluster (--workers only scales the estimate)
 
 
 def _sample_ids(n_pairs: int, k: int) -> np.ndarray:
@@ -65,7 +66,7 @@ def _encoded_bytes(cfg, arrays: dict[str, np.ndarray], n: int) -> int:
         return int(fsspec.filesystem("file").du(url))
 
 
-def plan_summary(cfg, *, calibrate: int = 32, progress=None) -> dict[str, Any]:
+def plan_summary(cfg, *, calibrate: int = 32, progress=None, storage_options: dict | None = None) -> dict[str, Any]:
     """Everything a build of ``cfg`` will make, and its expected cost.
 
     Parameters
@@ -97,7 +98,7 @@ def plan_summary(cfg, *, calibrate: int = 32, progress=None) -> dict[str, Any]:
     step("split planning")
     t0 = time.perf_counter()
     hosts_url = "" if cfg.hosts.source == "synthetic" else cfg.hosts.source
-    plan = plan_build(cfg, hosts_url=hosts_url)
+    plan = plan_build(cfg, hosts_url=hosts_url, storage_options=storage_options)
     planning = time.perf_counter() - t0
 
     splits: dict[str, dict[str, int]] = {}
@@ -195,7 +196,8 @@ def run(args) -> int:
                 bar.update(1)
             bar.set_postfix_str(name)
 
-        out = plan_summary(cfg, calibrate=args.calibrate, progress=step)
+        out = plan_summary(cfg, calibrate=args.calibrate, progress=step,
+                           storage_options=storage_options_from_args(args, cfg))
         bar.update(bar.total - bar.n)
     print(json.dumps(out, indent=2) if args.json else _text(out))
     return 0

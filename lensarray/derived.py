@@ -1,18 +1,72 @@
-"""Per-pair statistics derived from the stored arc (after the core-mask policy)."""
+"""Per-pair quantities derived from the stored arc (after the core-mask policy): one implementation each.
+
+The build stores them (:func:`arc_statistics`), diagnose re-measures them from the pixels, the
+accessor derives them lazily from any cube, the S/N calibration and the toy cubes use them: all
+through the functions below, so the stored and the re-measured numbers agree bit for bit.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .masking import radius_map
+from .geometry import core_pixels
 
-__all__ = ["arc_statistics", "matched_filter_snr"]
+__all__ = ["arc_statistics", "matched_filter_snr", "core_flux_fraction", "inner_image_radius_px"]
 
 
 def matched_filter_snr(arcs: np.ndarray, invvar: np.ndarray) -> np.ndarray:
-    """``sqrt(sum(arc^2 * invvar))`` over the last two axes (pixels with invvar 0 add nothing)."""
+    """``sqrt(sum(arc^2 * invvar))`` over the last two axes, float64 (pixels with invvar 0 add nothing).
+
+    Parameters
+    ----------
+    arcs
+        ``(..., y, x)`` noise-free arc images, nanomaggy.
+    invvar
+        Inverse variance of the same shape, nanomaggy^-2.
+    """
     a = np.asarray(arcs, dtype=np.float64)
     return np.sqrt(np.sum(a * a * np.asarray(invvar, dtype=np.float64), axis=(-2, -1)))
+
+
+def core_flux_fraction(arcs: np.ndarray, *, core_radius: float) -> np.ndarray:
+    """Arc flux inside r < ``core_radius`` pixels (from the stamp origin) over the total, float64.
+
+    Parameters
+    ----------
+    arcs
+        ``(..., y, x)`` arc images (nanomaggy).
+    core_radius
+        Pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(...)`` fractions, NaN where the total flux is 0 (e.g. null cubes).
+    """
+    a = np.asarray(arcs, dtype=np.float64)
+    total = a.sum(axis=(-2, -1))
+    core = a[..., core_pixels(a.shape[-1], core_radius)].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total != 0, core / np.where(total != 0, total, 1.0), np.nan)
+
+
+def inner_image_radius_px(theta_e, src_x, src_y, *, pixel_scale: float, lens_x=0.0, lens_y=0.0) -> np.ndarray:
+    """Radius of the inner (counter) image from the lens centre, pixels; NaN where there is none.
+
+    SIS value ``theta_E - |beta|`` with ``beta = src - lens`` (see
+    :func:`lensarray.physics.lens.inner_image_radius`).
+
+    Parameters
+    ----------
+    theta_e, src_x, src_y, lens_x, lens_y
+        Arcsec.
+    pixel_scale
+        Arcsec per pixel.
+    """
+    from .physics.lens import inner_image_radius
+
+    beta = np.hypot(np.asarray(src_x, np.float64) - lens_x, np.asarray(src_y, np.float64) - lens_y)
+    return inner_image_radius(np.asarray(theta_e, np.float64), beta) / pixel_scale
 
 
 def arc_statistics(arcs: np.ndarray, invvar: np.ndarray, *, core_radius: float, snr_band_index: int) -> dict:
@@ -30,14 +84,11 @@ def arc_statistics(arcs: np.ndarray, invvar: np.ndarray, *, core_radius: float, 
     Returns
     -------
     dict
-        ``arc_flux`` (n, band) nanomaggy, ``arc_snr`` (n,), ``core_flux_frac`` (n, band): flux in
-        the core / total flux (NaN where the total is 0, e.g. null cubes).
+        ``arc_flux`` (n, band) nanomaggy, ``arc_snr`` (n,), ``core_flux_frac`` (n, band), float32
+        as stored.
     """
     a = np.asarray(arcs, dtype=np.float64)
-    total = a.sum(axis=(-2, -1))
-    core = a[..., radius_map(a.shape[-1]) < core_radius].sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(total != 0, core / np.where(total != 0, total, 1.0), np.nan)
+    frac = core_flux_fraction(a, core_radius=core_radius)
     snr = matched_filter_snr(a[:, snr_band_index], np.asarray(invvar)[:, snr_band_index])
-    return {"arc_flux": total.astype(np.float32), "arc_snr": snr.astype(np.float32),
+    return {"arc_flux": a.sum(axis=(-2, -1)).astype(np.float32), "arc_snr": snr.astype(np.float32),
             "core_flux_frac": frac.astype(np.float32)}

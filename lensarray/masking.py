@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .geometry import radius_grid
+
 __all__ = ["POLICIES", "radius_map", "core_mask_weights", "apply_core_mask", "parse_core_mask"]
 
 POLICIES = ("none", "hard", "taper")
 
-
-def radius_map(size: int) -> np.ndarray:
-    """Distance (pixels) of every pixel centre from the stamp origin, ``(size, size)`` float64."""
-    idx = np.arange(size) - size // 2
-    return np.hypot(idx[:, None], idx[None, :])
+#: The stamp-origin radius grid (pixels); an alias of :func:`lensarray.geometry.radius_grid`.
+radius_map = radius_grid
 
 
 def core_mask_weights(size: int, policy: str, radius: float = 5.0, width: float = 1.0) -> np.ndarray:
@@ -41,7 +40,7 @@ def core_mask_weights(size: int, policy: str, radius: float = 5.0, width: float 
         return np.ones((size, size), dtype=np.float32)
     if not radius > 0:
         raise ValueError(f"core-mask radius {radius}: allowed > 0 pixels")
-    r = radius_map(size)
+    r = radius_grid(size)
     if policy == "hard":
         return (r >= radius).astype(np.float32)
     if not width > 0:

@@ -106,9 +106,8 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
     Deterministic: the result for a pair depends only on the configuration and its id, never on
     which other pairs are rendered with it. Used by the shard writer, ``verify`` and tests.
     """
-    from .derived import arc_statistics
+    from .derived import arc_statistics, inner_image_radius_px
     from .masking import apply_core_mask
-    from .physics.lens import inner_image_radius
     from .physics.photometry import mag_to_nmgy, nmgy_to_mag
     from .physics.render import render_unit_arcs
     from .sampling import calibrate_flux, sample_params
@@ -158,8 +157,8 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
     arc = arc.astype(np.float32)
     stats = arc_statistics(arc, hosts["invvar"], core_radius=cfg.diagnostics.core_radius, snr_band_index=snr_band)
 
-    beta = np.hypot(params["src_x"] - params.get("lens_x", 0.0), params["src_y"] - params.get("lens_y", 0.0))
-    inner = inner_image_radius(np.asarray(params["theta_e"], np.float64), beta) / r.pixel_scale
+    inner = inner_image_radius_px(params["theta_e"], params["src_x"], params["src_y"], pixel_scale=r.pixel_scale,
+                                  lens_x=params.get("lens_x", 0.0), lens_y=params.get("lens_y", 0.0))
     inner = np.where(negative_kind > 0, np.nan, inner)
 
     region = np.full(n, -1, np.int32)

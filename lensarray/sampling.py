@@ -141,7 +141,8 @@ def calibrate_flux(unit_arcs: np.ndarray, invvar: np.ndarray, target_snr: np.nda
     snr_band_index
         Index of the S/N band.
     """
-    a = np.asarray(unit_arcs[:, snr_band_index], dtype=np.float64)
-    unit_snr = np.sqrt(np.sum(a * a * np.asarray(invvar[:, snr_band_index], dtype=np.float64), axis=(-2, -1)))
+    from .derived import matched_filter_snr
+
+    unit_snr = matched_filter_snr(unit_arcs[:, snr_band_index], invvar[:, snr_band_index])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(unit_snr > 0, np.asarray(target_snr, dtype=np.float64) / unit_snr, np.nan)

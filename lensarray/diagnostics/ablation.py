@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import radius_grid
+
 __all__ = ["centre_mask", "mask_radii", "MASK_MODES"]
 
 #: ``fixed``: one radius; ``uniform``: per stamp uniform in ``r_mask = (lo, hi)``;
 #: ``psf``: per stamp and band, ``0.5 * psf_fwhm / pixel_scale``.
 MASK_MODES = ("fixed", "uniform", "psf")
-
-
-def _radius_grid(size: int) -> np.ndarray:
-    """Distance of each pixel centre from the stamp origin (pixel size//2, size//2), pixels."""
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    return np.hypot(yy - c, xx - c)
 
 
 def mask_radii(n: int, nb: int, *, r_mask: float | tuple[float, float] = 5.0, mode: str = "fixed",
@@ -121,7 +116,7 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
         raise ValueError(f"stamps has shape {np.shape(stamps)}: allowed (n, band, y, x) or (band, y, x) with square stamps")
     n, nb, size, _ = arr.shape
     r_in, r_out = annulus if annulus is not None else (max(size // 2 - 12, 0), size // 2 - 2)
-    rad = _radius_grid(size)
+    rad = radius_grid(size)
     donor_flat = np.flatnonzero((rad >= r_in) & (rad < r_out))
     if donor_flat.size == 0:
         raise ValueError(f"annulus = ({r_in}, {r_out}): allowed radii that contain pixels of a {size}-pixel stamp")

@@ -21,10 +21,10 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..statistics import THETA_E_EDGES, bin_masks, pair_resample_weights, percentile_ci
+
 __all__ = ["THETA_E_EDGES", "oof_scores", "bootstrap_auc", "core_lr_auc"]
 
-#: theta_E bin edges of every per-bin summary, arcsec.
-THETA_E_EDGES = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
 def oof_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_splits: int = 5,
@@ -70,15 +70,12 @@ def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, *,
     the same numbers as ``roc_auc_score`` on the expanded resample, without building it.
     """
     y = np.asarray(labels).astype(int)
-    uniq, inv = np.unique(groups, return_inverse=True)
     _, score_id = np.unique(np.asarray(scores), return_inverse=True)
     n_vals = int(score_id.max()) + 1 if score_id.size else 0
     pos, neg = y == 1, y == 0
-    rng = np.random.default_rng(seed)
     aucs = []
-    for _ in range(n_boot):
-        g = rng.integers(0, uniq.size, uniq.size)
-        w = np.bincount(g, minlength=uniq.size)[inv].astype(np.float64)
+    for w in pair_resample_weights(groups, n_boot, seed):
+        w = w.astype(np.float64)
         w_pos, w_neg = w[pos].sum(), w[neg].sum()
         if w_pos == 0 or w_neg == 0:
             continue
@@ -86,10 +83,7 @@ def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, *,
         below = np.cumsum(neg_at) - neg_at
         wins = below[score_id[pos]] + 0.5 * neg_at[score_id[pos]]
         aucs.append(float(np.dot(w[pos], wins) / (w_pos * w_neg)))
-    if not aucs:
-        return (float("nan"), float("nan"))
-    a = (1 - level) / 2
-    return (float(np.quantile(aucs, a)), float(np.quantile(aucs, 1 - a)))
+    return percentile_ci(aucs, level)
 
 
 def core_lr_auc(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
@@ -121,11 +115,7 @@ def core_lr_auc(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
            "ci": list(bootstrap_auc(labels, scores, groups, n_boot=n_boot, seed=seed)),
            "n_samples": int(labels.size), "n_pairs": int(np.unique(groups).size), "by_theta_e": []}
     if theta_e is not None:
-        te = np.asarray(theta_e, float)
-        edges = list(theta_e_edges)
-        for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-            last = i == len(edges) - 2
-            m = (te >= lo) & ((te <= hi) if last else (te < hi))
+        for lo, hi, m in bin_masks(theta_e, list(theta_e_edges)):
             row = {"lo": lo, "hi": hi, "n_pairs": int(np.unique(groups[m]).size), "auc": None, "ci": [None, None]}
             if m.any() and np.unique(labels[m]).size == 2:
                 row["auc"] = float(roc_auc_score(labels[m], scores[m]))

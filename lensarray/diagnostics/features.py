@@ -17,6 +17,8 @@ import xarray as xr
 
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
+from ..derived import matched_filter_snr
+from ..geometry import radius_grid
 from ._compute import compute_tasks
 from .ablation import centre_mask
 from .visibility import nan_quantile_rows, visibility_proxy
@@ -42,13 +44,6 @@ def cube_config(ds: xr.Dataset) -> RunConfig:
         warnings.warn(f"cube configuration not understood ({str(exc).splitlines()[-1].strip()}); "
                       "using the default configuration for thresholds and bins", stacklevel=2)
         return RunConfig()
-
-
-def radius_grid(size: int) -> np.ndarray:
-    """Distance of every pixel centre from the stamp origin (centre of pixel size//2), pixels."""
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    return np.hypot(yy - c, xx - c)
 
 
 def central_brightness(images: np.ndarray, *, radius_px: float = CENTRAL_RADIUS_PX) -> np.ndarray:
@@ -136,7 +131,7 @@ def _batch_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius,
         out["arc_flux"] = arc_tot
         out["arc_core_flux"] = arc_core
         out["core_flux_frac"] = np.where(arc_tot != 0, arc_core / arc_tot, np.nan)
-        out["arc_snr"] = np.sqrt(np.sum(arc[:, snr_band] ** 2 * invvar[:, snr_band], axis=(1, 2)))
+        out["arc_snr"] = matched_filter_snr(arc[:, snr_band], invvar[:, snr_band])
         out["invvar_sum"] = invvar.sum(axis=(2, 3))
         pos = np.where(invvar > 0, invvar, np.nan)
         out["invvar_median"] = nan_quantile_rows(pos.reshape(n, nb, -1), 0.5)

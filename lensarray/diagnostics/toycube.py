@@ -13,6 +13,8 @@ import xarray as xr
 
 from ..config import RunConfig
 from ..cube import template
+from ..derived import arc_statistics, inner_image_radius_px, matched_filter_snr
+from ..geometry import offsets, radius_grid
 
 __all__ = ["toy_cube", "ARC_KINDS", "LEAKS"]
 
@@ -50,10 +52,8 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     nb, n, ps = len(bands), n_pairs, 0.262
     cfg = RunConfig().replace(**{"run.n_pairs": n, "run.size": size, "run.bands": list(bands),
                                  "run.null": kind == "null"})
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    dy, dx = yy - c, xx - c
-    rad = np.hypot(dy, dx)
+    dy, dx = offsets(size)
+    rad = radius_grid(size)
     phi = np.arctan2(dy, dx)
 
     theta_e = rng.uniform(2.3, 3.0, n) if kind != "core" else rng.uniform(0.5, 3.0, n)
@@ -84,7 +84,7 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     unit = shape[:, None] * colour[None, :, None, None]
     r_idx = list(bands).index("r") if "r" in bands else 0
     target = rng.uniform(*snr_range, n)
-    unit_snr = np.sqrt(np.sum(unit[:, r_idx] ** 2 * invvar[:, r_idx], axis=(1, 2)))
+    unit_snr = matched_filter_snr(unit[:, r_idx], invvar[:, r_idx])
     scale = np.where(unit_snr > 0, target / np.where(unit_snr > 0, unit_snr, 1), 0.0)
     arc = unit * scale[:, None, None, None]
     hard_negative = np.zeros(n, np.int8)
@@ -116,14 +116,11 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
         "psfdepth": np.full((n, nb), 24.5, np.float32), "host_reff": (reff_px * ps).astype(np.float32),
         "host_id": np.arange(n, dtype=np.int64),
     }
-    unit_arc_tot = arc.sum(axis=(2, 3))
-    core_sel = rad < cfg.diagnostics.core_radius
-    with np.errstate(all="ignore"):
-        vals["arc_flux"] = unit_arc_tot.astype(np.float32)
-        vals["core_flux_frac"] = (arc[:, :, core_sel].sum(axis=2) / unit_arc_tot).astype(np.float32)
-        vals["arc_snr"] = np.sqrt(np.sum(arc[:, r_idx] ** 2 * invvar[:, r_idx], axis=(1, 2))).astype(np.float32)
-        beta_px = np.hypot(vals["src_x"], vals["src_y"]) / ps
-        vals["inner_image_r"] = np.where(beta_px < theta_e / ps, theta_e / ps - beta_px, np.nan).astype(np.float32)
+    # derived exactly as the build derives them (from the stored float32 arc)
+    vals.update(arc_statistics(vals["arc"], vals["invvar"], core_radius=cfg.diagnostics.core_radius,
+                               snr_band_index=r_idx))
+    vals["inner_image_r"] = inner_image_radius_px(vals["theta_e"], vals["src_x"], vals["src_y"],
+                                                  pixel_scale=ps).astype(np.float32)
     for k, v in vals.items():
         ds[k] = (ds[k].dims, v, ds[k].attrs)
     if leak == "coordinate":

@@ -6,7 +6,8 @@ Every diagnostic is a documented function; they are imported lazily so that impo
 Whole-cube entry point
     :func:`diagnose` (all diagnostics + gates), :func:`write_report` (JSON + HTML).
 Per-pair reduction (the one pass over the pixels)
-    :func:`pair_table`, :func:`core_box_features`, :func:`lr_subsample`.
+    :func:`pair_measures` (lazy Dataset), :func:`pair_table` (computed), :func:`lr_subsample`;
+    by-class flox summaries :func:`class_summary`.
 1. core flux fraction: :func:`core_flux_fraction`, :func:`core_flux_summary`
 2. inner image: :func:`inner_image_summary`, :func:`sis_inner_image_radius`
 3. core LR: :func:`core_lr_auc`, :func:`core_lr_on_cube`
@@ -30,7 +31,8 @@ from typing import Any
 _LAZY = {
     "diagnose": "audit", "core_lr_on_cube": "audit",
     "write_report": "report", "write_json": "report",
-    "pair_table": "features", "core_box_features": "features", "lr_subsample": "features",
+    "pair_table": "features", "pair_measures": "features", "measure_spec": "features", "lr_subsample": "features",
+    "core_lr_from_table": "audit", "class_summary": "systematics",
     "central_brightness": "features", "cube_config": "features",
     "core_flux_fraction": "core_flux", "core_flux_summary": "core_flux",
     "inner_image_summary": "inner_image", "sis_inner_image_radius": "inner_image",

@@ -167,6 +167,10 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     vis_idx = lr_subsample(n, max_visibility_pairs, seed + 1)
     spec = measure_spec(ds, cfg, ablation=ablation, seed=seed)
     table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress)
+    stages = {"pixel_pass": time.perf_counter() - t0}
+
+    def lap(name: str) -> None:
+        stages[name] = time.perf_counter() - t0 - sum(stages.values())
     bands = list(table.attrs["bands"])
     is_lens = np.asarray(table["is_lens"].values, bool)
     theta_e = table["theta_e"].values
@@ -190,6 +194,7 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     res["inner_image"] = inner_image_summary(np.asarray(inner)[is_lens], np.asarray(theta_e)[is_lens])
     res["inner_image"]["source"] = inner_src
 
+    lap("core_flux_inner_image")
     box = cfg.diagnostics.core_box
     lr = core_lr_from_table(table, box=box, n_boot=n_boot, seed=seed, ablation=ablation)
     res["core_lr"] = lr["plain"]
@@ -197,6 +202,7 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     res["core_lr"]["box"] = box
     res["core_lr_masked"] = lr["masked"]
     res["core_lr_hard_negatives"] = lr["hard_negatives"]
+    lap("core_lr")
     res["null_lr"] = None
     if null_ds is not None:
         if null_ds.sizes.get("y") != ds.sizes.get("y") or list(null_ds["band"].values) != list(ds["band"].values):
@@ -206,8 +212,11 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
         res["null_lr"] = nl["plain"]
         res["null_lr"]["max_abs_arc"] = nl["max_abs_arc"]  # on the LR subsample: the null cube is read once
 
+    lap("null_lr")
     res["systematics"] = systematics_by_class(table, ds)
+    lap("systematics")
     res["leakage"] = metadata_leakage(table, ds, threshold=cfg.diagnostics.leak_auc_max)
+    lap("leakage")
     vis = table["visibility"]
     measured = np.asarray(table["visibility_measured"].values, bool)
     lens_vis, ctrl_vis = vis.sel(role="lens").values, vis.sel(role="control").values
@@ -231,11 +240,14 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
 
     res["gates"] = [g.to_dict() for g in evaluate_gates(res, cfg.diagnostics)]
     res["passed"] = all(g["passed"] for g in res["gates"])
+    examples = _example_stamps(ds, np.asarray(arc_snr, float), is_lens)
+    lap("other")
     res["elapsed_s"] = round(time.perf_counter() - t0, 2)
+    res["elapsed_by_stage_s"] = {k: round(v, 3) for k, v in stages.items()}
     res["memory"] = peak_memory()
     extras = {"theta_e": np.asarray(theta_e), "is_lens": is_lens, "arc_snr": np.asarray(arc_snr),
               "lens_visibility": lens_vis, "control_visibility": ctrl_vis,
               "host_central_brightness": host_cb, "anchor_central_brightness": anchor_vals,
               "core_flux_frac": cff, "table": table,
-              "examples": _example_stamps(ds, np.asarray(arc_snr, float), is_lens)}
+              "examples": examples}
     return res, extras

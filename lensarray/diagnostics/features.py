@@ -156,82 +156,120 @@ def _select_quantile(buf, m, q):
 @njit(cache=True)
 def _pixel_kernel(host, arc, invvar, maskbits, core, central, ref_band, n_bits,
                   inv_sum, inv_med, inv_zero, mb_frac, bad_frac, nan_c, inf_c, nodata_c, out_core, core_mean, cbright):
-    """Invvar / mask-bit statistics and per-role stamp counts of each pair, in one sweep of its pixels."""
-    n, nb, ny, nx = host.shape
-    npix = ny * nx
+    """Invvar / mask-bit statistics and per-role stamp counts of each pair, in one sweep of its
+    pixels (images flattened to ``(n, band, pixel)``; role 0 = lens = host + arc, 1 = control)."""
+    n, nb, npix = host.shape
     buf = np.empty(npix)
-    cbuf = np.empty(npix)
+    cbuf_l = np.empty(npix)
+    cbuf_c = np.empty(npix)
+    bad = np.zeros(npix, np.bool_)
+    counts = np.zeros(n_bits)
     for i in range(n):
-        bad = np.zeros(npix, np.bool_)
+        bad[:] = False
+        cn_l = 0
+        cn_c = 0
+        ci_l = 0
+        ci_c = 0
+        cd_l = 0
+        cd_c = 0
         for b in range(nb):
             s = 0.0
             m = 0
             zero = 0
+            out_l = 0.0
+            out_c = 0.0
+            cs_l = 0.0
+            cs_c = 0.0
+            cc_l = 0
+            cc_c = 0
+            mc_l = 0
+            mc_c = 0
+            is_ref = b == ref_band
             for p in range(npix):
-                v = np.float64(invvar[i, b, p // nx, p % nx])
-                s += v
-                if v <= 0:
+                w = np.float64(invvar[i, b, p])
+                s += w
+                nodata = w <= 0
+                if nodata:
                     zero += 1
                     bad[p] = True
-                elif np.isfinite(v):
-                    buf[m] = v
+                elif np.isfinite(w):
+                    buf[m] = w
                     m += 1
+                vc = np.float64(host[i, b, p])
+                vl = vc + np.float64(arc[i, b, p])
+                fin_c = np.isfinite(vc)
+                fin_l = np.isfinite(vl)
+                nan_l = False
+                nan_cc = False
+                if not fin_c:
+                    if np.isnan(vc):
+                        cn_c += 1
+                        nan_cc = True
+                    else:
+                        ci_c += 1
+                if not fin_l:
+                    if np.isnan(vl):
+                        cn_l += 1
+                        nan_l = True
+                    else:
+                        ci_l += 1
+                if nodata:
+                    if vc != 0:
+                        cd_c += 1
+                    if vl != 0:
+                        cd_l += 1
+                if core[p]:
+                    if not nan_cc:
+                        cs_c += vc
+                        cc_c += 1
+                    if not nan_l:
+                        cs_l += vl
+                        cc_l += 1
+                else:
+                    if not nan_cc:
+                        out_c += vc
+                    if not nan_l:
+                        out_l += vl
+                if is_ref and central[p]:
+                    if fin_c:
+                        cbuf_c[mc_c] = vc
+                        mc_c += 1
+                    if fin_l:
+                        cbuf_l[mc_l] = vl
+                        mc_l += 1
             inv_sum[i, b] = s
             inv_med[i, b] = _select_quantile(buf, m, 0.5)
             inv_zero[i, b] = zero / npix
-        for k in range(n_bits):
-            mb_frac[i, k] = 0.0
+            out_core[i, 0, b] = out_l
+            out_core[i, 1, b] = out_c
+            core_mean[i, 0, b] = cs_l / cc_l if cc_l > 0 else np.nan
+            core_mean[i, 1, b] = cs_c / cc_c if cc_c > 0 else np.nan
+            if is_ref:
+                cbright[i, 0] = _select_quantile(cbuf_l, mc_l, 0.5)
+                cbright[i, 1] = _select_quantile(cbuf_c, mc_c, 0.5)
+        counts[:] = 0.0
         nbad = 0
         for p in range(npix):
-            v = np.int64(maskbits[i, p // nx, p % nx])
+            v = np.int64(maskbits[i, p])
             if v != 0:
                 bad[p] = True
-                for k in range(n_bits):
-                    if (v >> k) & 1:
-                        mb_frac[i, k] += 1.0
+                k = 0
+                while v != 0 and k < n_bits:
+                    if v & 1:
+                        counts[k] += 1.0
+                    v >>= 1
+                    k += 1
             if bad[p]:
                 nbad += 1
         for k in range(n_bits):
-            mb_frac[i, k] /= npix
+            mb_frac[i, k] = counts[k] / npix
         bad_frac[i] = nbad / npix
-        for r in range(2):  # 0: lens = host + arc, 1: control = host
-            cn = 0
-            ci = 0
-            cd = 0
-            for b in range(nb):
-                outside = 0.0
-                csum = 0.0
-                ccount = 0
-                mc = 0
-                for p in range(npix):
-                    y = p // nx
-                    x = p % nx
-                    v = np.float64(host[i, b, y, x])
-                    if r == 0:
-                        v += np.float64(arc[i, b, y, x])
-                    isn = np.isnan(v)
-                    if isn:
-                        cn += 1
-                    elif np.isinf(v):
-                        ci += 1
-                    if invvar[i, b, y, x] <= 0 and v != 0:
-                        cd += 1
-                    if core[p]:
-                        if not isn:
-                            csum += v
-                            ccount += 1
-                    elif not isn:
-                        outside += v
-                    if b == ref_band and central[p] and np.isfinite(v):
-                        cbuf[mc] = v
-                        mc += 1
-                out_core[i, r, b] = outside
-                core_mean[i, r, b] = csum / ccount if ccount > 0 else np.nan
-                if b == ref_band:
-                    cbright[i, r] = _select_quantile(cbuf, mc, 0.5)
-            nan_c[i, r] = cn
-            inf_c[i, r] = ci
-            nodata_c[i, r] = cd
+        nan_c[i, 0] = cn_l
+        nan_c[i, 1] = cn_c
+        inf_c[i, 0] = ci_l
+        inf_c[i, 1] = ci_c
+        nodata_c[i, 0] = cd_l
+        nodata_c[i, 1] = cd_c
 
 
 #: Per-pair outputs of the pixel pass: name -> (trailing dims, dtype).
@@ -271,8 +309,9 @@ def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: M
     out.update(invvar_sum=f8(nb), invvar_median=f8(nb), invvar_zero_frac=f8(nb), maskbit_frac=f8(N_MASKBITS),
                bad_pixel_frac=f8(), nan_count=i4(2), inf_count=i4(2), nodata_flux_count=i4(2),
                flux_outside_core=f8(2, nb), core_mean=f8(2, nb), central_brightness=f8(2))
-    _pixel_kernel(np.ascontiguousarray(host), np.ascontiguousarray(arc), np.ascontiguousarray(invvar),
-                  np.ascontiguousarray(maskbits), core.ravel(), core_pixels(size, CENTRAL_RADIUS_PX).ravel(),
+    flat = lambda a, *shape: np.ascontiguousarray(a).reshape(*shape)  # noqa: E731
+    _pixel_kernel(flat(host, n, nb, -1), flat(arc, n, nb, -1), flat(invvar, n, nb, -1),
+                  flat(maskbits, n, -1), core.ravel(), core_pixels(size, CENTRAL_RADIUS_PX).ravel(),
                   spec.ref_band, N_MASKBITS, out["invvar_sum"], out["invvar_median"], out["invvar_zero_frac"],
                   out["maskbit_frac"], out["bad_pixel_frac"], out["nan_count"], out["inf_count"],
                   out["nodata_flux_count"], out["flux_outside_core"], out["core_mean"], out["central_brightness"])

@@ -70,9 +70,11 @@ def core_pixels(size: int, radius: float) -> np.ndarray:
 
 
 def central_side(size: int, radius: float, box: int = 0) -> int:
-    """Odd side of the central square that holds every pixel with r < ``radius`` and the central
-    ``box x box`` box (clipped to the stamp): ``2 * ceil(max(radius, box/2)) + 1``."""
-    half = int(np.ceil(max(float(radius), box / 2.0)))
+    """Odd side of the central square that holds every pixel with r < ``radius``, the central
+    ``box x box`` box and the ring between them (clipped to the stamp):
+    ``2 * ceil(max(radius, box corner radius)) + 1``, the corner radius being ``box / sqrt(2)``
+    (7.07 px for the published 10x10 box, whose pixel centres span -5 .. +4 about the origin)."""
+    half = int(np.ceil(max(float(radius), box / np.sqrt(2.0))))
     return min(2 * half + 1, size if size % 2 else size - 1)
 
 

@@ -59,7 +59,9 @@ def _samples(table: xr.Dataset) -> xr.Dataset:
     neg = table["hard_negative"].data if "hard_negative" in table else np.zeros(n, np.int8)
     s = s.assign_coords(split=("pair", split), hard_negative=("pair", neg))
     s = s.stack(sample=("pair", "role")).reset_index("sample")
-    return s.assign_coords(is_lens=(s["role"] == ROLES[0]) & (s["hard_negative"] == 0))
+    s = s.assign_coords(is_lens=(s["role"] == ROLES[0]) & (s["hard_negative"] == 0))
+    # the class labels are small per-sample vectors: held in memory, they are flox's group codes
+    return s.assign_coords({k: s[k].compute() for k in ("pair", "role", "split", "hard_negative", "is_lens")})
 
 
 def class_summary(table: xr.Dataset, by: tuple[str, ...] = ("role", "split")) -> xr.Dataset:
@@ -102,6 +104,8 @@ def class_summary(table: xr.Dataset, by: tuple[str, ...] = ("role", "split")) ->
     quant = xarray_reduce(s["invvar_median"], *keys, func="nanquantile", q=list(INVVAR_QUANTILES),
                           method="blockwise", **kw)
     out = xr.merge([n.rename("n"), means, counts, quant.rename("invvar_median_quantile")])
+    if "role" in out.dims:
+        out = out.sel(role=list(ROLES))
     if "split" in out.coords:
         out = out.assign_coords(split_name=("split", [SPLIT_NAMES[int(c)] for c in out["split"].values]))
     out.attrs["by"] = list(by)

@@ -25,6 +25,7 @@ __all__ = [
     "template",
     "open_cube",
     "validate_cube",
+    "check_schema_version",
     "LensArrayAccessor",
 ]
 
@@ -144,14 +145,35 @@ def template(n_pairs: int, bands: tuple[str, ...] | list[str], size: int, *, att
     return ds
 
 
-def validate_cube(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
-    """Check that ``ds`` follows the schema this version reads; raise :class:`CubeSchemaError`."""
-    ver = ds.attrs.get("schema_version")
-    if ver is None:
-        raise CubeSchemaError(f"{where} is not a lensarray cube (no 'schema_version' attribute)")
+def check_schema_version(attrs: dict, *, where: str = "dataset", for_build: bool = False) -> int:
+    """The cube's ``schema_version`` from its attrs, or :class:`CubeSchemaError`: the one schema
+    version check (opening, validating and resuming a build all call it).
+
+    Parameters
+    ----------
+    attrs
+        Dataset or Zarr group attributes.
+    where
+        What to name in the error (URL or "dataset").
+    for_build
+        Resuming a build needs this exact version (and the run ``config``); reading needs <= it.
+    """
+    ver = attrs.get("schema_version")
+    if ver is None or (for_build and "config" not in attrs):
+        need = "'schema_version'/'config' attributes" if for_build else "'schema_version' attribute"
+        raise CubeSchemaError(f"{where} is not a lensarray cube (no {need})")
+    if for_build and int(ver) != SCHEMA_VERSION:
+        raise CubeSchemaError(f"{where} has schema_version {ver}; this lensarray builds {SCHEMA_VERSION}: "
+                              "resume it with the lensarray that created it")
     if int(ver) > SCHEMA_VERSION:
         raise CubeSchemaError(
             f"{where} has schema_version {ver}; this lensarray reads <= {SCHEMA_VERSION}: upgrade lensarray")
+    return int(ver)
+
+
+def validate_cube(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
+    """Check that ``ds`` follows the schema this version reads; raise :class:`CubeSchemaError`."""
+    check_schema_version(ds.attrs, where=where)
     missing = [n for n in ("host", "invvar", "maskbits", "arc") if n not in ds.variables]
     if missing:
         raise CubeSchemaError(f"{where} lacks required variables {missing}")
@@ -285,8 +307,9 @@ class LensArrayAccessor:
 
     def arc_flux(self) -> xr.DataArray:
         """Total arc flux per pair and band (nanomaggy), float32, lazy (as the build stores it)."""
-        out = xr.apply_ufunc(lambda a: np.asarray(a, np.float64).sum(axis=(-2, -1)).astype(np.float32),
-                             self._ds["arc"], input_core_dims=[["y", "x"]], dask="parallelized",
+        from .derived import arc_flux_sums
+
+        out = xr.apply_ufunc(lambda a: arc_flux_sums(a, core_radius=0.0)[0].astype(np.float32), self._ds["arc"], input_core_dims=[["y", "x"]], dask="parallelized",
                              output_dtypes=[np.float32])
         return out.rename("arc_flux").assign_attrs(units="nanomaggy", description=VARIABLES["arc_flux"].description)
 

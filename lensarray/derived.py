@@ -11,7 +11,8 @@ import numpy as np
 
 from .geometry import core_pixels
 
-__all__ = ["arc_statistics", "matched_filter_snr", "core_flux_fraction", "inner_image_radius_px"]
+__all__ = ["arc_statistics", "matched_filter_snr", "core_flux_fraction", "arc_flux_sums", "fraction_of_total",
+           "inner_image_radius_px"]
 
 
 def matched_filter_snr(arcs: np.ndarray, invvar: np.ndarray) -> np.ndarray:
@@ -26,6 +27,12 @@ def matched_filter_snr(arcs: np.ndarray, invvar: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(arcs, dtype=np.float64)
     return np.sqrt(np.sum(a * a * np.asarray(invvar, dtype=np.float64), axis=(-2, -1)))
+
+
+def arc_flux_sums(arcs: np.ndarray, *, core_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(total, core)``: arc flux over the stamp and inside r < ``core_radius`` pixels, float64 ``(...)``."""
+    a = np.asarray(arcs, dtype=np.float64)
+    return a.sum(axis=(-2, -1)), a[..., core_pixels(a.shape[-1], core_radius)].sum(axis=-1)
 
 
 def core_flux_fraction(arcs: np.ndarray, *, core_radius: float) -> np.ndarray:
@@ -43,11 +50,14 @@ def core_flux_fraction(arcs: np.ndarray, *, core_radius: float) -> np.ndarray:
     numpy.ndarray
         ``(...)`` fractions, NaN where the total flux is 0 (e.g. null cubes).
     """
-    a = np.asarray(arcs, dtype=np.float64)
-    total = a.sum(axis=(-2, -1))
-    core = a[..., core_pixels(a.shape[-1], core_radius)].sum(axis=-1)
+    total, core = arc_flux_sums(arcs, core_radius=core_radius)
+    return fraction_of_total(core, total)
+
+
+def fraction_of_total(part: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``part / total``, NaN where the total is 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total != 0, core / np.where(total != 0, total, 1.0), np.nan)
+        return np.where(total != 0, part / np.where(total != 0, total, 1.0), np.nan)
 
 
 def inner_image_radius_px(theta_e, src_x, src_y, *, pixel_scale: float, lens_x=0.0, lens_y=0.0) -> np.ndarray:
@@ -88,7 +98,7 @@ def arc_statistics(arcs: np.ndarray, invvar: np.ndarray, *, core_radius: float, 
         as stored.
     """
     a = np.asarray(arcs, dtype=np.float64)
-    frac = core_flux_fraction(a, core_radius=core_radius)
+    total, core = arc_flux_sums(a, core_radius=core_radius)
     snr = matched_filter_snr(a[:, snr_band_index], np.asarray(invvar)[:, snr_band_index])
-    return {"arc_flux": a.sum(axis=(-2, -1)).astype(np.float32), "arc_snr": snr.astype(np.float32),
-            "core_flux_frac": frac.astype(np.float32)}
+    return {"arc_flux": total.astype(np.float32), "arc_snr": snr.astype(np.float32),
+            "core_flux_frac": fraction_of_total(core, total).astype(np.float32)}

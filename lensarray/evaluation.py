@@ -185,8 +185,8 @@ def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_t
     if anchor_images is not None:
         imgs = np.asarray(anchor_images, dtype=np.float32)
         if centre_mask is not None:
-            from .diagnostics.ablation import centre_mask as mask_fn
+            from .diagnostics.ablation import apply_centre_mask_spec
 
-            imgs = mask_fn(imgs, seed=seed, **{k: v for k, v in centre_mask.items() if k != "psf_fwhm"})
+            imgs = apply_centre_mask_spec(imgs, centre_mask, seed=seed)
         facts["anchor_scores"] = clf.score(imgs)
     return ScoreTable(test[2], test[3], scores), facts

@@ -242,14 +242,10 @@ def config_of_store(url: str, storage_options: dict | None = None) -> RunConfig:
     """The run configuration recorded in a cube's attrs."""
     from .store import open_group
 
-    from .cube import SCHEMA_VERSION, CubeSchemaError
+    from .cube import check_schema_version
 
     attrs = dict(open_group(url, storage_options, mode="r").attrs)
-    if "schema_version" not in attrs or "config" not in attrs:
-        raise CubeSchemaError(f"{url} is not a lensarray cube (no 'schema_version'/'config' attributes)")
-    if int(attrs["schema_version"]) != SCHEMA_VERSION:
-        raise CubeSchemaError(f"{url} has schema_version {attrs['schema_version']}; this lensarray builds "
-                              f"{SCHEMA_VERSION}: resume it with the lensarray that created it")
+    check_schema_version(attrs, where=url, for_build=True)
     return config_from_dict(json.loads(attrs["config"]))
 
 

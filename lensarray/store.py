@@ -24,7 +24,7 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from . import __version__
-from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, template, validate_cube
+from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, check_schema_version, template, validate_cube
 from .errors import BadInputError
 
 __all__ = [
@@ -173,11 +173,7 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
     except ValueError as exc:  # LocalStore on a missing path
         raise CubeSchemaError(f"{url} is not a lensarray cube ({exc})") from None
     attrs = dict(group.attrs)
-    if "schema_version" not in attrs:
-        raise CubeSchemaError(f"{url} is not a lensarray cube (no 'schema_version' attribute)")
-    if int(attrs["schema_version"]) > SCHEMA_VERSION:
-        raise CubeSchemaError(f"{url} has schema_version {attrs['schema_version']}; this lensarray reads "
-                              f"<= {SCHEMA_VERSION}: upgrade lensarray")
+    check_schema_version(attrs, where=url)
     if chunks == "shard":
         chunks = {"pair": int(attrs.get("shard_pairs", 256))}
     with warnings.catch_warnings():

@@ -122,6 +122,7 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         neg_all = ds["hard_negative"].values if "hard_negative" in ds else np.zeros(n, np.int8)
         meta_all = {v: ds[v].values for v in meta_vars}
     want = SPLIT_NAMES.index(split) if split is not None else None
+    pixel_scale = float(ds.attrs.get("pixel_scale", 0.262))
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), 0x7A1]))
     order = rng.permutation(n_shards if shards is None else np.asarray(shards))
@@ -152,12 +153,12 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         if augment:
             imgs = _augment(imgs, rng, tuple(augment))
         if centre_mask is not None:
-            from .diagnostics.ablation import centre_mask as mask_fn
+            from .diagnostics.ablation import apply_centre_mask_spec
 
-            kw = dict(centre_mask)
-            if kw.get("mode") == "psf":
-                kw["psf_fwhm"] = meta_all["psf_fwhm"][pair]
-            imgs = mask_fn(imgs, seed=int(seed) * 1000003 + int(epoch), sample_ids=2 * pair + (1 - role), **kw)
+            imgs = apply_centre_mask_spec(imgs, centre_mask, seed=int(seed) * 1000003 + int(epoch),
+                                          sample_ids=2 * pair + (1 - role),
+                                          psf_fwhm=meta_all["psf_fwhm"][pair] if "psf_fwhm" in meta_all else None,
+                                          pixel_scale=pixel_scale)
         labels = ((role == 1) & (neg_all[pair] == 0)).astype(np.int8)
         return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair,
                 "role": role.astype(np.int8), "metadata": {v: meta_all[v][pair] for v in meta_vars}}

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..geometry import radius_grid
 
-__all__ = ["centre_mask", "mask_radii", "MASK_MODES"]
+__all__ = ["centre_mask", "mask_radii", "apply_centre_mask_spec", "MASK_MODES"]
 
 #: ``fixed``: one radius; ``uniform``: per stamp uniform in ``r_mask = (lo, hi)``;
 #: ``psf``: per stamp and band, ``0.5 * psf_fwhm / pixel_scale``.
@@ -165,3 +165,23 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
     if squeeze:
         result = result[0]
     return (result, radii) if return_radii else result
+
+
+def apply_centre_mask_spec(stamps: np.ndarray, spec: dict, *, seed: int, sample_ids: np.ndarray | None = None,
+                           psf_fwhm: np.ndarray | None = None, pixel_scale: float | None = None) -> np.ndarray:
+    """Apply a centre-mask spec (:func:`centre_mask` keywords, as diagnose, the training loader and
+    evaluation take it) to stamps: the one place a spec becomes a call.
+
+    ``mode="psf"`` takes the stamps' own PSF FWHM (``psf_fwhm``, arcsec, ``(n,)`` or ``(n, band)``)
+    and the cube's ``pixel_scale`` (arcsec per pixel) unless the spec sets them; other modes
+    ignore both.
+    """
+    kw = dict(spec)
+    if kw.get("mode") == "psf":
+        if psf_fwhm is not None:
+            kw["psf_fwhm"] = np.asarray(psf_fwhm, np.float64)
+        if pixel_scale is not None:
+            kw.setdefault("pixel_scale", float(pixel_scale))
+    else:
+        kw.pop("psf_fwhm", None)
+    return centre_mask(stamps, seed=seed, sample_ids=sample_ids, **kw)

@@ -26,10 +26,10 @@ from numba import njit
 
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
-from ..derived import core_flux_fraction, matched_filter_snr
+from ..derived import arc_flux_sums, fraction_of_total, matched_filter_snr
 from ..geometry import central_side, central_slice, core_pixels
 from ._compute import compute_tasks
-from .ablation import centre_mask
+from .ablation import apply_centre_mask_spec
 from .visibility import nan_quantile_rows, visibility_proxy
 
 __all__ = ["cube_config", "MeasureSpec", "measure_spec", "pair_measures", "pair_table", "lr_subsample",
@@ -160,30 +160,30 @@ def _pixel_kernel(host, arc, invvar, maskbits, core, central, ref_band, n_bits,
     pixels (images flattened to ``(n, band, pixel)``; role 0 = lens = host + arc, 1 = control)."""
     n, nb, npix = host.shape
     buf = np.empty(npix)
-    cbuf_l = np.empty(npix)
-    cbuf_c = np.empty(npix)
+    cbuf = np.empty((2, npix))
     bad = np.zeros(npix, np.bool_)
     counts = np.zeros(n_bits)
+    nan_n = np.zeros(2, np.int64)
+    inf_n = np.zeros(2, np.int64)
+    nodata_n = np.zeros(2, np.int64)
+    outside = np.zeros(2)
+    csum = np.zeros(2)
+    ccount = np.zeros(2, np.int64)
+    mc = np.zeros(2, np.int64)
+    vals = np.zeros(2)
     for i in range(n):
         bad[:] = False
-        cn_l = 0
-        cn_c = 0
-        ci_l = 0
-        ci_c = 0
-        cd_l = 0
-        cd_c = 0
+        nan_n[:] = 0
+        inf_n[:] = 0
+        nodata_n[:] = 0
         for b in range(nb):
             s = 0.0
             m = 0
             zero = 0
-            out_l = 0.0
-            out_c = 0.0
-            cs_l = 0.0
-            cs_c = 0.0
-            cc_l = 0
-            cc_c = 0
-            mc_l = 0
-            mc_c = 0
+            outside[:] = 0.0
+            csum[:] = 0.0
+            ccount[:] = 0
+            mc[:] = 0
             is_ref = b == ref_band
             for p in range(npix):
                 w = np.float64(invvar[i, b, p])
@@ -195,58 +195,34 @@ def _pixel_kernel(host, arc, invvar, maskbits, core, central, ref_band, n_bits,
                 elif np.isfinite(w):
                     buf[m] = w
                     m += 1
-                vc = np.float64(host[i, b, p])
-                vl = vc + np.float64(arc[i, b, p])
-                fin_c = np.isfinite(vc)
-                fin_l = np.isfinite(vl)
-                nan_l = False
-                nan_cc = False
-                if not fin_c:
-                    if np.isnan(vc):
-                        cn_c += 1
-                        nan_cc = True
-                    else:
-                        ci_c += 1
-                if not fin_l:
-                    if np.isnan(vl):
-                        cn_l += 1
-                        nan_l = True
-                    else:
-                        ci_l += 1
-                if nodata:
-                    if vc != 0:
-                        cd_c += 1
-                    if vl != 0:
-                        cd_l += 1
-                if core[p]:
-                    if not nan_cc:
-                        cs_c += vc
-                        cc_c += 1
-                    if not nan_l:
-                        cs_l += vl
-                        cc_l += 1
-                else:
-                    if not nan_cc:
-                        out_c += vc
-                    if not nan_l:
-                        out_l += vl
-                if is_ref and central[p]:
-                    if fin_c:
-                        cbuf_c[mc_c] = vc
-                        mc_c += 1
-                    if fin_l:
-                        cbuf_l[mc_l] = vl
-                        mc_l += 1
+                vals[1] = np.float64(host[i, b, p])
+                vals[0] = vals[1] + np.float64(arc[i, b, p])
+                for r in range(2):
+                    v = vals[r]
+                    isnan = np.isnan(v)
+                    if isnan:
+                        nan_n[r] += 1
+                    elif np.isinf(v):
+                        inf_n[r] += 1
+                    if nodata and v != 0:
+                        nodata_n[r] += 1
+                    if not isnan:
+                        if core[p]:
+                            csum[r] += v
+                            ccount[r] += 1
+                        else:
+                            outside[r] += v
+                    if is_ref and central[p] and np.isfinite(v):
+                        cbuf[r, mc[r]] = v
+                        mc[r] += 1
             inv_sum[i, b] = s
             inv_med[i, b] = _select_quantile(buf, m, 0.5)
             inv_zero[i, b] = zero / npix
-            out_core[i, 0, b] = out_l
-            out_core[i, 1, b] = out_c
-            core_mean[i, 0, b] = cs_l / cc_l if cc_l > 0 else np.nan
-            core_mean[i, 1, b] = cs_c / cc_c if cc_c > 0 else np.nan
-            if is_ref:
-                cbright[i, 0] = _select_quantile(cbuf_l, mc_l, 0.5)
-                cbright[i, 1] = _select_quantile(cbuf_c, mc_c, 0.5)
+            for r in range(2):
+                out_core[i, r, b] = outside[r]
+                core_mean[i, r, b] = csum[r] / ccount[r] if ccount[r] > 0 else np.nan
+                if is_ref:
+                    cbright[i, r] = _select_quantile(cbuf[r], mc[r], 0.5)
         counts[:] = 0.0
         nbad = 0
         for p in range(npix):
@@ -264,12 +240,9 @@ def _pixel_kernel(host, arc, invvar, maskbits, core, central, ref_band, n_bits,
         for k in range(n_bits):
             mb_frac[i, k] = counts[k] / npix
         bad_frac[i] = nbad / npix
-        nan_c[i, 0] = cn_l
-        nan_c[i, 1] = cn_c
-        inf_c[i, 0] = ci_l
-        inf_c[i, 1] = ci_c
-        nodata_c[i, 0] = cd_l
-        nodata_c[i, 1] = cd_c
+        nan_c[i] = nan_n
+        inf_c[i] = inf_n
+        nodata_c[i] = nodata_n
 
 
 #: Per-pair outputs of the pixel pass: name -> (trailing dims, dtype).
@@ -299,10 +272,10 @@ def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: M
     core = core_pixels(size, spec.core_radius)
     out: dict = {}
     with np.errstate(all="ignore"):
-        total = a64.sum(axis=(-2, -1))
+        total, in_core = arc_flux_sums(a64, core_radius=spec.core_radius)
         out["arc_flux_measured"] = total
-        out["arc_core_flux"] = a64[..., core].sum(axis=-1)
-        out["core_flux_frac_measured"] = core_flux_fraction(a64, core_radius=spec.core_radius)
+        out["arc_core_flux"] = in_core
+        out["core_flux_frac_measured"] = fraction_of_total(in_core, total)
         out["arc_snr_measured"] = matched_filter_snr(a64[:, spec.snr_band], invvar[:, spec.snr_band])
     f8 = lambda *s: np.empty((n, *s), np.float64)  # noqa: E731
     i4 = lambda *s: np.empty((n, *s), np.int32)  # noqa: E731
@@ -336,12 +309,9 @@ def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
     out = {"central": np.stack([lens[..., sl, sl], host[..., sl, sl]], axis=1)}
     kw = spec.ablation_kwargs
     if kw is not None:
-        kw = dict(kw)
-        if kw.get("mode") == "psf":
-            kw.setdefault("pixel_scale", spec.pixel_scale)
-            kw["psf_fwhm"] = np.asarray(psf_fwhm, np.float64)
         ids = np.asarray(pair_id, np.int64)
-        masked = [centre_mask(st, seed=spec.seed, sample_ids=2 * ids + r, **kw)[..., sl, sl]
+        masked = [apply_centre_mask_spec(st, kw, seed=spec.seed, sample_ids=2 * ids + r, psf_fwhm=psf_fwhm,
+                                         pixel_scale=spec.pixel_scale)[..., sl, sl]
                   for r, st in enumerate((lens, host))]
         out["central_masked"] = np.stack(masked, axis=1)
     return out
@@ -514,7 +484,7 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
                 a = lr_starts[i] if dims[0] == "lr_pair" else starts[i]
                 arrays[k][a:a + len(res[k])] = res[k]
 
-    compute_tasks(blocks, desc="diagnose: pixel pass", progress=progress, sink=sink)
+    compute_tasks(blocks, desc="diagnose: per-pair table", progress=progress, sink=sink)
     table = xr.Dataset({k: (layout[k][0], v) for k, v in arrays.items()}, coords=_coords(ds, spec, lr_index),
                        attrs=_attrs(spec))
     names = [v for v in PAIR_VARS if v in ds.variables and ds[v].dims[0:1] == ("pair",)]

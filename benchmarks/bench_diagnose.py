@@ -55,8 +55,7 @@ def _build(n: int, url: str, workers: int) -> float:
         build(_cfg(n), url, client=client, progress=False)
         return time.perf_counter() - t0
     finally:
-        client.close()
-        lc.close()
+        _close(client, lc)
 
 
 def _raw_read(url: str, n: int) -> float:
@@ -80,17 +79,28 @@ def _diagnose(ds, workers: int) -> tuple[float, float, dict]:
             res, _ = diagnose(ds, progress=False, n_boot=50)
             dt = time.perf_counter() - t0
         finally:
-            client.close()
-            lc.close()
+            _close(client, lc)
     return dt, mem.peak / 2**20, res
 
 
-def _tiled(url: str, n: int):
+def _close(client, lc) -> None:
+    """Close a client and its cluster; on a loaded machine the nannies' shutdown can time out
+    after the measurement is complete, which must not lose it."""
+    for obj in (client, lc):
+        try:
+            obj.close()
+        except (TimeoutError, OSError) as exc:
+            print(f"warning: closing {type(obj).__name__} timed out ({type(exc).__name__}); continuing",
+                  file=sys.stderr)
+
+
+def _tiled(url: str | None, n: int, toy: tuple[int, int] | None = None):
     import xarray as xr
 
     from lensarray.cube import open_cube
+    from lensarray.diagnostics import toy_cube
 
-    base = open_cube(url)
+    base = open_cube(url) if toy is None else toy_cube(toy[0], size=toy[1], seed=0, chunk_pairs=SHARD)
     k = -(-n // base.sizes["pair"])
     ds = xr.concat([base] * k, dim="pair", data_vars="all", coords="minimal", compat="override",
                    join="override").isel(pair=slice(0, n))
@@ -103,6 +113,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--memory-base", type=int, default=0, help="pairs of the built cube that is tiled (0: skip)")
     ap.add_argument("--memory-sizes", type=int, nargs="*", default=[])
+    ap.add_argument("--memory-toy-size", type=int, default=0,
+                    help="tile an in-memory toy cube of --memory-base pairs with stamps of this side instead of a "
+                         "built cube (the per-pair table does not depend on the stamp size; the pixel pass does)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
     ap.add_argument("--name", default="diagnose", help="results/<name>.json")
@@ -132,12 +145,14 @@ def main(argv=None) -> dict:
             if args.root is None:
                 shutil.rmtree(url, ignore_errors=True)
         if args.memory_base and args.memory_sizes:
-            url = os.path.join(root, f"cube{args.memory_base}.zarr")
-            if not os.path.exists(url):
+            toy = (args.memory_base, args.memory_toy_size) if args.memory_toy_size else None
+            url = None if toy else os.path.join(root, f"cube{args.memory_base}.zarr")
+            if url and not os.path.exists(url):
                 _build(args.memory_base, url, args.workers)
             for n in args.memory_sizes:
-                dt, peak, _ = _diagnose(_tiled(url, n), args.workers)
-                mem_rows.append({"pairs": n, "tiled_from": args.memory_base, "diagnose_s": dt,
+                dt, peak, _ = _diagnose(_tiled(url, n, toy), args.workers)
+                mem_rows.append({"pairs": n, "tiled_from": args.memory_base, "stamp_size": args.memory_toy_size or 64,
+                                 "source": "toy cube in memory" if toy else "built cube", "diagnose_s": dt,
                                  "peak_rss_all_processes_mib": peak})
                 print(table(mem_rows[-1:], list(mem_rows[-1])), flush=True)
             if len(mem_rows) > 1:

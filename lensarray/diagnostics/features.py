@@ -17,6 +17,7 @@ import xarray as xr
 
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
+from ..masking import control_stamp, control_weights_of
 from ._compute import compute_tasks
 from .ablation import centre_mask
 from .visibility import nan_quantile_rows, visibility_proxy
@@ -121,7 +122,7 @@ def _chunk_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, **kw) -> dict:
 
 
 def _batch_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius, snr_band, ref_band,
-                 pixel_scale) -> dict:
+                 pixel_scale, w_core=None) -> dict:
     host = np.asarray(host, np.float64)
     arc = np.asarray(arc, np.float64)
     invvar = np.asarray(invvar, np.float64)
@@ -136,7 +137,9 @@ def _batch_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius,
         out["arc_flux"] = arc_tot
         out["arc_core_flux"] = arc_core
         out["core_flux_frac"] = np.where(arc_tot != 0, arc_core / arc_tot, np.nan)
-        out["arc_snr"] = np.sqrt(np.sum(arc[:, snr_band] ** 2 * invvar[:, snr_band], axis=(1, 2)))
+        control = control_stamp(host, arc, w_core)
+        diff = host + arc - control  # the label signal (the arc, less any core light the control carries)
+        out["arc_snr"] = np.sqrt(np.sum(diff[:, snr_band] ** 2 * invvar[:, snr_band], axis=(1, 2)))
         out["invvar_sum"] = invvar.sum(axis=(2, 3))
         pos = np.where(invvar > 0, invvar, np.nan)
         out["invvar_median"] = nan_quantile_rows(pos.reshape(n, nb, -1), 0.5)
@@ -146,7 +149,7 @@ def _batch_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius,
         out["maskbit_frac"] = np.stack([((mb >> b) & 1).mean(axis=1) for b in range(N_MASKBITS)], axis=1)
         out["bad_pixel_frac"] = (nodata.any(axis=1) | (maskbits != 0)).reshape(n, -1).mean(axis=1)
         fwhm_px = np.asarray(psf_fwhm, np.float64)[:, snr_band] / pixel_scale
-        for role, stamp in (("lens", host + arc), ("control", host)):
+        for role, stamp in (("lens", host + arc), ("control", control)):
             out[f"{role}.nan_count"] = np.isnan(stamp).sum(axis=(1, 2, 3))
             out[f"{role}.inf_count"] = np.isinf(stamp).sum(axis=(1, 2, 3))
             out[f"{role}.nodata_flux_count"] = (nodata & (stamp != 0)).sum(axis=(1, 2, 3))
@@ -220,7 +223,7 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
     ref_band = bands.index("r") if "r" in bands else snr_band
     pixel_scale = float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale))
     kw = dict(core_radius=cfg.diagnostics.core_radius, snr_band=snr_band, ref_band=ref_band,
-              pixel_scale=pixel_scale)
+              pixel_scale=pixel_scale, w_core=control_weights_of(ds.attrs, int(ds.sizes["x"])))
     layout = _stats_layout(len(bands), int(ds.sizes["y"]), kw)
     if hasattr(ds["host"].data, "dask"):
         parts = _stats_by_block(ds, layout, kw, progress)
@@ -258,7 +261,7 @@ def _chunk_boxes(host, arc, pair_ids, psf_fwhm, **kw):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _batch_boxes(host, arc, pair_ids, psf_fwhm, *, box, ablation_kwargs, seed):
+def _batch_boxes(host, arc, pair_ids, psf_fwhm, *, box, ablation_kwargs, seed, w_core=None):
     host = np.asarray(host, np.float32)
     arc = np.asarray(arc, np.float32)
     n, nb, size, _ = host.shape
@@ -266,7 +269,7 @@ def _batch_boxes(host, arc, pair_ids, psf_fwhm, *, box, ablation_kwargs, seed):
     sl = (slice(None), slice(None), slice(lo, lo + box), slice(lo, lo + box))
     ids = np.asarray(pair_ids, np.int64)
     out = {}
-    for r, (role, stamp) in enumerate((("lens", host + arc), ("control", host))):
+    for r, (role, stamp) in enumerate((("lens", host + arc), ("control", control_stamp(host, arc, w_core)))):
         out[role] = stamp[sl].reshape(n, -1)
         if ablation_kwargs is not None:
             kw = dict(ablation_kwargs)
@@ -308,6 +311,7 @@ def core_box_features(ds: xr.Dataset, pair_index: np.ndarray, *, box: int, ablat
     for a, b in _pair_chunks(sel):
         sub = sel.isel(pair=slice(a, b))
         tasks.append(fn(sub["host"].data, sub["arc"].data, sub["pair"].values, sub["psf_fwhm"].data,
-                        box=box, ablation_kwargs=ablation, seed=seed))
+                        box=box, ablation_kwargs=ablation, seed=seed,
+                        w_core=control_weights_of(ds.attrs, int(ds.sizes["x"]))))
     parts = compute_tasks(tasks, desc="diagnose: core boxes", progress=progress)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

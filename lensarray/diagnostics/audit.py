@@ -13,15 +13,19 @@ import numpy as np
 import xarray as xr
 
 from .. import __version__
+from ..cube import NEGATIVE_KINDS
+from ..masking import control_stamp, control_weights_of
 from ..config import RunConfig
 from ._compute import peak_memory
 from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, read_anchor_cutouts
 from .core_flux import core_flux_summary
-from .core_lr import core_lr_auc
+from .core_lr import (REGION_MEANING, REGIONS, THETA_E_EDGES, arc_level, central_side, core_lr_auc, mask_edge_probe,
+                      region_masks, select_region, theta_e_edges)
 from .features import core_box_features, cube_config, lr_subsample, pair_table
 from .gates import evaluate_gates
 from .inner_image import inner_image_summary, sis_inner_image_radius
 from .leakage import metadata_leakage
+from .null_identity import null_identity
 from .snr import arc_snr_distribution
 from .systematics import systematics_by_class
 from .visibility import visibility_summary
@@ -32,16 +36,22 @@ __all__ = ["diagnose", "core_lr_on_cube", "DEFAULT_ABLATION"]
 DEFAULT_ABLATION = {"mode": "uniform", "r_mask": (3.0, 7.0)}
 
 
+def _pixel_scale(ds: xr.Dataset) -> float:
+    return float(ds.attrs.get("pixel_scale", cube_config(ds).run.pixel_scale))
+
+
 def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: int = 0, n_boot: int = 200,
-                    ablation: dict | None = None, progress: bool = True) -> dict:
-    """Core LR AUC of a cube (and of its centre-masked stamps when ``ablation`` is given).
+                    ablation: dict | None = None, progress: bool = True, core_radius: float = 5.0,
+                    region: str = "disc", theta_e_edges=None, edge_radius: float = 0.0) -> dict:
+    """Core LR AUC of a cube on the disc, the published box and the ring between them (and of
+    the centre-masked stamps when ``ablation`` is given), plus the mask-edge probe.
 
     Parameters
     ----------
     ds
         The cube (read only).
     box
-        Central box side, pixels.
+        Published central box side, pixels.
     max_pairs
         At most this many pairs enter the LR: all of them if the cube is smaller, else a
         subsample drawn by ``numpy.random.default_rng(seed).choice`` without replacement.
@@ -49,42 +59,86 @@ def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: i
         Subsample, bootstrap and ablation seed.
     ablation
         :func:`~lensarray.diagnostics.ablation.centre_mask` keywords for the masked LR.
+    core_radius
+        Disc radius, pixels.
+    region
+        Region of the gate (one of :data:`~lensarray.diagnostics.core_lr.REGIONS`): ``plain``,
+        ``masked`` and ``hard_negatives`` use it.
+    theta_e_edges
+        Bin edges of the per-bin AUCs, arcsec (default :data:`THETA_E_EDGES`).
+    edge_radius
+        Largest radius the mask-edge probe must reach (e.g. the core-mask radius), pixels.
 
     Returns
     -------
     dict
-        ``plain`` (see :func:`~lensarray.diagnostics.core_lr.core_lr_auc`) and ``masked`` (or None).
+        ``plain`` (see :func:`~lensarray.diagnostics.core_lr.core_lr_auc`), ``regions`` (disc,
+        box, ring), ``masked`` (or None), ``hard_negatives`` (or None), ``edge_probe``.
     """
+    if region not in REGIONS:
+        raise ValueError(f"diagnostics.core_lr_region = {region!r}: allowed one of {', '.join(REGIONS)}")
+    edges = THETA_E_EDGES if theta_e_edges is None else tuple(theta_e_edges)
     n = ds.sizes["pair"]
     idx = lr_subsample(n, max_pairs, seed)
-    boxes = core_box_features(ds, idx, box=box, ablation=ablation, seed=seed, progress=progress)
+    side = min(central_side(core_radius, box, edge_radius), int(ds.sizes["x"]) - int(ds.sizes["x"]) % 2)
+    sq = core_box_features(ds, idx, box=side, ablation=ablation, seed=seed, progress=progress)
+    masks = region_masks(side, core_radius, box)
     neg = ds["hard_negative"].values[idx] if "hard_negative" in ds else np.zeros(idx.size, np.int8)
     y = np.concatenate([neg == 0, np.zeros(idx.size, bool)])
     groups = np.concatenate([idx, idx])
     te = ds["theta_e"].values[idx].astype(float)
     te = np.concatenate([te, te])
-    out = {"plain": core_lr_auc(np.concatenate([boxes["lens"], boxes["control"]]), y, groups, theta_e=te,
-                                n_boot=n_boot, seed=seed), "masked": None,
+
+    def feats(key: str, reg: str) -> np.ndarray:
+        return select_region(sq[key], side, masks[reg])
+
+    regions = {}
+    for reg in REGIONS:
+        X = np.concatenate([feats("lens", reg), feats("control", reg)])
+        regions[reg] = core_lr_auc(X, y, groups, theta_e=te, theta_e_edges=edges, n_boot=n_boot, seed=seed)
+        regions[reg].update(region=reg, n_pixels=int(masks[reg].sum()), meaning=REGION_MEANING[reg])
+    out = {"plain": regions[region], "regions": regions, "masked": None,
            "subsample": {"n_pairs_cube": int(n), "n_pairs_used": int(idx.size), "max_pairs": int(max_pairs),
-                         "seed": int(seed)}}
+                         "seed": int(seed)},
+           "edge_probe": mask_edge_probe(
+               sq["lens"], sq["control"], side, is_lens=neg == 0,
+               reference=arc_level(ds["arc_flux"].values[idx], ds["theta_e"].values[idx] / _pixel_scale(ds)))}
     if ablation is not None:
-        out["masked"] = core_lr_auc(np.concatenate([boxes["lens_masked"], boxes["control_masked"]]), y, groups,
-                                    theta_e=te, n_boot=n_boot, seed=seed)
+        out["masked"] = core_lr_auc(np.concatenate([feats("lens_masked", region), feats("control_masked", region)]),
+                                    y, groups, theta_e=te, theta_e_edges=edges, n_boot=n_boot, seed=seed)
         out["masked"]["ablation"] = {k: list(v) if isinstance(v, tuple) else v for k, v in ablation.items()}
+        out["masked"]["region"] = region
     # hard negatives (arc-like features that are not lenses): can the core alone tell a real lens
     # stamp from a hard-negative stamp? Needs a few of each class for grouped CV.
     hn = neg > 0
     out["hard_negatives"] = None
     if hn.sum() >= 10 and (~hn).sum() >= 10:
-        feats = np.concatenate([boxes["lens"][~hn], boxes["lens"][hn]])
+        lens_f = feats("lens", region)
+        X = np.concatenate([lens_f[~hn], lens_f[hn]])
         yy = np.concatenate([np.ones(int((~hn).sum()), bool), np.zeros(int(hn.sum()), bool)])
-        out["hard_negatives"] = core_lr_auc(feats, yy, np.concatenate([idx[~hn], idx[hn]]), n_boot=n_boot, seed=seed)
+        out["hard_negatives"] = core_lr_auc(X, yy, np.concatenate([idx[~hn], idx[hn]]), n_boot=n_boot, seed=seed)
         out["hard_negatives"]["n_hard_negative_pairs"] = int(hn.sum())
     return out
 
 
-def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k: int = 4) -> dict:
-    """r-band host and arc of ``k`` real injections spread over the arc_snr range (for the report)."""
+def snr_definitions(pairs: dict, is_lens: np.ndarray) -> dict | None:
+    """Both stored S/N definitions over the lenses: quantiles and their ratio (aperture / matched)."""
+    if "arc_snr_aperture" not in pairs:
+        return None
+    mf = np.asarray(pairs["arc_snr"], float)[is_lens]
+    ap = np.asarray(pairs["arc_snr_aperture"], float)[is_lens]
+    ok = np.isfinite(mf) & np.isfinite(ap) & (mf > 0)
+    q = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+    def quant(v):
+        return [float(x) for x in np.quantile(v, q)] if v.size else [None] * len(q)
+
+    return {"quantiles": list(q), "matched_filter": quant(mf[ok]), "aperture": quant(ap[ok]),
+            "ratio_aperture_over_matched": quant(ap[ok] / mf[ok]), "n_lenses": int(ok.sum())}
+
+
+def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k: int = 6) -> dict:
+    """r-band host, arc and control of ``k`` real injections spread over the arc_snr range (report gallery)."""
     bands = [str(b) for b in ds["band"].values]
     b = bands.index("r") if "r" in bands else 0
     cand = np.flatnonzero(is_lens & np.isfinite(arc_snr))
@@ -94,7 +148,9 @@ def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k:
         order = cand[np.argsort(arc_snr[cand])]
         cand = order[np.unique(np.linspace(0, order.size - 1, min(k, order.size)).round().astype(int))]
     sub = ds.isel(pair=np.sort(cand), band=b)[["host", "arc", "theta_e", "arc_snr"]].compute()
+    w_core = control_weights_of(ds.attrs, int(ds.sizes["x"]))
     return {"pair": sub["pair"].values, "host": sub["host"].values, "arc": sub["arc"].values,
+            "control": control_stamp(sub["host"].values, sub["arc"].values, w_core),
             "theta_e": sub["theta_e"].values, "arc_snr": sub["arc_snr"].values, "band": bands[b]}
 
 
@@ -150,23 +206,32 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     res["inner_image"] = inner_image_summary(np.asarray(inner)[is_lens], np.asarray(P["theta_e"])[is_lens])
     res["inner_image"]["source"] = inner_src
 
-    lr = core_lr_on_cube(ds, box=cfg.diagnostics.core_box, max_pairs=max_lr_pairs, seed=seed, n_boot=n_boot,
-                         ablation=ablation, progress=progress)
+    D = cfg.diagnostics
+    lr_kw = dict(box=D.core_box, max_pairs=max_lr_pairs, seed=seed, n_boot=n_boot, progress=progress,
+                 core_radius=D.core_radius, region=D.core_lr_region,
+                 theta_e_edges=theta_e_edges(cfg.lens.theta_e_min, cfg.lens.theta_e_max),
+                 edge_radius=max(cfg.core_mask.radius, D.core_radius))
+    lr = core_lr_on_cube(ds, ablation=ablation, **lr_kw)
     res["core_lr"] = lr["plain"]
     res["core_lr"]["subsample"] = lr["subsample"]
-    res["core_lr"]["box"] = cfg.diagnostics.core_box
+    res["core_lr"]["box"] = D.core_box
+    res["core_lr_regions"] = lr["regions"]
+    res["edge_probe"] = lr["edge_probe"]
+    res["policies"] = {k: ds.attrs.get(k) for k in ("core_mask_policy", "control_stamp", "arc_snr_calibration",
+                                                   "arc_snr_definition", "arc_snr_aperture_definition",
+                                                   "core_centre") if k in ds.attrs}
+    is_lens_all = np.asarray(P.get("hard_negative", np.zeros(table.n)))
+    res["below_snr_floor"] = {"floor": cfg.brightness.snr_floor, "action": cfg.brightness.snr_floor_action,
+                              "n_labelled": int((is_lens_all == NEGATIVE_KINDS.index("below_snr_floor")).sum()),
+                              "n_pairs": table.n}
     res["core_lr_masked"] = lr["masked"]
     res["core_lr_hard_negatives"] = lr["hard_negatives"]
-    res["null_lr"] = None
+    res["null_identity"] = None
     if null_ds is not None:
         if null_ds.sizes.get("y") != ds.sizes.get("y") or list(null_ds["band"].values) != list(ds["band"].values):
             raise ValueError("null cube: allowed a cube with the same bands and stamp size as STORE")
-        nl = core_lr_on_cube(null_ds, box=cfg.diagnostics.core_box, max_pairs=max_lr_pairs, seed=seed,
-                             n_boot=n_boot, ablation=None, progress=progress)
-        res["null_lr"] = nl["plain"]
-        # checked on the LR subsample only, so the null cube is read once at most
-        sub = lr_subsample(null_ds.sizes["pair"], max_lr_pairs, seed)
-        res["null_lr"]["max_abs_arc"] = float(abs(null_ds["arc"].isel(pair=sub)).max().compute())
+        res["null_identity"] = null_identity(null_ds, centre_mask=ablation, seed=seed)
+    res["snr_definitions"] = snr_definitions(P, is_lens)
 
     res["systematics"] = systematics_by_class(table, ds)
     res["leakage"] = metadata_leakage(table, ds, threshold=cfg.diagnostics.leak_auc_max)
@@ -190,7 +255,8 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
         res["anchors"]["kind"] = kind
 
     res["gates"] = [g.to_dict() for g in evaluate_gates(res, cfg.diagnostics)]
-    res["passed"] = all(g["passed"] for g in res["gates"])
+    # a gate that did not run (passed None) neither passes nor fails the cube; it is shown as not run
+    res["passed"] = not any(g["passed"] is False for g in res["gates"])
     res["elapsed_s"] = round(time.perf_counter() - t0, 2)
     res["memory"] = peak_memory()
     extras = {"theta_e": np.asarray(P["theta_e"]), "is_lens": is_lens, "arc_snr": np.asarray(P["arc_snr"]),

@@ -40,6 +40,47 @@ def _pixel_scale(ds: xr.Dataset) -> float:
     return float(ds.attrs.get("pixel_scale", cube_config(ds).run.pixel_scale))
 
 
+def core_lr_from_squares(sq: dict, side: int, pair_ids: np.ndarray, hard_negative: np.ndarray,
+                         theta_e: np.ndarray, arc_flux: np.ndarray, *, pixel_scale: float, box: int,
+                         core_radius: float, region: str = "disc", theta_e_edges=THETA_E_EDGES, n_boot: int = 200,
+                         seed: int = 0) -> dict:
+    """Core LR on the disc, box and ring, and the mask-edge probe, from central squares.
+
+    Parameters
+    ----------
+    sq
+        ``lens``, ``control``: ``(n, nb * side * side)`` central squares (nanomaggy), as
+        :func:`~lensarray.diagnostics.features.core_box_features` returns them.
+    side
+        Side of the squares, pixels.
+    pair_ids, hard_negative, theta_e, arc_flux
+        Per pair (``(n,)``; ``arc_flux (n, band)`` nanomaggy, ``theta_e`` arcsec).
+    pixel_scale
+        Arcsec per pixel.
+    box, core_radius, region, theta_e_edges, n_boot, seed
+        As :func:`core_lr_on_cube`.
+
+    Returns
+    -------
+    dict
+        ``plain`` (the gate region's result), ``regions`` (disc, box, ring), ``edge_probe``.
+    """
+    masks = region_masks(side, core_radius, box)
+    neg = np.asarray(hard_negative)
+    idx = np.asarray(pair_ids)
+    y = np.concatenate([neg == 0, np.zeros(idx.size, bool)])
+    groups = np.concatenate([idx, idx])
+    te = np.concatenate([np.asarray(theta_e, float)] * 2)
+    regions = {}
+    for reg in REGIONS:
+        X = np.concatenate([select_region(sq["lens"], side, masks[reg]), select_region(sq["control"], side, masks[reg])])
+        regions[reg] = core_lr_auc(X, y, groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot, seed=seed)
+        regions[reg].update(region=reg, n_pixels=int(masks[reg].sum()), meaning=REGION_MEANING[reg])
+    edge = mask_edge_probe(sq["lens"], sq["control"], side, is_lens=neg == 0,
+                           reference=arc_level(arc_flux, np.asarray(theta_e, float) / pixel_scale))
+    return {"plain": regions[region], "regions": regions, "edge_probe": edge, "masked": None}
+
+
 def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: int = 0, n_boot: int = 200,
                     ablation: dict | None = None, progress: bool = True, core_radius: float = 5.0,
                     region: str = "disc", theta_e_edges=None, edge_radius: float = 0.0) -> dict:
@@ -82,27 +123,21 @@ def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: i
     idx = lr_subsample(n, max_pairs, seed)
     side = min(central_side(core_radius, box, edge_radius), int(ds.sizes["x"]) - int(ds.sizes["x"]) % 2)
     sq = core_box_features(ds, idx, box=side, ablation=ablation, seed=seed, progress=progress)
-    masks = region_masks(side, core_radius, box)
     neg = ds["hard_negative"].values[idx] if "hard_negative" in ds else np.zeros(idx.size, np.int8)
+    out = core_lr_from_squares(sq, side, idx, neg, ds["theta_e"].values[idx].astype(float),
+                               ds["arc_flux"].values[idx], pixel_scale=_pixel_scale(ds), box=box,
+                               core_radius=core_radius, region=region, theta_e_edges=edges, n_boot=n_boot,
+                               seed=seed)
+    out["subsample"] = {"n_pairs_cube": int(n), "n_pairs_used": int(idx.size), "max_pairs": int(max_pairs),
+                        "seed": int(seed)}
+    masks = region_masks(side, core_radius, box)
     y = np.concatenate([neg == 0, np.zeros(idx.size, bool)])
     groups = np.concatenate([idx, idx])
-    te = ds["theta_e"].values[idx].astype(float)
-    te = np.concatenate([te, te])
+    te = np.concatenate([ds["theta_e"].values[idx].astype(float)] * 2)
 
     def feats(key: str, reg: str) -> np.ndarray:
         return select_region(sq[key], side, masks[reg])
 
-    regions = {}
-    for reg in REGIONS:
-        X = np.concatenate([feats("lens", reg), feats("control", reg)])
-        regions[reg] = core_lr_auc(X, y, groups, theta_e=te, theta_e_edges=edges, n_boot=n_boot, seed=seed)
-        regions[reg].update(region=reg, n_pixels=int(masks[reg].sum()), meaning=REGION_MEANING[reg])
-    out = {"plain": regions[region], "regions": regions, "masked": None,
-           "subsample": {"n_pairs_cube": int(n), "n_pairs_used": int(idx.size), "max_pairs": int(max_pairs),
-                         "seed": int(seed)},
-           "edge_probe": mask_edge_probe(
-               sq["lens"], sq["control"], side, is_lens=neg == 0,
-               reference=arc_level(ds["arc_flux"].values[idx], ds["theta_e"].values[idx] / _pixel_scale(ds)))}
     if ablation is not None:
         out["masked"] = core_lr_auc(np.concatenate([feats("lens_masked", region), feats("control_masked", region)]),
                                     y, groups, theta_e=te, theta_e_edges=edges, n_boot=n_boot, seed=seed)

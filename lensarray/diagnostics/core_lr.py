@@ -1,7 +1,12 @@
 """Core logistic-regression AUC: can the central pixels alone tell a lens from its control?
 
-Features are the central ``core_box x core_box`` pixels of every band (300 numbers for 10x10
-and g r z), standardised inside each training fold; scikit-learn ``LogisticRegression`` is
+Features are the pixels of one region of every band, standardised inside each training fold.
+Regions (:func:`region_masks`): the *disc* r < ``diagnostics.core_radius`` (the core itself, what
+the gate reads by default), the published central ``core_box x core_box`` *box* (300 numbers for
+10x10 and g r z; its corners reach r = 7.07 px, so after a core mask it measures arc light, not
+the core), and the *ring* between them (arc light outside the core: real signal).
+:func:`mask_edge_probe` asks whether lens - control light steps from ~0 to significant across one
+pixel, the signature of a hard mask. As before: scikit-learn ``LogisticRegression`` is
 cross-validated with ``GroupKFold`` grouped by pair, so a lens and its own control are never
 split between training and test folds (otherwise the model could memorise the host). The AUC
 of the out-of-fold scores is reported overall and per theta_E bin, with a pair-level bootstrap

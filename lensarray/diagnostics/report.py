@@ -252,6 +252,16 @@ def fmt_cell(v) -> str:
     return html.escape("" if v is None else str(v))
 
 
+def _readable(v):
+    """A JSON-encoded attribute as the dict it encodes (so it is shown as ``k: v`` pairs)."""
+    if isinstance(v, str) and v.startswith("{"):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
 def table(rows: list[dict], cols: list[tuple[str, str]] | None = None) -> str:
     """HTML table; ``cols`` = [(key, header with unit)], default every key of the first row."""
     if not rows:
@@ -295,7 +305,7 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
     n_not = sum(g["passed"] is None for g in gates)
     verdict = (f"{n_fail} gate{'s' if n_fail > 1 else ''} fail" if n_fail else
                "all gates that ran pass" + (f" ({n_not} not run)" if n_not else ""))
-    pol = res.get("policies") or {}
+    pol = {k: _readable(v) for k, v in (res.get("policies") or {}).items()}
     parts = [f"<h1>lensarray diagnose report</h1><p>source: <code>{html.escape(str(res.get('source')))}</code> "
              f"&middot; {res['n_pairs']} pairs &middot; bands {', '.join(res['bands'])} &middot; "
              f"{res['stamp_size']}x{res['stamp_size']} px &middot; lensarray {res['package_version']}</p>",
@@ -312,7 +322,7 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
         facts.append(f"median lens S/N: matched filter {_num(sd['matched_filter'][2])}, aperture "
                      f"{_num(sd['aperture'][2])} (aperture/matched median {_num(sd['ratio_aperture_over_matched'][2])})")
     if pol.get("core_mask_policy"):
-        facts.append(f"core mask: {html.escape(str(pol['core_mask_policy']))}; control = "
+        facts.append(f"core mask: {fmt_cell(pol['core_mask_policy'])}; control = "
                      f"{html.escape(str(pol.get('control_stamp', 'host')))}")
     elif res.get("core_mask_policy"):
         facts.append(f"core mask: {html.escape(str(res['core_mask_policy']))}")
@@ -364,7 +374,7 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
         rows = [{"stat": name, **{f"q{int(q * 100):02d}": v for q, v in zip(sd["quantiles"], sd[key])}}
                 for name, key in (("matched filter (arc_snr)", "matched_filter"), ("aperture (arc_snr_aperture)", "aperture"),
                                   ("aperture / matched filter", "ratio_aperture_over_matched"))]
-        defs = "".join(f"<li>{html.escape(k)}: {html.escape(str(pol[k]))}</li>" for k in
+        defs = "".join(f"<li>{html.escape(k)}: {fmt_cell(pol[k])}</li>" for k in
                        ("arc_snr_definition", "arc_snr_aperture_definition", "arc_snr_calibration") if k in pol)
         parts.append(details("S/N definitions (lenses)", f"<ul>{defs}</ul>" + table(rows)))
     if pol:

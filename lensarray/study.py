@@ -55,6 +55,10 @@ def default_remedies(cfg: RunConfig, *, theta_e_min: float = 1.5) -> list[Remedy
                       {"core_mask.policy": "taper", "core_mask.radius": 5.0, "core_mask.width": 1.0,
                        "core_mask.apply_to": "control", "brightness.snr_calibrate": "stored"},
                       "the lens keeps its whole arc; the control receives the arc's core light x (1 - taper)"))
+    out.append(Remedy("core-matched control (hard r=5)",
+                      {"core_mask.policy": "hard", "core_mask.radius": 5.0, "core_mask.apply_to": "control",
+                       "brightness.snr_calibrate": "stored"},
+                      "the lens keeps its whole arc; the control receives the arc's light at r < 5 px"))
     out.append(Remedy("calibrated after mask (hard r=5)",
                       {"core_mask.policy": "hard", "core_mask.radius": 5.0, "brightness.snr_calibrate": "stored"},
                       "arc zeroed at r < 5 px, S/N target set on the stored arc"))

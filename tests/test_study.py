@@ -12,7 +12,7 @@ from lensarray.study import Remedy, default_remedies, run_study, verdict
 
 def test_default_remedies_cover_the_issue():
     names = [r.name for r in default_remedies(RunConfig())]
-    for want in ("unmasked", "hard r=3", "hard r=5", "hard r=7", "taper 5/1", "core-matched control (taper 5/1)",
+    for want in ("unmasked", "hard r=3", "hard r=5", "hard r=7", "taper 5/1", "core-matched control (taper 5/1)", "core-matched control (hard r=5)",
                  "calibrated after mask (hard r=5)", 'theta_E_min = 1.5"'):
         assert want in names
 

@@ -13,7 +13,7 @@ from importlib import import_module
 from . import __version__
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("build", "inspect", "preview", "verify", "diagnose", "experiment", "ingest", "evaluate")
+COMMANDS = ("build", "inspect", "preview", "verify", "diagnose", "experiment", "ingest", "evaluate", "study")
 
 
 def make_parser() -> argparse.ArgumentParser:

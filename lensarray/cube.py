@@ -35,8 +35,9 @@ SCHEMA_VERSION = 1
 #: Stored split codes (``split`` variable, int8); -1 means unassigned.
 SPLIT_NAMES = ("train", "val", "test")
 
-#: ``hard_negative`` codes (int8): 0 = a real lens injection.
-NEGATIVE_KINDS = ("lens", "ring", "spiral", "tidal", "external")
+#: ``hard_negative`` codes (int8): 0 = a real lens injection; ``below_snr_floor`` = a lens
+#: injection whose stored arc S/N fell below ``brightness.snr_floor`` (labelled a non-lens).
+NEGATIVE_KINDS = ("lens", "ring", "spiral", "tidal", "external", "below_snr_floor")
 
 
 class CubeSchemaError(BadInputError):
@@ -83,10 +84,14 @@ VARIABLES: dict[str, VarSpec] = {
     "psf_beta": VarSpec(_P, "float32", "", "Moffat beta (NaN for a Gaussian PSF)", np.nan),
     # derived from the stored arc
     "arc_flux": VarSpec(_PB, "float32", "nanomaggy", "total stored arc flux per band", np.nan),
-    "arc_snr": VarSpec(_P, "float32", "", "matched-filter arc S/N sqrt(sum arc^2 invvar) in the S/N band", np.nan),
-    "core_flux_frac": VarSpec(_PB, "float32", "", "arc flux inside r < core radius / total arc flux", np.nan),
+    "arc_snr": VarSpec(_P, "float32", "", "matched-filter S/N sqrt(sum d^2 invvar) of d = lens - control in the S/N band", np.nan),
+    "arc_snr_aperture": VarSpec(_P, "float32", "", "aperture S/N sum(d) / sqrt(sum 1/invvar) of d = lens - control "
+                                "in the theta_E +/- w annulus around the lens centre, S/N band (w in attrs)", np.nan),
+    "core_flux_frac": VarSpec(_PB, "float32", "", "stored arc flux at r < diagnostics.core_radius from the "
+                              "core centre (stamp origin, or lens centre: attrs) / total stored arc flux", np.nan),
     "mu": VarSpec(_P, "float32", "", "total magnification (lensed flux / unlensed flux, before PSF)", np.nan),
-    "inner_image_r": VarSpec(_P, "float32", "pixel", "analytic radius of the inner (counter) image; NaN if none", np.nan),
+    "inner_image_r": VarSpec(_P, "float32", "pixel", "analytic SIS radius |theta_E - beta| of the inner (counter) image from the lens centre, "
+                             "ignoring ellipticity and shear (beta = |src - lens|); NaN if none (beta >= theta_E)", np.nan),
     # host facts
     "ra": VarSpec(_P, "float64", "deg", "host right ascension (ICRS)", np.nan),
     "dec": VarSpec(_P, "float64", "deg", "host declination (ICRS)", np.nan),
@@ -379,9 +384,12 @@ class LensArrayAccessor:
             if split not in SPLIT_NAMES:
                 raise BadInputError(f"split = {split!r}: allowed one of {', '.join(SPLIT_NAMES)}")
             ds = ds.isel(pair=np.flatnonzero(ds["split"].values == SPLIT_NAMES.index(split)))
+        from .masking import control_stamp, control_weights_of
+
         host = ds["host"]
         lens = host + ds["arc"]
-        stacked = xr.concat([lens, host], dim=xr.DataArray(["lens", "control"], dims="role", name="role"))
+        control = control_stamp(host, ds["arc"], control_weights_of(ds.attrs, int(ds.sizes["x"])))
+        stacked = xr.concat([lens, control], dim=xr.DataArray(["lens", "control"], dims="role", name="role"))
         stacked = stacked.transpose("pair", "role", "band", "y", "x")
         st = stacked.stack(sample=("pair", "role"))
         st = st.transpose("sample", "band", "y", "x")
@@ -393,7 +401,8 @@ class LensArrayAccessor:
             extra["split"] = ("sample", np.repeat(ds["split"].values, 2))
         st = st.assign_coords(extra)
         st.name = "stamp"
-        st.attrs = {"units": "nanomaggy", "description": "lens = host + arc; control = host"}
+        st.attrs = {"units": "nanomaggy",
+                    "description": f"lens = host + arc; control = {ds.attrs.get('control_stamp', 'host')}"}
         return st
 
     def measures(self, **kwargs) -> xr.Dataset:

@@ -49,12 +49,15 @@ def radius_grid(size: int, center: tuple[float, float] | None = None) -> np.ndar
         Stamp side, pixels.
     center
         ``(x, y)`` of the centre relative to the stamp origin, pixels; ``None`` (default) is the
-        stamp origin itself, whose grid is cached and read-only.
+        stamp origin itself, whose grid is cached and read-only. ``x`` and ``y`` may be ``(n,)``
+        arrays (one centre per pair, e.g. the lens centres): the result is then ``(n, size, size)``.
     """
     if center is None:
         return _radius(int(size))
     dy, dx = _offsets(int(size))
-    return np.hypot(dy - float(center[1]), dx - float(center[0]))
+    cx = np.asarray(center[0], dtype=np.float64)[..., None, None]
+    cy = np.asarray(center[1], dtype=np.float64)[..., None, None]
+    return np.hypot(dy - cy, dx - cx)
 
 
 @lru_cache(maxsize=64)
@@ -69,12 +72,15 @@ def core_pixels(size: int, radius: float) -> np.ndarray:
     return _core(int(size), float(radius))
 
 
-def central_side(size: int, radius: float, box: int = 0) -> int:
+def central_side(size: int, radius: float, box: int = 0, edge_radius: float = 0.0) -> int:
     """Odd side of the central square that holds every pixel with r < ``radius``, the central
-    ``box x box`` box and the ring between them (clipped to the stamp):
-    ``2 * ceil(max(radius, box corner radius)) + 1``, the corner radius being ``box / sqrt(2)``
-    (7.07 px for the published 10x10 box, whose pixel centres span -5 .. +4 about the origin)."""
-    half = int(np.ceil(max(float(radius), box / np.sqrt(2.0))))
+    ``box x box`` box, the ring between them and the 1-px annuli the mask-edge probe reads around
+    r = ``max(radius, edge_radius)`` (two pixels beyond it), clipped to the stamp:
+    ``2 * max(ceil(max(radius, box corner radius)), ceil(max(radius, edge_radius)) + 2) + 1``, the
+    corner radius being ``box / sqrt(2)`` (7.07 px for the published 10x10 box, whose pixel
+    centres span -5 .. +4 about the origin). All in pixels."""
+    half = max(int(np.ceil(max(float(radius), box / np.sqrt(2.0)))),
+               int(np.ceil(max(float(radius), float(edge_radius)))) + 2)
     return min(2 * half + 1, size if size % 2 else size - 1)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["THETA_E_EDGES", "THETA_E_PSF_EDGES", "REFF_EDGES", "PSF_EDGES", "bin_index", "bin_masks",
+__all__ = ["THETA_E_EDGES", "THETA_E_PSF_EDGES", "REFF_EDGES", "PSF_EDGES", "theta_e_edges", "bin_index", "bin_masks",
            "pair_resample_weights", "percentile_ci", "pair_bootstrap_ci"]
 
 #: theta_E bin edges of every per-bin summary (diagnose and evaluate), arcsec.
@@ -25,6 +25,14 @@ REFF_EDGES = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 #: PSF FWHM bin edges (evaluation), arcsec.
 PSF_EDGES = (0.8, 1.2, 1.4, 1.6, 2.6)
 # arc_snr edges are the run configuration's ``brightness.snr_edges`` (one source: the config).
+
+
+def theta_e_edges(lo: float, hi: float, n_bins: int = 5) -> tuple[float, ...]:
+    """theta_E bin edges spanning a cube's own prior [lo, hi] (arcsec), ``n_bins`` equal bins
+    (:data:`THETA_E_EDGES` when the prior is not a proper range)."""
+    if not (hi > lo > 0):
+        return THETA_E_EDGES
+    return tuple(float(v) for v in np.round(np.linspace(lo, hi, n_bins + 1), 3))
 
 
 def bin_index(values, edges: Sequence[float]) -> np.ndarray:

@@ -189,9 +189,10 @@ def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:
     """Dataset attributes for a build: schema, units, the run configuration (no credentials)."""
     from .config import RunConfig
 
+    from .masking import policy_attrs
+
     assert isinstance(cfg, RunConfig)
-    cm = cfg.core_mask
-    return {
+    attrs = {
         "schema_version": SCHEMA_VERSION,
         "lensarray_version": __version__,
         "pixel_scale": cfg.run.pixel_scale,
@@ -203,12 +204,11 @@ def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:
         "shard_pairs": cfg.run.shard_pairs,
         "chunk_pairs": cfg.run.chunk_pairs,
         "config": cfg.to_json(),
-        "core_mask_policy": json.dumps({"policy": cm.policy, "radius_px": cm.radius, "width_px": cm.width}),
         "null_injection": int(cfg.run.null),
-        "arc_snr_definition": (f"sqrt(sum(arc**2 * invvar)) over the {cfg.brightness.snr_band} band "
-                               "(matched filter, stored arc after the core-mask policy)"),
         "core_radius_px": cfg.diagnostics.core_radius,
+        "core_centre": cfg.diagnostics.core_centre,
         "split_plan": split_plan_json or "",
         "lens_stamp": "host + arc",
-        "control_stamp": "host",
     }
+    attrs.update(policy_attrs(cfg))  # core mask, control stamp, S/N definitions and floor
+    return attrs

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
@@ -28,18 +28,21 @@ from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
 from ..derived import arc_flux_sums, fraction_of_total, matched_filter_snr
 from ..geometry import central_side, central_slice, core_pixels
+from ..masking import control_stamp, control_weights_of
 from ._compute import compute_tasks
 from .ablation import apply_centre_mask_spec
 from .visibility import nan_quantile_rows, visibility_proxy
 
 __all__ = ["cube_config", "MeasureSpec", "measure_spec", "pair_measures", "pair_table", "lr_subsample",
-           "central_brightness", "core_box", "N_MASKBITS", "ROLES", "CENTRAL_RADIUS_PX", "MEASURED_AS"]
+           "central_brightness", "central_stamps", "squares_by_role", "core_box_features", "N_MASKBITS", "ROLES",
+           "CENTRAL_RADIUS_PX", "MEASURED_AS"]
 
 #: DR10 MASKBITS has bits 0-16.
 N_MASKBITS = 17
 #: Radius of the robust central brightness (median of the r band inside), pixels.
 CENTRAL_RADIUS_PX = 8.0
-#: Stamp roles of a pair: the lens stamp (host + arc) and its control (host).
+#: Stamp roles of a pair: the lens stamp (host + arc) and its control (host, plus the arc's core
+#: light for a core-matched control: :func:`lensarray.masking.control_stamp`).
 ROLES = ("lens", "control")
 #: Measured quantities that the cube also stores: their names in the measures Dataset.
 MEASURED_AS = {"arc_flux": "arc_flux_measured", "arc_snr": "arc_snr_measured",
@@ -88,10 +91,13 @@ def lr_subsample(n_pairs: int, max_pairs: int, seed: int = 0) -> np.ndarray:
 class MeasureSpec:
     """What the pixel pass measures (all radii in pixels).
 
-    ``side`` is the odd side of the central square kept for the core-LR subsample: it holds
-    the core disc (r < ``core_radius``), the ``box x box`` core box and the ring between them.
+    ``side`` is the side of the central square kept for the core-LR subsample: it holds
+    the core disc (r < ``core_radius``), the ``box x box`` core box, the ring between them and the
+    annuli of the mask-edge probe (:func:`lensarray.geometry.central_side`).
     ``ablation`` is the centre-mask spec (:func:`~lensarray.diagnostics.ablation.centre_mask`
     keywords, as a sorted tuple of items) or None. ``tables=False`` keeps only the central squares.
+    ``w_core`` ``(size, size)``: the core light a core-matched control carries
+    (:func:`lensarray.masking.control_weights_of`; None: the control is the host).
     """
 
     core_radius: float
@@ -103,6 +109,7 @@ class MeasureSpec:
     ablation: tuple | None = None
     seed: int = 0
     tables: bool = True
+    w_core: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def ablation_kwargs(self) -> dict | None:
@@ -111,29 +118,25 @@ class MeasureSpec:
 
 
 def measure_spec(ds: xr.Dataset, config: RunConfig | None = None, *, ablation: dict | None = None, seed: int = 0,
-                 tables: bool = True, box: int | None = None) -> MeasureSpec:
+                 tables: bool = True, box: int | None = None, core_radius: float | None = None,
+                 edge_radius: float = 0.0, side: int | None = None) -> MeasureSpec:
     """The :class:`MeasureSpec` of a cube under a configuration (default: the cube's own);
-    ``box`` overrides ``diagnostics.core_box`` (pixels)."""
+    ``box`` and ``core_radius`` override ``diagnostics.core_box`` / ``core_radius`` (pixels);
+    ``edge_radius`` (pixels) is the largest radius the mask-edge probe must see (e.g. the core
+    mask's); ``side`` overrides the central square's side (pixels)."""
     cfg = config or cube_config(ds)
     bands = [str(b) for b in ds["band"].values]
     snr_band = bands.index(cfg.brightness.snr_band) if cfg.brightness.snr_band in bands else min(1, len(bands) - 1)
     ref_band = bands.index("r") if "r" in bands else snr_band
     size = int(ds.sizes["x"])
-    core_radius = float(cfg.diagnostics.core_radius)
+    core_radius = float(cfg.diagnostics.core_radius if core_radius is None else core_radius)
     box = int(cfg.diagnostics.core_box if box is None else box)
     abl = None if ablation is None else tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
                                                      for k, v in ablation.items()))
     return MeasureSpec(core_radius=core_radius, snr_band=snr_band, ref_band=ref_band,
                        pixel_scale=float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale)), box=box,
-                       side=central_side(size, core_radius, box), ablation=abl, seed=int(seed), tables=tables)
-
-
-def core_box(central: np.ndarray, box: int) -> np.ndarray:
-    """The central ``box x box`` pixels of central squares ``(..., side, side)`` (see
-    :func:`lensarray.geometry.central_slice`: an even box spans size//2 - box//2 .. + box//2 - 1)."""
-    side = central.shape[-1]
-    sl = central_slice(side, box)
-    return central[..., sl, sl]
+                       side=int(side) if side is not None else central_side(size, core_radius, box, edge_radius),
+                       ablation=abl, seed=int(seed), tables=tables, w_core=control_weights_of(ds.attrs, size))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,10 +157,11 @@ def _select_quantile(buf, m, q):
 
 
 @njit(cache=True)
-def _pixel_kernel(host, arc, invvar, maskbits, core, central, ref_band, n_bits,
+def _pixel_kernel(host, arc, invvar, maskbits, core, central, w_core, matched, ref_band, n_bits,
                   inv_sum, inv_med, inv_zero, mb_frac, bad_frac, nan_c, inf_c, nodata_c, out_core, core_mean, cbright):
     """Invvar / mask-bit statistics and per-role stamp counts of each pair, in one sweep of its
-    pixels (images flattened to ``(n, band, pixel)``; role 0 = lens = host + arc, 1 = control)."""
+    pixels (images flattened to ``(n, band, pixel)``; role 0 = lens = host + arc, 1 = control =
+    host, or host + arc * w_core when ``matched`` (the core-matched control))."""
     n, nb, npix = host.shape
     buf = np.empty(npix)
     cbuf = np.empty((2, npix))
@@ -197,6 +201,9 @@ def _pixel_kernel(host, arc, invvar, maskbits, core, central, ref_band, n_bits,
                     m += 1
                 vals[1] = np.float64(host[i, b, p])
                 vals[0] = vals[1] + np.float64(arc[i, b, p])
+                if matched:
+                    # as control_stamp: float32 host + arc * w_core
+                    vals[1] = np.float64(np.float32(host[i, b, p] + arc[i, b, p] * w_core[p]))
                 for r in range(2):
                     v = vals[r]
                     isnan = np.isnan(v)
@@ -276,7 +283,9 @@ def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: M
         out["arc_flux_measured"] = total
         out["arc_core_flux"] = in_core
         out["core_flux_frac_measured"] = fraction_of_total(in_core, total)
-        out["arc_snr_measured"] = matched_filter_snr(a64[:, spec.snr_band], invvar[:, spec.snr_band])
+        # the label signal d = lens - control: the arc less any core light the control carries
+        signal = a64[:, spec.snr_band] if spec.w_core is None else a64[:, spec.snr_band] * (1.0 - spec.w_core)
+        out["arc_snr_measured"] = matched_filter_snr(signal, invvar[:, spec.snr_band])
     f8 = lambda *s: np.empty((n, *s), np.float64)  # noqa: E731
     i4 = lambda *s: np.empty((n, *s), np.int32)  # noqa: E731
     out.update(invvar_sum=f8(nb), invvar_median=f8(nb), invvar_zero_frac=f8(nb), maskbit_frac=f8(N_MASKBITS),
@@ -285,7 +294,8 @@ def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: M
     flat = lambda a, *shape: np.ascontiguousarray(a).reshape(*shape)  # noqa: E731
     _pixel_kernel(flat(host, n, nb, -1), flat(arc, n, nb, -1), flat(invvar, n, nb, -1),
                   flat(maskbits, n, -1), core.ravel(), core_pixels(size, CENTRAL_RADIUS_PX).ravel(),
-                  spec.ref_band, N_MASKBITS, out["invvar_sum"], out["invvar_median"], out["invvar_zero_frac"],
+                  np.zeros(size * size, np.float32) if spec.w_core is None else
+                  np.ascontiguousarray(spec.w_core, np.float32).ravel(), spec.w_core is not None, spec.ref_band, N_MASKBITS, out["invvar_sum"], out["invvar_median"], out["invvar_zero_frac"],
                   out["maskbit_frac"], out["bad_pixel_frac"], out["nan_count"], out["inf_count"],
                   out["nodata_flux_count"], out["flux_outside_core"], out["core_mean"], out["central_brightness"])
     vis = np.full((n, 2), np.nan)
@@ -295,24 +305,39 @@ def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: M
         te_px = np.asarray(theta_e, np.float64)[sel] / spec.pixel_scale
         fwhm_px = np.asarray(psf_fwhm, np.float64)[sel, spec.snr_band] / spec.pixel_scale
         h = np.asarray(host[sel, spec.snr_band], np.float64)
-        vis[sel, 0] = visibility_proxy(h + np.asarray(arc[sel, spec.snr_band], np.float64), te_px, fwhm_px)
-        vis[sel, 1] = visibility_proxy(h, te_px, fwhm_px)
+        a = np.asarray(arc[sel, spec.snr_band], np.float64)
+        vis[sel, 0] = visibility_proxy(h + a, te_px, fwhm_px)
+        vis[sel, 1] = visibility_proxy(control_stamp(h, a, spec.w_core), te_px, fwhm_px)
     out["visibility"] = vis
     return out
 
 
+def central_stamps(host, arc, side: int, w_core=None) -> np.ndarray:
+    """Central ``side`` squares ``(n, role, band, side, side)`` of the lens (host + arc) and control
+    (:func:`lensarray.masking.control_stamp`) stamps of ``host``, ``arc`` ``(n, band, size, size)``."""
+    sl = central_slice(host.shape[-1], side)
+    return np.stack([(host + arc)[..., sl, sl], control_stamp(host, arc, w_core)[..., sl, sl]], axis=1)
+
+
+def squares_by_role(central: np.ndarray, suffix: str = "") -> dict:
+    """``{"lens" + suffix, "control" + suffix}``: ``(m, band * side * side)`` band-major rows of
+    central squares ``(m, role, band, side, side)`` (the layout the core LR reads)."""
+    m = central.shape[0]
+    return {f"{role}{suffix}": central[:, r].reshape(m, -1) for r, role in enumerate(ROLES)}
+
+
 def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
     """Central squares ``(n, role, band, side, side)`` of the lens and control stamps (and masked)."""
-    n, nb, size, _ = host.shape
-    sl = central_slice(size, spec.side)
     lens = host + arc  # float32, as a trainer's lens stamp
-    out = {"central": np.stack([lens[..., sl, sl], host[..., sl, sl]], axis=1)}
+    control = control_stamp(host, arc, spec.w_core)
+    out = {"central": central_stamps(host, arc, spec.side, spec.w_core)}
     kw = spec.ablation_kwargs
     if kw is not None:
+        sl = central_slice(host.shape[-1], spec.side)
         ids = np.asarray(pair_id, np.int64)
         masked = [apply_centre_mask_spec(st, kw, seed=spec.seed, sample_ids=2 * ids + r, psf_fwhm=psf_fwhm,
                                          pixel_scale=spec.pixel_scale)[..., sl, sl]
-                  for r, st in enumerate((lens, host))]
+                  for r, st in enumerate((lens, control))]
         out["central_masked"] = np.stack(masked, axis=1)
     return out
 
@@ -499,3 +524,25 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
     table.attrs["bands"] = [str(b) for b in ds["band"].values]
     table.attrs["stamp_size"] = int(ds.sizes["x"])
     return table
+
+
+def core_box_features(ds: xr.Dataset, pair_index: np.ndarray, *, box: int, ablation: dict | None = None,
+                      seed: int = 0, progress: bool = True) -> dict:
+    """Central ``box x box`` squares of the lens and control stamps of the pairs ``pair_index``
+    (positional), from the pixel pass (:func:`pair_table` with ``tables=False``).
+
+    Returns
+    -------
+    dict
+        ``lens``, ``control`` (and ``lens_masked``, ``control_masked`` with ``ablation``):
+        ``(n, band * box * box)`` float32 (nanomaggy), band-major; ``arc_abs_max`` ``(n,)``.
+    """
+    idx = np.asarray(pair_index, np.int64)
+    sub = ds.isel(pair=idx)
+    spec = measure_spec(sub, ablation=ablation, seed=seed, tables=False, side=box)
+    table = pair_table(sub, spec=spec, lr_index=np.arange(idx.size), progress=progress)
+    out = squares_by_role(table["central"].values)
+    if "central_masked" in table:
+        out.update(squares_by_role(table["central_masked"].values, "_masked"))
+    out["arc_abs_max"] = table["arc_abs_max"].values
+    return out

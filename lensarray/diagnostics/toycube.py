@@ -2,7 +2,9 @@
 
 Not physics: hosts are noisy exponential galaxies, "arcs" are either a partial Gaussian ring at
 the Einstein radius (outside the core box: no core shortcut), a Gaussian blob at the centre (a
-pure core shortcut), or nothing (null). Optional planted defects let tests check that each
+pure core shortcut), a partial ring confined to 5 <= r < 7 px (``ringonly``: light only in the
+ring between the r < 5 px disc and the 10x10 box), a broad seeing-like blob (``blob``, sigma 3 px,
+in and around the core; with ``hard_mask`` a hard-masked compact arc), or nothing (null). Optional planted defects let tests check that each
 audit catches what it claims to catch.
 """
 
@@ -18,7 +20,7 @@ from ..geometry import offsets, radius_grid
 
 __all__ = ["toy_cube", "ARC_KINDS", "LEAKS"]
 
-ARC_KINDS = ("ring", "core", "null")
+ARC_KINDS = ("ring", "core", "null", "ringonly", "blob")
 #: ``coordinate``: a per-sample variable ``exposure_id`` (pair, role) equal to the role;
 #: ``negatives_invvar``: half the pairs are hard negatives (no feature) with 2x deeper invvar;
 #: ``nodata``: arcs carry flux into invvar == 0 pixels (lens stamps only);
@@ -28,7 +30,7 @@ LEAKS = ("coordinate", "negatives_invvar", "nodata", "nan")
 
 def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("g", "r", "z"),
              seed: int = 0, chunk_pairs: int = 32, leak: str | None = None,
-             snr_range: tuple[float, float] = (10.0, 40.0)) -> xr.Dataset:
+             snr_range: tuple[float, float] = (10.0, 40.0), hard_mask: float | None = None) -> xr.Dataset:
     """A schema-complete cube held in numpy (wrapped as dask by ``chunk()``).
 
     Parameters
@@ -42,7 +44,9 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     leak
         One of :data:`LEAKS` or ``None``.
     snr_range
-        Target matched-filter arc S/N (r band) drawn uniformly in this range.
+        Target matched-filter arc S/N (r band) drawn uniformly in this range (before ``hard_mask``).
+    hard_mask
+        Zero the arcs at r < this radius (pixels), as the ``hard`` core-mask policy does.
     """
     if kind not in ARC_KINDS:
         raise ValueError(f"kind = {kind!r}: allowed one of {', '.join(ARC_KINDS)}")
@@ -50,8 +54,10 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
         raise ValueError(f"leak = {leak!r}: allowed one of {', '.join(LEAKS)} or None")
     rng = np.random.default_rng(seed)
     nb, n, ps = len(bands), n_pairs, 0.262
-    cfg = RunConfig().replace(**{"run.n_pairs": n, "run.size": size, "run.bands": list(bands),
-                                 "run.null": kind == "null"})
+    over = {"run.n_pairs": n, "run.size": size, "run.bands": list(bands), "run.null": kind == "null"}
+    if hard_mask is not None:
+        over.update({"core_mask.policy": "hard", "core_mask.radius": float(hard_mask)})
+    cfg = RunConfig().replace(**over)
     dy, dx = offsets(size)
     rad = radius_grid(size)
     phi = np.arctan2(dy, dx)
@@ -77,6 +83,13 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
             (1 + np.cos(phi[None] - phase[:, None, None])) / 2
     elif kind == "core":
         shape = np.exp(-0.5 * (rad[None] / 1.5) ** 2) * np.ones((n, 1, 1))
+    elif kind == "ringonly":
+        phase = rng.uniform(-np.pi, np.pi, n)
+        # the published 10x10 box spans offsets -5 .. 4 (rows size//2 - 5 .. size//2 + 4)
+        in_ring = (rad >= 5.0) & (dy >= -5) & (dy <= 4) & (dx >= -5) & (dx <= 4)
+        shape = np.where(in_ring[None], (1 + np.cos(phi[None] - phase[:, None, None])) / 2 + 0.2, 0.0)
+    elif kind == "blob":
+        shape = np.exp(-0.5 * (rad[None] / 3.0) ** 2) * np.ones((n, 1, 1))
     else:
         shape = np.zeros((n, size, size))
     shape = shape / np.maximum(shape.sum(axis=(1, 2), keepdims=True), 1e-30)
@@ -87,6 +100,8 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     unit_snr = matched_filter_snr(unit[:, r_idx], invvar[:, r_idx])
     scale = np.where(unit_snr > 0, target / np.where(unit_snr > 0, unit_snr, 1), 0.0)
     arc = unit * scale[:, None, None, None]
+    if hard_mask is not None:
+        arc = arc * (rad >= hard_mask)[None, None]
     hard_negative = np.zeros(n, np.int8)
 
     if leak == "negatives_invvar":
@@ -102,7 +117,8 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
         arc[rng.random(n) < 0.2, :, 0, 0] = np.nan
 
     ds = template(n, list(bands), size, attrs={"config": cfg.to_json(), "pixel_scale": ps, "zero_point": 22.5,
-                                               "unit": "nanomaggy", "core_mask_policy": "none"},
+                                               "unit": "nanomaggy",
+                                               "core_mask_policy": "none" if hard_mask is None else f"hard:{hard_mask}"},
                   chunk_pairs=chunk_pairs)
     ch = {"pair": chunk_pairs}
     vals = {

@@ -89,6 +89,18 @@ def test_central_square_holds_disc_box_and_ring():
     assert (box.start, box.stop) == (27, 37)
 
 
+def test_radius_grid_per_pair_centres_and_edge_probe_side():
+    cx, cy = np.array([0.0, 1.5, -2.0]), np.array([0.0, -0.5, 3.0])
+    r = radius_grid(33, (cx, cy))
+    assert r.shape == (3, 33, 33)
+    for i in range(3):
+        np.testing.assert_array_equal(r[i], radius_grid(33, (cx[i], cy[i])))
+    np.testing.assert_array_equal(r[0], radius_grid(33))
+    # the edge probe reads 1-px annuli up to 2 px beyond the largest mask radius
+    assert central_side(64, 5.0, 10, edge_radius=7.0) == 19
+    assert central_side(64, 5.0, 10, edge_radius=3.0) == 17
+
+
 def test_stamps_classes_and_batches():
     ds = toy_cube(32, seed=2, chunk_pairs=8)
     st = ds.lensarray.stamps(split="train")

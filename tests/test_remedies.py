@@ -155,6 +155,22 @@ def test_core_matched_control_one_function_everywhere(base, tmp_path):
     box = expect_control[:, :, 27:37, 27:37].reshape(IDS.size, -1).astype(np.float32)
     np.testing.assert_array_equal(sq["control"], box)
 
+    # diagnose's one pixel pass measures the control role on the core-matched control too, and
+    # the label S/N on lens - control
+    from lensarray.diagnostics.features import measure_spec, pair_table
+    from lensarray.geometry import central_slice, core_pixels
+
+    spec = measure_spec(ds, edge_radius=5.0)
+    table = pair_table(ds, spec=spec, lr_index=np.arange(IDS.size), progress=False)
+    np.testing.assert_allclose(table["arc_snr_measured"].values, out["arc_snr"], rtol=1e-4)
+    ctrl32 = expect_control.astype(np.float32).astype(np.float64)
+    core = core_pixels(64, spec.core_radius)
+    np.testing.assert_allclose(table["core_mean"].sel(role="control").values, ctrl32[..., core].mean(axis=-1),
+                               rtol=1e-6)
+    sl = central_slice(64, spec.side)
+    np.testing.assert_array_equal(table["central"].sel(role="control").values,
+                                  expect_control.astype(np.float32)[..., sl, sl])
+
 
 def test_control_stamp_is_host_without_core_matching():
     host = np.ones((2, 3, 8, 8), np.float32)

@@ -319,17 +319,23 @@ class LensArrayAccessor:
         return out.rename("arc_flux").assign_attrs(units="nanomaggy", description=VARIABLES["arc_flux"].description)
 
     def arc_snr(self, band: str | None = None) -> xr.DataArray:
-        """Matched-filter arc S/N ``sqrt(sum arc^2 invvar)`` per pair in ``band`` (default: the
-        configured S/N band), float32, lazy; :func:`lensarray.derived.matched_filter_snr`."""
+        """Matched-filter S/N ``sqrt(sum d^2 invvar)`` of the label signal ``d = lens - control``
+        (the arc; ``arc * (1 - w_core)`` with a core-matched control) per pair in ``band``
+        (default: the configured S/N band), float32, lazy; :func:`lensarray.derived.matched_filter_snr`."""
         from .derived import matched_filter_snr
+        from .masking import control_weights_of
 
         ds = self._ds
         band = band or self._run_config().brightness.snr_band
         bands = [str(b) for b in ds["band"].values]
         if band not in bands:
             raise ValueError(f"band = {band!r}: allowed one of {', '.join(bands)}")
+        signal = ds["arc"].sel(band=band, drop=True)
+        w_core = control_weights_of(ds.attrs, self.size)
+        if w_core is not None:
+            signal = signal * xr.DataArray(np.float32(1.0) - w_core, dims=("y", "x"))
         out = xr.apply_ufunc(lambda a, w: matched_filter_snr(a, w).astype(np.float32),
-                             ds["arc"].sel(band=band, drop=True), ds["invvar"].sel(band=band, drop=True),
+                             signal, ds["invvar"].sel(band=band, drop=True),
                              input_core_dims=[["y", "x"], ["y", "x"]], dask="parallelized",
                              output_dtypes=[np.float32])
         return out.rename("arc_snr").assign_attrs(units="", band=band, description=VARIABLES["arc_snr"].description)

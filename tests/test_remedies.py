@@ -163,6 +163,7 @@ def test_core_matched_control_one_function_everywhere(base, tmp_path):
     spec = measure_spec(ds, edge_radius=5.0)
     table = pair_table(ds, spec=spec, lr_index=np.arange(IDS.size), progress=False)
     np.testing.assert_allclose(table["arc_snr_measured"].values, out["arc_snr"], rtol=1e-4)
+    np.testing.assert_allclose(ds.lensarray.arc_snr().values, out["arc_snr"], rtol=1e-4)
     ctrl32 = expect_control.astype(np.float32).astype(np.float64)
     core = core_pixels(64, spec.core_radius)
     np.testing.assert_allclose(table["core_mean"].sel(role="control").values, ctrl32[..., core].mean(axis=-1),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .geometry import offsets, radius_grid
+
 __all__ = ["stamp_features", "BaselineClassifier"]
 
 
@@ -18,10 +20,10 @@ def stamp_features(images: np.ndarray, *, n_rings: int = 16, n_sectors: int = 8)
     """Features ``(n, band * (2 * n_rings))`` of stamps ``(n, band, size, size)`` (nanomaggy)."""
     x = np.arcsinh(np.asarray(images, dtype=np.float64) / 0.01)
     n, nb, size, _ = x.shape
-    idx = np.arange(size) - size // 2
-    r = np.hypot(idx[:, None], idx[None, :])
+    dy, dx = offsets(size)
+    r = radius_grid(size)
     ring = np.minimum(r.astype(int), n_rings)  # last ring collects everything beyond
-    sector = ((np.arctan2(idx[:, None], idx[None, :]) + np.pi) / (2 * np.pi) * n_sectors).astype(int) % n_sectors
+    sector = ((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * n_sectors).astype(int) % n_sectors
     cell = (ring * n_sectors + sector).ravel()
     n_cells = (n_rings + 1) * n_sectors
     counts = np.bincount(cell, minlength=n_cells).reshape(n_rings + 1, n_sectors)[:n_rings]

@@ -20,7 +20,7 @@ from . import __version__
 from .errors import BadInputError, GateFailure
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("build", "inspect", "preview", "verify", "diagnose", "experiment", "ingest", "evaluate", "plan", "config")
+COMMANDS = ("build", "inspect", "preview", "verify", "diagnose", "experiment", "ingest", "evaluate", "plan", "config", "study")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

@@ -102,6 +102,17 @@ class BrightnessSection:
     snr_band: str = _f("r", choices=("g", "r", "i", "z"), doc="band whose matched-filter S/N defines arc_snr")
     src_mag_min: float = _f(20.0, range=(10.0, 30.0), doc="mode 'mag': source r mag lower bound (unlensed, AB)")
     src_mag_max: float = _f(24.5, range=(10.0, 30.0), doc="mode 'mag': source r mag upper bound (unlensed, AB)")
+    snr_definition: str = _f("matched_filter", choices=("matched_filter", "aperture"),
+                             doc="S/N the target is set on: 'matched_filter' (arc_snr) or 'aperture' (arc_snr_aperture)")
+    snr_calibrate: str = _f("auto", choices=("auto", "stored", "unmasked"),
+                            doc="arc the target S/N is set on: 'stored' (lens - control, after the core-mask "
+                                "policy), 'unmasked' (before the policy), 'auto' = stored when a core mask is set")
+    aperture_halfwidth: float = _f(0.5, range=(0.05, 5.0), doc="aperture S/N: half-width w of the theta_E +/- w annulus, arcsec")
+    snr_floor: float = _f(0.5, range=(0.0, 1e6), doc="lens labels need a stored arc_snr >= this (0: no floor)")
+    snr_floor_action: str = _f("label", choices=("label", "redraw"),
+                               doc="below the floor: 'label' the pair a non-lens (hard_negative kind 'below_snr_floor'), "
+                                   "or 'redraw' its lens and source from the pair's own stream (then label)")
+    snr_floor_redraws: int = _f(8, range=(1, 100), doc="'redraw': attempts per pair before it is labelled")
 
 
 @dataclass
@@ -127,14 +138,25 @@ class CoreMaskSection:
     policy: str = _f("none", choices=("none", "hard", "taper"), doc="'none', 'hard' (zero inside radius) or 'taper' (tanh apodisation)")
     radius: float = _f(5.0, range=(0.0, 64.0), doc="mask radius, pixels")
     width: float = _f(1.0, range=(0.01, 32.0), doc="tanh width of policy 'taper', pixels")
+    apply_to: str = _f("arc", choices=("arc", "control"),
+                       doc="'arc': the stored arc is masked; 'control': core-matched control, the control "
+                           "receives the arc's core light (arc * (1 - w)) and the lens keeps its whole arc")
 
 
 @dataclass
 class DiagnosticsSection:
     """Core radius and gate thresholds used by derived quantities and diagnose."""
 
-    core_radius: float = _f(5.0, range=(0.5, 64.0), doc="core radius for core_flux_frac, pixels")
-    core_box: int = _f(10, range=(2, 64), doc="side of the central box fed to the core LR, pixels")
+    core_radius: float = _f(5.0, range=(0.5, 64.0), doc="core radius for core_flux_frac and the core-LR disc, pixels")
+    core_centre: str = _f("stamp", choices=("stamp", "lens"),
+                          doc="centre of the core of core_flux_frac: the stamp origin or the lens centre (lens_x, lens_y)")
+    core_box: int = _f(10, range=(2, 64), doc="side of the central box of the published core LR, pixels")
+    core_lr_region: str = _f("disc", choices=("disc", "box", "ring"),
+                             doc="pixels the core-LR gate reads: 'disc' r < core_radius, 'box' the central "
+                                 "core_box square, 'ring' the box minus the disc")
+    edge_frac_max: float = _f(0.05, range=(0.0, 1.0),
+                              doc="mask-edge probe: largest fraction of lenses whose lens-control light steps "
+                                  "from ~0 to significant across one pixel at any radius")
     lr_auc_max: float = _f(0.65, range=(0.5, 1.0), doc="gate: core LR AUC must stay below this")
     null_auc_tol: float = _f(0.03, range=(0.0, 0.5), doc="gate: null-injection LR AUC within 0.5 +/- this")
     leak_auc_max: float = _f(0.55, range=(0.5, 1.0), doc="gate: any metadata variable's AUC must stay below this")

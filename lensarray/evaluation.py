@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BadInputError
+from .statistics import PSF_EDGES, THETA_E_EDGES, bin_index, bin_masks, pair_bootstrap_ci
 
 __all__ = ["ScoreTable", "load_scores", "evaluate_scores", "baseline_scores", "recall_at_fpr",
-           "THETA_E_BINS", "PSF_BINS", "SNR_BINS"]
+           "THETA_E_OVER_PSF_BINS"]
 
-THETA_E_BINS = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
-PSF_BINS = (0.8, 1.2, 1.4, 1.6, 2.6)
-SNR_BINS = (0.8, 2.0, 8.0, 20.0, 50.0)
+#: theta_E / PSF bins of the evaluation tables (coarser than diagnose's: scores are per test split).
 THETA_E_OVER_PSF_BINS = (0.2, 0.5, 1.0, 1.5, 4.0)
 
 
@@ -75,30 +74,15 @@ def _auc(labels, scores) -> float:
 
 def _bootstrap(fn, labels, scores, groups, n_boot: int, seed: int) -> tuple[float, float]:
     """95% CI resampling pairs (a lens stamp and its control together)."""
-    rng = np.random.default_rng(seed)
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = np.argsort(inv, kind="stable")
-    starts = np.searchsorted(inv[members], np.arange(uniq.size))
-    ends = np.append(starts[1:], members.size)
-    vals = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, uniq.size, uniq.size)
-        idx = np.concatenate([members[starts[p]:ends[p]] for p in pick])
-        vals.append(fn(labels[idx], scores[idx]))
-    vals = np.asarray(vals)
-    vals = vals[np.isfinite(vals)]
-    if vals.size == 0:
-        return float("nan"), float("nan")
-    return float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))
+    return pair_bootstrap_ci(fn, (labels, scores), groups, n_boot=n_boot, seed=seed)
 
 
 def _bin_table(values, edges, labels, scores, thr) -> list[dict]:
     rows = []
     pos = labels == 1
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (values >= lo) & (values < hi)
+    for lo, hi, sel in bin_masks(values, edges):
         p = sel & pos
-        rows.append({"lo": float(lo), "hi": float(hi), "n_pos": int(p.sum()), "n_neg": int((sel & ~pos).sum()),
+        rows.append({"lo": lo, "hi": hi, "n_pos": int(p.sum()), "n_neg": int((sel & ~pos).sum()),
                      "auc": _auc(labels[sel], scores[sel]) if sel.any() else float("nan"),
                      "completeness": float((scores[p] > thr).mean()) if p.any() else float("nan")})
     return rows
@@ -114,6 +98,9 @@ def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: f
     kind), ``anchors`` recall.
     """
     from .cube import NEGATIVE_KINDS, SPLIT_NAMES
+    from .diagnostics.features import cube_config
+
+    snr_edges = list(cube_config(ds).brightness.snr_edges)
 
     pair = np.asarray(table.pair, dtype=np.int64)
     role = np.asarray(table.role, dtype=np.int8)
@@ -139,18 +126,18 @@ def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: f
         "auc": _auc(labels, score), "auc_ci95": _bootstrap(_auc, labels, score, pair, n_boot, seed),
         "recall_at_fpr": recall_at_fpr(labels, score, fpr),
         "recall_ci95": _bootstrap(lambda y, s: recall_at_fpr(y, s, fpr), labels, score, pair, n_boot, seed + 1),
-        "by_theta_e": _bin_table(theta_e, THETA_E_BINS, labels, score, thr),
+        "by_theta_e": _bin_table(theta_e, THETA_E_EDGES, labels, score, thr),
         "by_theta_e_over_psf": _bin_table(theta_e / psf, THETA_E_OVER_PSF_BINS, labels, score, thr),
-        "by_arc_snr": _bin_table(snr, SNR_BINS, labels, score, thr),
-        "by_psf": _bin_table(psf, PSF_BINS, labels, score, thr),
+        "by_arc_snr": _bin_table(snr, snr_edges, labels, score, thr),
+        "by_psf": _bin_table(psf, PSF_EDGES, labels, score, thr),
     }
     grid = []
     pos = labels == 1
-    for i in range(len(THETA_E_BINS) - 1):
-        for j in range(len(SNR_BINS) - 1):
-            sel = pos & (theta_e >= THETA_E_BINS[i]) & (theta_e < THETA_E_BINS[i + 1]) & \
-                (snr >= SNR_BINS[j]) & (snr < SNR_BINS[j + 1])
-            grid.append({"theta_e": [THETA_E_BINS[i], THETA_E_BINS[i + 1]], "arc_snr": [SNR_BINS[j], SNR_BINS[j + 1]],
+    te_bin, snr_bin = bin_index(theta_e, THETA_E_EDGES), bin_index(snr, snr_edges)
+    for i in range(len(THETA_E_EDGES) - 1):
+        for j in range(len(snr_edges) - 1):
+            sel = pos & (te_bin == i) & (snr_bin == j)
+            grid.append({"theta_e": [THETA_E_EDGES[i], THETA_E_EDGES[i + 1]], "arc_snr": [snr_edges[j], snr_edges[j + 1]],
                          "n": int(sel.sum()), "completeness": float((score[sel] > thr).mean()) if sel.any() else None})
     out["completeness_grid"] = grid
     hn = {}
@@ -203,8 +190,8 @@ def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_t
     if anchor_images is not None:
         imgs = np.asarray(anchor_images, dtype=np.float32)
         if centre_mask is not None:
-            from .diagnostics.ablation import centre_mask as mask_fn
+            from .diagnostics.ablation import apply_centre_mask_spec
 
-            imgs = mask_fn(imgs, seed=seed, **{k: v for k, v in centre_mask.items() if k != "psf_fwhm"})
+            imgs = apply_centre_mask_spec(imgs, centre_mask, seed=seed)
         facts["anchor_scores"] = clf.score(imgs)
     return ScoreTable(test[2], test[3], scores), facts

@@ -24,9 +24,10 @@ import xarray as xr
 
 from .config import ConfigError, RunConfig, config_from_dict
 from . import conventions
-from .cube import VARIABLES
+from .cube import NEGATIVE_KINDS, VARIABLES
 
-__all__ = ["render_pairs", "lazy_cube", "build", "stored_plan", "plan_build", "BuildPlan", "BuildResult", "config_of_store"]
+__all__ = ["render_pairs", "render_physical", "lazy_cube", "build", "stored_plan", "plan_build", "BuildPlan",
+           "BuildResult", "config_of_store"]
 
 
 def _optional(module: str):
@@ -106,32 +107,18 @@ def _host_properties(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> d
 # --------------------------------------------------------------------------------------
 # one batch of pairs
 # --------------------------------------------------------------------------------------
-def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = None) -> dict[str, np.ndarray]:
-    """Every cube variable for ``pair_ids`` (numpy arrays, first axis = pair).
-
-    Deterministic: the result for a pair depends only on the configuration and its id, never on
-    which other pairs are rendered with it. Used by the shard writer, ``verify`` and tests.
-    """
-    from .derived import arc_statistics
-    from .masking import apply_core_mask
-    from .physics.lens import inner_image_radius
-    from .physics.photometry import mag_to_nmgy, nmgy_to_mag
-    from .physics.render import render_unit_arcs
-    from .sampling import calibrate_flux, sample_params
+def render_physical(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = None) -> dict[str, Any]:
+    """The expensive, brightness-free part of :func:`render_pairs`: hosts, parameters, unit-flux
+    arcs (and hard-negative features), magnifications. Depends on neither ``[brightness]``,
+    ``[core_mask]`` nor ``[diagnostics]``, so a remedy study renders it once per set of priors."""
+    from .sampling import sample_params
 
     plan = plan or BuildPlan(config_json=cfg.to_json())
     pair_ids = np.asarray(pair_ids, dtype=np.int64)
-    n = pair_ids.size
-    r, bands = cfg.run, list(cfg.run.bands)
-    snr_band = bands.index(cfg.brightness.snr_band)
-
     hosts = _hosts(pair_ids, cfg, plan)
     params = sample_params(pair_ids, cfg, hosts)
-    unit_arcs, mu = render_unit_arcs(params, size=r.size, pixel_scale=r.pixel_scale, bands=tuple(bands),
-                                     supersample=cfg.render.supersample, tolerance=cfg.render.tolerance,
-                                     psf_model=cfg.psf.model, psf_beta=cfg.psf.moffat_beta)
-
-    negative_kind = np.zeros(n, dtype=np.int8)
+    unit_arcs, mu = _unit_arcs(params, cfg)
+    negative_kind = np.zeros(pair_ids.size, dtype=np.int8)
     negatives = _optional("lensarray.negatives")
     if negatives is not None and cfg.negatives.fraction > 0:
         negative_kind = negatives.draw_negative_kinds(pair_ids, cfg).astype(np.int8)
@@ -141,32 +128,139 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
             unit_arcs[is_neg] = feats[is_neg]
             mu = mu.copy()
             mu[is_neg] = np.nan  # not a lens: no magnification
+    return {"pair_ids": pair_ids, "hosts": hosts, "params": params, "unit_arcs": unit_arcs, "mu": mu,
+            "negative_kind": negative_kind}
+
+
+def _unit_arcs(params: dict, cfg: RunConfig):
+    from .physics.render import render_unit_arcs
+
+    return render_unit_arcs(params, size=cfg.run.size, pixel_scale=cfg.run.pixel_scale, bands=tuple(cfg.run.bands),
+                            supersample=cfg.render.supersample, tolerance=cfg.render.tolerance,
+                            psf_model=cfg.psf.model, psf_beta=cfg.psf.moffat_beta)
+
+
+def _brighten(unit_arcs: np.ndarray, params: dict, invvar: np.ndarray, cfg: RunConfig) -> dict[str, np.ndarray]:
+    """Scale unit arcs to their brightness, apply the core-mask policy, measure the label signal.
+
+    The label signal is ``d = lens - control``: the stored arc after the policy (``apply_to =
+    "arc"``), or ``arc * w`` when the control carries the core light (``"control"``). Both S/N
+    definitions are linear in flux, so a target set on ``d`` (``snr_calibrate = "stored"``) is met
+    exactly; ``"unmasked"`` sets it on the arc before the policy.
+    """
+    from .derived import aperture_snr, arc_statistics, matched_filter_snr
+    from .masking import core_mask_weights
+    from .physics.photometry import mag_to_nmgy, nmgy_to_mag
+    from .sampling import calibrate_flux
+
+    r, cm, B = cfg.run, cfg.core_mask, cfg.brightness
+    bands = list(r.bands)
+    snr_band = bands.index(B.snr_band)
+    n = unit_arcs.shape[0]
+    w = None if cm.policy == "none" else core_mask_weights(r.size, cm.policy, cm.radius, cm.width)
+    lens_px = (np.asarray(params.get("lens_x", np.zeros(n)), np.float64) / r.pixel_scale,
+               np.asarray(params.get("lens_y", np.zeros(n)), np.float64) / r.pixel_scale)
+    theta_px = np.asarray(params["theta_e"], np.float64) / r.pixel_scale
+    half_px = B.aperture_halfwidth / r.pixel_scale
+    observed = invvar > 0
+
+    def snr_of(signal_band: np.ndarray, iv_band: np.ndarray, definition: str) -> np.ndarray:
+        if definition == "aperture":
+            return aperture_snr(signal_band, iv_band, theta_px, half_px, centre=lens_px)
+        return matched_filter_snr(signal_band, iv_band)
 
     color = np.asarray(params["src_color"], dtype=np.float64)  # (n, nb) mag relative to the S/N band
-    if cfg.brightness.mode == "snr":
-        # S/N is linear in flux: measure the unit arc's S/N before the mask policy, scale exactly
-        # to the target, so arc_snr of an unmasked arc equals target_snr.
-        rel = 10.0 ** (-0.4 * color)  # band flux / S/N-band flux
-        unit_sn = unit_arcs * rel[:, :, None, None].astype(np.float32)
-        flux_ref = calibrate_flux(unit_sn, hosts["invvar"], params["target_snr"], snr_band)
+    if B.mode == "snr":
+        stored = B.snr_calibrate == "stored" or (B.snr_calibrate == "auto" and cm.policy != "none")
+        rel = 10.0 ** (-0.4 * color[:, snr_band])  # S/N band flux / S/N-band flux (1 unless colours shift)
+        unit_sn = unit_arcs[:, snr_band].astype(np.float64) * rel[:, None, None]
+        if stored and w is not None:
+            unit_sn = unit_sn * w
+        unit_sn = np.where(observed[:, snr_band], unit_sn, 0.0)
+        unit_snr = snr_of(unit_sn, invvar[:, snr_band], B.snr_definition)
+        flux_ref = calibrate_flux(None, None, params["target_snr"], snr_band, unit_snr=unit_snr)
         src_mag = nmgy_to_mag(flux_ref, r.zero_point)[:, None] + color
     else:
         src_mag = np.asarray(params["src_mag"], dtype=np.float64)
     flux = mag_to_nmgy(src_mag, r.zero_point)  # (n, nb)
     arc = unit_arcs * np.nan_to_num(flux, nan=0.0)[:, :, None, None].astype(np.float32)
-    cm = cfg.core_mask
-    arc = apply_core_mask(arc, cm.policy, cm.radius, cm.width)
+    if w is not None and cm.apply_to == "arc":
+        arc = arc * w
     # where there is no data (invvar 0) nothing is observed: injecting light there would make
     # lens and control stamps differ in dead pixels, a label leak
-    arc = np.where(hosts["invvar"] > 0, arc, np.float32(0.0))
+    arc = np.where(observed, arc, np.float32(0.0))
     if r.null:
         arc = arc * np.float32(0.0)  # null injection: only the arc changes
     arc = arc.astype(np.float32)
-    stats = arc_statistics(arc, hosts["invvar"], core_radius=cfg.diagnostics.core_radius, snr_band_index=snr_band)
+    signal = arc if (w is None or cm.apply_to == "arc") else arc * w  # d = lens - control
+    centre = lens_px if cfg.diagnostics.core_centre == "lens" else None
+    stats = arc_statistics(arc, invvar, core_radius=cfg.diagnostics.core_radius, snr_band_index=snr_band,
+                           core_centre=centre)
+    stats["arc_snr"] = snr_of(signal[:, snr_band], invvar[:, snr_band], "matched_filter").astype(np.float32)
+    stats["arc_snr_aperture"] = snr_of(signal[:, snr_band], invvar[:, snr_band], "aperture").astype(np.float32)
+    stats["arc"], stats["src_mag"] = arc, src_mag
+    return stats
 
-    beta = np.hypot(params["src_x"] - params.get("lens_x", 0.0), params["src_y"] - params.get("lens_y", 0.0))
-    inner = inner_image_radius(np.asarray(params["theta_e"], np.float64), beta) / r.pixel_scale
-    inner = np.where(negative_kind > 0, np.nan, inner)
+
+def _below_floor(stats: dict, negative_kind: np.ndarray, cfg: RunConfig) -> np.ndarray:
+    """Lens injections whose stored S/N (the configured definition) is below the floor (or NaN)."""
+    B = cfg.brightness
+    if B.snr_floor <= 0 or cfg.run.null:
+        return np.zeros(negative_kind.shape, bool)
+    snr = stats["arc_snr_aperture" if B.snr_definition == "aperture" else "arc_snr"]
+    return (negative_kind == 0) & ~(snr >= B.snr_floor)
+
+
+def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = None, *,
+                 physical: dict | None = None) -> dict[str, np.ndarray]:
+    """Every cube variable for ``pair_ids`` (numpy arrays, first axis = pair).
+
+    Deterministic: the result for a pair depends only on the configuration and its id, never on
+    which other pairs are rendered with it. Used by the shard writer, ``verify`` and tests.
+    ``physical`` is :func:`render_physical`'s output for the same pairs and priors (reused by
+    the remedy study, whose remedies differ only in brightness, core mask and diagnostics).
+    """
+    from .derived import inner_image_radius_px
+
+    plan = plan or BuildPlan(config_json=cfg.to_json())
+    pair_ids = np.asarray(pair_ids, dtype=np.int64)
+    phys = physical if physical is not None else render_physical(pair_ids, cfg, plan)
+    n = pair_ids.size
+    r = cfg.run
+    hosts, negative_kind = phys["hosts"], phys["negative_kind"].copy()
+    params = {k: np.array(v, copy=True) for k, v in phys["params"].items()}
+    unit_arcs, mu = phys["unit_arcs"], np.array(phys["mu"], copy=True)
+    stats = _brighten(unit_arcs, params, hosts["invvar"], cfg)
+
+    below = _below_floor(stats, negative_kind, cfg)
+    if below.any() and cfg.brightness.snr_floor_action == "redraw":
+        from .sampling import sample_params
+
+        # a lens with no visible arc is re-drawn (lens, source, brightness) from the pair's own
+        # re-draw streams, so the result still depends only on (seed, pair id)
+        for attempt in range(1, cfg.brightness.snr_floor_redraws + 1):
+            idx = np.flatnonzero(below)
+            if idx.size == 0:
+                break
+            sub_hosts = {"psf_fwhm": np.asarray(hosts["psf_fwhm"])[idx]}
+            sub = sample_params(pair_ids[idx], cfg, sub_hosts, attempt=attempt)
+            sub_arcs, sub_mu = _unit_arcs(sub, cfg)
+            sub_stats = _brighten(sub_arcs, sub, np.asarray(hosts["invvar"])[idx], cfg)
+            ok = ~_below_floor(sub_stats, negative_kind[idx], cfg)
+            take = idx[ok]
+            for k in params:
+                if k in sub:
+                    params[k][take] = sub[k][ok]
+            for k in stats:
+                stats[k][take] = sub_stats[k][ok]
+            mu[take] = sub_mu[ok]
+            below[take] = False
+    # never silently a "lens" without an arc: what stays below the floor is labelled a non-lens
+    negative_kind = np.where(below, np.int8(NEGATIVE_KINDS.index("below_snr_floor")), negative_kind).astype(np.int8)
+
+    inner = inner_image_radius_px(params["theta_e"], params["src_x"], params["src_y"], pixel_scale=r.pixel_scale,
+                                  lens_x=params.get("lens_x", 0.0), lens_y=params.get("lens_y", 0.0))
+    inner = np.where(phys["negative_kind"] > 0, np.nan, inner)
 
     region = np.full(n, -1, np.int32)
     split = np.full(n, -1, np.int8)
@@ -176,10 +270,11 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
             hosts["ra"], hosts["dec"], hosts["brickname"])
 
     out: dict[str, Any] = {
-        "host": hosts["host"], "invvar": hosts["invvar"], "maskbits": hosts["maskbits"], "arc": arc,
-        "src_mag": src_mag, "psf_fwhm": params["psf_fwhm"],
+        "host": hosts["host"], "invvar": hosts["invvar"], "maskbits": hosts["maskbits"], "arc": stats["arc"],
+        "src_mag": stats["src_mag"], "psf_fwhm": params["psf_fwhm"],
         "psf_beta": params.get("psf_beta", np.full(n, np.nan)),
-        "arc_flux": stats["arc_flux"], "arc_snr": stats["arc_snr"], "core_flux_frac": stats["core_flux_frac"],
+        "arc_flux": stats["arc_flux"], "arc_snr": stats["arc_snr"], "arc_snr_aperture": stats["arc_snr_aperture"],
+        "core_flux_frac": stats["core_flux_frac"],
         "mu": mu, "inner_image_r": inner, "region": region, "split": split, "hard_negative": negative_kind,
     }
     for name in ("theta_e", "lens_e1", "lens_e2", "lens_x", "lens_y", "shear_g1", "shear_g2",

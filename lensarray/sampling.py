@@ -52,7 +52,20 @@ def sample_target_snr(u: np.ndarray, edges, fractions) -> np.ndarray:
     return edges[k] + within * (edges[k + 1] - edges[k])
 
 
-def sample_params(pair_ids: np.ndarray, cfg, hosts: dict) -> dict[str, np.ndarray]:
+def _uniforms(seed: int, ids: np.ndarray, stream: int, k: int, attempt: int) -> np.ndarray:
+    """The pair's own uniforms of ``stream``; ``attempt > 0`` (a re-draw) uses the pair's
+    separate stream ``SeedSequence([seed, pair, stream, attempt])``, so a re-draw never shifts
+    the first draw of this or any other pair."""
+    if attempt == 0:
+        return pair_uniforms(seed, ids, stream, k)
+    out = np.empty((ids.size, k), dtype=np.float64)
+    for i, pid in enumerate(ids):
+        ss = np.random.SeedSequence([int(seed), int(pid), int(stream), int(attempt)])
+        out[i] = np.random.default_rng(ss).random(k)
+    return out
+
+
+def sample_params(pair_ids: np.ndarray, cfg, hosts: dict, *, attempt: int = 0) -> dict[str, np.ndarray]:
     """Every injection parameter for ``pair_ids``.
 
     Parameters
@@ -63,6 +76,9 @@ def sample_params(pair_ids: np.ndarray, cfg, hosts: dict) -> dict[str, np.ndarra
         :class:`lensarray.config.RunConfig`.
     hosts
         Host facts with ``psf_fwhm`` (n, band) arcsec (pixels are not needed).
+    attempt
+        0: the pair's first draw; ``k > 0``: its k-th re-draw (lens, source and brightness),
+        used when a lens falls below the S/N floor (``brightness.snr_floor_action = "redraw"``).
 
     Returns
     -------
@@ -77,9 +93,9 @@ def sample_params(pair_ids: np.ndarray, cfg, hosts: dict) -> dict[str, np.ndarra
     n = ids.size
     seed = cfg.run.seed
     L, S, B = cfg.lens, cfg.source, cfg.brightness
-    ul = pair_uniforms(seed, ids, Stream.LENS, _K_LENS)
-    us = pair_uniforms(seed, ids, Stream.SOURCE, _K_SOURCE)
-    ub = pair_uniforms(seed, ids, Stream.BRIGHTNESS, _K_BRIGHT)
+    ul = _uniforms(seed, ids, Stream.LENS, _K_LENS, attempt)
+    us = _uniforms(seed, ids, Stream.SOURCE, _K_SOURCE, attempt)
+    ub = _uniforms(seed, ids, Stream.BRIGHTNESS, _K_BRIGHT, attempt)
 
     if L.theta_e_prior == "loguniform":
         theta_e = np.exp(np.log(L.theta_e_min) + ul[:, 0] * (np.log(L.theta_e_max) - np.log(L.theta_e_min)))
@@ -123,12 +139,13 @@ def sample_params(pair_ids: np.ndarray, cfg, hosts: dict) -> dict[str, np.ndarra
 
 
 def calibrate_flux(unit_arcs: np.ndarray, invvar: np.ndarray, target_snr: np.ndarray,
-                   snr_band_index: int) -> np.ndarray:
+                   snr_band_index: int, *, unit_snr: np.ndarray | None = None) -> np.ndarray:
     """Source flux (image units, S/N band, unlensed) that gives exactly ``target_snr``.
 
-    The matched-filter S/N ``sqrt(sum(arc^2 invvar))`` is linear in flux, so
-    ``flux = target_snr / snr(unit arc)``. Pixels with ``invvar == 0`` contribute nothing; an
-    arc with zero S/N at unit flux (e.g. entirely on masked pixels) gives NaN.
+    Every S/N definition used (matched filter ``sqrt(sum(arc^2 invvar))``, aperture
+    ``sum(arc) / sqrt(sum(1/invvar))``) is linear in flux, so ``flux = target_snr / snr(unit arc)``.
+    Pixels with ``invvar == 0`` contribute nothing; an arc with zero S/N at unit flux (e.g.
+    entirely on masked pixels, or entirely inside a hard core mask) gives NaN.
 
     Parameters
     ----------
@@ -140,8 +157,14 @@ def calibrate_flux(unit_arcs: np.ndarray, invvar: np.ndarray, target_snr: np.nda
         ``(n,)`` wanted S/N.
     snr_band_index
         Index of the S/N band.
+    unit_snr
+        ``(n,)`` S/N of the unit arcs, if already measured (another definition than the matched
+        filter); default: the matched filter of ``unit_arcs``.
     """
-    a = np.asarray(unit_arcs[:, snr_band_index], dtype=np.float64)
-    unit_snr = np.sqrt(np.sum(a * a * np.asarray(invvar[:, snr_band_index], dtype=np.float64), axis=(-2, -1)))
+    if unit_snr is None:
+        from .derived import matched_filter_snr
+
+        unit_snr = matched_filter_snr(unit_arcs[:, snr_band_index], invvar[:, snr_band_index])
+    unit_snr = np.asarray(unit_snr, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(unit_snr > 0, np.asarray(target_snr, dtype=np.float64) / unit_snr, np.nan)

@@ -41,7 +41,7 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from . import __version__
-from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, template, validate_cube
+from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, check_schema_version, template, validate_cube
 from .errors import BadInputError, IncompleteCubeError, StoreLockedError
 from .quantize import apply_quantization, quantization_attrs
 
@@ -553,11 +553,7 @@ def stored_cube_attrs(url: str, storage_options: dict | None = None) -> dict:
         attrs = dict(open_group(url, storage_options, mode="r").attrs)
     except Exception as exc:  # not a zarr v3 group (a folder, a file, zarr v2, garbage zarr.json)
         raise CubeSchemaError(f"{url} is not a lensarray cube ({type(exc).__name__})") from None
-    if "schema_version" not in attrs or "config" not in attrs:
-        raise CubeSchemaError(f"{url} is not a lensarray cube (no 'schema_version'/'config' attributes)")
-    if int(attrs["schema_version"]) != SCHEMA_VERSION:
-        raise CubeSchemaError(f"{url} has schema_version {attrs['schema_version']}; this lensarray builds "
-                              f"{SCHEMA_VERSION}: resume it with the lensarray that created it")
+    check_schema_version(attrs, where=url, for_build=True)
     return attrs
 
 
@@ -749,11 +745,7 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
     except ValueError as exc:  # LocalStore on a missing path
         raise CubeSchemaError(f"{url} is not a lensarray cube ({exc})") from None
     attrs = dict(group.attrs)
-    if "schema_version" not in attrs:
-        raise CubeSchemaError(f"{url} is not a lensarray cube (no 'schema_version' attribute)")
-    if int(attrs["schema_version"]) > SCHEMA_VERSION:
-        raise CubeSchemaError(f"{url} has schema_version {attrs['schema_version']}; this lensarray reads "
-                              f"<= {SCHEMA_VERSION}: upgrade lensarray")
+    check_schema_version(attrs, where=url)
     from .limits import check_declared_sizes
 
     check_declared_sizes(group, attrs, url)  # a crafted cube's sizes never drive a read
@@ -806,9 +798,10 @@ def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:
     """Dataset attributes for a build: schema, units, the run configuration (no credentials)."""
     from .config import RunConfig
 
+    from .masking import policy_attrs
+
     assert isinstance(cfg, RunConfig)
-    cm = cfg.core_mask
-    return {
+    attrs = {
         "schema_version": SCHEMA_VERSION,
         "lensarray_version": __version__,
         "pixel_scale": cfg.run.pixel_scale,
@@ -820,13 +813,12 @@ def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:
         "shard_pairs": cfg.run.shard_pairs,
         "chunk_pairs": cfg.run.chunk_pairs,
         "config": cfg.to_json(),
-        "core_mask_policy": json.dumps({"policy": cm.policy, "radius_px": cm.radius, "width_px": cm.width}),
         "null_injection": int(cfg.run.null),
-        "arc_snr_definition": (f"sqrt(sum(arc**2 * invvar)) over the {cfg.brightness.snr_band} band "
-                               "(matched filter, stored arc after the core-mask policy)"),
         "core_radius_px": cfg.diagnostics.core_radius,
+        "core_centre": cfg.diagnostics.core_centre,
         "split_plan": split_plan_json or "",
         "lens_stamp": "host + arc",
-        "control_stamp": "host",
         "quantization": quantization_attrs(cfg),
     }
+    attrs.update(policy_attrs(cfg))  # core mask, control stamp, S/N definitions and floor
+    return attrs

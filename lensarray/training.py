@@ -5,8 +5,9 @@ order per epoch, and mixes samples through a shuffle buffer, so batches are clos
 while memory holds only ``shuffle_buffer`` samples plus one shard. Everything random derives
 from ``(seed, epoch)``: the same call yields the same batches.
 
-Labels: the lens role (host + arc) of a normal pair is 1; its control (host) is 0; both stamps
-of a hard-negative pair are 0.
+Labels: the lens role (host + arc) of a normal pair is 1; its control (host, or host + the arc's
+core light with a core-matched control: :func:`lensarray.masking.control_stamp`) is 0; both
+stamps of a hard-negative pair are 0.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
     # when unbuilt shards were dropped by open_cube(..., allow_incomplete=True))
     pair_ids = np.asarray(ds["pair"].values, dtype=np.int64)
     want = SPLIT_NAMES.index(split) if split is not None else None
+    pixel_scale = float(ds.attrs.get("pixel_scale", 0.262))
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), 0x7A1]))
     order = rng.permutation(n_shards if shards is None else np.asarray(shards))
@@ -155,17 +157,20 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         if augment:
             imgs = _augment(imgs, rng, tuple(augment))
         if centre_mask is not None:
-            from .diagnostics.ablation import centre_mask as mask_fn
+            from .diagnostics.ablation import apply_centre_mask_spec
 
-            kw = dict(centre_mask)
-            if kw.get("mode") == "psf":
-                kw["psf_fwhm"] = meta_all["psf_fwhm"][pair]
-            imgs = mask_fn(imgs, seed=int(seed) * 1000003 + int(epoch), sample_ids=2 * pair + (1 - role), **kw)
+            imgs = apply_centre_mask_spec(imgs, centre_mask, seed=int(seed) * 1000003 + int(epoch),
+                                          sample_ids=2 * pair + (1 - role),
+                                          psf_fwhm=meta_all["psf_fwhm"][pair] if "psf_fwhm" in meta_all else None,
+                                          pixel_scale=pixel_scale)
         labels = ((role == 1) & (neg_all[pair] == 0)).astype(np.int8)
         return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair_ids[pair],
                 "role": role.astype(np.int8), "metadata": {v: meta_all[v][pair] for v in meta_vars}}
 
     arc_is_lazy = hasattr(ds["arc"].data, "dask")
+    from .masking import control_stamp, control_weights_of
+
+    w_core = control_weights_of(ds.attrs, sz)  # core-matched control: the control carries arc * w_core
 
     def read(s: int):
         a, b = int(s) * shard_pairs, min((int(s) + 1) * shard_pairs, n)
@@ -183,7 +188,8 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         # sum in place only into an array this read made: a numpy-backed cube hands out views of
         # the caller's data
         owned = group is not None or sel.size != b - a or arc_is_lazy
-        return sel, host, np.add(host, arc, out=arc if owned else None)
+        control = control_stamp(host, arc, w_core)
+        return sel, control, np.add(host, arc, out=arc if owned else None)
 
     # the next shard is read (decompressed, checksummed) and its lens stamps summed in a
     # background thread while the current one is shuffled and batched: zarr's codecs and numpy
@@ -193,14 +199,14 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensarray-prefetch") as pool:
         pending = pool.submit(read, order[0]) if len(order) else None
         for i in range(len(order)):
-            sel, host, lens = pending.result()
+            sel, control, lens = pending.result()
             pending = pool.submit(read, order[i + 1]) if i + 1 < len(order) else None
             if sel.size == 0:
                 continue
             m = sel.size
             slots, free = free[:2 * m], free[2 * m:]
             pool_img[slots[:m]] = lens
-            pool_img[slots[m:]] = host
+            pool_img[slots[m:]] = control
             pool_rows[slots[:m], 0] = sel
             pool_rows[slots[:m], 1] = 1
             pool_rows[slots[m:], 0] = sel

@@ -46,13 +46,16 @@ def test_passing_cube_exit_0_and_json_has_every_figure(ring_report):
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     gates = {g["name"]: g for g in rep["gates"]}
-    assert set(gates) >= {"core_lr_auc", "null_lr_auc"}
+    assert set(gates) >= {"core_lr_auc", "null_identity", "mask_edge"}
     for g in gates.values():
-        assert set(g) >= {"name", "value", "threshold", "passed"}
-    assert gates["null_lr_auc"]["value"] == pytest.approx(0.5)
+        assert set(g) >= {"name", "value", "threshold", "passed", "status", "meaning"}
+    # the null test is an identity check (pass/fail), not an AUC
+    assert gates["null_identity"]["status"] == "pass" and rep["null_identity"]["passed"]
+    assert [s["identical"] for s in rep["null_identity"]["steps"]] == [True] * 4
     assert gates["core_lr_auc"]["threshold"] == 0.65
-    for key in ("core_flux", "inner_image", "core_lr", "core_lr_masked", "null_lr", "systematics", "leakage",
-                "visibility", "arc_snr", "config", "package_version", "memory"):
+    assert rep["core_lr"]["region"] == "disc" and set(rep["core_lr_regions"]) == {"disc", "box", "ring"}
+    for key in ("core_flux", "inner_image", "core_lr", "core_lr_masked", "null_identity", "systematics", "leakage",
+                "visibility", "arc_snr", "config", "package_version", "memory", "edge_probe"):
         assert rep[key] is not None, key
     assert rep["config"]["diagnostics"]["core_box"] == 10
     assert rep["memory"]["process_peak_rss_mib"] > 50
@@ -94,7 +97,8 @@ def test_console_script_runs(stores, tmp_path):
     p = subprocess.run([exe, "diagnose", stores["core"], "--out", str(tmp_path / "r"), "--bootstrap", "10",
                         "--ablation", "none"], capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stderr
-    assert "FAIL  core_lr_auc" in p.stdout
+    assert re.search(r"FAIL\s+core_lr_auc", p.stdout)
+    assert re.search(r"NOT RUN\s+null_identity", p.stdout)  # no null cube: not run, never pass
     assert "diagnose: per-pair table" in p.stderr  # progress bar shown
 
 
@@ -138,3 +142,27 @@ def test_report_html_renders_in_headless_chromium(ring_report, tmp_path):
     img = mpimg.imread(shot)
     assert img.shape[0] == 2400 and img.shape[1] == 1200
     assert np.std(img[..., :3]) > 0.05  # not a blank page
+
+
+def test_gate_not_run_is_never_pass(stores, tmp_path):
+    assert main(["diagnose", stores["ring"], "--out", str(tmp_path / "r"), "--bootstrap", "10", "--no-progress",
+                 "--ablation", "none"]) == 0
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    null = next(g for g in rep["gates"] if g["name"] == "null_identity")
+    assert null["status"] == "not run" and null["passed"] is None
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "NOT RUN" in page and "all gates that ran pass (1 not run)" in page
+    assert "all gates pass" not in page
+    # tables are collapsible, no raw Python dicts in cells, units in headers
+    assert page.count("<details") >= 8
+    assert not re.search(r"<td>\{'", page) and "{&#x27;" not in page
+    assert "θE lo (arcsec)" in page and "asinh(I / σ_sky)" in page
+
+
+def test_report_uses_matplotlib_object_api_only():
+    import inspect
+
+    from lensarray.diagnostics import report
+
+    src = inspect.getsource(report)
+    assert "import matplotlib.pyplot" not in src and "plt." not in src and "matplotlib.use(" not in src

@@ -1,9 +1,10 @@
 """Audit a cube for shortcuts and systematics; write report.json and a self-contained report.html.
 
-Gates: core_lr_auc (central pixels must not separate lens from control), null_lr_auc (with
---null), metadata_leak_auc, systematics_role_flags. Exit status: 0 all gates pass, 1 a gate
-fails (0 with --no-fail), 2 bad input. The thresholds are lensarray's defaults or the auditor's
---config, never the audited cube's own attrs; the report shows the cube's recorded config beside them.
+Gates: core_lr_auc (core pixels must not separate lens from control), mask_edge, null_identity
+(with --null; else "not run"), metadata_leak_auc, systematics_role_flags. Exit status: 0 all gates pass, 1 a gate
+fails (0 with --no-fail), 2 bad input. The thresholds are lensarray's
+defaults or the auditor's --config, never the audited cube's own attrs; the report shows the cube's
+recorded config beside them.
 
 examples:
   lensarray diagnose cube.zarr --out report/
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(res, extras, args.out)
     for g in res["gates"]:
         value = "n/a" if g["value"] is None else f"{g['value']:.4f}"
-        print(f"{'PASS' if g['passed'] else 'FAIL'}  {g['name']:<24} {value:<8} threshold {g['threshold']}")
+        print(f"{g['status'].upper():<8} {g['name']:<24} {value:<8} threshold {g['threshold']}")
     print(f"report: {paths['html']}  ({paths['json']})")
     if not res["passed"] and not args.no_fail:
         return 1

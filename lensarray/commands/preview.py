@@ -82,6 +82,9 @@ def run(args) -> int:
     part = ds.isel(pair=sel)[["host", "arc", "theta_e", "arc_snr", "hard_negative"]].compute()
     bands = [str(b) for b in ds["band"].values]
     n = part.sizes["pair"]
+    from ..masking import control_stamp, control_weights_of
+
+    w_core = control_weights_of(ds.attrs, int(ds.sizes["x"]))  # a core-matched control carries core light
     fig = Figure(figsize=(6.0, 2.0 * n))
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, 3, squeeze=False)
@@ -92,7 +95,7 @@ def run(args) -> int:
         arc_stretch = max(amax / 3.0, 1e-6)
         label = "negative" if int(part["hard_negative"].values[k]) else "lens"
         panels = [(host + arc, args.stretch, f"{label} #{int(part['pair'].values[k])}"),
-                  (host, args.stretch, "control"),
+                  (control_stamp(host, arc, w_core), args.stretch, "control"),
                   (arc, arc_stretch, f"arc  thetaE={float(part['theta_e'].values[k]):.2f}\" S/N={float(part['arc_snr'].values[k]):.1f}")]
         for j, (img, stretch, title) in enumerate(panels):
             ax = axes[k, j]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 __all__ = ["compute_tasks", "current_client", "peak_memory"]
 
@@ -18,11 +19,14 @@ def current_client():
         return None
 
 
-def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = False) -> list:
+def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = False,
+                  sink: Callable[[int, Any], None] | None = None) -> list:
     """Compute dask ``Delayed`` tasks, results in input order, with a tqdm bar.
 
     Under a distributed Client ``dask.diagnostics`` callbacks see nothing, so futures are
     followed with ``as_completed``; otherwise tqdm's dask callback follows the local scheduler.
+    With ``sink``, each result is handed to ``sink(index, result)`` as it arrives and not kept
+    (the returned list holds None): the caller stores it once, where it belongs.
     """
     import dask
     from tqdm.auto import tqdm
@@ -39,16 +43,29 @@ def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = False) ->
         out: list = [None] * len(futures)
         with tqdm(total=len(futures), desc=desc, disable=not progress, file=sys.stderr) as bar:
             for fut in as_completed(futures):
-                out[index[fut.key]] = fut.result()
+                i = index[fut.key]
+                if sink is None:
+                    out[i] = fut.result()
+                else:
+                    sink(i, fut.result())
                 fut.release()
                 bar.update(1)
         return out
-    if progress:
-        from tqdm.dask import TqdmCallback
+    from contextlib import nullcontext
 
-        with TqdmCallback(desc=desc, file=sys.stderr):
+    from tqdm.dask import TqdmCallback
+
+    bar = TqdmCallback(desc=desc, file=sys.stderr) if progress else nullcontext()
+    if sink is None:
+        with bar:
             return list(dask.compute(*tasks, scheduler="threads"))
-    return list(dask.compute(*tasks, scheduler="threads"))
+    # bounded batches so that the local scheduler never holds every chunk's result at once
+    step = 8 * (os.cpu_count() or 1)
+    with bar:
+        for a in range(0, len(tasks), step):
+            for i, res in enumerate(dask.compute(*tasks[a:a + step], scheduler="threads"), start=a):
+                sink(i, res)
+    return [None] * len(tasks)
 
 
 def peak_memory() -> dict:

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["centre_mask", "mask_radii", "MASK_MODES"]
+from ..geometry import radius_grid
+
+__all__ = ["centre_mask", "mask_radii", "apply_centre_mask_spec", "MASK_MODES"]
 
 #: ``fixed``: one radius; ``uniform``: per stamp uniform in ``r_mask = (lo, hi)``;
 #: ``psf``: per stamp and band, ``0.5 * psf_fwhm / pixel_scale``.
 MASK_MODES = ("fixed", "uniform", "psf")
-
-
-def _radius_grid(size: int) -> np.ndarray:
-    """Distance of each pixel centre from the stamp origin (pixel size//2, size//2), pixels."""
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    return np.hypot(yy - c, xx - c)
 
 
 def mask_radii(n: int, nb: int, *, r_mask: float | tuple[float, float] = 5.0, mode: str = "fixed",
@@ -121,7 +116,7 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
         raise ValueError(f"stamps has shape {np.shape(stamps)}: allowed (n, band, y, x) or (band, y, x) with square stamps")
     n, nb, size, _ = arr.shape
     r_in, r_out = annulus if annulus is not None else (max(size // 2 - 12, 0), size // 2 - 2)
-    rad = _radius_grid(size)
+    rad = radius_grid(size)
     donor_flat = np.flatnonzero((rad >= r_in) & (rad < r_out))
     if donor_flat.size == 0:
         raise ValueError(f"annulus = ({r_in}, {r_out}): allowed radii that contain pixels of a {size}-pixel stamp")
@@ -170,3 +165,23 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
     if squeeze:
         result = result[0]
     return (result, radii) if return_radii else result
+
+
+def apply_centre_mask_spec(stamps: np.ndarray, spec: dict, *, seed: int, sample_ids: np.ndarray | None = None,
+                           psf_fwhm: np.ndarray | None = None, pixel_scale: float | None = None) -> np.ndarray:
+    """Apply a centre-mask spec (:func:`centre_mask` keywords, as diagnose, the training loader and
+    evaluation take it) to stamps: the one place a spec becomes a call.
+
+    ``mode="psf"`` takes the stamps' own PSF FWHM (``psf_fwhm``, arcsec, ``(n,)`` or ``(n, band)``)
+    and the cube's ``pixel_scale`` (arcsec per pixel) unless the spec sets them; other modes
+    ignore both.
+    """
+    kw = dict(spec)
+    if kw.get("mode") == "psf":
+        if psf_fwhm is not None:
+            kw["psf_fwhm"] = np.asarray(psf_fwhm, np.float64)
+        if pixel_scale is not None:
+            kw.setdefault("pixel_scale", float(pixel_scale))
+    else:
+        kw.pop("psf_fwhm", None)
+    return centre_mask(stamps, seed=seed, sample_ids=sample_ids, **kw)

@@ -9,51 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core_lr import THETA_E_EDGES
+from ..derived import core_flux_fraction
+from ..statistics import REFF_EDGES, THETA_E_EDGES, THETA_E_PSF_EDGES, bin_masks
 
 __all__ = ["core_flux_fraction", "binned_quantiles", "core_flux_summary", "THETA_E_PSF_EDGES", "REFF_EDGES"]
 
-#: theta_E / PSF FWHM bin edges.
-THETA_E_PSF_EDGES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-#: src_reff bin edges, arcsec.
-REFF_EDGES = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
-
-
-def core_flux_fraction(arcs: np.ndarray, *, core_radius: float) -> np.ndarray:
-    """Arc flux inside r < ``core_radius`` pixels over the total, per image.
-
-    Parameters
-    ----------
-    arcs
-        ``(..., y, x)`` noise-free arc images (nanomaggy); the centre is pixel (size//2, size//2).
-    core_radius
-        Pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(...)`` fractions (NaN where the total flux is 0).
-    """
-    arcs = np.asarray(arcs, np.float64)
-    size = arcs.shape[-1]
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    core = np.hypot(yy - c, xx - c) < core_radius
-    tot = arcs.sum(axis=(-2, -1))
-    inner = arcs[..., core].sum(axis=-1)
-    with np.errstate(all="ignore"):
-        return np.where(tot != 0, inner / tot, np.nan)
-
 
 def binned_quantiles(values: np.ndarray, by: np.ndarray, edges) -> list[dict]:
-    """Exact median, quartiles and count of ``values`` in bins of ``by`` (last bin closed)."""
+    """Exact median, quartiles and count of ``values`` in bins of ``by`` (the one binning rule,
+    :func:`lensarray.statistics.bin_index`)."""
     values = np.asarray(values, float)
-    by = np.asarray(by, float)
-    edges = list(edges)
     rows = []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        m = (by >= lo) & ((by <= hi) if i == len(edges) - 2 else (by < hi)) & np.isfinite(values)
-        v = values[m]
+    for lo, hi, m in bin_masks(by, list(edges)):
+        v = values[m & np.isfinite(values)]
         q = np.quantile(v, [0.25, 0.5, 0.75]) if v.size else [None] * 3
         rows.append({"lo": float(lo), "hi": float(hi), "count": int(v.size),
                      "median": None if q[1] is None else float(q[1]),

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core_flux import core_flux_fraction
-from .inner_image import sis_inner_image_radius
+from ..derived import core_flux_fraction, inner_image_radius_px
 
 __all__ = ["EXPERIMENTS", "ExperimentSpec", "run_experiment", "write_experiment"]
 
@@ -91,7 +90,7 @@ def run_experiment(name: str, *, n_points: int = 10, theta_e: float = 1.5, src_r
         cols["core_flux_frac" + label] = core_flux_fraction(np.asarray(arcs), core_radius=core_radius)
         if label == "":
             cols["mu"] = np.asarray(mu, float)
-    inner = sis_inner_image_radius(params["theta_e"], np.hypot(params["src_x"], params["src_y"])) / pixel_scale
+    inner = inner_image_radius_px(params["theta_e"], params["src_x"], params["src_y"], pixel_scale=pixel_scale)
     rows = []
     for i, v in enumerate(values):
         row = {spec.param: float(v)}

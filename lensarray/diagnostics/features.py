@@ -1,33 +1,55 @@
-"""Reduce a cube, chunk by chunk, to a small per-pair table: the only pass over the pixels.
+"""The one pass over the pixels: every per-pair measure diagnose needs, as an ``xarray.Dataset``.
 
-Every diagnostic works on this table (tens of floats per pair) or on the central boxes of a
-deterministic subsample of pairs (the core LR), so memory stays bounded whatever the cube size:
-one task per pair chunk reads host/arc/invvar/maskbits of that chunk, returns a few numbers per
-pair and lets the pixels go. Exact statistics (quantiles, AUC) are then taken in numpy.
+One task per pair chunk reads host, arc, invvar and maskbits of that chunk (the zarr reads are
+fused into the task, so pixels never travel between workers) and returns, per pair, a few tens
+of numbers -- arc flux / S/N / core flux fraction (through :mod:`lensarray.derived`, the
+functions the build stores them with), invvar and mask-bit statistics, per-role stamp counts,
+central brightness, the visibility proxy (on a deterministic subsample) -- and, for the pairs
+of the core-LR subsample, the central square of pixels of the lens and control stamps (plain
+and centre-masked). Nothing reads the pixels a second time.
+
+:func:`pair_measures` returns that Dataset lazily (dask-backed: any cube, built or lazy);
+:func:`pair_table` computes it with a progress bar, filling preallocated arrays as chunk
+results arrive (the client holds the table once, never a list of chunk copies).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
+from numba import njit
 
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
+from ..derived import arc_flux_sums, fraction_of_total, matched_filter_snr
+from ..geometry import central_side, central_slice, core_pixels
+from ..masking import control_stamp, control_weights_of
 from ._compute import compute_tasks
-from .ablation import centre_mask
+from .ablation import apply_centre_mask_spec
 from .visibility import nan_quantile_rows, visibility_proxy
 
-__all__ = ["cube_config", "PairTable", "pair_table", "core_box_features", "lr_subsample", "radius_grid",
-           "central_brightness", "N_MASKBITS"]
+__all__ = ["cube_config", "MeasureSpec", "measure_spec", "pair_measures", "pair_table", "lr_subsample",
+           "central_brightness", "central_stamps", "squares_by_role", "core_box_features", "N_MASKBITS", "ROLES",
+           "CENTRAL_RADIUS_PX", "MEASURED_AS"]
 
 #: DR10 MASKBITS has bits 0-16.
 N_MASKBITS = 17
 #: Radius of the robust central brightness (median of the r band inside), pixels.
 CENTRAL_RADIUS_PX = 8.0
+#: Stamp roles of a pair: the lens stamp (host + arc) and its control (host, plus the arc's core
+#: light for a core-matched control: :func:`lensarray.masking.control_stamp`).
+ROLES = ("lens", "control")
+#: Measured quantities that the cube also stores: their names in the measures Dataset.
+MEASURED_AS = {"arc_flux": "arc_flux_measured", "arc_snr": "arc_snr_measured",
+               "core_flux_frac": "core_flux_frac_measured"}
+#: Pairs processed at once inside a chunk task: float64 temporaries stay a few MB whatever the
+#: chunk (a shard-sized dask chunk may hold thousands of pairs).
+SUB_BATCH = 32
 
 
 def cube_config(ds: xr.Dataset) -> RunConfig:
@@ -44,205 +66,18 @@ def cube_config(ds: xr.Dataset) -> RunConfig:
         return RunConfig()
 
 
-def radius_grid(size: int) -> np.ndarray:
-    """Distance of every pixel centre from the stamp origin (centre of pixel size//2), pixels."""
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    return np.hypot(yy - c, xx - c)
-
-
 def central_brightness(images: np.ndarray, *, radius_px: float = CENTRAL_RADIUS_PX) -> np.ndarray:
     """Robust central brightness: median of the pixels with r < radius_px, per image.
 
     ``images`` is ``(..., y, x)`` (nanomaggy per pixel); NaNs are ignored. Returns ``(...)``.
     """
-    size = images.shape[-1]
-    sel = radius_grid(size) < radius_px
+    sel = core_pixels(images.shape[-1], radius_px)
     with np.errstate(all="ignore"):
         return nan_quantile_rows(images[..., sel], 0.5)
 
 
-@dataclass
-class PairTable:
-    """Per-pair reductions of a cube (numpy; ``n`` pairs, ``nb`` bands).
-
-    ``pairs``: stored per-pair variables (``theta_e``, ``psf_fwhm``, ``arc_snr``, ...).
-    ``meas``: quantities measured from the pixels here (``arc_flux``, ``arc_core_flux``,
-    ``core_flux_frac``, ``arc_snr``, ``invvar_sum``, ``invvar_median``, ``invvar_zero_frac``,
-    ``maskbit_frac`` (n, 17), ``bad_pixel_frac``).
-    ``samples``: per role (``lens``, ``control``) stamp statistics a trainer could see:
-    ``nan_count``, ``inf_count``, ``nodata_flux_count`` (pixels with invvar == 0 but non-zero
-    flux), ``flux_outside_core`` (nb), ``core_mean`` (nb), ``central_brightness`` (r band median
-    in r < 8 px), ``visibility``.
-    """
-
-    pairs: dict
-    meas: dict
-    samples: dict
-    bands: list
-    size: int
-    config: RunConfig
-
-    @property
-    def n(self) -> int:
-        return int(len(self.pairs["pair"]))
-
-    def is_lens(self) -> np.ndarray:
-        """Label of the lens-role sample of each pair (False for hard-negative pairs)."""
-        neg = self.pairs.get("hard_negative")
-        return np.ones(self.n, bool) if neg is None else (np.asarray(neg) == 0)
-
-
-def _pair_chunks(ds: xr.Dataset, default: int = 256) -> list[tuple[int, int]]:
-    chunks = ds["host"].chunks
-    sizes = chunks[0] if chunks else None
-    n = ds.sizes["pair"]
-    if not sizes:
-        sizes = [default] * (n // default) + ([n % default] if n % default else [])
-    bounds, start = [], 0
-    for s in sizes:
-        bounds.append((start, start + s))
-        start += s
-    return bounds
-
-
-#: Pairs processed at once inside a chunk task: float64 temporaries stay ~10 MB whatever the
-#: chunk (a shard-sized dask chunk may hold thousands of pairs).
-SUB_BATCH = 32
-
-
-def _chunk_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, **kw) -> dict:
-    """Numbers of one pair chunk (numpy in, small numpy out), in sub-batches of SUB_BATCH pairs."""
-    n = len(host)
-    parts = [_batch_stats(host[i:i + SUB_BATCH], arc[i:i + SUB_BATCH], invvar[i:i + SUB_BATCH],
-                          maskbits[i:i + SUB_BATCH], theta_e[i:i + SUB_BATCH], psf_fwhm[i:i + SUB_BATCH], **kw)
-             for i in range(0, n, SUB_BATCH)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _batch_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, core_radius, snr_band, ref_band,
-                 pixel_scale) -> dict:
-    host = np.asarray(host, np.float64)
-    arc = np.asarray(arc, np.float64)
-    invvar = np.asarray(invvar, np.float64)
-    maskbits = np.asarray(maskbits)
-    n, nb, size, _ = host.shape
-    rad = radius_grid(size)
-    core = rad < core_radius
-    out: dict = {}
-    with np.errstate(all="ignore"):
-        arc_tot = arc.sum(axis=(2, 3))
-        arc_core = arc[:, :, core].sum(axis=2)
-        out["arc_flux"] = arc_tot
-        out["arc_core_flux"] = arc_core
-        out["core_flux_frac"] = np.where(arc_tot != 0, arc_core / arc_tot, np.nan)
-        out["arc_snr"] = np.sqrt(np.sum(arc[:, snr_band] ** 2 * invvar[:, snr_band], axis=(1, 2)))
-        out["invvar_sum"] = invvar.sum(axis=(2, 3))
-        pos = np.where(invvar > 0, invvar, np.nan)
-        out["invvar_median"] = nan_quantile_rows(pos.reshape(n, nb, -1), 0.5)
-        nodata = invvar <= 0
-        out["invvar_zero_frac"] = nodata.mean(axis=(2, 3))
-        mb = maskbits.reshape(n, -1).astype(np.int64)
-        out["maskbit_frac"] = np.stack([((mb >> b) & 1).mean(axis=1) for b in range(N_MASKBITS)], axis=1)
-        out["bad_pixel_frac"] = (nodata.any(axis=1) | (maskbits != 0)).reshape(n, -1).mean(axis=1)
-        fwhm_px = np.asarray(psf_fwhm, np.float64)[:, snr_band] / pixel_scale
-        for role, stamp in (("lens", host + arc), ("control", host)):
-            out[f"{role}.nan_count"] = np.isnan(stamp).sum(axis=(1, 2, 3))
-            out[f"{role}.inf_count"] = np.isinf(stamp).sum(axis=(1, 2, 3))
-            out[f"{role}.nodata_flux_count"] = (nodata & (stamp != 0)).sum(axis=(1, 2, 3))
-            out[f"{role}.flux_outside_core"] = np.nansum(np.where(core, 0.0, stamp), axis=(2, 3))
-            out[f"{role}.core_mean"] = np.nanmean(stamp[:, :, core], axis=2)
-            out[f"{role}.central_brightness"] = central_brightness(stamp[:, ref_band])
-            out[f"{role}.visibility"] = visibility_proxy(
-                stamp[:, snr_band], np.asarray(theta_e, np.float64) / pixel_scale, fwhm_px)
-    return out
-
-
-_STAT_INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
-
-
-def _stats_layout(nb: int, size: int, kw: dict) -> list:
-    """Column layout of the packed per-pair stats: ``(name, shape, lo, hi, dtype)`` rows (the
-    packed width is the last ``hi``); found by running the reduction on one blank pair."""
-    blank = _chunk_stats(np.zeros((1, nb, size, size), np.float32), np.zeros((1, nb, size, size), np.float32),
-                         np.ones((1, nb, size, size), np.float32), np.zeros((1, size, size), np.int32),
-                         np.ones(1), np.ones((1, nb)), **kw)
-    rows, lo = [], 0
-    for k, v in blank.items():
-        width = int(np.prod(v.shape[1:], dtype=int))
-        rows.append((k, v.shape[1:], lo, lo + width, v.dtype))
-        lo += width
-    return rows
-
-
-def _pack(stats: dict, layout: list) -> np.ndarray:
-    n = len(next(iter(stats.values())))
-    return np.concatenate([np.asarray(stats[k], np.float64).reshape(n, -1) for k, *_ in layout], axis=1)
-
-
-def _stats_block(host, arc, invvar, maskbits, theta_e, psf_fwhm, *, layout, kw):
-    return _pack(_chunk_stats(host, arc, invvar, maskbits, theta_e, psf_fwhm, **kw), layout)
-
-
-def _stats_by_block(ds: xr.Dataset, layout: list, kw: dict, progress: bool) -> list:
-    """One fused task per pair chunk: the chunk's zarr reads and its reduction run in the same
-    task, so pixels never travel between workers (a task per chunk taking the four arrays as
-    inputs let the scheduler read them on different workers and ship ~40 MB per shard)."""
-    import dask.array as da
-
-    arrays = [ds[v].data for v in _STAT_INPUTS]
-    chunks = arrays[0].chunks[0]
-    arrays = [a.rechunk({0: chunks}) if a.chunks[0] != chunks else a for a in arrays]
-    width = layout[-1][3]
-    packed = da.blockwise(_stats_block, "pk", arrays[0], "pbyx", arrays[1], "pbyx", arrays[2], "pbyx",
-                          arrays[3], "pyx", arrays[4], "p", arrays[5], "pb", new_axes={"k": width},
-                          concatenate=True, dtype=np.float64, layout=layout, kw=kw,
-                          meta=np.empty((0, width), np.float64))
-    return compute_tasks(list(packed.to_delayed().ravel()), desc="diagnose: per-pair table", progress=progress)
-
-
-def pair_table(ds: xr.Dataset, *, progress: bool = False, config: RunConfig | None = None) -> PairTable:
-    """One lazy pass over the cube: a :class:`PairTable` of per-pair numbers.
-
-    Parameters
-    ----------
-    ds
-        A lensarray cube (dask- or numpy-backed); only read.
-    progress
-        Show a tqdm bar (works with and without a distributed Client).
-    config
-        Configuration whose ``diagnostics.core_radius`` and ``brightness.snr_band`` apply;
-        default: the one stored in the cube.
-    """
-    cfg = config or cube_config(ds)
-    bands = [str(b) for b in ds["band"].values]
-    snr_band = bands.index(cfg.brightness.snr_band) if cfg.brightness.snr_band in bands else min(1, len(bands) - 1)
-    ref_band = bands.index("r") if "r" in bands else snr_band
-    pixel_scale = float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale))
-    kw = dict(core_radius=cfg.diagnostics.core_radius, snr_band=snr_band, ref_band=ref_band,
-              pixel_scale=pixel_scale)
-    layout = _stats_layout(len(bands), int(ds.sizes["y"]), kw)
-    if hasattr(ds["host"].data, "dask"):
-        parts = _stats_by_block(ds, layout, kw, progress)
-    else:  # an in-memory cube
-        parts = [_pack(_chunk_stats(*(ds[v].values[a:b] for v in _STAT_INPUTS), **kw), layout)
-                 for a, b in _pair_chunks(ds)]
-    packed = np.concatenate(parts) if parts else np.empty((0, layout[-1][3]))
-    merged = {k: packed[:, lo:hi].reshape((-1, *shape)).astype(dtype) for k, shape, lo, hi, dtype in layout} \
-        if parts else {}
-    meas = {k: v for k, v in merged.items() if "." not in k}
-    samples = {role: {k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith(role + ".")}
-               for role in ("lens", "control")}
-    names = [n for n in PAIR_VARS if n in ds.variables and ds[n].dims[0:1] == ("pair",)]
-    # tiny per-pair scalars (~200 bytes a pair): read here, not as hundreds of cluster tasks
-    small = ds[names].compute(scheduler="threads")
-    pairs = {n: small[n].values for n in names}
-    pairs["pair"] = ds["pair"].values
-    return PairTable(pairs=pairs, meas=meas, samples=samples, bands=bands, size=int(ds.sizes["x"]), config=cfg)
-
-
 def lr_subsample(n_pairs: int, max_pairs: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of the pairs used by the core LR.
+    """Sorted indices of the pairs used by the core LR (and the visibility proxy).
 
     All pairs when ``n_pairs <= max_pairs``; else ``max_pairs`` drawn without replacement by
     ``numpy.random.default_rng(seed)`` (deterministic for a given cube size and seed).
@@ -252,62 +87,462 @@ def lr_subsample(n_pairs: int, max_pairs: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_pairs, size=max_pairs, replace=False))
 
 
-def _chunk_boxes(host, arc, pair_ids, psf_fwhm, **kw):
-    parts = [_batch_boxes(host[i:i + SUB_BATCH], arc[i:i + SUB_BATCH], pair_ids[i:i + SUB_BATCH],
-                          psf_fwhm[i:i + SUB_BATCH], **kw) for i in range(0, len(host), SUB_BATCH)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+@dataclass(frozen=True)
+class MeasureSpec:
+    """What the pixel pass measures (all radii in pixels).
+
+    ``side`` is the side of the central square kept for the core-LR subsample: it holds
+    the core disc (r < ``core_radius``), the ``box x box`` core box, the ring between them and the
+    annuli of the mask-edge probe (:func:`lensarray.geometry.central_side`).
+    ``ablation`` is the centre-mask spec (:func:`~lensarray.diagnostics.ablation.centre_mask`
+    keywords, as a sorted tuple of items) or None. ``tables=False`` keeps only the central squares.
+    ``w_core`` ``(size, size)``: the core light a core-matched control carries
+    (:func:`lensarray.masking.control_weights_of`; None: the control is the host).
+    """
+
+    core_radius: float
+    snr_band: int
+    ref_band: int
+    pixel_scale: float
+    box: int
+    side: int
+    ablation: tuple | None = None
+    seed: int = 0
+    tables: bool = True
+    w_core: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ablation_kwargs(self) -> dict | None:
+        return None if self.ablation is None else {k: (tuple(v) if isinstance(v, list) else v)
+                                                   for k, v in self.ablation}
 
 
-def _batch_boxes(host, arc, pair_ids, psf_fwhm, *, box, ablation_kwargs, seed):
-    host = np.asarray(host, np.float32)
-    arc = np.asarray(arc, np.float32)
+def measure_spec(ds: xr.Dataset, config: RunConfig | None = None, *, ablation: dict | None = None, seed: int = 0,
+                 tables: bool = True, box: int | None = None, core_radius: float | None = None,
+                 edge_radius: float = 0.0, side: int | None = None) -> MeasureSpec:
+    """The :class:`MeasureSpec` of a cube under a configuration (default: the cube's own);
+    ``box`` and ``core_radius`` override ``diagnostics.core_box`` / ``core_radius`` (pixels);
+    ``edge_radius`` (pixels) is the largest radius the mask-edge probe must see (e.g. the core
+    mask's); ``side`` overrides the central square's side (pixels)."""
+    cfg = config or cube_config(ds)
+    bands = [str(b) for b in ds["band"].values]
+    snr_band = bands.index(cfg.brightness.snr_band) if cfg.brightness.snr_band in bands else min(1, len(bands) - 1)
+    ref_band = bands.index("r") if "r" in bands else snr_band
+    size = int(ds.sizes["x"])
+    core_radius = float(cfg.diagnostics.core_radius if core_radius is None else core_radius)
+    box = int(cfg.diagnostics.core_box if box is None else box)
+    abl = None if ablation is None else tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
+                                                     for k, v in ablation.items()))
+    return MeasureSpec(core_radius=core_radius, snr_band=snr_band, ref_band=ref_band,
+                       pixel_scale=float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale)), box=box,
+                       side=int(side) if side is not None else central_side(size, core_radius, box, edge_radius),
+                       ablation=abl, seed=int(seed), tables=tables, w_core=control_weights_of(ds.attrs, size))
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-chunk kernel
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _select_quantile(buf, m, q):
+    """Linear-interpolated ``q`` quantile of ``buf[:m]`` by selection (numpy's default rule)."""
+    if m == 0:
+        return np.nan
+    pos = q * (m - 1)
+    lo = int(math.floor(pos))
+    part = np.partition(buf[:m], lo)
+    vlo = part[lo]
+    vhi = part[lo + 1:m].min() if lo + 1 < m else vlo
+    return vlo + (pos - lo) * (vhi - vlo)
+
+
+@njit(cache=True)
+def _pixel_kernel(host, arc, invvar, maskbits, core, central, w_core, matched, ref_band, n_bits,
+                  inv_sum, inv_med, inv_zero, mb_frac, bad_frac, nan_c, inf_c, nodata_c, out_core, core_mean, cbright):
+    """Invvar / mask-bit statistics and per-role stamp counts of each pair, in one sweep of its
+    pixels (images flattened to ``(n, band, pixel)``; role 0 = lens = host + arc, 1 = control =
+    host, or host + arc * w_core when ``matched`` (the core-matched control))."""
+    n, nb, npix = host.shape
+    buf = np.empty(npix)
+    cbuf = np.empty((2, npix))
+    bad = np.zeros(npix, np.bool_)
+    counts = np.zeros(n_bits)
+    nan_n = np.zeros(2, np.int64)
+    inf_n = np.zeros(2, np.int64)
+    nodata_n = np.zeros(2, np.int64)
+    outside = np.zeros(2)
+    csum = np.zeros(2)
+    ccount = np.zeros(2, np.int64)
+    mc = np.zeros(2, np.int64)
+    vals = np.zeros(2)
+    for i in range(n):
+        bad[:] = False
+        nan_n[:] = 0
+        inf_n[:] = 0
+        nodata_n[:] = 0
+        for b in range(nb):
+            s = 0.0
+            m = 0
+            zero = 0
+            outside[:] = 0.0
+            csum[:] = 0.0
+            ccount[:] = 0
+            mc[:] = 0
+            is_ref = b == ref_band
+            for p in range(npix):
+                w = np.float64(invvar[i, b, p])
+                s += w
+                nodata = w <= 0
+                if nodata:
+                    zero += 1
+                    bad[p] = True
+                elif np.isfinite(w):
+                    buf[m] = w
+                    m += 1
+                vals[1] = np.float64(host[i, b, p])
+                vals[0] = vals[1] + np.float64(arc[i, b, p])
+                if matched:
+                    # as control_stamp: float32 host + arc * w_core
+                    vals[1] = np.float64(np.float32(host[i, b, p] + arc[i, b, p] * w_core[p]))
+                for r in range(2):
+                    v = vals[r]
+                    isnan = np.isnan(v)
+                    if isnan:
+                        nan_n[r] += 1
+                    elif np.isinf(v):
+                        inf_n[r] += 1
+                    if nodata and v != 0:
+                        nodata_n[r] += 1
+                    if not isnan:
+                        if core[p]:
+                            csum[r] += v
+                            ccount[r] += 1
+                        else:
+                            outside[r] += v
+                    if is_ref and central[p] and np.isfinite(v):
+                        cbuf[r, mc[r]] = v
+                        mc[r] += 1
+            inv_sum[i, b] = s
+            inv_med[i, b] = _select_quantile(buf, m, 0.5)
+            inv_zero[i, b] = zero / npix
+            for r in range(2):
+                out_core[i, r, b] = outside[r]
+                core_mean[i, r, b] = csum[r] / ccount[r] if ccount[r] > 0 else np.nan
+                if is_ref:
+                    cbright[i, r] = _select_quantile(cbuf[r], mc[r], 0.5)
+        counts[:] = 0.0
+        nbad = 0
+        for p in range(npix):
+            v = np.int64(maskbits[i, p])
+            if v != 0:
+                bad[p] = True
+                k = 0
+                while v != 0 and k < n_bits:
+                    if v & 1:
+                        counts[k] += 1.0
+                    v >>= 1
+                    k += 1
+            if bad[p]:
+                nbad += 1
+        for k in range(n_bits):
+            mb_frac[i, k] = counts[k] / npix
+        bad_frac[i] = nbad / npix
+        nan_c[i] = nan_n
+        inf_c[i] = inf_n
+        nodata_c[i] = nodata_n
+
+
+#: Per-pair outputs of the pixel pass: name -> (trailing dims, dtype).
+_TABLE_VARS = {
+    "arc_flux_measured": (("band",), "float64"),
+    "arc_core_flux": (("band",), "float64"),
+    "core_flux_frac_measured": (("band",), "float64"),
+    "arc_snr_measured": ((), "float64"),
+    "invvar_sum": (("band",), "float64"),
+    "invvar_median": (("band",), "float64"),
+    "invvar_zero_frac": (("band",), "float32"),
+    "maskbit_frac": (("bit",), "float32"),
+    "bad_pixel_frac": ((), "float32"),
+    "nan_count": (("role",), "int32"),
+    "inf_count": (("role",), "int32"),
+    "nodata_flux_count": (("role",), "int32"),
+    "flux_outside_core": (("role", "band"), "float64"),
+    "core_mean": (("role", "band"), "float64"),
+    "central_brightness": (("role",), "float64"),
+    "visibility": (("role",), "float64"),
+}
+
+
+def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: MeasureSpec) -> dict:
     n, nb, size, _ = host.shape
-    lo = size // 2 - box // 2
-    sl = (slice(None), slice(None), slice(lo, lo + box), slice(lo, lo + box))
-    ids = np.asarray(pair_ids, np.int64)
-    out = {}
-    for r, (role, stamp) in enumerate((("lens", host + arc), ("control", host))):
-        out[role] = stamp[sl].reshape(n, -1)
-        if ablation_kwargs is not None:
-            kw = dict(ablation_kwargs)
-            if kw.get("mode") == "psf":
-                kw["psf_fwhm"] = np.asarray(psf_fwhm, np.float64)
-            masked = centre_mask(stamp, seed=seed, sample_ids=2 * ids + r, **kw)
-            out[role + "_masked"] = masked[sl].reshape(n, -1)
+    a64 = np.asarray(arc, np.float64)
+    core = core_pixels(size, spec.core_radius)
+    out: dict = {}
+    with np.errstate(all="ignore"):
+        total, in_core = arc_flux_sums(a64, core_radius=spec.core_radius)
+        out["arc_flux_measured"] = total
+        out["arc_core_flux"] = in_core
+        out["core_flux_frac_measured"] = fraction_of_total(in_core, total)
+        # the label signal d = lens - control: the arc less any core light the control carries
+        signal = a64[:, spec.snr_band] if spec.w_core is None else a64[:, spec.snr_band] * (1.0 - spec.w_core)
+        out["arc_snr_measured"] = matched_filter_snr(signal, invvar[:, spec.snr_band])
+    f8 = lambda *s: np.empty((n, *s), np.float64)  # noqa: E731
+    i4 = lambda *s: np.empty((n, *s), np.int32)  # noqa: E731
+    out.update(invvar_sum=f8(nb), invvar_median=f8(nb), invvar_zero_frac=f8(nb), maskbit_frac=f8(N_MASKBITS),
+               bad_pixel_frac=f8(), nan_count=i4(2), inf_count=i4(2), nodata_flux_count=i4(2),
+               flux_outside_core=f8(2, nb), core_mean=f8(2, nb), central_brightness=f8(2))
+    flat = lambda a, *shape: np.ascontiguousarray(a).reshape(*shape)  # noqa: E731
+    _pixel_kernel(flat(host, n, nb, -1), flat(arc, n, nb, -1), flat(invvar, n, nb, -1),
+                  flat(maskbits, n, -1), core.ravel(), core_pixels(size, CENTRAL_RADIUS_PX).ravel(),
+                  np.zeros(size * size, np.float32) if spec.w_core is None else
+                  np.ascontiguousarray(spec.w_core, np.float32).ravel(), spec.w_core is not None, spec.ref_band, N_MASKBITS, out["invvar_sum"], out["invvar_median"], out["invvar_zero_frac"],
+                  out["maskbit_frac"], out["bad_pixel_frac"], out["nan_count"], out["inf_count"],
+                  out["nodata_flux_count"], out["flux_outside_core"], out["core_mean"], out["central_brightness"])
+    vis = np.full((n, 2), np.nan)
+    sel = np.flatnonzero(in_vis)
+    if sel.size:
+        # the proxy is ~2/3 of the pass's cost per stamp: measured on a subsample (see diagnose)
+        te_px = np.asarray(theta_e, np.float64)[sel] / spec.pixel_scale
+        fwhm_px = np.asarray(psf_fwhm, np.float64)[sel, spec.snr_band] / spec.pixel_scale
+        h = np.asarray(host[sel, spec.snr_band], np.float64)
+        a = np.asarray(arc[sel, spec.snr_band], np.float64)
+        vis[sel, 0] = visibility_proxy(h + a, te_px, fwhm_px)
+        vis[sel, 1] = visibility_proxy(control_stamp(h, a, spec.w_core), te_px, fwhm_px)
+    out["visibility"] = vis
     return out
 
 
-def core_box_features(ds: xr.Dataset, pair_index: np.ndarray, *, box: int, ablation: dict | None = None,
-                      seed: int = 0, progress: bool = False) -> dict:
-    """Central ``box x box`` pixels of every band for the lens and control stamps of some pairs.
+def central_stamps(host, arc, side: int, w_core=None) -> np.ndarray:
+    """Central ``side`` squares ``(n, role, band, side, side)`` of the lens (host + arc) and control
+    (:func:`lensarray.masking.control_stamp`) stamps of ``host``, ``arc`` ``(n, band, size, size)``."""
+    sl = central_slice(host.shape[-1], side)
+    return np.stack([(host + arc)[..., sl, sl], control_stamp(host, arc, w_core)[..., sl, sl]], axis=1)
+
+
+def squares_by_role(central: np.ndarray, suffix: str = "") -> dict:
+    """``{"lens" + suffix, "control" + suffix}``: ``(m, band * side * side)`` band-major rows of
+    central squares ``(m, role, band, side, side)`` (the layout the core LR reads)."""
+    m = central.shape[0]
+    return {f"{role}{suffix}": central[:, r].reshape(m, -1) for r, role in enumerate(ROLES)}
+
+
+def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
+    """Central squares ``(n, role, band, side, side)`` of the lens and control stamps (and masked)."""
+    lens = host + arc  # float32, as a trainer's lens stamp
+    control = control_stamp(host, arc, spec.w_core)
+    out = {"central": central_stamps(host, arc, spec.side, spec.w_core)}
+    kw = spec.ablation_kwargs
+    if kw is not None:
+        sl = central_slice(host.shape[-1], spec.side)
+        ids = np.asarray(pair_id, np.int64)
+        masked = [apply_centre_mask_spec(st, kw, seed=spec.seed, sample_ids=2 * ids + r, psf_fwhm=psf_fwhm,
+                                         pixel_scale=spec.pixel_scale)[..., sl, sl]
+                  for r, st in enumerate((lens, control))]
+        out["central_masked"] = np.stack(masked, axis=1)
+    return out
+
+
+def _measure_block(host, arc, invvar, maskbits, theta_e, psf_fwhm, pair_id, in_lr, in_vis, *, spec: MeasureSpec):
+    """All measures of one pair chunk (numpy in, small numpy out), in sub-batches of SUB_BATCH pairs."""
+    host = np.asarray(host, np.float32)
+    arc = np.asarray(arc, np.float32)
+    invvar = np.asarray(invvar, np.float32)
+    maskbits = np.asarray(maskbits)
+    in_lr = np.asarray(in_lr, bool)
+    parts, cparts, amax = [], [], []
+    for i in range(0, len(host), SUB_BATCH):
+        s = slice(i, i + SUB_BATCH)
+        if spec.tables:
+            parts.append(_table_batch(host[s], arc[s], invvar[s], maskbits[s], theta_e[s], psf_fwhm[s],
+                                      np.asarray(in_vis, bool)[s], spec))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN arc gives NaN
+            amax.append(np.nanmax(np.abs(arc[s]).reshape(len(arc[s]), -1), axis=1))
+        lr = np.flatnonzero(in_lr[s]) + i
+        if lr.size:
+            cparts.append(_central_batch(host[lr], arc[lr], np.asarray(psf_fwhm)[lr], np.asarray(pair_id)[lr], spec))
+    out = {k: np.concatenate([p[k] for p in parts]).astype(_TABLE_VARS[k][1], copy=False) for k in parts[0]} \
+        if parts else {}
+    out["arc_abs_max"] = np.concatenate(amax).astype(np.float32) if amax else np.zeros(0, np.float32)
+    if cparts:
+        out.update({k: np.concatenate([p[k] for p in cparts]) for k in cparts[0]})
+    return out
+
+
+_INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
+
+
+def _blocks(ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, default_chunk: int = 256):
+    """One fused dask task per pair chunk (``Delayed`` returning the chunk's dict) and the chunk sizes."""
+    import dask.array as da
+
+    n = int(ds.sizes["pair"])
+    arrays = []
+    chunks = None
+    for v in _INPUTS:
+        data = ds[v].data
+        if not hasattr(data, "dask"):
+            first = chunks if chunks is not None else min(default_chunk, max(n, 1))
+            data = da.from_array(np.asarray(data), chunks=(first,) + (-1,) * (data.ndim - 1))
+        if chunks is None:
+            chunks = data.chunks[0]
+        arrays.append(data.rechunk({0: chunks}) if data.chunks[0] != chunks else data)
+
+    def flags(index):
+        m = np.zeros(n, bool)
+        if index is not None:
+            m[np.asarray(index, np.int64)] = True
+        return m
+
+    lr, vis = flags(lr_index), flags(vis_index if vis_index is not None else np.arange(n))
+    extra = [da.from_array(ds["pair"].values, chunks=(chunks,)), da.from_array(lr, chunks=(chunks,)),
+             da.from_array(vis, chunks=(chunks,))]
+    # blockwise fuses each chunk's zarr reads into its reduction task (a task taking the arrays
+    # as inputs let the scheduler read them on different workers and ship ~40 MB per shard)
+    obj = da.blockwise(_measure_block, "p", arrays[0], "pbyx", arrays[1], "pbyx", arrays[2], "pbyx",
+                       arrays[3], "pyx", arrays[4], "p", arrays[5], "pb", extra[0], "p", extra[1], "p", extra[2], "p",
+                       concatenate=True, dtype=object, spec=spec, meta=np.empty((0,), object))
+    lr_counts = [int(c) for c in np.add.reduceat(lr.astype(np.int64), np.r_[0, np.cumsum(chunks)[:-1]])] \
+        if n else []
+    return list(obj.to_delayed().ravel()), list(chunks), lr_counts
+
+
+def _layout(ds: xr.Dataset, spec: MeasureSpec) -> dict:
+    """name -> (dims, shape-after-pair, dtype) of every output variable (fixed by the spec, not
+    discovered from a blank pair)."""
+    sizes = {"band": int(ds.sizes["band"]), "bit": N_MASKBITS, "role": 2}
+    out = {"arc_abs_max": (("pair",), (), "float32")}
+    if spec.tables:
+        for k, (dims, dt) in _TABLE_VARS.items():
+            out[k] = (("pair", *dims), tuple(sizes[d] for d in dims), dt)
+    cdims = ("lr_pair", "role", "band", "cy", "cx")
+    cshape = (2, sizes["band"], spec.side, spec.side)
+    out["central"] = (cdims, cshape, "float32")
+    if spec.ablation is not None:
+        out["central_masked"] = (cdims, cshape, "float32")
+    return out
+
+
+def _coords(ds: xr.Dataset, spec: MeasureSpec, lr_index) -> dict:
+    off = np.arange(spec.side) - spec.side // 2
+    c = {"pair": ds["pair"].values, "band": ds["band"].values, "bit": np.arange(N_MASKBITS),
+         "role": np.array(ROLES), "cy": off, "cx": off}
+    c["lr_pair"] = ds["pair"].values[np.asarray(lr_index, np.int64)] if lr_index is not None else np.zeros(0, np.int64)
+    return c
+
+
+def _attrs(spec: MeasureSpec) -> dict:
+    return {"core_radius_px": spec.core_radius, "core_box": spec.box, "central_side": spec.side,
+            "snr_band_index": spec.snr_band, "pixel_scale": spec.pixel_scale,
+            "ablation": json.dumps(spec.ablation_kwargs) if spec.ablation is not None else "",
+            "description": "per-pair measures of the one pixel pass (lensarray.diagnostics.features)"}
+
+
+def _item(res: dict, name: str, shape: tuple, dtype: str) -> np.ndarray:
+    return res[name] if name in res else np.zeros((0, *shape), dtype)  # a chunk without LR pairs
+
+
+def pair_measures(ds: xr.Dataset, *, config: RunConfig | None = None, spec: MeasureSpec | None = None,
+                  lr_index: np.ndarray | None = None, vis_index: np.ndarray | None = None) -> xr.Dataset:
+    """The per-pair measures of a cube as a lazy (dask-backed) Dataset: one task per pair chunk.
 
     Parameters
     ----------
     ds
-        The cube (read only).
-    pair_index
-        Sorted positional indices of the pairs (see :func:`lr_subsample`).
-    box
-        Side of the central box, pixels (centred on pixel size//2, as even boxes
-        span size//2 - box//2 .. size//2 + box//2 - 1).
-    ablation
-        Keyword arguments of :func:`~lensarray.diagnostics.ablation.centre_mask` (without
-        ``seed``); when given, the same boxes after centre masking are returned too.
+        A lensarray cube, built (opened from Zarr), lazy or in memory; only read.
+    config
+        Configuration whose ``diagnostics.core_radius`` / ``core_box`` and ``brightness.snr_band``
+        apply (default: the one stored in the cube); ignored when ``spec`` is given.
+    spec
+        What to measure (:func:`measure_spec`).
+    lr_index
+        Sorted positional indices of the pairs whose central squares are kept (``central``,
+        dims ``lr_pair, role, band, cy, cx``; ``cy``/``cx`` are pixel offsets from the stamp origin).
+    vis_index
+        Pairs whose visibility proxy is measured (NaN elsewhere); default all.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables of dims ``(pair[, band | bit | role])`` (see the module doc) and the central squares.
+    """
+    import dask
+    import dask.array as da
+
+    spec = spec or measure_spec(ds, config)
+    blocks, chunks, lr_counts = _blocks(ds, spec, lr_index, vis_index)
+    layout = _layout(ds, spec)
+    get = dask.delayed(_item, pure=True)
+    data_vars = {}
+    for name, (dims, shape, dt) in layout.items():
+        lens = lr_counts if dims[0] == "lr_pair" else chunks
+        parts = [da.from_delayed(get(b, name, shape, dt), shape=(m, *shape), dtype=np.dtype(dt))
+                 for b, m in zip(blocks, lens)]
+        data = da.concatenate(parts) if parts else da.zeros((0, *shape), dtype=dt)
+        data_vars[name] = (dims, data)
+    return xr.Dataset(data_vars, coords=_coords(ds, spec, lr_index), attrs=_attrs(spec))
+
+
+def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | None = None,
+               spec: MeasureSpec | None = None, lr_index: np.ndarray | None = None,
+               vis_index: np.ndarray | None = None) -> xr.Dataset:
+    """:func:`pair_measures` computed (numpy-backed), plus the cube's stored per-pair variables.
+
+    Chunk results are written into preallocated arrays as they arrive (with a tqdm bar, under a
+    distributed Client or not). The stored per-pair variables (``theta_e``, ``psf_fwhm``,
+    ``split``, ...) are added under their own names; the measured copies of stored quantities are
+    named by :data:`MEASURED_AS`. ``is_lens`` (pair) marks real injections (not hard negatives).
+    """
+    spec = spec or measure_spec(ds, config)
+    blocks, chunks, lr_counts = _blocks(ds, spec, lr_index, vis_index)
+    layout = _layout(ds, spec)
+    n = int(ds.sizes["pair"])
+    n_lr = int(sum(lr_counts))
+    arrays = {k: np.empty(((n_lr if dims[0] == "lr_pair" else n), *shape), np.dtype(dt))
+              for k, (dims, shape, dt) in layout.items()}
+    starts = np.r_[0, np.cumsum(chunks)[:-1]].astype(int) if chunks else np.zeros(0, int)
+    lr_starts = np.r_[0, np.cumsum(lr_counts)[:-1]].astype(int) if lr_counts else np.zeros(0, int)
+
+    def sink(i: int, res: dict) -> None:
+        for k, (dims, _, _) in layout.items():
+            if k in res:
+                a = lr_starts[i] if dims[0] == "lr_pair" else starts[i]
+                arrays[k][a:a + len(res[k])] = res[k]
+
+    compute_tasks(blocks, desc="diagnose: per-pair table", progress=progress, sink=sink)
+    table = xr.Dataset({k: (layout[k][0], v) for k, v in arrays.items()}, coords=_coords(ds, spec, lr_index),
+                       attrs=_attrs(spec))
+    names = [v for v in PAIR_VARS if v in ds.variables and ds[v].dims[0:1] == ("pair",)]
+    # tiny per-pair scalars (~200 bytes a pair): read here, not as hundreds of cluster tasks
+    small = ds[names].reset_coords(drop=True).compute(scheduler="threads")
+    for v in names:
+        table[v] = (small[v].dims, small[v].values, small[v].attrs)
+    neg = table["hard_negative"].values if "hard_negative" in table else np.zeros(n, np.int8)
+    vis = np.zeros(n, bool)
+    vis[np.asarray(vis_index if vis_index is not None else np.arange(n), np.int64)] = True
+    table = table.assign_coords(is_lens=("pair", neg == 0), visibility_measured=("pair", vis))
+    table.attrs["bands"] = [str(b) for b in ds["band"].values]
+    table.attrs["stamp_size"] = int(ds.sizes["x"])
+    return table
+
+
+def core_box_features(ds: xr.Dataset, pair_index: np.ndarray, *, box: int, ablation: dict | None = None,
+                      seed: int = 0, progress: bool = True) -> dict:
+    """Central ``box x box`` squares of the lens and control stamps of the pairs ``pair_index``
+    (positional), from the pixel pass (:func:`pair_table` with ``tables=False``).
 
     Returns
     -------
     dict
-        ``lens``, ``control`` (and ``lens_masked``, ``control_masked``): ``(n, nb * box * box)``
-        float32 in nanomaggy.
+        ``lens``, ``control`` (and ``lens_masked``, ``control_masked`` with ``ablation``):
+        ``(n, band * box * box)`` float32 (nanomaggy), band-major; ``arc_abs_max`` ``(n,)``.
     """
-    import dask
-
-    sel = ds.isel(pair=np.asarray(pair_index))
-    fn = dask.delayed(_chunk_boxes, pure=True)
-    tasks = []
-    for a, b in _pair_chunks(sel):
-        sub = sel.isel(pair=slice(a, b))
-        tasks.append(fn(sub["host"].data, sub["arc"].data, sub["pair"].values, sub["psf_fwhm"].data,
-                        box=box, ablation_kwargs=ablation, seed=seed))
-    parts = compute_tasks(tasks, desc="diagnose: core boxes", progress=progress)
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    idx = np.asarray(pair_index, np.int64)
+    sub = ds.isel(pair=idx)
+    spec = measure_spec(sub, ablation=ablation, seed=seed, tables=False, side=box)
+    table = pair_table(sub, spec=spec, lr_index=np.arange(idx.size), progress=progress)
+    out = squares_by_role(table["central"].values)
+    if "central_masked" in table:
+        out.update(squares_by_role(table["central_masked"].values, "_masked"))
+    out["arc_abs_max"] = table["arc_abs_max"].values
+    return out

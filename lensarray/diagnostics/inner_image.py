@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..physics.lens import inner_image_radius as sis_inner_image_radius
+from ..statistics import THETA_E_EDGES
 from .core_flux import binned_quantiles
-from .core_lr import THETA_E_EDGES
 
 __all__ = ["sis_inner_image_radius", "inner_image_summary"]
-
-
-def sis_inner_image_radius(theta_e: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """SIS counter-image radius theta_E - |beta| (same unit as the inputs); NaN if |beta| >= theta_E."""
-    theta_e = np.asarray(theta_e, float)
-    beta = np.abs(np.asarray(beta, float))
-    return np.where(beta < theta_e, theta_e - beta, np.nan)
 
 
 def inner_image_summary(inner_r_px: np.ndarray, theta_e: np.ndarray) -> dict:

@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 from sklearn.metrics import roc_auc_score
 
-from .features import PairTable
+from .features import ROLES
 from .systematics import per_sample_variables
 
 __all__ = ["HOST_FACTS", "feature_auc", "metadata_leakage"]
@@ -63,7 +63,7 @@ def _columns(name: str, arr: np.ndarray, bands: list[str]):
             yield f"{name}[{j}]", arr.reshape(arr.shape[0], -1)[:, j]
 
 
-def metadata_leakage(table: PairTable, ds: xr.Dataset | None = None, *, threshold: float = 0.55) -> dict:
+def metadata_leakage(table: xr.Dataset, ds: xr.Dataset | None = None, *, threshold: float = 0.55) -> dict:
     """Per-sample AUC of every audited variable for the ``is_lens`` label.
 
     Parameters
@@ -81,28 +81,33 @@ def metadata_leakage(table: PairTable, ds: xr.Dataset | None = None, *, threshol
         ``audited`` (list of {name, kind, auc, auc_sym, flagged}), ``signal`` (the same for
         stamp flux statistics, never flagged), ``max_auc_sym``, ``worst`` and ``flagged`` names.
     """
-    n = table.n
-    lab_pair = table.is_lens()
+    n = int(table.sizes["pair"])
+    bands = [str(b) for b in table["band"].values]
+    lab_pair = np.asarray(table["is_lens"].values, bool)
     labels = np.concatenate([lab_pair, np.zeros(n, bool)])  # rows: all lens-role samples, then controls
+
+    def roles(name):
+        v = table[name].transpose("role", "pair", ...)
+        return np.concatenate([v.sel(role=ROLES[0]).values, v.sel(role=ROLES[1]).values])
 
     def both(v):
         return np.concatenate([v, v])
 
     cols: list[tuple[str, str, np.ndarray]] = []
     for name in HOST_FACTS:
-        if name in table.pairs:
-            for cname, v in _columns(name, table.pairs[name], table.bands):
+        if name in table.variables:
+            for cname, v in _columns(name, table[name].values, bands):
                 cols.append((cname, "host fact", both(v)))
     for name in ("invvar_sum", "invvar_median", "invvar_zero_frac", "bad_pixel_frac"):
-        for cname, v in _columns(name, table.meas[name], table.bands):
+        for cname, v in _columns(name, table[name].values, bands):
             cols.append((cname, "pixel statistic", both(v)))
-    cols.append(("maskbit_any_frac", "pixel statistic", both(table.meas["maskbit_frac"].sum(axis=1))))
+    cols.append(("maskbit_any_frac", "pixel statistic",
+                 both(table["maskbit_frac"].values.astype(np.float64).sum(axis=1))))
     for name in ("nan_count", "inf_count", "nodata_flux_count"):
-        cols.append((name, "stamp statistic",
-                     np.concatenate([table.samples["lens"][name], table.samples["control"][name]])))
+        cols.append((name, "stamp statistic", roles(name)))
     if ds is not None:
         for name, vals in per_sample_variables(ds).items():
-            for cname, v in _columns(name, np.concatenate([vals[:, 0], vals[:, 1]]), table.bands):
+            for cname, v in _columns(name, np.concatenate([vals[:, 0], vals[:, 1]]), bands):
                 cols.append((cname, "per-sample variable", v))
     audited = []
     for cname, kind, v in cols:
@@ -111,10 +116,14 @@ def metadata_leakage(table: PairTable, ds: xr.Dataset | None = None, *, threshol
         audited.append({"name": cname, "kind": kind, "auc": _r(auc), "auc_sym": _r(sym),
                         "flagged": bool(np.isfinite(sym) and sym > threshold)})
     signal = []
+    measured = np.asarray(table["visibility_measured"].values, bool) if "visibility_measured" in table.coords \
+        else np.ones(n, bool)
     for name in ("flux_outside_core", "core_mean", "central_brightness", "visibility"):
-        v = np.concatenate([table.samples["lens"][name], table.samples["control"][name]])
-        for cname, col in _columns(name, v, table.bands):
-            auc = feature_auc(col, labels)
+        v = roles(name)
+        # the visibility proxy is measured on a subsample: its AUC on those samples only
+        keep = np.concatenate([measured, measured]) if name == "visibility" else slice(None)
+        for cname, col in _columns(name, v[keep], bands):
+            auc = feature_auc(col, labels[keep])
             signal.append({"name": cname, "auc": _r(auc)})
     syms = [a["auc_sym"] for a in audited if a["auc_sym"] is not None]
     worst = max(audited, key=lambda a: -1 if a["auc_sym"] is None else a["auc_sym"]) if audited else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..statistics import bin_index
+
 __all__ = ["arc_snr_distribution"]
 
 
@@ -34,7 +36,8 @@ def arc_snr_distribution(arc_snr: np.ndarray, edges, target_fractions, *, measur
     v = v[sel]
     edges = [float(e) for e in edges]
     n = max(v.size, 1)
-    counts = np.histogram(v, bins=edges)[0]
+    idx = bin_index(v, edges)
+    counts = np.bincount(idx[idx >= 0], minlength=len(edges) - 1)
     rows = [{"lo": lo, "hi": hi, "count": int(c), "fraction": float(c / n), "target": float(t),
              "diff": float(c / n - t)} for lo, hi, c, t in zip(edges[:-1], edges[1:], counts, target_fractions)]
     out = {"n": int(v.size), "bins": rows, "below": int(np.sum(v < edges[0])), "above": int(np.sum(v > edges[-1])),

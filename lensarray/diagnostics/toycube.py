@@ -2,7 +2,9 @@
 
 Not physics: hosts are noisy exponential galaxies, "arcs" are either a partial Gaussian ring at
 the Einstein radius (outside the core box: no core shortcut), a Gaussian blob at the centre (a
-pure core shortcut), or nothing (null). Optional planted defects let tests check that each
+pure core shortcut), a partial ring confined to 5 <= r < 7 px (``ringonly``: light only in the
+ring between the r < 5 px disc and the 10x10 box), a broad seeing-like blob (``blob``, sigma 3 px,
+in and around the core; with ``hard_mask`` a hard-masked compact arc), or nothing (null). Optional planted defects let tests check that each
 audit catches what it claims to catch.
 """
 
@@ -13,10 +15,12 @@ import xarray as xr
 
 from ..config import RunConfig
 from ..cube import template
+from ..derived import arc_statistics, inner_image_radius_px, matched_filter_snr
+from ..geometry import offsets, radius_grid
 
 __all__ = ["toy_cube", "ARC_KINDS", "LEAKS"]
 
-ARC_KINDS = ("ring", "core", "null")
+ARC_KINDS = ("ring", "core", "null", "ringonly", "blob")
 #: ``coordinate``: a per-sample variable ``exposure_id`` (pair, role) equal to the role;
 #: ``negatives_invvar``: half the pairs are hard negatives (no feature) with 2x deeper invvar;
 #: ``nodata``: arcs carry flux into invvar == 0 pixels (lens stamps only);
@@ -26,7 +30,7 @@ LEAKS = ("coordinate", "negatives_invvar", "nodata", "nan")
 
 def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("g", "r", "z"),
              seed: int = 0, chunk_pairs: int = 32, leak: str | None = None,
-             snr_range: tuple[float, float] = (10.0, 40.0)) -> xr.Dataset:
+             snr_range: tuple[float, float] = (10.0, 40.0), hard_mask: float | None = None) -> xr.Dataset:
     """A schema-complete cube held in numpy (wrapped as dask by ``chunk()``).
 
     Parameters
@@ -40,7 +44,9 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     leak
         One of :data:`LEAKS` or ``None``.
     snr_range
-        Target matched-filter arc S/N (r band) drawn uniformly in this range.
+        Target matched-filter arc S/N (r band) drawn uniformly in this range (before ``hard_mask``).
+    hard_mask
+        Zero the arcs at r < this radius (pixels), as the ``hard`` core-mask policy does.
     """
     if kind not in ARC_KINDS:
         raise ValueError(f"kind = {kind!r}: allowed one of {', '.join(ARC_KINDS)}")
@@ -48,12 +54,12 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
         raise ValueError(f"leak = {leak!r}: allowed one of {', '.join(LEAKS)} or None")
     rng = np.random.default_rng(seed)
     nb, n, ps = len(bands), n_pairs, 0.262
-    cfg = RunConfig().replace(**{"run.n_pairs": n, "run.size": size, "run.bands": list(bands),
-                                 "run.null": kind == "null"})
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    dy, dx = yy - c, xx - c
-    rad = np.hypot(dy, dx)
+    over = {"run.n_pairs": n, "run.size": size, "run.bands": list(bands), "run.null": kind == "null"}
+    if hard_mask is not None:
+        over.update({"core_mask.policy": "hard", "core_mask.radius": float(hard_mask)})
+    cfg = RunConfig().replace(**over)
+    dy, dx = offsets(size)
+    rad = radius_grid(size)
     phi = np.arctan2(dy, dx)
 
     theta_e = rng.uniform(2.3, 3.0, n) if kind != "core" else rng.uniform(0.5, 3.0, n)
@@ -77,6 +83,13 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
             (1 + np.cos(phi[None] - phase[:, None, None])) / 2
     elif kind == "core":
         shape = np.exp(-0.5 * (rad[None] / 1.5) ** 2) * np.ones((n, 1, 1))
+    elif kind == "ringonly":
+        phase = rng.uniform(-np.pi, np.pi, n)
+        # the published 10x10 box spans offsets -5 .. 4 (rows size//2 - 5 .. size//2 + 4)
+        in_ring = (rad >= 5.0) & (dy >= -5) & (dy <= 4) & (dx >= -5) & (dx <= 4)
+        shape = np.where(in_ring[None], (1 + np.cos(phi[None] - phase[:, None, None])) / 2 + 0.2, 0.0)
+    elif kind == "blob":
+        shape = np.exp(-0.5 * (rad[None] / 3.0) ** 2) * np.ones((n, 1, 1))
     else:
         shape = np.zeros((n, size, size))
     shape = shape / np.maximum(shape.sum(axis=(1, 2), keepdims=True), 1e-30)
@@ -84,9 +97,11 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     unit = shape[:, None] * colour[None, :, None, None]
     r_idx = list(bands).index("r") if "r" in bands else 0
     target = rng.uniform(*snr_range, n)
-    unit_snr = np.sqrt(np.sum(unit[:, r_idx] ** 2 * invvar[:, r_idx], axis=(1, 2)))
+    unit_snr = matched_filter_snr(unit[:, r_idx], invvar[:, r_idx])
     scale = np.where(unit_snr > 0, target / np.where(unit_snr > 0, unit_snr, 1), 0.0)
     arc = unit * scale[:, None, None, None]
+    if hard_mask is not None:
+        arc = arc * (rad >= hard_mask)[None, None]
     hard_negative = np.zeros(n, np.int8)
 
     if leak == "negatives_invvar":
@@ -102,7 +117,8 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
         arc[rng.random(n) < 0.2, :, 0, 0] = np.nan
 
     ds = template(n, list(bands), size, attrs={"config": cfg.to_json(), "pixel_scale": ps, "zero_point": 22.5,
-                                               "unit": "nanomaggy", "core_mask_policy": "none"},
+                                               "unit": "nanomaggy",
+                                               "core_mask_policy": "none" if hard_mask is None else f"hard:{hard_mask}"},
                   chunk_pairs=chunk_pairs)
     ch = {"pair": chunk_pairs}
     vals = {
@@ -116,14 +132,11 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
         "psfdepth": np.full((n, nb), 24.5, np.float32), "host_reff": (reff_px * ps).astype(np.float32),
         "host_id": np.arange(n, dtype=np.int64),
     }
-    unit_arc_tot = arc.sum(axis=(2, 3))
-    core_sel = rad < cfg.diagnostics.core_radius
-    with np.errstate(all="ignore"):
-        vals["arc_flux"] = unit_arc_tot.astype(np.float32)
-        vals["core_flux_frac"] = (arc[:, :, core_sel].sum(axis=2) / unit_arc_tot).astype(np.float32)
-        vals["arc_snr"] = np.sqrt(np.sum(arc[:, r_idx] ** 2 * invvar[:, r_idx], axis=(1, 2))).astype(np.float32)
-        beta_px = np.hypot(vals["src_x"], vals["src_y"]) / ps
-        vals["inner_image_r"] = np.where(beta_px < theta_e / ps, theta_e / ps - beta_px, np.nan).astype(np.float32)
+    # derived exactly as the build derives them (from the stored float32 arc)
+    vals.update(arc_statistics(vals["arc"], vals["invvar"], core_radius=cfg.diagnostics.core_radius,
+                               snr_band_index=r_idx))
+    vals["inner_image_r"] = inner_image_radius_px(vals["theta_e"], vals["src_x"], vals["src_y"],
+                                                  pixel_scale=ps).astype(np.float32)
     for k, v in vals.items():
         ds[k] = (ds[k].dims, v, ds[k].attrs)
     if leak == "coordinate":

@@ -20,13 +20,10 @@ import numpy as np
 from numba import njit
 from scipy import stats
 
+from ..geometry import radius_grid
+from ..statistics import bin_masks
+
 __all__ = ["visibility_proxy", "visibility_summary", "nan_quantile_rows"]
-
-
-def _radius(size: int) -> np.ndarray:
-    c = size // 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    return np.hypot(yy - c, xx - c)
 
 
 def nan_quantile_rows(values: np.ndarray, q: float) -> np.ndarray:
@@ -53,7 +50,7 @@ class _Rings:
     from ring profiles back to every pixel (``numpy.interp`` on the rings' mean radii)."""
 
     def __init__(self, size: int):
-        rad = _radius(size)
+        rad = radius_grid(size)
         self.rad = rad.ravel()
         self.rbin = np.rint(self.rad).astype(int)
         self.nbin = int(self.rbin.max()) + 1
@@ -188,9 +185,8 @@ def visibility_summary(lens_vis: np.ndarray, control_vis: np.ndarray, arc_snr: n
     varied = ok.sum() > 2 and np.ptp(lens_vis[ok]) > 0 and np.ptp(arc_snr[ok]) > 0  # e.g. a null cube
     rho = stats.spearmanr(lens_vis[ok], arc_snr[ok]).statistic if varied else float("nan")
     rows = []
-    edges = list(snr_edges)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = ok & (arc_snr >= lo) & (arc_snr < hi)
+    for lo, hi, m in bin_masks(arc_snr, list(snr_edges)):
+        m = ok & m
         rows.append({"arc_snr_lo": lo, "arc_snr_hi": hi, "count": int(m.sum()),
                      "lens_visibility_median": _med(lens_vis[m]),
                      "control_visibility_median": _med(control_vis[m]),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from ..errors import BadInputError
+from ..geometry import radius_grid
 
 __all__ = ["Cutout", "IngestReport", "read_cutouts", "ingest", "HostCube", "HOST_SCHEMA_VERSION",
            "DEFAULT_PSF_FWHM"]
@@ -334,8 +335,7 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
     estimated = c.invvar is None
     if estimated:
         # outer region (outside r = size/3) of each band: robust sky sigma -> constant invvar
-        yy, xx = np.mgrid[0:size, 0:size]
-        outer = np.hypot(yy - size // 2, xx - size // 2) > size / 3
+        outer = radius_grid(size) > size / 3
         sig = np.array([_robust_sigma(img[b][outer]) for b in range(img.shape[0])])
         if np.any(sig <= 0):
             raise IngestError("sky noise is zero in some band (constant image?): cannot estimate invvar")
@@ -352,8 +352,7 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
     sig_pix = 1.0 / np.sqrt(np.median(np.where(iv > 0, iv, np.nan).reshape(len(bands), -1), axis=1))
     nea = 4 * np.pi * (fwhm / 2.3548 / pixel_scale) ** 2
     depth = 22.5 - 2.5 * np.log10(5 * sig_pix * np.sqrt(nea))
-    yy, xx = np.mgrid[0:size, 0:size]
-    ap = np.hypot(yy - size // 2, xx - size // 2) < min(10, size // 2)
+    ap = radius_grid(size) < min(10, size // 2)
     sky = np.median(img[:, ~ap], axis=1)
     flux = (img[:, ap] - sky[:, None]).sum(axis=1)
     mag = np.where(flux > 0, 22.5 - 2.5 * np.log10(np.clip(flux, 1e-12, None)), np.nan)

@@ -1,0 +1,175 @@
+"""Diagnose against a raw read of the same cube, and diagnose memory against cube size.
+
+Speed: for each N a cube is built (LocalCluster, 2 workers x 1 thread), then, interleaved and
+repeated, a raw read (every stored image array, shard by shard, straight from zarr in this
+process) and ``diagnose`` (fresh workers each time, so a run's memory is its own). The ratio
+raw-read seconds / diagnose seconds (>= 0.5 is the goal) uses the median of the repeats of each.
+
+Memory: peak RSS of this process plus all its children (client, scheduler, workers) during
+``diagnose`` of a cube of N pairs made lazily by tiling a built cube along ``pair`` (new pair ids;
+the same stored chunks are read again), so 200,000 pairs need 20x less disk than a real cube.
+
+    python benchmarks/bench_diagnose.py --sizes 10000 50000 --memory-base 20000 --memory-sizes 20000 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import numpy as np  # noqa: E402
+
+from common import PeakRSS, table, write  # noqa: E402
+
+SHARD = 256
+
+
+def _cfg(n: int):
+    from lensarray.config import RunConfig
+
+    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": SHARD, "run.chunk_pairs": 16}).validate()
+
+
+def _cluster(workers: int):
+    from distributed import Client
+
+    from lensarray.cluster import local_cluster
+
+    lc = local_cluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return lc, Client(lc)
+
+
+def _build(n: int, url: str, workers: int) -> float:
+    from lensarray.pipeline import build
+
+    lc, client = _cluster(workers)
+    try:
+        t0 = time.perf_counter()
+        build(_cfg(n), url, client=client, progress=False)
+        return time.perf_counter() - t0
+    finally:
+        _close(client, lc)
+
+
+def _raw_read(url: str, n: int) -> float:
+    from lensarray.store import open_group
+
+    g = open_group(url, mode="r")
+    t0 = time.perf_counter()
+    for a in range(0, n, SHARD):
+        for name in ("host", "invvar", "arc", "maskbits"):
+            g[name][a:a + SHARD]
+    return time.perf_counter() - t0
+
+
+def _diagnose(ds, workers: int) -> tuple[float, float, dict]:
+    from lensarray.diagnostics import diagnose
+
+    with PeakRSS() as mem:
+        lc, client = _cluster(workers)
+        try:
+            t0 = time.perf_counter()
+            res, _ = diagnose(ds, progress=False, n_boot=50)
+            dt = time.perf_counter() - t0
+        finally:
+            _close(client, lc)
+    return dt, mem.peak / 2**20, res
+
+
+def _close(client, lc) -> None:
+    """Close a client and its cluster; on a loaded machine the nannies' shutdown can time out
+    after the measurement is complete, which must not lose it."""
+    for obj in (client, lc):
+        try:
+            obj.close()
+        except (TimeoutError, OSError) as exc:
+            print(f"warning: closing {type(obj).__name__} timed out ({type(exc).__name__}); continuing",
+                  file=sys.stderr)
+
+
+def _tiled(url: str | None, n: int, toy: tuple[int, int] | None = None):
+    import xarray as xr
+
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics import toy_cube
+
+    base = open_cube(url) if toy is None else toy_cube(toy[0], size=toy[1], seed=0, chunk_pairs=SHARD)
+    k = -(-n // base.sizes["pair"])
+    ds = xr.concat([base] * k, dim="pair", data_vars="all", coords="minimal", compat="override",
+                   join="override").isel(pair=slice(0, n))
+    return ds.assign_coords(pair=np.arange(n, dtype=np.int64)).assign_attrs(base.attrs)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[2000])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--memory-base", type=int, default=0, help="pairs of the built cube that is tiled (0: skip)")
+    ap.add_argument("--memory-sizes", type=int, nargs="*", default=[])
+    ap.add_argument("--memory-toy-size", type=int, default=0,
+                    help="tile an in-memory toy cube of --memory-base pairs with stamps of this side instead of a "
+                         "built cube (the per-pair table does not depend on the stamp size; the pixel pass does)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
+    ap.add_argument("--name", default="diagnose", help="results/<name>.json")
+    args = ap.parse_args(argv)
+    from lensarray.cube import open_cube
+
+    root = args.root or tempfile.mkdtemp(prefix="lensarray-bench-diag-")
+    rows, mem_rows = [], []
+    try:
+        for n in args.sizes:
+            url = os.path.join(root, f"cube{n}.zarr")
+            if not os.path.exists(url):
+                _build(n, url, args.workers)
+            raw, diag, peaks = [], [], []
+            for _ in range(args.repeats):  # interleaved: load drifts hit both sides alike
+                raw.append(_raw_read(url, n))
+                dt, peak, res = _diagnose(open_cube(url), args.workers)
+                diag.append(dt)
+                peaks.append(peak)
+            r, d = statistics.median(raw), statistics.median(diag)
+            rows.append({"pairs": n, "raw_read_s": r, "diagnose_s": d, "diagnose_vs_raw_read": r / d,
+                         "raw_ms_per_pair": 1e3 * r / n, "diagnose_ms_per_pair": 1e3 * d / n,
+                         "diagnose_peak_rss_mib": max(peaks), "raw_s_all": raw, "diagnose_s_all": diag,
+                         "core_lr_auc": res["core_lr"]["auc"]})
+            print(table(rows[-1:], ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read",
+                                    "diagnose_peak_rss_mib"]), flush=True)
+            if args.root is None:
+                shutil.rmtree(url, ignore_errors=True)
+        if args.memory_base and args.memory_sizes:
+            toy = (args.memory_base, args.memory_toy_size) if args.memory_toy_size else None
+            url = None if toy else os.path.join(root, f"cube{args.memory_base}.zarr")
+            if url and not os.path.exists(url):
+                _build(args.memory_base, url, args.workers)
+            for n in args.memory_sizes:
+                dt, peak, _ = _diagnose(_tiled(url, n, toy), args.workers)
+                mem_rows.append({"pairs": n, "tiled_from": args.memory_base, "stamp_size": args.memory_toy_size or 64,
+                                 "source": "toy cube in memory" if toy else "built cube", "diagnose_s": dt,
+                                 "peak_rss_all_processes_mib": peak})
+                print(table(mem_rows[-1:], list(mem_rows[-1])), flush=True)
+            if len(mem_rows) > 1:
+                mem_rows[-1]["growth_vs_first_mib"] = mem_rows[-1]["peak_rss_all_processes_mib"] - \
+                    mem_rows[0]["peak_rss_all_processes_mib"]
+    finally:
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
+    if rows:
+        print(table(rows, ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read", "raw_ms_per_pair",
+                           "diagnose_ms_per_pair", "diagnose_peak_rss_mib"]))
+    if mem_rows:
+        print(table(mem_rows, list(mem_rows[-1])))
+    path = write(args.name, {"workers": args.workers, "rows": rows, "memory": mem_rows})
+    print(f"wrote {path}")
+    return {"rows": rows, "memory": mem_rows}
+
+
+if __name__ == "__main__":
+    main()

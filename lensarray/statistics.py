@@ -1,0 +1,87 @@
+"""Shared statistics: bin edges and the one binning rule, the pair bootstrap, percentile CIs.
+
+Diagnose, evaluate and the accessor bin by theta_E, arc_snr, ... with :func:`bin_index` only:
+bins are half-open ``[lo, hi)`` except the last, which is closed ``[lo, hi]`` (numpy.histogram's
+rule), so a value equal to the last edge is counted and no two modules disagree about it.
+Bootstrap CIs resample whole pairs (a lens stamp and its control together) through
+:func:`pair_resample_weights`, the one draw every CI uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["THETA_E_EDGES", "THETA_E_PSF_EDGES", "REFF_EDGES", "PSF_EDGES", "theta_e_edges", "bin_index", "bin_masks",
+           "pair_resample_weights", "percentile_ci", "pair_bootstrap_ci"]
+
+#: theta_E bin edges of every per-bin summary (diagnose and evaluate), arcsec.
+THETA_E_EDGES = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
+#: theta_E / PSF FWHM bin edges (core flux fraction summaries).
+THETA_E_PSF_EDGES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+#: src_reff bin edges, arcsec.
+REFF_EDGES = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
+#: PSF FWHM bin edges (evaluation), arcsec.
+PSF_EDGES = (0.8, 1.2, 1.4, 1.6, 2.6)
+# arc_snr edges are the run configuration's ``brightness.snr_edges`` (one source: the config).
+
+
+def theta_e_edges(lo: float, hi: float, n_bins: int = 5) -> tuple[float, ...]:
+    """theta_E bin edges spanning a cube's own prior [lo, hi] (arcsec), ``n_bins`` equal bins
+    (:data:`THETA_E_EDGES` when the prior is not a proper range)."""
+    if not (hi > lo > 0):
+        return THETA_E_EDGES
+    return tuple(float(v) for v in np.round(np.linspace(lo, hi, n_bins + 1), 3))
+
+
+def bin_index(values, edges: Sequence[float]) -> np.ndarray:
+    """Bin of every value: ``i`` for ``edges[i] <= v < edges[i+1]``, the last bin closed; -1 outside
+    the edges and for NaN. Returns int64 of the shape of ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    e = np.asarray(edges, dtype=np.float64)
+    idx = np.searchsorted(e, v, side="right") - 1
+    idx = np.where(v == e[-1], e.size - 2, idx)
+    return np.where((idx >= 0) & (idx < e.size - 1) & np.isfinite(v), idx, -1).astype(np.int64)
+
+
+def bin_masks(values, edges: Sequence[float]) -> Iterator[tuple[float, float, np.ndarray]]:
+    """``(lo, hi, mask)`` per bin, following :func:`bin_index`."""
+    idx = bin_index(values, edges)
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        yield float(lo), float(hi), idx == i
+
+
+def pair_resample_weights(groups, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap replicates resampling whole groups (pairs) with replacement.
+
+    Each replicate is a weight per sample: how often its group was drawn (``n_groups`` draws by
+    ``numpy.random.default_rng(seed).integers``). A statistic on the weights equals the
+    statistic on the expanded resample ``numpy.repeat(index, weights)``.
+    """
+    uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    for _ in range(int(n_boot)):
+        g = rng.integers(0, uniq.size, uniq.size)
+        yield np.bincount(g, minlength=uniq.size)[inv]
+
+
+def percentile_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite ``values`` (NaN, NaN when none)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(v, a)), float(np.quantile(v, 1.0 - a))
+
+
+def pair_bootstrap_ci(fn: Callable[..., float], arrays: Sequence[np.ndarray], groups, *, n_boot: int = 200,
+                      seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of ``fn(*arrays)`` over pair resamples (each array indexed by sample)."""
+    base = np.arange(len(groups))
+    vals = []
+    for w in pair_resample_weights(groups, n_boot, seed):
+        idx = np.repeat(base, w)
+        vals.append(fn(*(np.asarray(a)[idx] for a in arrays)))
+    return percentile_ci(vals, level)

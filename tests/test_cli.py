@@ -26,7 +26,9 @@ def _subparsers():
     return action.choices
 
 
-@pytest.mark.parametrize("name", [c for c in COMMANDS if c not in ("experiment", "plan", "config")])
+# experiment, config and study open no store and start no cluster (study renders its cubes in
+# blocks in this process and keeps none); plan is checked below
+@pytest.mark.parametrize("name", [c for c in COMMANDS if c not in ("experiment", "plan", "config", "study")])
 def test_every_store_command_takes_the_same_cluster_and_storage_flags(name):
     sub = _subparsers()[name]
     flags = {opt for a in sub._actions for opt in a.option_strings}

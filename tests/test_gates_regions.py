@@ -64,6 +64,24 @@ def test_theta_e_bins_follow_the_priors():
     assert theta_e_edges(0.5, 2.5) == (0.5, 0.9, 1.3, 1.7, 2.1, 2.5)
 
 
+def test_every_theta_e_table_of_diagnose_spans_the_cube_prior():
+    """core LR, core flux and inner-image tables all bin theta_E over the cube's own prior."""
+    import json
+
+    from lensarray.diagnostics.audit import diagnose
+
+    ds = toy_cube(96, kind="ring", seed=5)
+    cfg = json.loads(ds.attrs["config"])
+    lo, hi = 0.8, 2.6  # not the default edges (0.5-3"): the tables must follow the recorded prior
+    cfg["lens"].update(theta_e_min=lo, theta_e_max=hi)
+    ds.attrs["config"] = json.dumps(cfg)
+    res, _ = diagnose(ds, n_boot=20, progress=False, ablation=None)
+    tables = [res["core_lr"]["by_theta_e"], res["inner_image"]["by_theta_e"],
+              *(b["by_theta_e"] for b in res["core_flux"]["bands"].values())]
+    for rows in tables:
+        assert rows[0]["lo"] == pytest.approx(lo) and rows[-1]["hi"] == pytest.approx(hi)
+
+
 def test_core_lr_region_is_validated_in_one_line():
     with pytest.raises(ConfigError) as exc:
         RunConfig().replace(**{"diagnostics.core_lr_region": "square"}).validate()

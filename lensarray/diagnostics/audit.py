@@ -321,9 +321,10 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
                  "cube_config": {"diagnostics": cube_cfg.to_dict()["diagnostics"], "recorded": cube_cfg.to_dict()},
                  "core_mask_policy": ds.attrs.get("core_mask_policy", cfg.core_mask.policy)}
     cff = table["core_flux_frac_measured"].values
+    te_edges = theta_e_edges(cfg.lens.theta_e_min, cfg.lens.theta_e_max)  # bins from the cube's own prior
     res["core_flux"] = core_flux_summary(cff, theta_e, table["psf_fwhm"].values, table["src_reff"].values, bands,
                                          stored=table["core_flux_frac"].values if "core_flux_frac" in table else None,
-                                         is_lens=is_lens)
+                                         is_lens=is_lens, theta_e_edges=te_edges)
     inner = table["inner_image_r"].values if "inner_image_r" in table else None
     inner_src = "stored inner_image_r"
     if inner is None or not np.isfinite(inner).any():
@@ -332,13 +333,14 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
                                       lens_y=table["lens_y"].values if "lens_y" in table else 0.0) \
             if "src_x" in table else np.full(n, np.nan)
         inner_src = "SIS theta_E - |beta| from stored theta_e, src_x, src_y (lens_x, lens_y)"
-    res["inner_image"] = inner_image_summary(np.asarray(inner)[is_lens], np.asarray(theta_e)[is_lens])
+    res["inner_image"] = inner_image_summary(np.asarray(inner)[is_lens], np.asarray(theta_e)[is_lens],
+                                             theta_e_edges=te_edges)
     res["inner_image"]["source"] = inner_src
 
     lap("core_flux_inner_image")
     box = D.core_box
     lr = core_lr_from_table(table, box=box, core_radius=D.core_radius, region=D.core_lr_region,
-                            theta_e_edges=theta_e_edges(cfg.lens.theta_e_min, cfg.lens.theta_e_max),
+                            theta_e_edges=te_edges,
                             n_boot=n_boot, seed=seed, ablation=ablation)
     res["core_lr"] = lr["plain"]
     res["core_lr"]["subsample"] = _subsample_facts(n, lr_idx, max_lr_pairs, seed)

@@ -17,7 +17,7 @@ from .core_flux import binned_quantiles
 __all__ = ["sis_inner_image_radius", "inner_image_summary"]
 
 
-def inner_image_summary(inner_r_px: np.ndarray, theta_e: np.ndarray) -> dict:
+def inner_image_summary(inner_r_px: np.ndarray, theta_e: np.ndarray, theta_e_edges=None) -> dict:
     """Fraction of pairs with an inner image, its radius per theta_E bin, fractions inside 3 and 5 px.
 
     Parameters
@@ -37,5 +37,5 @@ def inner_image_summary(inner_r_px: np.ndarray, theta_e: np.ndarray) -> dict:
         "frac_inner_lt_5px": float(np.sum(has & (r < 5)) / n),
         "frac_of_inner_lt_5px": float(np.mean(r[has] < 5)) if has.any() else None,
         "median_radius_px": float(np.median(r[has])) if has.any() else None,
-        "by_theta_e": binned_quantiles(r, theta_e, THETA_E_EDGES),
+        "by_theta_e": binned_quantiles(r, theta_e, THETA_E_EDGES if theta_e_edges is None else theta_e_edges),
     }

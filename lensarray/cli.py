@@ -59,12 +59,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="fewer messages: -q warnings and errors only, no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            mod = import_module(f"lensarray.commands.{name}")
-        except ModuleNotFoundError as exc:  # a command under development
-            if exc.name != f"lensarray.commands.{name}":
-                raise
-            continue
+        mod = import_module(f"lensarray.commands.{name}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.__doc__, parents=[verbosity],
                            formatter_class=_HelpFormatter)
         mod.add_arguments(p)

@@ -30,16 +30,6 @@ __all__ = ["render_pairs", "render_physical", "lazy_cube", "build", "stored_plan
            "BuildResult", "config_of_store"]
 
 
-def _optional(module: str):
-    """Import an optional pipeline stage (splits, negatives, ingested hosts) if present."""
-    try:
-        return import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
-
-
 @dataclass
 class BuildPlan:
     """What every shard task needs besides its pair ids (small and picklable)."""
@@ -119,8 +109,9 @@ def render_physical(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None
     params = sample_params(pair_ids, cfg, hosts)
     unit_arcs, mu = _unit_arcs(params, cfg)
     negative_kind = np.zeros(pair_ids.size, dtype=np.int8)
-    negatives = _optional("lensarray.negatives")
-    if negatives is not None and cfg.negatives.fraction > 0:
+    if cfg.negatives.fraction > 0:
+        from . import negatives
+
         negative_kind = negatives.draw_negative_kinds(pair_ids, cfg).astype(np.int8)
         is_neg = negative_kind > 0
         if is_neg.any():
@@ -302,29 +293,29 @@ def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | N
         plan.n_hosts = int(cutouts.HostCube(hosts_url, storage_options).n_hosts)
         if plan.n_hosts == 0:
             raise ConfigError(f"hosts.source = {hosts_url!r}: the host cube holds no hosts")
-    splits = _optional("lensarray.splits")
-    if splits is not None:
-        from .sampling import sample_params
+    # the split plan over all pairs (cheap draws, no pixels)
+    from . import splits
+    from .sampling import sample_params
 
-        rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
-        # in blocks: only the ~10 columns the split planner reads are kept for every pair
-        # (~100 bytes a pair), never the full host and parameter draws (every draw comes from the
-        # pair's own stream, so the blocks do not change any value)
-        parts = []
-        for a in range(0, cfg.run.n_pairs, _PLAN_BLOCK):
-            ids = np.arange(a, min(a + _PLAN_BLOCK, cfg.run.n_pairs), dtype=np.int64)
-            props = _host_properties(ids, cfg, plan)
-            params = sample_params(ids, cfg, props)
-            psf_r = np.asarray(props["psf_fwhm"])[:, rb]
-            part = {"ra": props["ra"], "dec": props["dec"], "brickname": props["brickname"],
-                    "host_id": props["host_id"], "psf_fwhm_r": psf_r,
-                    "psfdepth_r": np.asarray(props["psfdepth"])[:, rb], "theta_e": params["theta_e"],
-                    "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
-            if "target_snr" in params:
-                part["target_snr"] = params["target_snr"]
-            parts.append({k: np.asarray(v) for k, v in part.items()})
-        table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        plan.split_plan_json = splits.plan_splits(table, cfg).to_json()
+    rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
+    # in blocks: only the ~10 columns the split planner reads are kept for every pair
+    # (~100 bytes a pair), never the full host and parameter draws (every draw comes from the
+    # pair's own stream, so the blocks do not change any value)
+    parts = []
+    for a in range(0, cfg.run.n_pairs, _PLAN_BLOCK):
+        ids = np.arange(a, min(a + _PLAN_BLOCK, cfg.run.n_pairs), dtype=np.int64)
+        props = _host_properties(ids, cfg, plan)
+        params = sample_params(ids, cfg, props)
+        psf_r = np.asarray(props["psf_fwhm"])[:, rb]
+        part = {"ra": props["ra"], "dec": props["dec"], "brickname": props["brickname"],
+                "host_id": props["host_id"], "psf_fwhm_r": psf_r,
+                "psfdepth_r": np.asarray(props["psfdepth"])[:, rb], "theta_e": params["theta_e"],
+                "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
+        if "target_snr" in params:
+            part["target_snr"] = params["target_snr"]
+        parts.append({k: np.asarray(v) for k, v in part.items()})
+    table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    plan.split_plan_json = splits.plan_splits(table, cfg).to_json()
     return plan
 
 

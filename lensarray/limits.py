@@ -34,6 +34,7 @@ def _shape(group, name):
 def check_declared_sizes(group, attrs: dict, where: str) -> None:
     """Refuse a store whose declared sizes are out of range or inconsistent (see module doc)."""
     from .cube import CubeSchemaError
+    from .store import DIGEST_VAR, DONE_VAR  # the per-shard arrays (one row per shard, not per pair)
 
     def bad(msg: str) -> CubeSchemaError:
         return CubeSchemaError(f"{where}: {msg}")
@@ -62,7 +63,7 @@ def check_declared_sizes(group, attrs: dict, where: str) -> None:
         raise bad(f"maskbits shape {_shape(group, 'maskbits')}: expected {(n, sy, sx)}")
     for name in group.array_keys():
         shape = _shape(group, name)
-        if shape and len(shape) >= 1 and shape[0] not in (n, nb, sy) and name not in ("shard_done", "shard_digest"):
+        if shape and len(shape) >= 1 and shape[0] not in (n, nb, sy) and name not in (DONE_VAR, DIGEST_VAR):
             raise bad(f"array {name!r} has {shape[0]} rows: allowed one per pair ({n})")
     arr = group["host"]
     shard = int(arr.shards[0]) if getattr(arr, "shards", None) else int(arr.chunks[0])
@@ -70,6 +71,6 @@ def check_declared_sizes(group, attrs: dict, where: str) -> None:
     if not isinstance(declared, int) or declared != shard or not 1 <= shard <= MAX_SHARD_PAIRS:
         raise bad(f"shard_pairs attribute {declared!r} vs stored shards of {shard} pairs: allowed equal, "
                   f"in [1, {MAX_SHARD_PAIRS}]")
-    done = _shape(group, "shard_done")
+    done = _shape(group, DONE_VAR)
     if done is not None and done != (math.ceil(n / shard),):
         raise bad(f"shard_done has shape {done}: expected ({math.ceil(n / shard)},) for {n} pairs in shards of {shard}")

@@ -507,7 +507,11 @@ class StoreLock:
         while not self._stop.wait(LOCK_REFRESH_SECONDS):
             try:
                 rec = self._read() or {}
-                if rec.get("nonce") != self.nonce:
+                if "nonce" not in rec and rec.get("time") == 0.0:
+                    # unreadable this time (e.g. an eventually consistent store mid-write): only a
+                    # record that parses and names another writer is a takeover
+                    log.warning("could not read the lock of %s; refreshing it anyway", self.url)
+                elif rec.get("nonce") != self.nonce:
                     log.error("the lock of %s was taken over by %s:%s", self.url, rec.get("host"), rec.get("pid"))
                     return
                 self._put(self._record(self.since))

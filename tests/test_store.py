@@ -279,14 +279,27 @@ def test_the_lock_is_refreshed_while_writing(tmp_path, fake, monkeypatch):
 
     monkeypatch.setattr(store, "LOCK_REFRESH_SECONDS", 0.05)
     url = tmp_path / "c.zarr"
-    seen = []
+    records, waits = [], []
+
+    def read():
+        return json.loads((url / "lensarray.lock").read_text())
 
     def slow(i):
-        seen.append(json.loads((url / "lensarray.lock").read_text())["time"])
-        time.sleep(0.2)
+        # wait (up to 10 s, a loaded CI machine can stall a thread) for the lock to be refreshed
+        # while the build is paused inside a shard callback: the refresh comes from its own thread
+        first, t0 = read(), time.monotonic()
+        while read()["time"] == first["time"] and time.monotonic() - t0 < 10:
+            time.sleep(0.02)
+        records.extend([first, read()])
+        waits.append(time.monotonic() - t0)
 
     pipeline.build(cfg_of(), str(url), on_shard_done=slow)
-    assert len(seen) == 4 and all(b > a for a, b in zip(seen, seen[1:]))
+    assert len(waits) == 4 and max(waits) < 10, waits
+    times = [r["time"] for r in records]
+    assert all(b >= a for a, b in zip(times, times[1:])), times
+    assert all(after > first for first, after in zip(times[::2], times[1::2])), times
+    assert len({(r["nonce"], r["since"]) for r in records}) == 1  # one holder, refreshed, never re-taken
+    assert not (url / "lensarray.lock").exists()
 
 
 def test_ingest_overwrite_replaces_a_host_cube_but_never_a_lens_cube(tmp_path, fake):

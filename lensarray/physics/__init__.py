@@ -3,7 +3,14 @@
 Units: angles in arcsec, fluxes in image units (nanomaggy), magnitudes AB.
 """
 
-from .lens import inner_image_radius, ray_shoot, shear_deflection, sie_deflection, sis_image_positions, sis_magnification
+from .lens import (
+    inner_image_radius,
+    ray_shoot,
+    shear_deflection,
+    sie_deflection,
+    sis_image_positions,
+    sis_magnification,
+)
 from .photometry import mag_to_nmgy, nmgy_to_mag, psfdepth_mag_to_sigma
 from .psf import fft_convolve, gaussian_psf, moffat_psf
 from .render import render_arcs, render_unit_arcs

@@ -321,7 +321,7 @@ def _moffat_as_gaussians(beta: float) -> list[tuple[float, float]]:
     t, w = roots_genlaguerre(MOFFAT_COMPONENTS[0] if beta >= 3.0 else MOFFAT_COMPONENTS[1], beta - 2.0)
     w = w / gamma(beta - 1.0)
     alpha_per_fwhm = 1.0 / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
-    return [(float(wk), float(alpha_per_fwhm / np.sqrt(2.0 * tk) / FWHM_TO_SIGMA)) for tk, wk in zip(t, w)]
+    return [(float(wk), float(alpha_per_fwhm / np.sqrt(2.0 * tk) / FWHM_TO_SIGMA)) for tk, wk in zip(t, w, strict=True)]
 
 
 def _pixel_weights(fwhm: np.ndarray, n_pix: int, pixel_scale: float, cs: int, *, exact: bool = False,

@@ -132,6 +132,17 @@ def _cell_sum(y0, x0, step, m, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, s
     return acc * w
 
 
+@njit(cache=True, inline="always")
+def _cusp_stake(reach, two_kappa, gamma, bn, half_inv_n, rs, two_n, log_gamma_2n2):
+    """Bound on the cusp flux (unit source) a 4x4 midpoint rule over a square can misplace when
+    its source-plane footprint (radius ``reach``) may hold the source centre: the Sersic excess
+    over the brightness at a quarter of the reach (about the rule's point spacing),
+    ``P(2n + 1, z) <= z^(2n+1) / (2n+1)!``, times a magnification bound (see
+    :func:`_square_sum`)."""
+    z = bn * math.exp(half_inv_n * 2.0 * math.log(0.25 * reach / rs))
+    return min(1.0, math.exp((two_n + 1.0) * math.log(z) - log_gamma_2n2)) / max(abs(1.0 - two_kappa) - gamma, 0.05)
+
+
 _STACK = 128  # depth-first quadtree: at most 3 pending squares per level (40 levels)
 _MIN_SIDE = 1e-6  # arcsec; below lenstronomy's 1e-5" smoothing of the cusp
 _MAX_EVALS = 16384  # per cell: bounds the cost on a caustic, where the bound on the magnification is loose
@@ -139,64 +150,87 @@ _MAX_EVALS = 16384  # per cell: bounds the cost on a caustic, where the bound on
 
 @njit(cache=True)
 def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2,
-                half_inv_n, bn, amp_e, bq, f, bf, gamma, inv_sqrt_qs, rs, two_n, log_gamma_2n1, rel, mom):
+                half_inv_n, bn, amp_e, bq, f, bf, gamma, inv_sqrt_qs, rs, two_n, log_gamma_2n2, rel, mom):
     """Flux (unit source) over the square [x0, x0 + side] x [y0, y0 + side] by adaptive
     quadtree cubature around a Sersic cusp, its error estimate and the evaluations it took.
 
     Each square: a 4x4 midpoint rule, a 2x2 one (error of the 4x4 ~ |I4 - I2| / 3) and its centre
-    (for the footprint). A square is split in four (each child with half the tolerance) while
-    that error exceeds the tolerance, or while its source-plane footprint may hold the source
-    centre and the cusp flux inside that footprint could exceed it: the enclosed Sersic flux
-    ``P(2n, b (r/R)^(1/n)) <= z^(2n) / (2n)!`` times a magnification bound ``1/max(|1 - 2 kappa|
-    - gamma, 0.05)``. The midpoint estimate alone cannot see a cusp that falls between its
-    points; the enclosed-flux bound can. ``mom`` receives the flux moments about the centre of
-    the starting square in its sides (as :func:`_cell_sum`, times the flux).
+    (for the footprint); a child's 2x2 points are four of its parent's 4x4 points, so only the
+    starting square evaluates its 2x2 rule (17 evaluations per square, not 21). A square is split
+    in four while that error exceeds the tolerance, or while its source-plane footprint may hold
+    the source centre and the cusp flux a midpoint rule can misplace there could exceed it: the
+    Sersic flux above the surface brightness at the footprint's radius,
+    ``P(2n, z) - z^(2n) e^-z / (2n)! = P(2n + 1, z) <= z^(2n+1) / (2n+1)!`` (``z = b (r/R)^(1/n)``;
+    the rule's points inside the footprint all see at least that brightness), times a
+    magnification bound ``1/max(|1 - 2 kappa| - gamma, 0.05)``. The midpoint estimate alone
+    cannot see a cusp that falls between its points; this bound can. ``mom`` receives the flux
+    moments about the centre of the starting square in its sides (as :func:`_cell_sum`, times the
+    flux).
     """
     xc0 = x0 + 0.5 * side
     yc0 = y0 + 0.5 * side
     inv_side = 1.0 / side
     for c in range(5):
         mom[c] = 0.0
-    sm = np.empty(5)
+    quad = np.empty(4)
     st_x = np.empty(_STACK)
     st_y = np.empty(_STACK)
     st_s = np.empty(_STACK)
     st_t = np.empty(_STACK)
+    st_m2 = np.empty(_STACK)
     top = 1
-    st_x[0], st_y[0], st_s[0], st_t[0] = x0, y0, side, tol
+    acc2 = 0.0
+    for a in range(2):
+        for b in range(2):
+            v, _, _ = _flux_at(x0 + (b + 0.5) * 0.5 * side, y0 + (a + 0.5) * 0.5 * side, theta_e, q, cphi, sphi, lx,
+                               ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+            acc2 += v
+    st_x[0], st_y[0], st_s[0], st_t[0], st_m2[0] = x0, y0, side, tol, 0.25 * acc2
     root = True
     flux = 0.0
     err = 0.0
-    evals = 0
+    evals = 4
     while top > 0:
         top -= 1
-        x, y, s, t = st_x[top], st_y[top], st_s[top], st_t[top]
-        # the 4x4 rule with its moments about this square's centre in its sides, moved to the
-        # starting square's centre and side
-        mean4 = _cell_sum(y, x, 0.25 * s, 4, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src,
-                          log_rs2, half_inv_n, bn, amp_e, bq, f, bf, sm)
+        x, y, s, t, mean2 = st_x[top], st_y[top], st_s[top], st_t[top], st_m2[top]
+        # the 4x4 rule (per quadrant: the children's 2x2 rules) with its moments about this
+        # square's centre in its sides
+        acc = 0.0
+        mx = my = mxx = myy = mxy = 0.0
+        for c in range(4):
+            quad[c] = 0.0
+        for a in range(4):
+            yy = y + (a + 0.5) * 0.25 * s
+            dy = (a + 0.5) * 0.25 - 0.5
+            for b in range(4):
+                dx = (b + 0.5) * 0.25 - 0.5
+                v, _, _ = _flux_at(x + (b + 0.5) * 0.25 * s, yy, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq,
+                                   cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+                quad[(a // 2) * 2 + b // 2] += v
+                acc += v
+                mx += v * dx
+                my += v * dy
+                mxx += v * dx * dx
+                myy += v * dy * dy
+                mxy += v * dx * dy
+        _, rr2c, tk = _flux_at(x + 0.5 * s, y + 0.5 * s, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src,
+                               ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+        evals += 17
+        mean4 = acc / 16.0
+        # each point stands for a uniform sub-square (own variance 1/(12 16))
+        sub = mean4 / 192.0
+        sm0, sm1, sm2, sm3, sm4 = mx / 16.0, my / 16.0, mxx / 16.0 + sub, myy / 16.0 + sub, mxy / 16.0
         r = s * inv_side
         ox = (x + 0.5 * s - xc0) * inv_side
         oy = (y + 0.5 * s - yc0) * inv_side
-        acc2 = 0.0
-        for a in range(2):
-            for b in range(2):
-                v, _, _ = _flux_at(x + (b + 0.5) * 0.5 * s, y + (a + 0.5) * 0.5 * s, theta_e, q, cphi, sphi, lx,
-                                   ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
-                acc2 += v
-        _, rr2c, tk = _flux_at(x + 0.5 * s, y + 0.5 * s, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src,
-                               ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
-        evals += 21
         area = s * s
         i4 = mean4 * area
-        i2 = acc2 / 4.0 * area
+        i2 = mean2 * area
         e = abs(i4 - i2) / 3.0
         reach = (max(1.0, abs(1.0 - tk)) + gamma) * 0.7072 * s * inv_sqrt_qs
         stake = 0.0
         if math.sqrt(rr2c) < reach and two_n > 2.0:
-            # the 4x4 rule misses at most the cusp flux within about its point spacing
-            z = bn * math.exp(half_inv_n * 2.0 * math.log(0.25 * reach / rs))
-            stake = min(1.0, math.exp(two_n * math.log(z) - log_gamma_2n1)) / max(abs(1.0 - tk) - gamma, 0.05)
+            stake = _cusp_stake(reach, tk, gamma, bn, half_inv_n, rs, two_n, log_gamma_2n2)
         if root:
             # no pixel can err by more than the largest relative error of the cells it sums, so
             # a cell need not be integrated better than a fraction of its own flux
@@ -209,6 +243,7 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
                 st_y[top] = y + (c // 2) * h
                 st_s[top] = h
                 st_t[top] = t
+                st_m2[top] = 0.25 * quad[c]
                 top += 1
         else:
             flux += i4 if stake > 0.0 else i4 + (i4 - i2) / 3.0
@@ -216,11 +251,11 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
             # unless the evaluation cap stopped the refinement, and far too loose near critical
             # curves to be a useful report
             err += e
-            mom[0] += area * (ox * mean4 + r * sm[0])
-            mom[1] += area * (oy * mean4 + r * sm[1])
-            mom[2] += area * (ox * ox * mean4 + 2.0 * ox * r * sm[0] + r * r * sm[2])
-            mom[3] += area * (oy * oy * mean4 + 2.0 * oy * r * sm[1] + r * r * sm[3])
-            mom[4] += area * (ox * oy * mean4 + ox * r * sm[1] + oy * r * sm[0] + r * r * sm[4])
+            mom[0] += area * (ox * mean4 + r * sm0)
+            mom[1] += area * (oy * mean4 + r * sm1)
+            mom[2] += area * (ox * ox * mean4 + 2.0 * ox * r * sm0 + r * r * sm2)
+            mom[3] += area * (oy * oy * mean4 + 2.0 * oy * r * sm1 + r * r * sm3)
+            mom[4] += area * (ox * oy * mean4 + ox * r * sm1 + oy * r * sm0 + r * r * sm4)
     return flux, err, evals
 
 
@@ -280,7 +315,7 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
         tol = tolerance * p[17] * cell_area
         rel = 0.1 * tolerance
         two_n = 2.0 / inv_n
-        log_gamma_2n1 = math.lgamma(two_n + 1.0)
+        log_gamma_2n2 = math.lgamma(two_n + 2.0)
         lx_pix = lx / h + half
         ly_pix = ly / h + half
         # L0 on the stamp plus a one-pixel border (for the curvature stencil)
@@ -335,7 +370,10 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                     lam_c = max(1.0, abs(1.0 - tk)) + gamma
                     reach = lam_c * 0.7072 * hc * inv_sqrt_qs
                     close[c] = math.sqrt(rr2c) - reach < rs
-                    cusp[c] = math.sqrt(rr2c) < reach
+                    # the quadtree only where the cusp can matter: the bound of its root square
+                    # (which would otherwise just cost more than L2)
+                    cusp[c] = (math.sqrt(rr2c) < reach and two_n > 2.0
+                               and _cusp_stake(reach, tk, gamma, bn, half_inv_n, rs, two_n, log_gamma_2n2) > tol)
                     mean1 += 0.25 * vc
                 evals += 4
                 corr1 = (mean1 - v0) / 3.0
@@ -351,12 +389,12 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                     mom[1] = (v1[2] + v1[3] - v1[0] - v1[1]) / 24.0
                     mom[4] = 0.0
                     mom[2] = mom[3] = val / 12.0
-                    if cusp[c] and two_n > 2.0:
+                    if cusp[c]:
                         # the footprint may hold the source centre of a cusped (n > 1) profile:
                         # the quadtree follows the cusp down to the tolerance
                         fl, err_c, ev = _square_sum(x0, y0, hc, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy,
                                                     sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf,
-                                                    gamma, inv_sqrt_qs, rs, two_n, log_gamma_2n1, rel, mom)
+                                                    gamma, inv_sqrt_qs, rs, two_n, log_gamma_2n2, rel, mom)
                         evals += ev
                         out_cells[k, 2 * i + a, 2 * j + b] += fl
                         for t in range(5):
@@ -385,7 +423,7 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                                 fl, err_c, ev = _square_sum(x0, y0, hc, tol, theta_e, q, cphi, sphi, lx, ly, g1,
                                                             g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn,
                                                             amp_e, bq, f, bf, gamma, inv_sqrt_qs, rs, two_n,
-                                                            log_gamma_2n1, rel, mom)
+                                                            log_gamma_2n2, rel, mom)
                                 evals += ev
                                 v3 = fl / cell_area
                                 for t in range(5):

@@ -248,11 +248,16 @@ def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, t
     evals = np.empty(n, dtype=np.int64)
     err_pix = np.empty((n, nb), dtype=np.float32)
     err_flux = np.empty(n, dtype=np.float64)
+    # buffers reused across batches: fresh large arrays are fresh pages, faulted in on every batch
+    m = min(n, _BATCH)
+    cells_buf = np.empty((m, size * cs, size * cs), dtype=np.float32)
+    err_buf = np.empty_like(cells_buf)
+    mom_buf = np.empty((m, 5, size * cs, size * cs), dtype=np.float32)
     for a in range(0, n, _BATCH):
         b = min(a + _BATCH, n)
-        cells = np.zeros((b - a, size * cs, size * cs), dtype=np.float32)
-        err_cells = np.zeros_like(cells)
-        mom = np.zeros((b - a, 5, size * cs, size * cs), dtype=np.float32)
+        cells, err_cells, mom = cells_buf[:b - a], err_buf[:b - a], mom_buf[:b - a]
+        for buf in (cells, err_cells, mom):
+            buf.fill(0.0)
         trace_cells(table[a:b], size, pixel_scale, ss, tolerance, cells, mu[a:b], evals[a:b], err_cells, mom)
         fwhm = p["psf_fwhm"][a:b]
         out[a:b] = _convolve_cells(cells, fwhm, pixel_scale, cs, psf_model, psf_beta, mom,
@@ -291,16 +296,31 @@ def _convolve_cells(cells, fwhm, pixel_scale, cs, psf_model, psf_beta, moments=N
         parts = _moffat_as_gaussians(psf_beta)
     if moments is None or use_moments is None:
         use_moments = np.zeros(n, dtype=bool)
-    out = np.zeros((n, fwhm.shape[1], size, size), np.float32)
+    out = None
     for weight, scale in parts:
         fw = fwhm * scale
         # a component much narrower than a cell takes the cell fluxes alone (its Taylor
         # expansion in the light's offset would not converge); its weight is small
         ok = use_moments & (fw.min(axis=1) * FWHM_TO_SIGMA >= 0.5 * pixel_scale / cs)
-        for sel, mom in ((np.flatnonzero(ok), moments), (np.flatnonzero(~ok), None)):
-            if sel.size:
-                out[sel] += np.float32(weight) * _gaussian_convolve_separable(
-                    cells[sel], fw[sel], pixel_scale, None if mom is None else mom[sel])
+        for sel, mom in ((ok, moments), (~ok, None)):
+            if not sel.any():
+                continue
+            # the whole batch (the usual case) without fancy-index copies of the cells
+            whole = bool(sel.all())
+            part = _gaussian_convolve_separable(cells if whole else cells[sel], fw if whole else fw[sel],
+                                                pixel_scale, None if mom is None else (mom if whole else mom[sel]))
+            if weight != 1.0:
+                part *= np.float32(weight)
+            if out is None and whole:
+                out = part
+                continue
+            if out is None:
+                out = np.zeros((n, fwhm.shape[1], size, size), np.float32)
+            if whole:
+                out += part
+            else:
+                out[sel] += part
+    assert out is not None
     return out
 
 
@@ -322,6 +342,21 @@ def _moffat_as_gaussians(beta: float) -> list[tuple[float, float]]:
     w = w / gamma(beta - 1.0)
     alpha_per_fwhm = 1.0 / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
     return [(float(wk), float(alpha_per_fwhm / np.sqrt(2.0 * tk) / FWHM_TO_SIGMA)) for tk, wk in zip(t, w, strict=True)]
+
+
+#: Below these a PSF weight (a fraction of a cell's light on a pixel) and a cell's flux or
+#: moment (unit source) are set to zero before the float32 products: products of smaller values
+#: are subnormal, and every numpy operation on subnormals takes a microcode assist (measured:
+#: the default priors' faint Sersic wings made the convolution ~2x slower). Their contribution
+#: to any pixel is below 1e-9 of the source flux, ~1e-6 of the stamp's peak at most.
+_WEIGHT_FLOOR = 1e-9
+_FLUX_FLOOR = 1e-18
+
+
+def _flush(a: np.ndarray, floor: float) -> np.ndarray:
+    """``a`` with entries of magnitude below ``floor`` set to zero (in place)."""
+    a[np.abs(a) < floor] = 0.0
+    return a
 
 
 def _pixel_weights(fwhm: np.ndarray, n_pix: int, pixel_scale: float, cs: int, *, exact: bool = False,
@@ -347,18 +382,37 @@ def _pixel_weights(fwhm: np.ndarray, n_pix: int, pixel_scale: float, cs: int, *,
     # gathered (the full matrix took ~1 ms of erfs per stamp and band)
     lag = np.arange(-(n_pix * cs - 1), cs * (n_pix - 1) + 1)
     d = lag / cs + 0.5 * (1.0 - cell)
-    take = (cs * np.arange(n_pix)[:, None] - np.arange(n_pix * cs)[None, :]) + (n_pix * cs - 1)
     s = np.sqrt(var)[..., None]
     hi, lo = (d + 0.5) / s, (d - 0.5) / s
-    w = (0.5 * (erf(hi / np.sqrt(2.0)) - erf(lo / np.sqrt(2.0))))
+    w = _flush(0.5 * (erf(hi / np.sqrt(2.0)) - erf(lo / np.sqrt(2.0))), _WEIGHT_FLOOR)
     if not derivatives:
-        return w.astype(np.float32)[..., take]
+        return _toeplitz(w, n_pix, cs)
     g_hi, g_lo = np.exp(-0.5 * hi**2), np.exp(-0.5 * lo**2)
     norm = 1.0 / (np.sqrt(2.0 * np.pi) * s)
     # d/d(offset) of the pixel integral = -d/dd; the light moving by +delta is d -> d - delta
-    w1 = norm * (g_hi - g_lo)
-    w2 = -norm / s * (hi * g_hi - lo * g_lo)
-    return tuple(a.astype(np.float32)[..., take] for a in (w, w1, w2))
+    w1 = _flush(norm * (g_hi - g_lo), _WEIGHT_FLOOR)
+    w2 = _flush(-norm / s * (hi * g_hi - lo * g_lo), _WEIGHT_FLOOR)
+    return _toeplitz(w, n_pix, cs), _toeplitz(w1, n_pix, cs), _toeplitz(w2, n_pix, cs)
+
+
+def _toeplitz(by_lag: np.ndarray, n_pix: int, cs: int) -> np.ndarray:
+    """``t[..., i, a] = by_lag[..., cs i - a + n_pix cs - 1]`` as a C-contiguous float32 array: with
+    ``v`` the reversed lags, row ``n_pix - 1 - i`` is the window of ``v`` starting at ``cs i``, so
+    a strided view and one row-by-row copy (a fancy-index gather was ~3x the cost)."""
+    v = np.ascontiguousarray(by_lag[..., ::-1], dtype=np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(v, n_pix * cs, axis=-1)[..., ::cs, :]
+    return np.ascontiguousarray(windows[..., ::-1, :])
+
+
+def _convolve_uniform(cells: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[:, band] = w[:, band] @ cells @ w[:, band]^T`` for (n, band, size, n_cells) weights:
+    the y axis of every band in one product (band-major rows stay contiguous blocks, so every
+    product goes to BLAS)."""
+    n, nb, size, n_cells = w.shape
+    left = np.matmul(w.reshape(n, nb * size, n_cells), cells)
+    for band in range(nb):
+        np.matmul(left[:, band * size:(band + 1) * size], np.swapaxes(w[:, band], 1, 2), out=out[:, band])
+    return out
 
 
 def _gaussian_convolve_separable(cells: np.ndarray, fwhm: np.ndarray, pixel_scale: float,
@@ -392,26 +446,44 @@ def _gaussian_convolve_separable(cells: np.ndarray, fwhm: np.ndarray, pixel_scal
     nb = fwhm.shape[1]
     size = n_cells // 2
     cs = n_cells // size
-    cells = cells.astype(np.float32, copy=False)
+    cells = _flush(cells.astype(np.float32), _FLUX_FLOOR)
     out = np.empty((n, nb, size, size), dtype=np.float32)
     mm = np.matmul
-    for band in range(nb):
-        if moments is None:
-            w = _pixel_weights(fwhm[:, band], size, pixel_scale, cs)
-            out[:, band] = mm(mm(w, cells), np.swapaxes(w, 1, 2))
+    if moments is None:
+        w = _pixel_weights(fwhm, size, pixel_scale, cs)  # (n, band, size, n_cells)
+        return _convolve_uniform(cells, w, out)
+    c = np.float32(1.0 / cs)  # cell side, pixels
+    w, w1, w2 = _pixel_weights(fwhm, size, pixel_scale, cs, exact=True, derivatives=True)
+    # light uniform over each cell (second moments F/12 per axis, to every order in the
+    # product): the whole stamp in one product per axis, as without moments
+    _convolve_uniform(cells, w + (c * c / 24.0) * w2, out)
+    # the light's departure from uniform inside its cell (dipoles, residual second moments) only
+    # where there is light: rows and columns whose brightest cell is below 1e-8 of the stamp's
+    # brightest hold moments below that (|M| <= F / 2), far under float32's resolution of the peak
+    flux_rows, flux_cols = cells.max(axis=2), cells.max(axis=1)
+    floor = 1e-8 * cells.max(axis=(1, 2))
+    for k in range(n):
+        rows = np.flatnonzero(flux_rows[k] > floor[k])
+        cols = np.flatnonzero(flux_cols[k] > floor[k])
+        if not rows.size or not cols.size:
             continue
-        w, w1, w2 = _pixel_weights(fwhm[:, band], size, pixel_scale, cs, exact=True, derivatives=True)
-        c = np.float32(1.0 / cs)  # cell side, pixels
-        mx, my, mxx, myy, mxy = (moments[:, t] for t in range(5))
-        t_w, t_w1, t_w2 = (np.swapaxes(a, 1, 2) for a in (w, w1, w2))
-        # rows (y) on the left, columns (x) on the right; grouped by the left factor
-        left0 = mm(cells, t_w) - c * mm(mx, t_w1) + (0.5 * c * c) * mm(mxx, t_w2)
-        left1 = -c * mm(my, t_w) + (c * c) * mm(mxy, t_w1)
-        left2 = (0.5 * c * c) * mm(myy, t_w)
-        # the truncated expansion can dip a hair below zero far from the light (~1e-6 of the
-        # peak); the true image cannot
-        out[:, band] = np.maximum(mm(w, left0) + mm(w1, left1) + mm(w2, left2), 0.0)
-    return out
+        r, q = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        f = cells[k, r, q]
+        # contiguous operands: numpy hands strided ones to its own loops, not to BLAS
+        mx, my, mxx, myy, mxy = (_flush(np.ascontiguousarray(moments[k, t, r, q]), _FLUX_FLOOR) for t in range(5))
+        dxx = mxx - f / np.float32(12.0)
+        dyy = myy - f / np.float32(12.0)
+        for band in range(nb):
+            t_w, t_w1, t_w2 = (np.ascontiguousarray(a[k, band, :, q].T) for a in (w, w1, w2))
+            # rows (y) on the left, columns (x) on the right; grouped by the left factor
+            left0 = -c * mm(mx, t_w1) + (0.5 * c * c) * mm(dxx, t_w2)
+            left1 = -c * mm(my, t_w) + (c * c) * mm(mxy, t_w1)
+            left2 = (0.5 * c * c) * mm(dyy, t_w)
+            w_r, w1_r, w2_r = (np.ascontiguousarray(a[k, band, :, r]) for a in (w, w1, w2))
+            out[k, band] += mm(w_r, left0) + mm(w1_r, left1) + mm(w2_r, left2)
+    # the truncated expansion can dip a hair below zero far from the light (~1e-6 of the peak);
+    # the true image cannot
+    return np.maximum(out, 0.0, out=out)
 
 
 def render_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.262,

@@ -265,11 +265,12 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
 
     Parameters
     ----------
-    params : (n, 18) float64
+    params : (n, 19) float64
         theta_e, q, cos(phi), sin(phi), lens_x, lens_y, g1, g2, src_x, src_y, q_src,
         cos(phi_src), sin(phi_src), R_sersic, 1/n, b_n, amp (unit-flux amplitude at R_sersic),
         the surface brightness the tolerance is measured in (``amp``, or less for sources
-        smaller than a pixel, see ``render._adaptive_params``); angles in arcsec.
+        smaller than a pixel, see ``render._adaptive_params``), 1 where the stamp's flux moments
+        are wanted (else ``out_mom[k]`` is left untouched); angles in arcsec.
     size : int
         Stamp side, pixels.
     pixel_scale : float
@@ -301,6 +302,7 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
     zone = np.empty((size + 2, size + 2), dtype=np.bool_)
     for k in range(n):
         p = params[k]
+        want = p[18] > 0.5
         theta_e, q, cphi, sphi, lx, ly, g1, g2 = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
         sx, sy, sq, cs_src, ss_src, rs, inv_n, bn, amp = p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16]
         f = math.sqrt(max(1.0 - q * q, 0.0))
@@ -350,10 +352,11 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                             qc = q4 + (2 * b - 1) * tx + (2 * a - 1) * ty
                             out_cells[k, 2 * i + a, 2 * j + b] += qc
                             out_err[k, 2 * i + a, 2 * j + b] += e4
-                            out_mom[k, 0, 2 * i + a, 2 * j + b] += 2.0 * tx / 12.0
-                            out_mom[k, 1, 2 * i + a, 2 * j + b] += 2.0 * ty / 12.0
-                            out_mom[k, 2, 2 * i + a, 2 * j + b] += qc / 12.0
-                            out_mom[k, 3, 2 * i + a, 2 * j + b] += qc / 12.0
+                            if want:
+                                out_mom[k, 0, 2 * i + a, 2 * j + b] += 2.0 * tx / 12.0
+                                out_mom[k, 1, 2 * i + a, 2 * j + b] += 2.0 * ty / 12.0
+                                out_mom[k, 2, 2 * i + a, 2 * j + b] += qc / 12.0
+                                out_mom[k, 3, 2 * i + a, 2 * j + b] += qc / 12.0
                     total += 4.0 * q4
                     continue
                 # L1: cell centres; Richardson: error of the 2x2 mean ~ (L1 - L0) / 3
@@ -397,8 +400,9 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                                                     gamma, inv_sqrt_qs, rs, two_n, log_gamma_2n2, rel, mom)
                         evals += ev
                         out_cells[k, 2 * i + a, 2 * j + b] += fl
-                        for t in range(5):
-                            out_mom[k, t, 2 * i + a, 2 * j + b] += mom[t]
+                        if want:
+                            for t in range(5):
+                                out_mom[k, t, 2 * i + a, 2 * j + b] += mom[t]
                         out_err[k, 2 * i + a, 2 * j + b] += err_c
                         total += fl
                         continue
@@ -431,8 +435,9 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                             val = v3
                     out_cells[k, 2 * i + a, 2 * j + b] += val * cell_area
                     out_err[k, 2 * i + a, 2 * j + b] += err_c
-                    for t in range(5):
-                        out_mom[k, t, 2 * i + a, 2 * j + b] += mom[t] * cell_area
+                    if want:
+                        for t in range(5):
+                            out_mom[k, t, 2 * i + a, 2 * j + b] += mom[t] * cell_area
                     total += val * cell_area
         out_mu[k] = total
         out_evals[k] = evals

@@ -242,7 +242,8 @@ def _adaptive_params(p: dict, pixel_scale: float) -> np.ndarray:
 def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, tolerance, return_error):
     from ._adaptive import trace_cells
 
-    table = _adaptive_params(p, pixel_scale)
+    want = _needs_moments(p["src_reff"], p["psf_fwhm"], pixel_scale)
+    table = np.concatenate([_adaptive_params(p, pixel_scale), want[:, None].astype(np.float64)], axis=1)
     out = np.empty((n, nb, size, size), dtype=np.float32)
     mu = np.empty(n, dtype=np.float64)
     evals = np.empty(n, dtype=np.int64)
@@ -256,15 +257,17 @@ def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, t
     for a in range(0, n, _BATCH):
         b = min(a + _BATCH, n)
         cells, err_cells, mom = cells_buf[:b - a], err_buf[:b - a], mom_buf[:b - a]
-        for buf in (cells, err_cells, mom):
-            buf.fill(0.0)
+        cells.fill(0.0)
+        err_cells.fill(0.0)
+        # the kernel keeps the moments only of the stamps whose convolution uses them
+        for k in np.flatnonzero(want[a:b]):
+            mom[k].fill(0.0)
         trace_cells(table[a:b], size, pixel_scale, ss, tolerance, cells, mu[a:b], evals[a:b], err_cells, mom)
-        fwhm = p["psf_fwhm"][a:b]
-        out[a:b] = _convolve_cells(cells, fwhm, pixel_scale, cs, psf_model, psf_beta, mom,
-                                   _needs_moments(p["src_reff"][a:b], fwhm, pixel_scale))
+        out[a:b] = _convolve_cells(cells, p["psf_fwhm"][a:b], pixel_scale, cs, psf_model, psf_beta, mom, want[a:b])
         if return_error:
             # the per-cell error bounds through the same (non-negative) PSF: an estimate of each
             # pixel's error, compared with the stamp's peak
+            fwhm = p["psf_fwhm"][a:b]
             e = _convolve_cells(err_cells, fwhm, pixel_scale, cs, psf_model, psf_beta)
             err_pix[a:b] = e.max(axis=(2, 3)) / np.maximum(out[a:b].max(axis=(2, 3)), 1e-30)
             err_flux[a:b] = err_cells.sum(axis=(1, 2), dtype=np.float64) / np.maximum(mu[a:b], 1e-30)

@@ -154,16 +154,19 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
     """Flux (unit source) over the square [x0, x0 + side] x [y0, y0 + side] by adaptive
     quadtree cubature around a Sersic cusp, its error estimate and the evaluations it took.
 
-    Each square: a 4x4 midpoint rule, a 2x2 one (error of the 4x4 ~ |I4 - I2| / 3) and its centre
-    (for the footprint); a child's 2x2 points are four of its parent's 4x4 points, so only the
-    starting square evaluates its 2x2 rule (17 evaluations per square, not 21). A square is split
-    in four while that error exceeds the tolerance, or while its source-plane footprint may hold
-    the source centre and the cusp flux a midpoint rule can misplace there could exceed it: the
-    Sersic flux above the surface brightness at the footprint's radius,
-    ``P(2n, z) - z^(2n) e^-z / (2n)! = P(2n + 1, z) <= z^(2n+1) / (2n+1)!`` (``z = b (r/R)^(1/n)``;
-    the rule's points inside the footprint all see at least that brightness), times a
-    magnification bound ``1/max(|1 - 2 kappa| - gamma, 0.05)``. The midpoint estimate alone
-    cannot see a cusp that falls between its points; this bound can. ``mom`` receives the flux
+    Each square: a 4x4 midpoint rule and a 2x2 one (error of the 4x4 ~ |I4 - I2| / 3); a child's
+    2x2 points are four of its parent's 4x4 points, and the 2x2 points are the quadrants'
+    centres, which give the footprint (16 evaluations per square; only the starting square
+    evaluates its 2x2 rule). A square is split in four while that error exceeds the tolerance,
+    or while its source-plane footprint may hold the source centre and the cusp flux a midpoint
+    rule can misplace there could exceed it: the Sersic flux above the surface brightness at the
+    footprint's radius, ``P(2n, z) - z^(2n) e^-z / (2n)! = P(2n + 1, z) <= z^(2n+1) / (2n+1)!``
+    (``z = b (r/R)^(1/n)``; the rule's points inside the footprint all see at least that
+    brightness), times a magnification bound ``1/max(|1 - 2 kappa| - gamma, 0.05)``. The
+    midpoint estimate alone cannot see a cusp that falls between its points; this bound can.
+    A square split for the cusp alone (its 4x4 rule within the tolerance) sends on only the
+    children whose footprint may hold the source centre; the others keep their 2x2 rule with the
+    Richardson correction from their centre (points already taken). ``mom`` receives the flux
     moments about the centre of the starting square in its sides (as :func:`_cell_sum`, times the
     flux).
     """
@@ -173,26 +176,49 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
     for c in range(5):
         mom[c] = 0.0
     quad = np.empty(4)
+    vals = np.empty(16)
+    rrs = np.empty(16)
+    tks = np.empty(16)
+    pv = np.empty(4)
+    pr = np.empty(4)
+    pk = np.empty(4)
     st_x = np.empty(_STACK)
     st_y = np.empty(_STACK)
     st_s = np.empty(_STACK)
     st_t = np.empty(_STACK)
-    st_m2 = np.empty(_STACK)
+    # each pending square's 2x2 points (its quadrants' centres): brightness, squared source
+    # radius, 2 kappa
+    st_v = np.empty((_STACK, 4))
+    st_r = np.empty((_STACK, 4))
+    st_k = np.empty((_STACK, 4))
+    for c in range(4):
+        v, rr2, tk = _flux_at(x0 + (c % 2 + 0.5) * 0.5 * side, y0 + (c // 2 + 0.5) * 0.5 * side, theta_e, q, cphi,
+                              sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq,
+                              f, bf)
+        st_v[0, c], st_r[0, c], st_k[0, c] = v, rr2, tk
+    st_x[0], st_y[0], st_s[0], st_t[0] = x0, y0, side, tol
     top = 1
-    acc2 = 0.0
-    for a in range(2):
-        for b in range(2):
-            v, _, _ = _flux_at(x0 + (b + 0.5) * 0.5 * side, y0 + (a + 0.5) * 0.5 * side, theta_e, q, cphi, sphi, lx,
-                               ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
-            acc2 += v
-    st_x[0], st_y[0], st_s[0], st_t[0], st_m2[0] = x0, y0, side, tol, 0.25 * acc2
     root = True
     flux = 0.0
     err = 0.0
     evals = 4
     while top > 0:
         top -= 1
-        x, y, s, t, mean2 = st_x[top], st_y[top], st_s[top], st_t[top], st_m2[top]
+        x, y, s, t = st_x[top], st_y[top], st_s[top], st_t[top]
+        for c in range(4):
+            pv[c], pr[c], pk[c] = st_v[top, c], st_r[top, c], st_k[top, c]
+        mean2 = 0.25 * (pv[0] + pv[1] + pv[2] + pv[3])
+        # the footprint from the quadrants' centres: the source centre may lie in the square's
+        # footprint if it may lie in a quadrant's
+        holds = False
+        lam = 1.0
+        soft = 1.0
+        for c in range(4):
+            lam_c = max(1.0, abs(1.0 - pk[c])) + gamma
+            lam = max(lam, lam_c)
+            soft = min(soft, abs(1.0 - pk[c]))
+            if math.sqrt(pr[c]) < lam_c * 0.7072 * 0.5 * s * inv_sqrt_qs:
+                holds = True
         # the 4x4 rule (per quadrant: the children's 2x2 rules) with its moments about this
         # square's centre in its sides
         acc = 0.0
@@ -204,18 +230,19 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
             dy = (a + 0.5) * 0.25 - 0.5
             for b in range(4):
                 dx = (b + 0.5) * 0.25 - 0.5
-                v, _, _ = _flux_at(x + (b + 0.5) * 0.25 * s, yy, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq,
-                                   cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+                v, rr2, tk = _flux_at(x + (b + 0.5) * 0.25 * s, yy, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy,
+                                      sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
                 quad[(a // 2) * 2 + b // 2] += v
+                vals[a * 4 + b] = v
+                rrs[a * 4 + b] = rr2
+                tks[a * 4 + b] = tk
                 acc += v
                 mx += v * dx
                 my += v * dy
                 mxx += v * dx * dx
                 myy += v * dy * dy
                 mxy += v * dx * dy
-        _, rr2c, tk = _flux_at(x + 0.5 * s, y + 0.5 * s, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src,
-                               ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
-        evals += 17
+        evals += 16
         mean4 = acc / 16.0
         # each point stands for a uniform sub-square (own variance 1/(12 16))
         sub = mean4 / 192.0
@@ -227,10 +254,11 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
         i4 = mean4 * area
         i2 = mean2 * area
         e = abs(i4 - i2) / 3.0
-        reach = (max(1.0, abs(1.0 - tk)) + gamma) * 0.7072 * s * inv_sqrt_qs
         stake = 0.0
-        if math.sqrt(rr2c) < reach and two_n > 2.0:
-            stake = _cusp_stake(reach, tk, gamma, bn, half_inv_n, rs, two_n, log_gamma_2n2)
+        if holds and two_n > 2.0:
+            # the most magnifying of the quadrants' bounds (``soft``: the smallest |1 - 2 kappa|)
+            stake = _cusp_stake(lam * 0.7072 * s * inv_sqrt_qs, 1.0 - soft, gamma, bn, half_inv_n, rs, two_n,
+                                log_gamma_2n2)
         if root:
             # no pixel can err by more than the largest relative error of the cells it sums, so
             # a cell need not be integrated better than a fraction of its own flux
@@ -239,11 +267,36 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
         if (e > t or stake > t) and s > _MIN_SIDE and top + 4 <= _STACK and evals < _MAX_EVALS:
             h = 0.5 * s
             for c in range(4):
+                a0 = 2 * (c // 2)
+                b0 = 2 * (c % 2)
+                if e <= t and math.sqrt(pr[c]) >= (max(1.0, abs(1.0 - pk[c])) + gamma) * 0.7072 * h * inv_sqrt_qs:
+                    # split for the cusp alone, and this child's footprint cannot hold the
+                    # source centre: its 2x2 rule, Richardson-corrected from its centre
+                    m2c = 0.25 * quad[c]
+                    flux += (m2c + (m2c - pv[c]) / 3.0) * h * h
+                    err += abs(m2c - pv[c]) / 3.0 * h * h
+                    sub2 = (0.25 * r) ** 2 / 12.0
+                    for a in range(a0, a0 + 2):
+                        py = (y + (a + 0.5) * 0.25 * s - yc0) * inv_side
+                        for b in range(b0, b0 + 2):
+                            px = (x + (b + 0.5) * 0.25 * s - xc0) * inv_side
+                            fp = vals[a * 4 + b] * area / 16.0
+                            mom[0] += fp * px
+                            mom[1] += fp * py
+                            mom[2] += fp * (px * px + sub2)
+                            mom[3] += fp * (py * py + sub2)
+                            mom[4] += fp * px * py
+                    continue
                 st_x[top] = x + (c % 2) * h
                 st_y[top] = y + (c // 2) * h
                 st_s[top] = h
                 st_t[top] = t
-                st_m2[top] = 0.25 * quad[c]
+                for a in range(2):
+                    for b in range(2):
+                        i_p = (a0 + a) * 4 + b0 + b
+                        st_v[top, a * 2 + b] = vals[i_p]
+                        st_r[top, a * 2 + b] = rrs[i_p]
+                        st_k[top, a * 2 + b] = tks[i_p]
                 top += 1
         else:
             flux += i4 if stake > 0.0 else i4 + (i4 - i2) / 3.0

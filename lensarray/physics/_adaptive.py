@@ -79,7 +79,9 @@ def _flux_at(x, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, s
                 t = 1.0 - 1e-15
             elif t < -1.0 + 1e-15:
                 t = -1.0 + 1e-15
-            ayr = bf * math.atanh(t)
+            # atanh as its logarithm: libm's atanh took ~23 ns here against ~5 ns for the log
+            # (measured under numba), agreeing to 2e-16 in absolute terms over (-1, 1)
+            ayr = 0.5 * bf * math.log((1.0 + t) / (1.0 - t))
             two_kappa = bq / psi
         ax = cphi * axr - sphi * ayr
         ay = sphi * axr + cphi * ayr
@@ -353,6 +355,10 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
     grid = np.empty((size + 2, size + 2))
     mom = np.empty(5)
     zone = np.empty((size + 2, size + 2), dtype=np.bool_)
+    # per-pixel L1 scratch, allocated once (list literals would be heap lists per pixel)
+    v1 = np.empty(4)
+    close = np.empty(4, dtype=np.bool_)
+    cusp = np.empty(4, dtype=np.bool_)
     for k in range(n):
         p = params[k]
         want = p[18] > 0.5
@@ -413,9 +419,6 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                     total += 4.0 * q4
                     continue
                 # L1: cell centres; Richardson: error of the 2x2 mean ~ (L1 - L0) / 3
-                v1 = [0.0, 0.0, 0.0, 0.0]
-                close = [False, False, False, False]
-                cusp = [False, False, False, False]
                 mean1 = 0.0
                 for c in range(4):
                     a, b = c // 2, c % 2

@@ -237,3 +237,22 @@ def test_moment_convolution_places_sub_cell_light_exactly():
         assert np.abs(got - exact).max() < 0.01 * exact.max()
         if abs(dx) + abs(dy) > 0.2:
             assert np.abs(plain - exact).max() > 0.03 * exact.max()
+
+
+@pytest.mark.parametrize("psf_model", ["gaussian", "moffat"])
+def test_a_stamp_does_not_depend_on_its_batch_neighbours(psf_model):
+    """``verify`` compares a re-render bit for bit, in batches other than the build's: stamps
+    taking the moment convolution (compact sources) and the plain one, cusps and smooth
+    profiles, rendered together, in other groupings and alone, give identical pixels."""
+    from _lenstronomy_ref import random_params, region_params
+
+    smooth, compact = random_params(12, seed=7), region_params("compact", 12, seed=8, nb=3, size=64)
+    mixed = {k: np.concatenate([smooth[k], compact[k]]) for k in smooth}
+    order = np.random.default_rng(9).permutation(24)
+    p = {k: v[order] for k, v in mixed.items()}
+    whole, mu = render_unit_arcs(p, psf_model=psf_model)
+    for groups in (np.array_split(np.arange(24), 5), [np.array([i]) for i in (0, 7, 23)]):
+        for g in groups:
+            part, mu_part = render_unit_arcs({k: v[g] for k, v in p.items()}, psf_model=psf_model)
+            np.testing.assert_array_equal(part, whole[g])
+            np.testing.assert_array_equal(mu_part, mu[g])

@@ -16,10 +16,12 @@ lensarray (defaults) and of lenstronomy at supersampling 8/16/24, all against th
 reference (adaptive cubature of lenstronomy's profiles, exactly pixel-integrated PSF), itself
 checked against a 10x looser, half-resolution one.
 
-``--baseline REV``: speed before/after: the renderer of git revision REV and this tree, in
-alternating subprocesses (3 rounds), on the default priors and on the compact-source regime.
+``--baseline REV``: speed before/after: the renderer of git revision REV and this tree in one
+process, batch by batch alternating (``--rounds``, default 12, of 64 3-band stamps), on the
+default priors and on the compact-source regime, with lenstronomy at supersampling 8 (rebuilt per
+stamp) timed in the same rounds; paired per-round ratios in wall-clock and CPU time.
 
-    python benchmarks/bench_render.py [--quick] [--accuracy] [--baseline REV]
+    python benchmarks/bench_render.py [--quick] [--accuracy] [--baseline REV [--rounds N]]
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -35,7 +39,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import machine, table, write  # noqa: E402
 
 
@@ -50,15 +53,30 @@ def _timeit(fn, min_time=1.0):
             return dt / n
 
 
-def speed_before_after(rev: str, rounds: int = 12, batch: int = 64) -> dict:
+def _timed(fn) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of ``fn()`` (single-threaded BLAS: the CPU time is the
+    kernel's own, the wall time also holds what other processes took from this core)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def _ratio_stats(num: Sequence[float], den: Sequence[float]) -> dict:
+    r = np.asarray(num) / np.asarray(den)
+    return {"median": float(np.median(r)), "quartiles": [float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))]}
+
+
+def speed_before_after(rev: str, rounds: int = 12, batch: int = 64, lt_stamps: int = 2, lt_supersample: int = 8) -> dict:
     """Stamps/s of the renderer at git revision ``rev`` (its ``lensarray/physics`` imported as a
     separate package) and of this tree, alternating batch by batch in one process so that both
-    see the same machine load; the ratio is the median over rounds of the paired ratios."""
+    see the same machine load, plus lenstronomy at ``lt_supersample`` (rebuilt per stamp, as a
+    generator must) on ``lt_stamps`` default stamps per round; every ratio is the median (and
+    quartiles) over rounds of the paired per-round ratios, in wall-clock and in CPU time."""
     import importlib
     import subprocess
     import tempfile
 
-    from _lenstronomy_ref import random_params, region_params
+    from _lenstronomy_ref import lenstronomy_image, random_params, region_params
 
     from lensarray.physics.render import render_unit_arcs
 
@@ -67,28 +85,62 @@ def speed_before_after(rev: str, rounds: int = 12, batch: int = 64) -> dict:
     archive = subprocess.run(["git", "-C", here, "archive", rev, "lensarray/physics"], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
     os.rename(os.path.join(tmp, "lensarray", "physics"), os.path.join(tmp, "baseline_physics"))
+    for name in os.listdir(os.path.join(tmp, "baseline_physics")):
+        path = os.path.join(tmp, "baseline_physics", name)
+        if name.endswith(".py"):  # the package's parent-relative imports point at this tree's lensarray
+            with open(path) as fh:
+                text = fh.read()
+            with open(path, "w") as fh:
+                fh.write(text.replace("from ..", "from lensarray."))
     sys.path.insert(0, tmp)
     old = importlib.import_module("baseline_physics.render").render_unit_arcs
     sets = {"default": random_params(batch, seed=256),
             "compact": region_params("compact", batch, seed=257, nb=3, size=64)}
-    runs = {"before": {k: [] for k in sets}, "after": {k: [] for k in sets}}
-    for fn in (old, render_unit_arcs):  # compile
+    sides = {"before": old, "after": render_unit_arcs}
+    runs: dict[str, dict[str, dict[str, list[float]]]] = {
+        side: {regime: {"wall": [], "cpu": []} for regime in sets} for side in sides}
+    lt: dict[str, list[float]] = {"wall": [], "cpu": []}
+    lt_p = random_params(lt_stamps * rounds, seed=258)
+    for fn in sides.values():  # compile
         fn({k: v[:2] for k, v in sets["default"].items()})
-    for _ in range(rounds):
+    lenstronomy_image(lt_p, 0, 0, supersample=lt_supersample)  # its imports and caches
+    for k in range(rounds):
         for regime, p in sets.items():
-            for side, fn in (("before", old), ("after", render_unit_arcs)):
-                t0 = time.perf_counter()
-                fn(p)
-                runs[side][regime].append(batch / (time.perf_counter() - t0))
-    out = {"baseline": rev, "batch": batch, "rounds": runs}
-    for regime in sets:
-        ratios = np.array(runs["after"][regime]) / np.array(runs["before"][regime])
-        out[f"{regime}_after_over_before"] = {"median": float(np.median(ratios)),
-                                              "quartiles": [float(np.quantile(ratios, 0.25)),
-                                                            float(np.quantile(ratios, 0.75))]}
-        out[f"{regime}_after_per_s_median"] = float(np.median(runs["after"][regime]))
-    out["compact_over_default_after"] = float(np.median(np.array(runs["after"]["compact"])
-                                                        / np.array(runs["after"]["default"])))
+            for side, fn in sides.items():
+                wall, cpu = _timed(lambda fn=fn, p=p: fn(p))
+                runs[side][regime]["wall"].append(batch / wall)
+                runs[side][regime]["cpu"].append(batch / cpu)
+        wall, cpu = _timed(lambda k=k: [lenstronomy_image(lt_p, i, band, supersample=lt_supersample)
+                                        for i in range(k * lt_stamps, (k + 1) * lt_stamps) for band in range(3)])
+        lt["wall"].append(lt_stamps / wall)
+        lt["cpu"].append(lt_stamps / cpu)
+    out: dict = {"baseline": rev, "batch": batch, "rounds": rounds, "per_s": runs, "lenstronomy_per_s": lt,
+                 "lenstronomy_supersample": lt_supersample}
+    _, _, est = render_unit_arcs(sets["default"], return_error=True)
+    _, _, est_c = render_unit_arcs(sets["compact"], return_error=True)
+    out["after_mean_evaluations"] = {"default": float(est["evaluations"].mean()),
+                                     "compact": float(est_c["evaluations"].mean())}
+    rows = []
+    for clock in ("wall", "cpu"):
+        for regime in sets:
+            after, before = runs["after"][regime][clock], runs["before"][regime][clock]
+            stats = _ratio_stats(after, before)
+            out[f"{regime}_after_over_before_{clock}"] = stats
+            rows.append({"clock": clock, "comparison": f"{regime}: after / before", "median": stats["median"],
+                         "q25": stats["quartiles"][0], "q75": stats["quartiles"][1],
+                         "after_per_s": float(np.median(after)), "before_per_s": float(np.median(before))})
+        stats = _ratio_stats(runs["after"]["compact"][clock], runs["after"]["default"][clock])
+        out[f"compact_over_default_after_{clock}"] = stats
+        rows.append({"clock": clock, "comparison": "after: compact / default", "median": stats["median"],
+                     "q25": stats["quartiles"][0], "q75": stats["quartiles"][1]})
+        for side in sides:
+            stats = _ratio_stats(runs[side]["default"][clock], lt[clock])
+            out[f"{side}_over_lenstronomy_ss{lt_supersample}_{clock}"] = stats
+            rows.append({"clock": clock, "comparison": f"default {side} / lenstronomy ss{lt_supersample} rebuilt",
+                         "median": stats["median"], "q25": stats["quartiles"][0], "q75": stats["quartiles"][1],
+                         "after_per_s": float(np.median(runs[side]["default"][clock])),
+                         "before_per_s": float(np.median(lt[clock]))})
+    out["table"] = rows
     return out
 
 
@@ -107,7 +159,7 @@ def accuracy_by_region(n_per: int, size: int = 64, lt_supersample=(8, 16, 24)) -
         coarse = np.array([reference_image(p, i, size=size, tol=1e-6, cells=8)[0] for i in range(n_per)])
         peak = ref.max(axis=(1, 2, 3))
 
-        def err(img, name):
+        def err(img, name, ref=ref, peak=peak, region=region):
             e = np.abs(img - ref).max(axis=(1, 2, 3)) / peak
             f = np.abs(img.sum(axis=(1, 2, 3)) / ref.sum(axis=(1, 2, 3)) - 1)
             return {"region": region, "renderer": name, "max_pixel_err_frac_peak": float(e.max()),
@@ -131,16 +183,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--accuracy", action="store_true", help="only the accuracy table by parameter region")
     ap.add_argument("--per-region", type=int, default=4, help="stamps per region for --accuracy")
     ap.add_argument("--baseline", default=None, help="git revision to compare speed with (before/after)")
+    ap.add_argument("--rounds", type=int, default=12, help="paired rounds for --baseline")
     args = ap.parse_args(argv)
     if args.accuracy or args.baseline:
-        out = {"machine": machine()}
+        out: dict[str, Any] = {"machine": machine()}
         if args.baseline:
-            out["speed"] = speed_before_after(args.baseline)
-            s = out["speed"]
-            print(f"speed after/before ({args.baseline}): default priors {s['default_after_over_before']['median']:.2f}x "
-                  f"({s['default_after_per_s_median']:.0f}/s now), compact sources "
-                  f"{s['compact_after_over_before']['median']:.2f}x; compact/default now "
-                  f"{s['compact_over_default_after']:.2f}")
+            out["speed"] = speed_before_after(args.baseline, rounds=args.rounds)
+            print(f"speed, this tree (after) vs {args.baseline} (before), paired per round ({args.rounds} rounds; "
+                  "per_s columns: numerator / denominator stamps/s):")
+            print(table(out["speed"]["table"], ["clock", "comparison", "median", "q25", "q75", "after_per_s",
+                                                "before_per_s"]))
         if args.accuracy:
             out["accuracy"] = accuracy_by_region(args.per_region)
             print(table(out["accuracy"], ["region", "renderer", "max_pixel_err_frac_peak",
@@ -157,12 +209,12 @@ def main(argv=None) -> dict:
     rows = []
     for b in batches:
         p = random_params(b, seed=b)
-        t = _timeit(lambda: render_unit_arcs(p), min_time=0.5 if args.quick else 2.0)
-        out, _ = render_unit_arcs(p)
+        t = _timeit(lambda p=p: render_unit_arcs(p), min_time=0.5 if args.quick else 2.0)
+        stamps, _ = render_unit_arcs(p)
         kern = gaussian_psf(p["psf_fwhm"], kernel_size(64), 0.262).astype(np.float32)
-        images = out.astype(np.float32)
-        t_fft = _timeit(lambda: fft_convolve(images, kern), min_time=0.3)
-        t_copy = _timeit(lambda: out.copy(), min_time=0.2)
+        images = stamps.astype(np.float32)
+        t_fft = _timeit(lambda images=images, kern=kern: fft_convolve(images, kern), min_time=0.3)
+        t_copy = _timeit(lambda stamps=stamps: stamps.copy(), min_time=0.2)
         rows.append({"batch": b, "lensarray_stamps_per_s": b / t, "fft_floor_per_s": b / t_fft,
                      "copy_floor_per_s": b / t_copy, "ratio_to_fft_plus_copy": t / (t_fft + t_copy)})
     # lenstronomy, same parameters: rebuilt per stamp (as a data-set generator must) and prebuilt

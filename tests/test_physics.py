@@ -4,9 +4,20 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from lensarray.physics import (fft_convolve, gaussian_psf, inner_image_radius, moffat_psf, render_arcs,
-                               render_unit_arcs, sersic_ellipse, sersic_total_flux, sis_image_positions,
-                               sis_magnification, mag_to_nmgy, nmgy_to_mag)
+from lensarray.physics import (
+    fft_convolve,
+    gaussian_psf,
+    inner_image_radius,
+    mag_to_nmgy,
+    moffat_psf,
+    nmgy_to_mag,
+    render_arcs,
+    render_unit_arcs,
+    sersic_ellipse,
+    sersic_total_flux,
+    sis_image_positions,
+    sis_magnification,
+)
 from lensarray.physics.lens import ray_shoot, sie_deflection
 from lensarray.physics.psf import kernel_size
 

@@ -22,24 +22,29 @@ be trusted (midpoint-rule errors scale as h^2, which gives the estimates below):
   near the singular points the error does not scale as h^2; its estimate is (L3 - L2) scaled.
 - Quadtree (:func:`_square_sum`): where L3 is still not within the tolerance (a source much
   smaller than a cell) and, straight after L1, in every cell whose footprint may hold the source
-  centre of a cusped profile (n > 1): the images of the source centre are where the Sersic cusp
-  lands, and a cusp defeats any fixed grid and any h^2 estimate. Squares split in four while
-  their 4x4 / 2x2 midpoint rules disagree or while the cusp flux their footprint may hold (an
-  enclosed-Sersic-flux bound times a magnification bound) exceeds the tolerance; a cell need not
-  be integrated better than ``0.1 tolerance`` of its own flux (no pixel errs by more than the
+  centre of a cusped profile (n > 1) where the cusp can matter: the images of the source centre
+  are where the Sersic cusp lands, and a cusp defeats any fixed grid and any h^2 estimate.
+  Squares split in four while their 4x4 / 2x2 midpoint rules disagree or while the cusp flux a
+  midpoint rule can misplace in their footprint (the Sersic excess over the footprint's
+  brightness times a magnification bound) exceeds the tolerance; a square split for the cusp
+  alone refines only the children that may hold the source centre. A cell need not be
+  integrated better than ``0.1 tolerance`` of its own flux (no pixel errs by more than the
   largest relative error of the cells it sums).
 
 The tolerance is absolute per cell: ``tolerance`` times the unit source's surface brightness at
 ``R_sersic`` (for a source smaller than a pixel, a quarter of its mean over a pixel-sized disc: its image
 peak is set by the pixel and the PSF) times the cell area. Every accepted level adds its error
-estimate to a per-cell error map (``return_error``), and its flux moments about the cell centre
-to the moment maps the PSF convolution uses for light with structure inside a cell. With the
-defaults (supersample 18, tolerance 0.02) a stamp of the default priors takes ~16k evaluations
-(12k before the cusp and compact-source work, which was 4.6% of the peak off for them). Flux lands directly on the 2-cells-per-pixel grid; no
-supersampled array is ever allocated. The Sersic power is evaluated as ``exp(log(rr^2) / 2n)``
-on the squared radius (no square root, no ``pow``). Tried and dropped (no measurable gain):
-numba fastmath flags, float32 transcendentals (18% on the bare functions), skipping the Sersic
-beyond e^-60 of its centre.
+estimate to a per-cell error map (``return_error``), and (for the stamps whose convolution uses
+them) its flux moments about the cell centre to the moment maps the PSF convolution uses for
+light with structure inside a cell. With the defaults (supersample 18, tolerance 0.02) a stamp
+of the default priors takes ~11-12k evaluations (the kernel before the cusp and compact-source
+work, 4.6% of the peak off for them, ~11k; the first cusp quadtree ~16-20k), at ~88 ns each.
+Flux lands directly on the 2-cells-per-pixel grid; no supersampled array is ever allocated.
+The Sersic power is evaluated as ``exp(log(rr^2) / 2n)`` on the squared radius (no square
+root, no ``pow``), the SIE's atanh as a logarithm (libm's atanh was ~4x the cost). Tried and
+dropped (no measurable gain): numba fastmath flags, float32 transcendentals (18% on the bare
+functions), skipping the Sersic beyond e^-60 of its centre; the cusp quadtree for n > 1.5 only
+(11% fewer evaluations, but compact-source and narrow-PSF errors doubled).
 """
 
 from __future__ import annotations

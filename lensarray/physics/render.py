@@ -137,7 +137,7 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
     tolerance
         ``"adaptive"`` only: per-cell error target in units of the source's surface brightness at
         ``R_sersic`` (for sources smaller than a pixel: its mean over a pixel-sized disc) times
-        the cell area (dimensionless). Accuracy of the default 0.01 with supersampling 18 over
+        the cell area (dimensionless). Accuracy of the default 0.02 with supersampling 18 over
         the accepted parameter range, by region: ``benchmarks/README.md``.
     return_error
         Also return a per-stamp error estimate (from the refinement's own estimates; for

@@ -105,24 +105,20 @@ def _flux_at(x, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, s
     return amp_e * math.exp(-bn * math.exp(half_inv_n * (math.log(rr2) - log_rs2))), rr2, two_kappa
 
 
-@njit(cache=True)
-def _cell_sum(y0, x0, step, m, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2,
-              half_inv_n, bn, amp_e, bq, f, bf, mom):
-    """Mean surface brightness over an m x m midpoint grid starting at (x0, y0) with ``step``
-    (the cell: side ``m step``); ``mom`` receives its means of ``SB dx, SB dy, SB dx^2, SB dy^2,
-    SB dx dy`` (offsets from the cell centre in cell sides; each point standing for a uniform
-    sub-square, whose own variance 1/(12 m^2) is added)."""
+@njit(cache=True, inline="always")
+def _point_moments(vals, m, mom):
+    """Mean of the m x m midpoint values ``vals`` (row-major, rows along y) over their square;
+    ``mom`` receives the means of ``SB dx, SB dy, SB dx^2, SB dy^2, SB dx dy`` (offsets from the
+    square's centre in its sides; each point standing for a uniform sub-square, whose own
+    variance 1/(12 m^2) is added)."""
     acc = 0.0
     mx = my = mxx = myy = mxy = 0.0
     inv = 1.0 / m
     for a in range(m):
-        y = y0 + (a + 0.5) * step
         dy = (a + 0.5) * inv - 0.5
         for b in range(m):
-            x = x0 + (b + 0.5) * step
             dx = (b + 0.5) * inv - 0.5
-            v, _, _ = _flux_at(x, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2,
-                               half_inv_n, bn, amp_e, bq, f, bf)
+            v = vals[a * m + b]
             acc += v
             mx += v * dx
             my += v * dy
@@ -137,6 +133,21 @@ def _cell_sum(y0, x0, step, m, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, s
     mom[3] = myy * w + sub
     mom[4] = mxy * w
     return acc * w
+
+
+@njit(cache=True)
+def _cell_sum(y0, x0, step, m, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2,
+              half_inv_n, bn, amp_e, bq, f, bf, mom, vals):
+    """Mean surface brightness over an m x m midpoint grid starting at (x0, y0) with ``step``
+    (the cell: side ``m step``), its moments in ``mom`` (:func:`_point_moments`); ``vals`` is
+    scratch of at least m^2."""
+    for a in range(m):
+        y = y0 + (a + 0.5) * step
+        for b in range(m):
+            v, _, _ = _flux_at(x0 + (b + 0.5) * step, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src,
+                               ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+            vals[a * m + b] = v
+    return _point_moments(vals, m, mom)
 
 
 @njit(cache=True, inline="always")
@@ -184,6 +195,7 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
         mom[c] = 0.0
     quad = np.empty(4)
     vals = np.empty(16)
+    sm = np.empty(5)
     rrs = np.empty(16)
     tks = np.empty(16)
     pv = np.empty(4)
@@ -228,32 +240,20 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
                 holds = True
         # the 4x4 rule (per quadrant: the children's 2x2 rules) with its moments about this
         # square's centre in its sides
-        acc = 0.0
-        mx = my = mxx = myy = mxy = 0.0
         for c in range(4):
             quad[c] = 0.0
         for a in range(4):
             yy = y + (a + 0.5) * 0.25 * s
-            dy = (a + 0.5) * 0.25 - 0.5
             for b in range(4):
-                dx = (b + 0.5) * 0.25 - 0.5
                 v, rr2, tk = _flux_at(x + (b + 0.5) * 0.25 * s, yy, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy,
                                       sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
                 quad[(a // 2) * 2 + b // 2] += v
                 vals[a * 4 + b] = v
                 rrs[a * 4 + b] = rr2
                 tks[a * 4 + b] = tk
-                acc += v
-                mx += v * dx
-                my += v * dy
-                mxx += v * dx * dx
-                myy += v * dy * dy
-                mxy += v * dx * dy
         evals += 16
-        mean4 = acc / 16.0
-        # each point stands for a uniform sub-square (own variance 1/(12 16))
-        sub = mean4 / 192.0
-        sm0, sm1, sm2, sm3, sm4 = mx / 16.0, my / 16.0, mxx / 16.0 + sub, myy / 16.0 + sub, mxy / 16.0
+        mean4 = _point_moments(vals, 4, sm)
+        sm0, sm1, sm2, sm3, sm4 = sm[0], sm[1], sm[2], sm[3], sm[4]
         r = s * inv_side
         ox = (x + 0.5 * s - xc0) * inv_side
         oy = (y + 0.5 * s - yc0) * inv_side
@@ -362,6 +362,7 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
     zone = np.empty((size + 2, size + 2), dtype=np.bool_)
     # per-pixel L1 scratch, allocated once (list literals would be heap lists per pixel)
     v1 = np.empty(4)
+    pts = np.empty(max(m2, m3) ** 2)  # _cell_sum's point values
     close = np.empty(4, dtype=np.bool_)
     cusp = np.empty(4, dtype=np.bool_)
     for k in range(n):
@@ -469,7 +470,7 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                         continue
                     if (err1 > tol or close[c] or near_lens) and m2 > 1:
                         v2 = _cell_sum(y0, x0, hc / m2, m2, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq,
-                                       cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf, mom)
+                                       cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf, mom, pts)
                         evals += m2 * m2
                         corr2 = (v2 - v1[c]) / (m2 * m2 - 1.0)
                         val = v2 + corr2
@@ -478,7 +479,7 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                             # L3: a fixed finer grid (always next to the lens centre, where the
                             # deflection is singular and the h^2 estimate does not hold)
                             v3 = _cell_sum(y0, x0, hc / m3, m3, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy,
-                                           sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf, mom)
+                                           sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf, mom, pts)
                             evals += m3 * m3
                             err_c = abs(v3 - v2) * cell_area * (m2 * m2) / (m3 * m3 - m2 * m2)
                             val = v3

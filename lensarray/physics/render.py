@@ -348,10 +348,11 @@ def _moffat_as_gaussians(beta: float) -> list[tuple[float, float]]:
 
 
 #: Below these a PSF weight (a fraction of a cell's light on a pixel) and a cell's flux or
-#: moment (unit source) are set to zero before the float32 products: products of smaller values
-#: are subnormal, and every numpy operation on subnormals takes a microcode assist (measured:
-#: the default priors' faint Sersic wings made the convolution ~2x slower). Their contribution
-#: to any pixel is below 1e-9 of the source flux, ~1e-6 of the stamp's peak at most.
+#: moment (unit source) are set to zero before the float32 products, a guard: products of
+#: smaller values would be subnormal, and arithmetic on subnormals takes microcode assists on
+#: x86 (on the default priors no measurable difference either way; the convolution's slowness
+#: there was strided operands and copies). Their contribution to any pixel is below 1e-9 of the
+#: source flux, ~1e-6 of the stamp's peak at most.
 _WEIGHT_FLOOR = 1e-9
 _FLUX_FLOOR = 1e-18
 #: Moment terms are kept in the rows/columns holding light above this fraction of the brightest cell.

@@ -17,15 +17,27 @@ import xarray as xr
 
 from .. import __version__
 from ..config import RunConfig
-from ..errors import BadInputError
 from ..cube import NEGATIVE_KINDS
 from ..derived import inner_image_radius_px
+from ..errors import BadInputError
 from ..masking import control_stamp, control_weights_of
 from ._compute import peak_memory
 from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, iter_anchor_cutouts
 from .core_flux import core_flux_summary
-from .core_lr import (REGION_MEANING, REGIONS, THETA_E_EDGES, arc_level, core_lr_auc, mask_edge_probe, region_masks,
-                      select_region, theta_e_edges)
+from .core_lr import (
+    REGION_MEANING,
+    REGIONS,
+    THETA_E_EDGES,
+    arc_level,
+    auc_summary,
+    core_lr_auc,
+    mask_edge_probe,
+    oof_scores_by_subset,
+    region_columns,
+    region_masks,
+    select_region,
+    theta_e_edges,
+)
 from .features import cube_config, lr_subsample, measure_spec, pair_table, squares_by_role
 from .gates import evaluate_gates
 from .inner_image import inner_image_summary
@@ -77,10 +89,15 @@ def core_lr_from_squares(sq: dict, side: int, pair_ids: np.ndarray, hard_negativ
     y = np.concatenate([neg == 0, np.zeros(idx.size, bool)])
     groups = np.concatenate([idx, idx])
     te = np.concatenate([np.asarray(theta_e, float)] * 2)
+    # one discriminant fit serves every region: the regions are column subsets of their union
+    union = np.logical_or.reduce([masks[reg] for reg in REGIONS])
+    X = np.concatenate([select_region(sq["lens"], side, union), select_region(sq["control"], side, union)])
+    scores = oof_scores_by_subset(X, y, groups, region_columns(masks, union, len(X[0]) // max(int(union.sum()), 1)))
+    del X
     regions = {}
     for reg in REGIONS:
-        X = np.concatenate([select_region(sq["lens"], side, masks[reg]), select_region(sq["control"], side, masks[reg])])
-        regions[reg] = core_lr_auc(X, y, groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot, seed=seed)
+        regions[reg] = auc_summary(y, scores[reg], groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot,
+                                   seed=seed)
         regions[reg].update(region=reg, n_pixels=int(masks[reg].sum()), meaning=REGION_MEANING[reg])
     edge = mask_edge_probe(sq["lens"], sq["control"], side, is_lens=neg == 0,
                            reference=arc_level(arc_flux, np.asarray(theta_e, float) / pixel_scale))

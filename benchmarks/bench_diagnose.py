@@ -21,20 +21,28 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING, cast
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import PeakRSS, table, write  # noqa: E402
+
+if TYPE_CHECKING:
+    import zarr
 
 SHARD = 256
 
 
-def _cfg(n: int):
+#: ``--quantize``: the quantised storage of benchmarks/README.md (~42 kB a pair instead of ~88 kB)
+QUANTIZE = {"quantize.host": True, "quantize.host_step": 0.2, "quantize.arc_keepbits": 12}
+
+
+def _cfg(n: int, quantize: bool = False):
     from lensarray.config import RunConfig
 
-    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": SHARD, "run.chunk_pairs": 16}).validate()
+    over = {"run.n_pairs": n, "run.shard_pairs": SHARD, "run.chunk_pairs": 16, **(QUANTIZE if quantize else {})}
+    return RunConfig().replace(**over).validate()
 
 
 def _cluster(workers: int):
@@ -46,13 +54,13 @@ def _cluster(workers: int):
     return lc, Client(lc)
 
 
-def _build(n: int, url: str, workers: int) -> float:
+def _build(n: int, url: str, workers: int, quantize: bool = False) -> float:
     from lensarray.pipeline import build
 
     lc, client = _cluster(workers)
     try:
         t0 = time.perf_counter()
-        build(_cfg(n), url, client=client, progress=False)
+        build(_cfg(n, quantize), url, client=client, progress=False)
         return time.perf_counter() - t0
     finally:
         _close(client, lc)
@@ -62,10 +70,11 @@ def _raw_read(url: str, n: int) -> float:
     from lensarray.store import open_group
 
     g = open_group(url, mode="r")
+    arrays = [cast("zarr.Array", g[name]) for name in ("host", "invvar", "arc", "maskbits")]
     t0 = time.perf_counter()
     for a in range(0, n, SHARD):
-        for name in ("host", "invvar", "arc", "maskbits"):
-            g[name][a:a + SHARD]
+        for arr in arrays:
+            arr[a:a + SHARD]
     return time.perf_counter() - t0
 
 
@@ -100,7 +109,12 @@ def _tiled(url: str | None, n: int, toy: tuple[int, int] | None = None):
     from lensarray.cube import open_cube
     from lensarray.diagnostics import toy_cube
 
-    base = open_cube(url) if toy is None else toy_cube(toy[0], size=toy[1], seed=0, chunk_pairs=SHARD)
+    if toy is not None:
+        base = toy_cube(toy[0], size=toy[1], seed=0, chunk_pairs=SHARD)
+    elif url is not None:
+        base = open_cube(url)
+    else:
+        raise ValueError("tiling needs a built cube (url) or a toy cube (toy)")
     k = -(-n // base.sizes["pair"])
     ds = xr.concat([base] * k, dim="pair", data_vars="all", coords="minimal", compat="override",
                    join="override").isel(pair=slice(0, n))
@@ -117,6 +131,8 @@ def main(argv=None) -> dict:
                     help="tile an in-memory toy cube of --memory-base pairs with stamps of this side instead of a "
                          "built cube (the per-pair table does not depend on the stamp size; the pixel pass does)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--quantize", action="store_true", help="build the speed cubes with the quantised storage "
+                    "(QUANTIZE: half the disk of the lossless default)")
     ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
     ap.add_argument("--name", default="diagnose", help="results/<name>.json")
     args = ap.parse_args(argv)
@@ -128,7 +144,7 @@ def main(argv=None) -> dict:
         for n in args.sizes:
             url = os.path.join(root, f"cube{n}.zarr")
             if not os.path.exists(url):
-                _build(n, url, args.workers)
+                _build(n, url, args.workers, quantize=args.quantize)
             raw, diag, peaks = [], [], []
             for _ in range(args.repeats):  # interleaved: load drifts hit both sides alike
                 raw.append(_raw_read(url, n))
@@ -146,11 +162,11 @@ def main(argv=None) -> dict:
                 shutil.rmtree(url, ignore_errors=True)
         if args.memory_base and args.memory_sizes:
             toy = (args.memory_base, args.memory_toy_size) if args.memory_toy_size else None
-            url = None if toy else os.path.join(root, f"cube{args.memory_base}.zarr")
-            if url and not os.path.exists(url):
-                _build(args.memory_base, url, args.workers)
+            base_url = None if toy else os.path.join(root, f"cube{args.memory_base}.zarr")
+            if base_url and not os.path.exists(base_url):
+                _build(args.memory_base, base_url, args.workers)
             for n in args.memory_sizes:
-                dt, peak, _ = _diagnose(_tiled(url, n, toy), args.workers)
+                dt, peak, _ = _diagnose(_tiled(base_url, n, toy), args.workers)
                 mem_rows.append({"pairs": n, "tiled_from": args.memory_base, "stamp_size": args.memory_toy_size or 64,
                                  "source": "toy cube in memory" if toy else "built cube", "diagnose_s": dt,
                                  "peak_rss_all_processes_mib": peak})

@@ -41,17 +41,23 @@ from .core_lr import (
 from .features import cube_config, lr_subsample, measure_spec, pair_table, squares_by_role
 from .gates import evaluate_gates
 from .inner_image import inner_image_summary
-from .leakage import metadata_leakage
+from .leakage import HOST_FACTS, metadata_leakage
 from .null_identity import null_identity
 from .snr import arc_snr_distribution
 from .systematics import systematics_by_class
 from .visibility import visibility_summary
 
 __all__ = ["diagnose", "core_lr_on_cube", "core_lr_from_table", "core_lr_from_squares", "snr_definitions",
-           "check_null_twin", "DEFAULT_ABLATION", "MAX_VISIBILITY_PAIRS"]
+           "check_null_twin", "DEFAULT_ABLATION", "DIAGNOSE_STORED", "MAX_VISIBILITY_PAIRS"]
 
 #: The centre-mask ablation measured in the report: per stamp r_mask uniform in [3, 7] px.
 DEFAULT_ABLATION = {"mode": "uniform", "r_mask": (3.0, 7.0)}
+#: Stored per-pair variables diagnose reads (in the pixel-pass tasks): the injection truth its
+#: summaries bin by, the stored quantities it re-measures, the labels and the host facts the
+#: leakage audit reads (:data:`~lensarray.diagnostics.leakage.HOST_FACTS`).
+DIAGNOSE_STORED = tuple(dict.fromkeys(
+    ("theta_e", "psf_fwhm", "src_reff", "core_flux_frac", "arc_flux", "arc_snr", "arc_snr_aperture", "inner_image_r",
+     "hard_negative", "split") + tuple(v for v in HOST_FACTS if v != "pair")))
 #: The visibility proxy (ring medians per stamp: ~2/3 of the pixel pass's cost) is measured on at
 #: most this many pairs (a seeded subsample): its summary is a median per arc_snr bin and a
 #: rank correlation, which 5,000 pairs pin to ~0.01.
@@ -195,7 +201,8 @@ def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: i
     sub = ds.isel(pair=idx)
     spec = measure_spec(sub, cfg, ablation=ablation, seed=seed, tables=False, box=box, core_radius=core_radius,
                         edge_radius=edge_radius)
-    table = pair_table(sub, spec=spec, lr_index=np.arange(idx.size), progress=progress)
+    table = pair_table(sub, spec=spec, lr_index=np.arange(idx.size), progress=progress,
+                       stored=("theta_e", "arc_flux", "hard_negative"))
     out = core_lr_from_table(table, box=box, core_radius=core_radius, region=region, theta_e_edges=theta_e_edges,
                              n_boot=n_boot, seed=seed, ablation=ablation)
     out["subsample"] = _subsample_facts(n, idx, max_pairs, seed)
@@ -321,7 +328,8 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     # the central squares also hold the annuli the mask-edge probe reads around the core mask
     edge_radius = max(cfg.core_mask.radius, D.core_radius)
     spec = measure_spec(ds, cfg, ablation=ablation, seed=seed, edge_radius=edge_radius)
-    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress)
+    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress,
+                       stored=DIAGNOSE_STORED)
     stages = {"pixel_pass": time.perf_counter() - t0}
 
     def lap(name: str) -> None:
@@ -345,10 +353,13 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     inner = table["inner_image_r"].values if "inner_image_r" in table else None
     inner_src = "stored inner_image_r"
     if inner is None or not np.isfinite(inner).any():
-        inner = inner_image_radius_px(theta_e, table["src_x"].values, table["src_y"].values, pixel_scale=ps,
-                                      lens_x=table["lens_x"].values if "lens_x" in table else 0.0,
-                                      lens_y=table["lens_y"].values if "lens_y" in table else 0.0) \
-            if "src_x" in table else np.full(n, np.nan)
+        # a cube without inner_image_r (rare): its source and lens positions, read for this only
+        pos = ds[[v for v in ("src_x", "src_y", "lens_x", "lens_y") if v in ds.variables]].reset_coords(drop=True)
+        pos = pos.compute()
+        inner = inner_image_radius_px(theta_e, pos["src_x"].values, pos["src_y"].values, pixel_scale=ps,
+                                      lens_x=pos["lens_x"].values if "lens_x" in pos else 0.0,
+                                      lens_y=pos["lens_y"].values if "lens_y" in pos else 0.0) \
+            if "src_x" in pos else np.full(n, np.nan)
         inner_src = "SIS theta_E - |beta| from stored theta_e, src_x, src_y (lens_x, lens_y)"
     res["inner_image"] = inner_image_summary(np.asarray(inner)[is_lens], np.asarray(theta_e)[is_lens],
                                              theta_e_edges=te_edges)

@@ -58,10 +58,11 @@ DEFAULT_ABLATION = {"mode": "uniform", "r_mask": (3.0, 7.0)}
 DIAGNOSE_STORED = tuple(dict.fromkeys(
     ("theta_e", "psf_fwhm", "src_reff", "core_flux_frac", "arc_flux", "arc_snr", "arc_snr_aperture", "inner_image_r",
      "hard_negative", "split") + tuple(v for v in HOST_FACTS if v != "pair")))
-#: The visibility proxy (ring medians per stamp: ~2/3 of the pixel pass's cost) is measured on at
-#: most this many pairs (a seeded subsample): its summary is a median per arc_snr bin and a
-#: rank correlation, which 5,000 pairs pin to ~0.01.
-MAX_VISIBILITY_PAIRS = 5000
+#: The visibility proxy (ring medians per stamp, ~0.4 ms a stamp: more than the rest of the pixel
+#: pass per pair) is measured on at most this many pairs (a seeded subsample): its summary is a
+#: median per arc_snr bin and a rank correlation, which 2,000 pairs pin to ~0.02 (5,000 cost
+#: ~0.6-1.5 raw reads of a 10k cube).
+MAX_VISIBILITY_PAIRS = 2000
 
 
 def core_lr_from_squares(sq: dict, side: int, pair_ids: np.ndarray, hard_negative: np.ndarray,

@@ -371,15 +371,17 @@ def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: t
         if spec.tables:
             parts.append(_table_batch(host[s], arc[s], invvar[s], maskbits[s], theta_e[s], psf_fwhm[s], in_vis[s], spec,
                                       None if lens_px is None else (lens_px[0][s], lens_px[1][s])))
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN arc gives NaN
-            amax.append(np.nanmax(np.abs(arc[s]).reshape(len(arc[s]), -1), axis=1))
+        else:  # the squares-only pass (core_lr_on_cube) reports the largest |arc| it saw
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN arc gives NaN
+                amax.append(np.nanmax(np.abs(arc[s]).reshape(len(arc[s]), -1), axis=1))
         lr = np.flatnonzero(in_lr[s]) + i
         if lr.size:
             cparts.append(_central_batch(host[lr], arc[lr], psf_fwhm[lr], pair_id[lr], spec))
     out = {k: np.concatenate([p[k] for p in parts]).astype(_TABLE_VARS[k][1], copy=False) for k in parts[0]} \
         if parts else {}
-    out["arc_abs_max"] = np.concatenate(amax).astype(np.float32) if amax else np.zeros(0, np.float32)
+    if not spec.tables:
+        out["arc_abs_max"] = np.concatenate(amax).astype(np.float32) if amax else np.zeros(0, np.float32)
     if cparts:
         out.update({k: np.concatenate([p[k] for p in cparts]) for k in cparts[0]})
     out.update({k: np.asarray(inp[k]) for k in stored})
@@ -444,10 +446,12 @@ def _layout(ds: xr.Dataset, spec: MeasureSpec, stored: tuple[str, ...] = ()) -> 
     """name -> (dims, shape-after-pair, dtype) of every output variable (fixed by the spec and the
     cube's schema, not discovered from a blank pair)."""
     sizes = {"band": int(ds.sizes["band"]), "bit": N_MASKBITS, "role": 2}
-    out: _Layout = {"arc_abs_max": (("pair",), (), np.dtype("float32"))}
+    out: _Layout = {}
     if spec.tables:
         for k, (dims, dt) in _TABLE_VARS.items():
             out[k] = (("pair", *dims), tuple(sizes[d] for d in dims), np.dtype(dt))
+    else:
+        out["arc_abs_max"] = (("pair",), (), np.dtype("float32"))
     cdims = ("lr_pair", "role", "band", "cy", "cx")
     cshape = (2, sizes["band"], spec.side, spec.side)
     out["central"] = (cdims, cshape, np.dtype("float32"))

@@ -21,20 +21,28 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING, cast
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import PeakRSS, table, write  # noqa: E402
+
+if TYPE_CHECKING:
+    import zarr
 
 SHARD = 256
 
 
-def _cfg(n: int):
+#: ``--quantize``: the quantised storage of benchmarks/README.md (~42 kB a pair instead of ~88 kB)
+QUANTIZE = {"quantize.host": True, "quantize.host_step": 0.2, "quantize.arc_keepbits": 12}
+
+
+def _cfg(n: int, quantize: bool = False):
     from lensarray.config import RunConfig
 
-    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": SHARD, "run.chunk_pairs": 16}).validate()
+    over = {"run.n_pairs": n, "run.shard_pairs": SHARD, "run.chunk_pairs": 16, **(QUANTIZE if quantize else {})}
+    return RunConfig().replace(**over).validate()
 
 
 def _cluster(workers: int):
@@ -46,41 +54,67 @@ def _cluster(workers: int):
     return lc, Client(lc)
 
 
-def _build(n: int, url: str, workers: int) -> float:
+def _build(n: int, url: str, workers: int, quantize: bool = False) -> float:
     from lensarray.pipeline import build
 
     lc, client = _cluster(workers)
     try:
         t0 = time.perf_counter()
-        build(_cfg(n), url, client=client, progress=False)
+        build(_cfg(n, quantize), url, client=client, progress=False)
         return time.perf_counter() - t0
     finally:
         _close(client, lc)
 
 
-def _raw_read(url: str, n: int) -> float:
+def _raw_read(url: str, n: int, base_n: int | None = None) -> float:
+    """Seconds to read every stored image array of ``n`` pairs shard by shard; with ``base_n``
+    the cube at ``url`` holds ``base_n`` pairs and is read again until ``n`` are read (as the
+    tiled cube diagnose reads)."""
     from lensarray.store import open_group
 
     g = open_group(url, mode="r")
+    arrays = [cast("zarr.Array", g[name]) for name in ("host", "invvar", "arc", "maskbits")]
     t0 = time.perf_counter()
-    for a in range(0, n, SHARD):
-        for name in ("host", "invvar", "arc", "maskbits"):
-            g[name][a:a + SHARD]
+    base_n = base_n or n
+    for start in range(0, n, base_n):  # tile by tile, shard by shard: the tiled cube's chunks
+        for b in range(0, min(base_n, n - start), SHARD):
+            for arr in arrays:
+                arr[b:min(b + SHARD, base_n, n - start)]
     return time.perf_counter() - t0
 
 
-def _diagnose(ds, workers: int) -> tuple[float, float, dict]:
+def _import_pixel_pass() -> None:
+    """What a worker imports (and loads from numba's cache) before its first pixel-pass task."""
+    import numpy as np
+
+    from lensarray.diagnostics import features
+
+    spec = features.MeasureSpec(core_radius=5.0, snr_band=0, ref_band=0, pixel_scale=0.262, box=4, side=8)
+    z = np.zeros((1, 1, 8, 8), np.float32)
+    features._measure_block(z, z, z + 1, np.zeros((1, 8, 8), np.int16), np.ones(1), np.ones((1, 1)),
+                            np.zeros(1, np.int64), np.ones(1, bool), np.ones(1, bool), spec=spec,
+                            names=(*features._INPUTS, "pair_id", "in_lr", "in_vis"), stored=())
+
+
+def _diagnose(ds, workers: int, warm: bool = False) -> tuple[float, float, dict, float]:
+    """Seconds of ``diagnose`` on fresh workers, peak RSS (MiB, all processes), the result, and the
+    seconds the workers took to import the pixel pass first (``warm``; else 0: inside diagnose)."""
     from lensarray.diagnostics import diagnose
 
     with PeakRSS() as mem:
         lc, client = _cluster(workers)
         try:
             t0 = time.perf_counter()
+            if warm:
+                client.run(_import_pixel_pass)
+            t_warm = time.perf_counter() - t0
+            t0 = time.perf_counter()
             res, _ = diagnose(ds, progress=False, n_boot=50)
             dt = time.perf_counter() - t0
         finally:
             _close(client, lc)
-    return dt, mem.peak / 2**20, res
+    res["_bench_peaks_mib"] = {"client": mem.peak_self / 2**20, "largest_child": mem.peak_child / 2**20}
+    return dt, mem.peak / 2**20, res, t_warm
 
 
 def _close(client, lc) -> None:
@@ -100,7 +134,12 @@ def _tiled(url: str | None, n: int, toy: tuple[int, int] | None = None):
     from lensarray.cube import open_cube
     from lensarray.diagnostics import toy_cube
 
-    base = open_cube(url) if toy is None else toy_cube(toy[0], size=toy[1], seed=0, chunk_pairs=SHARD)
+    if toy is not None:
+        base = toy_cube(toy[0], size=toy[1], seed=0, chunk_pairs=SHARD)
+    elif url is not None:
+        base = open_cube(url)
+    else:
+        raise ValueError("tiling needs a built cube (url) or a toy cube (toy)")
     k = -(-n // base.sizes["pair"])
     ds = xr.concat([base] * k, dim="pair", data_vars="all", coords="minimal", compat="override",
                    join="override").isel(pair=slice(0, n))
@@ -117,6 +156,14 @@ def main(argv=None) -> dict:
                     help="tile an in-memory toy cube of --memory-base pairs with stamps of this side instead of a "
                          "built cube (the per-pair table does not depend on the stamp size; the pixel pass does)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--quantize", action="store_true", help="build the speed cubes with the quantised storage "
+                    "(QUANTIZE: half the disk of the lossless default)")
+    ap.add_argument("--tile-from", type=int, default=0,
+                    help="speed sizes above this many pairs tile a built cube of this size (the disk holds one "
+                         "small cube; reads of the repeats come from the page cache, for both sides)")
+    ap.add_argument("--warm-workers", action="store_true",
+                    help="let the fresh workers import the pixel pass (and load its numba cache) before diagnose is "
+                         "timed; the import seconds are reported beside (10-25 s cold on a loaded machine)")
     ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
     ap.add_argument("--name", default="diagnose", help="results/<name>.json")
     args = ap.parse_args(argv)
@@ -126,34 +173,43 @@ def main(argv=None) -> dict:
     rows, mem_rows = [], []
     try:
         for n in args.sizes:
-            url = os.path.join(root, f"cube{n}.zarr")
+            base_n = args.tile_from if 0 < args.tile_from < n else n
+            url = os.path.join(root, f"cube{base_n}.zarr")
             if not os.path.exists(url):
-                _build(n, url, args.workers)
-            raw, diag, peaks = [], [], []
+                _build(base_n, url, args.workers, quantize=args.quantize)
+            raw, diag, peaks, warm = [], [], [], []
             for _ in range(args.repeats):  # interleaved: load drifts hit both sides alike
-                raw.append(_raw_read(url, n))
-                dt, peak, res = _diagnose(open_cube(url), args.workers)
+                raw.append(_raw_read(url, n, base_n))
+                ds = open_cube(url) if base_n == n else _tiled(url, n)
+                dt, peak, res, t_warm = _diagnose(ds, args.workers, args.warm_workers)
                 diag.append(dt)
+                warm.append(t_warm)
                 peaks.append(peak)
             r, d = statistics.median(raw), statistics.median(diag)
-            rows.append({"pairs": n, "raw_read_s": r, "diagnose_s": d, "diagnose_vs_raw_read": r / d,
+            rows.append({"pairs": n, "tiled_from": base_n if base_n != n else None, "raw_read_s": r, "diagnose_s": d,
+                         "diagnose_vs_raw_read": r / d,
                          "raw_ms_per_pair": 1e3 * r / n, "diagnose_ms_per_pair": 1e3 * d / n,
                          "diagnose_peak_rss_mib": max(peaks), "raw_s_all": raw, "diagnose_s_all": diag,
-                         "core_lr_auc": res["core_lr"]["auc"]})
+                         "worker_import_s_all": warm if args.warm_workers else None,
+                         "diagnose_plus_import_vs_raw_read": r / (d + statistics.median(warm)) if args.warm_workers
+                         else None,
+                         "core_lr_auc": res["core_lr"]["auc"], "stages_s": res.get("elapsed_by_stage_s")})
             print(table(rows[-1:], ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read",
                                     "diagnose_peak_rss_mib"]), flush=True)
-            if args.root is None:
+            if args.root is None and base_n == n:
                 shutil.rmtree(url, ignore_errors=True)
         if args.memory_base and args.memory_sizes:
             toy = (args.memory_base, args.memory_toy_size) if args.memory_toy_size else None
-            url = None if toy else os.path.join(root, f"cube{args.memory_base}.zarr")
-            if url and not os.path.exists(url):
-                _build(args.memory_base, url, args.workers)
+            base_url = None if toy else os.path.join(root, f"cube{args.memory_base}.zarr")
+            if base_url and not os.path.exists(base_url):
+                _build(args.memory_base, base_url, args.workers)
             for n in args.memory_sizes:
-                dt, peak, _ = _diagnose(_tiled(url, n, toy), args.workers)
+                dt, peak, mres, _ = _diagnose(_tiled(base_url, n, toy), args.workers)
                 mem_rows.append({"pairs": n, "tiled_from": args.memory_base, "stamp_size": args.memory_toy_size or 64,
                                  "source": "toy cube in memory" if toy else "built cube", "diagnose_s": dt,
-                                 "peak_rss_all_processes_mib": peak})
+                                 "peak_rss_all_processes_mib": peak,
+                                 "peak_rss_client_mib": mres["_bench_peaks_mib"]["client"],
+                                 "peak_rss_largest_child_mib": mres["_bench_peaks_mib"]["largest_child"]})
                 print(table(mem_rows[-1:], list(mem_rows[-1])), flush=True)
             if len(mem_rows) > 1:
                 mem_rows[-1]["growth_vs_first_mib"] = mem_rows[-1]["peak_rss_all_processes_mib"] - \

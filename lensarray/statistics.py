@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 __all__ = ["THETA_E_EDGES", "THETA_E_PSF_EDGES", "REFF_EDGES", "PSF_EDGES", "theta_e_edges", "bin_index", "bin_masks",
-           "pair_resample_weights", "percentile_ci", "pair_bootstrap_ci"]
+           "pair_resample_counts", "pair_resample_weights", "percentile_ci", "pair_bootstrap_ci"]
 
 #: theta_E bin edges of every per-bin summary (diagnose and evaluate), arcsec.
 THETA_E_EDGES = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -48,22 +48,40 @@ def bin_index(values, edges: Sequence[float]) -> np.ndarray:
 def bin_masks(values, edges: Sequence[float]) -> Iterator[tuple[float, float, np.ndarray]]:
     """``(lo, hi, mask)`` per bin, following :func:`bin_index`."""
     idx = bin_index(values, edges)
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
         yield float(lo), float(hi), idx == i
 
 
-def pair_resample_weights(groups, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Bootstrap replicates resampling whole groups (pairs) with replacement.
+def pair_resample_counts(groups, n_boot: int, seed: int, *, max_elements: int = 4_000_000
+                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Bootstrap replicates resampling whole groups (pairs) with replacement, in batches.
 
-    Each replicate is a weight per sample: how often its group was drawn (``n_groups`` draws by
-    ``numpy.random.default_rng(seed).integers``). A statistic on the weights equals the
-    statistic on the expanded resample ``numpy.repeat(index, weights)``.
+    Yields ``(counts, inverse)``: ``counts (batch, n_groups)`` how often each group was drawn in
+    each replicate (``n_groups`` draws by ``numpy.random.default_rng(seed).integers`` per
+    replicate, replicates in order), ``inverse (n_samples,)`` the group of every sample, so
+    ``counts[:, inverse]`` are the replicates' weights per sample. Batches hold at most
+    ``max_elements`` draws (and as many weights per sample).
     """
     uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
+    g_n = uniq.size
     rng = np.random.default_rng(seed)
-    for _ in range(int(n_boot)):
-        g = rng.integers(0, uniq.size, uniq.size)
-        yield np.bincount(g, minlength=uniq.size)[inv]
+    step = max(1, min(int(n_boot), max_elements // max(g_n, inv.size, 1)))
+    for a in range(0, int(n_boot), step):
+        b = min(step, int(n_boot) - a)
+        # one (b, g_n) draw consumes the generator exactly as b draws of g_n in turn
+        g = rng.integers(0, g_n, size=(b, g_n)) + g_n * np.arange(b)[:, None]
+        yield np.bincount(g.ravel(), minlength=b * g_n).reshape(b, g_n), inv
+
+
+def pair_resample_weights(groups, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap replicates resampling whole groups (pairs) with replacement, one at a time.
+
+    Each replicate is a weight per sample: how often its group was drawn (the draws of
+    :func:`pair_resample_counts`). A statistic on the weights equals the statistic on the
+    expanded resample ``numpy.repeat(index, weights)``.
+    """
+    for counts, inv in pair_resample_counts(groups, n_boot, seed):
+        yield from counts[:, inv]
 
 
 def percentile_ci(values, level: float = 0.95) -> tuple[float, float]:

@@ -5,8 +5,18 @@ import pytest
 from scipy import stats
 
 from lensarray.diagnostics import (
-    arc_snr_distribution, cliffs_delta, compare_brightness, core_flux_fraction, core_lr_auc, diagnose,
-    inner_image_summary, metadata_leakage, pair_table, sis_inner_image_radius, systematics_by_class, toy_cube,
+    arc_snr_distribution,
+    cliffs_delta,
+    compare_brightness,
+    core_flux_fraction,
+    core_lr_auc,
+    diagnose,
+    inner_image_summary,
+    metadata_leakage,
+    pair_table,
+    sis_inner_image_radius,
+    systematics_by_class,
+    toy_cube,
     visibility_proxy,
 )
 from lensarray.diagnostics.core_lr import oof_scores
@@ -294,3 +304,33 @@ def test_visibility_kernel_equals_the_numpy_reference():
     got, ref = visibility_proxy(imgs, te, fwhm), reference(imgs, te, fwhm)
     assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.isnan(got[7])
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_measured_core_flux_fraction_honours_core_centre_lens():
+    """A point arc at the lens centre, 8 px from the stamp origin: all of its flux is in the core
+    around the lens (core_centre = "lens"), none in the core around the stamp origin."""
+    from lensarray.diagnostics import measure_spec
+    from lensarray.diagnostics.features import cube_config
+
+    ds = toy_cube(8, seed=13, kind="null").load()
+    ps = float(ds.attrs["pixel_scale"])
+    size = ds.sizes["x"]
+    arc = np.zeros(ds["arc"].shape, np.float32)
+    arc[:, :, size // 2, size // 2 + 8] = 1.0  # x offset +8 px, as lens_x = 8 px below
+    arc[1, :, size // 2 - 3, size // 2 + 8] = 1.0  # a second source 3 px below the lens: inside r < 5 too
+    arc[2, :, size // 2, size // 2 + 2] = 1.0  # 6 px from the lens, 2 px from the origin: outside / inside
+    ds["arc"] = (ds["arc"].dims, arc)
+    ds["lens_x"] = ("pair", np.full(8, 8 * ps, np.float32))
+    ds["lens_y"] = ("pair", np.zeros(8, np.float32))
+    cfg = cube_config(ds)
+    got = {}
+    for centre in ("lens", "stamp"):
+        c = cfg.replace(**{"diagnostics.core_centre": centre, "diagnostics.core_radius": 5.0})
+        t = pair_table(ds, spec=measure_spec(ds, c), progress=False, stored=())
+        got[centre] = t["core_flux_frac_measured"].values
+    expect_lens = np.ones((8, 3))
+    expect_lens[2] = 0.5
+    np.testing.assert_array_equal(got["lens"], expect_lens)
+    expect_stamp = np.zeros((8, 3))
+    expect_stamp[2] = 0.5
+    np.testing.assert_array_equal(got["stamp"], expect_stamp)

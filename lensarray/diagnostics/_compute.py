@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import resource
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["compute_tasks", "current_client", "peak_memory"]
 

@@ -17,33 +17,52 @@ import xarray as xr
 
 from .. import __version__
 from ..config import RunConfig
-from ..errors import BadInputError
 from ..cube import NEGATIVE_KINDS
 from ..derived import inner_image_radius_px
+from ..errors import BadInputError
 from ..masking import control_stamp, control_weights_of
 from ._compute import peak_memory
 from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, iter_anchor_cutouts
 from .core_flux import core_flux_summary
-from .core_lr import (REGION_MEANING, REGIONS, THETA_E_EDGES, arc_level, core_lr_auc, mask_edge_probe, region_masks,
-                      select_region, theta_e_edges)
+from .core_lr import (
+    REGION_MEANING,
+    REGIONS,
+    THETA_E_EDGES,
+    arc_level,
+    auc_summary,
+    core_lr_auc,
+    mask_edge_probe,
+    oof_scores_by_subset,
+    region_columns,
+    region_masks,
+    select_region,
+    theta_e_edges,
+)
 from .features import cube_config, lr_subsample, measure_spec, pair_table, squares_by_role
 from .gates import evaluate_gates
 from .inner_image import inner_image_summary
-from .leakage import metadata_leakage
+from .leakage import HOST_FACTS, metadata_leakage
 from .null_identity import null_identity
 from .snr import arc_snr_distribution
 from .systematics import systematics_by_class
 from .visibility import visibility_summary
 
 __all__ = ["diagnose", "core_lr_on_cube", "core_lr_from_table", "core_lr_from_squares", "snr_definitions",
-           "check_null_twin", "DEFAULT_ABLATION", "MAX_VISIBILITY_PAIRS"]
+           "check_null_twin", "DEFAULT_ABLATION", "DIAGNOSE_STORED", "MAX_VISIBILITY_PAIRS"]
 
 #: The centre-mask ablation measured in the report: per stamp r_mask uniform in [3, 7] px.
 DEFAULT_ABLATION = {"mode": "uniform", "r_mask": (3.0, 7.0)}
-#: The visibility proxy (ring medians per stamp: ~2/3 of the pixel pass's cost) is measured on at
-#: most this many pairs (a seeded subsample): its summary is a median per arc_snr bin and a
-#: rank correlation, which 5,000 pairs pin to ~0.01.
-MAX_VISIBILITY_PAIRS = 5000
+#: Stored per-pair variables diagnose reads (in the pixel-pass tasks): the injection truth its
+#: summaries bin by, the stored quantities it re-measures, the labels and the host facts the
+#: leakage audit reads (:data:`~lensarray.diagnostics.leakage.HOST_FACTS`).
+DIAGNOSE_STORED = tuple(dict.fromkeys(
+    ("theta_e", "psf_fwhm", "src_reff", "core_flux_frac", "arc_flux", "arc_snr", "arc_snr_aperture", "inner_image_r",
+     "hard_negative", "split") + tuple(v for v in HOST_FACTS if v != "pair")))
+#: The visibility proxy (ring medians per stamp, ~0.4 ms a stamp: more than the rest of the pixel
+#: pass per pair) is measured on at most this many pairs (a seeded subsample): its summary is a
+#: median per arc_snr bin and a rank correlation, which 2,000 pairs pin to ~0.02 (5,000 cost
+#: ~0.6-1.5 raw reads of a 10k cube).
+MAX_VISIBILITY_PAIRS = 2000
 
 
 def core_lr_from_squares(sq: dict, side: int, pair_ids: np.ndarray, hard_negative: np.ndarray,
@@ -77,10 +96,15 @@ def core_lr_from_squares(sq: dict, side: int, pair_ids: np.ndarray, hard_negativ
     y = np.concatenate([neg == 0, np.zeros(idx.size, bool)])
     groups = np.concatenate([idx, idx])
     te = np.concatenate([np.asarray(theta_e, float)] * 2)
+    # one discriminant fit serves every region: the regions are column subsets of their union
+    union = np.logical_or.reduce([masks[reg] for reg in REGIONS])
+    X = np.concatenate([select_region(sq["lens"], side, union), select_region(sq["control"], side, union)])
+    scores = oof_scores_by_subset(X, y, groups, region_columns(masks, union, len(X[0]) // max(int(union.sum()), 1)))
+    del X
     regions = {}
     for reg in REGIONS:
-        X = np.concatenate([select_region(sq["lens"], side, masks[reg]), select_region(sq["control"], side, masks[reg])])
-        regions[reg] = core_lr_auc(X, y, groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot, seed=seed)
+        regions[reg] = auc_summary(y, scores[reg], groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot,
+                                   seed=seed)
         regions[reg].update(region=reg, n_pixels=int(masks[reg].sum()), meaning=REGION_MEANING[reg])
     edge = mask_edge_probe(sq["lens"], sq["control"], side, is_lens=neg == 0,
                            reference=arc_level(arc_flux, np.asarray(theta_e, float) / pixel_scale))
@@ -178,7 +202,8 @@ def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: i
     sub = ds.isel(pair=idx)
     spec = measure_spec(sub, cfg, ablation=ablation, seed=seed, tables=False, box=box, core_radius=core_radius,
                         edge_radius=edge_radius)
-    table = pair_table(sub, spec=spec, lr_index=np.arange(idx.size), progress=progress)
+    table = pair_table(sub, spec=spec, lr_index=np.arange(idx.size), progress=progress,
+                       stored=("theta_e", "arc_flux", "hard_negative"))
     out = core_lr_from_table(table, box=box, core_radius=core_radius, region=region, theta_e_edges=theta_e_edges,
                              n_boot=n_boot, seed=seed, ablation=ablation)
     out["subsample"] = _subsample_facts(n, idx, max_pairs, seed)
@@ -304,7 +329,8 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     # the central squares also hold the annuli the mask-edge probe reads around the core mask
     edge_radius = max(cfg.core_mask.radius, D.core_radius)
     spec = measure_spec(ds, cfg, ablation=ablation, seed=seed, edge_radius=edge_radius)
-    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress)
+    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress,
+                       stored=DIAGNOSE_STORED)
     stages = {"pixel_pass": time.perf_counter() - t0}
 
     def lap(name: str) -> None:
@@ -328,10 +354,13 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     inner = table["inner_image_r"].values if "inner_image_r" in table else None
     inner_src = "stored inner_image_r"
     if inner is None or not np.isfinite(inner).any():
-        inner = inner_image_radius_px(theta_e, table["src_x"].values, table["src_y"].values, pixel_scale=ps,
-                                      lens_x=table["lens_x"].values if "lens_x" in table else 0.0,
-                                      lens_y=table["lens_y"].values if "lens_y" in table else 0.0) \
-            if "src_x" in table else np.full(n, np.nan)
+        # a cube without inner_image_r (rare): its source and lens positions, read for this only
+        pos = ds[[v for v in ("src_x", "src_y", "lens_x", "lens_y") if v in ds.variables]].reset_coords(drop=True)
+        pos = pos.compute()
+        inner = inner_image_radius_px(theta_e, pos["src_x"].values, pos["src_y"].values, pixel_scale=ps,
+                                      lens_x=pos["lens_x"].values if "lens_x" in pos else 0.0,
+                                      lens_y=pos["lens_y"].values if "lens_y" in pos else 0.0) \
+            if "src_x" in pos else np.full(n, np.nan)
         inner_src = "SIS theta_E - |beta| from stored theta_e, src_x, src_y (lens_x, lens_y)"
     res["inner_image"] = inner_image_summary(np.asarray(inner)[is_lens], np.asarray(theta_e)[is_lens],
                                              theta_e_edges=te_edges)
@@ -356,6 +385,8 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
                               "n_pairs": n}
     res["core_lr_masked"] = lr["masked"]
     res["core_lr_hard_negatives"] = lr["hard_negatives"]
+    # the masked squares (~140 MB for 20,000 LR pairs) are done with; the plain ones stay in extras
+    table = table.drop_vars([v for v in ("central_masked",) if v in table])
     lap("core_lr")
     # the null test is a bit-identity check through the training path, not an AUC
     res["null_identity"] = None

@@ -55,12 +55,13 @@ def core_flux_summary(core_flux_frac: np.ndarray, theta_e: np.ndarray, psf_fwhm:
     """
     cff = np.asarray(core_flux_frac, float)
     sel = np.ones(cff.shape[0], bool) if is_lens is None else np.asarray(is_lens, bool)
-    out = {"bands": {}}
+    by_band: dict[str, dict] = {}
+    out: dict[str, object] = {"bands": by_band}
     for b, band in enumerate(bands):
         v = cff[sel, b]
         fin = v[np.isfinite(v)]
         q = np.quantile(fin, [0.25, 0.5, 0.75]) if fin.size else [np.nan] * 3
-        out["bands"][band] = {
+        by_band[band] = {
             "count": int(fin.size), "median": _f(q[1]), "q25": _f(q[0]), "q75": _f(q[2]),
             "frac_gt_0p1": _f(np.mean(fin > 0.1)) if fin.size else None,
             "by_theta_e": binned_quantiles(v, np.asarray(theta_e)[sel],

@@ -34,8 +34,8 @@ from .ablation import apply_centre_mask_spec
 from .visibility import nan_quantile_rows, visibility_proxy
 
 __all__ = ["cube_config", "MeasureSpec", "measure_spec", "pair_measures", "pair_table", "lr_subsample",
-           "central_brightness", "central_stamps", "squares_by_role", "core_box_features", "N_MASKBITS", "ROLES",
-           "CENTRAL_RADIUS_PX", "MEASURED_AS"]
+           "central_brightness", "central_stamps", "squares_by_role", "core_box_features", "stored_pair_vars",
+           "N_MASKBITS", "ROLES", "CENTRAL_RADIUS_PX", "MEASURED_AS"]
 
 #: DR10 MASKBITS has bits 0-16.
 N_MASKBITS = 17
@@ -96,6 +96,9 @@ class MeasureSpec:
     annuli of the mask-edge probe (:func:`lensarray.geometry.central_side`).
     ``ablation`` is the centre-mask spec (:func:`~lensarray.diagnostics.ablation.centre_mask`
     keywords, as a sorted tuple of items) or None. ``tables=False`` keeps only the central squares.
+    ``core_centre`` (``diagnostics.core_centre``): the core of the measured core flux fraction is
+    around the stamp origin (``"stamp"``) or each pair's lens centre (``"lens"``: stored
+    ``lens_x``, ``lens_y``, arcsec, over ``pixel_scale``).
     ``w_core`` ``(size, size)``: the core light a core-matched control carries
     (:func:`lensarray.masking.control_weights_of`; None: the control is the host).
     """
@@ -109,6 +112,7 @@ class MeasureSpec:
     ablation: tuple | None = None
     seed: int = 0
     tables: bool = True
+    core_centre: str = "stamp"
     w_core: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -136,7 +140,8 @@ def measure_spec(ds: xr.Dataset, config: RunConfig | None = None, *, ablation: d
     return MeasureSpec(core_radius=core_radius, snr_band=snr_band, ref_band=ref_band,
                        pixel_scale=float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale)), box=box,
                        side=int(side) if side is not None else central_side(size, core_radius, box, edge_radius),
-                       ablation=abl, seed=int(seed), tables=tables, w_core=control_weights_of(ds.attrs, size))
+                       ablation=abl, seed=int(seed), tables=tables, core_centre=str(cfg.diagnostics.core_centre),
+                       w_core=control_weights_of(ds.attrs, size))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,32 +259,35 @@ def _pixel_kernel(host, arc, invvar, maskbits, core, central, w_core, matched, r
 
 #: Per-pair outputs of the pixel pass: name -> (trailing dims, dtype).
 _TABLE_VARS = {
-    "arc_flux_measured": (("band",), "float64"),
-    "arc_core_flux": (("band",), "float64"),
-    "core_flux_frac_measured": (("band",), "float64"),
-    "arc_snr_measured": ((), "float64"),
-    "invvar_sum": (("band",), "float64"),
-    "invvar_median": (("band",), "float64"),
+    "arc_flux_measured": (("band",), "float32"),
+    "arc_core_flux": (("band",), "float32"),
+    "core_flux_frac_measured": (("band",), "float32"),
+    "arc_snr_measured": ((), "float32"),
+    "invvar_sum": (("band",), "float32"),
+    "invvar_median": (("band",), "float32"),
     "invvar_zero_frac": (("band",), "float32"),
     "maskbit_frac": (("bit",), "float32"),
     "bad_pixel_frac": ((), "float32"),
     "nan_count": (("role",), "int32"),
     "inf_count": (("role",), "int32"),
     "nodata_flux_count": (("role",), "int32"),
-    "flux_outside_core": (("role", "band"), "float64"),
-    "core_mean": (("role", "band"), "float64"),
-    "central_brightness": (("role",), "float64"),
-    "visibility": (("role",), "float64"),
+    "flux_outside_core": (("role", "band"), "float32"),
+    "core_mean": (("role", "band"), "float32"),
+    "central_brightness": (("role",), "float32"),
+    "visibility": (("role",), "float32"),
 }
+# float32 throughout (the stored per-pair quantities are float32 too): computed in float64, the
+# table keeps ~7 significant digits, 0.24 kB a pair instead of 0.45
 
 
-def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: MeasureSpec) -> dict:
+def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: MeasureSpec,
+                 lens_px: tuple | None = None) -> dict:
     n, nb, size, _ = host.shape
     a64 = np.asarray(arc, np.float64)
     core = core_pixels(size, spec.core_radius)
     out: dict = {}
     with np.errstate(all="ignore"):
-        total, in_core = arc_flux_sums(a64, core_radius=spec.core_radius)
+        total, in_core = arc_flux_sums(a64, core_radius=spec.core_radius, core_centre=lens_px)
         out["arc_flux_measured"] = total
         out["arc_core_flux"] = in_core
         out["core_flux_frac_measured"] = fraction_of_total(in_core, total)
@@ -342,51 +350,68 @@ def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
     return out
 
 
-def _measure_block(host, arc, invvar, maskbits, theta_e, psf_fwhm, pair_id, in_lr, in_vis, *, spec: MeasureSpec):
-    """All measures of one pair chunk (numpy in, small numpy out), in sub-batches of SUB_BATCH pairs."""
-    host = np.asarray(host, np.float32)
-    arc = np.asarray(arc, np.float32)
-    invvar = np.asarray(invvar, np.float32)
-    maskbits = np.asarray(maskbits)
-    in_lr = np.asarray(in_lr, bool)
+def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: tuple[str, ...]):
+    """All measures of one pair chunk (numpy in, small numpy out), in sub-batches of SUB_BATCH
+    pairs; ``arrays`` are the chunk's ``names`` (pixels, per-pair inputs, flags), and the
+    ``stored`` per-pair variables among them are passed through (read here, next to the pixels)."""
+    inp = dict(zip(names, arrays, strict=True))
+    host = np.asarray(inp["host"], np.float32)
+    arc = np.asarray(inp["arc"], np.float32)
+    invvar = np.asarray(inp["invvar"], np.float32)
+    maskbits = np.asarray(inp["maskbits"])
+    theta_e, psf_fwhm = np.asarray(inp["theta_e"]), np.asarray(inp["psf_fwhm"])
+    pair_id, in_lr, in_vis = np.asarray(inp["pair_id"]), np.asarray(inp["in_lr"], bool), np.asarray(inp["in_vis"], bool)
+    lens_px = None
+    if spec.core_centre == "lens":
+        lens_px = (np.asarray(inp["lens_x"], np.float64) / spec.pixel_scale,
+                   np.asarray(inp["lens_y"], np.float64) / spec.pixel_scale)
     parts, cparts, amax = [], [], []
     for i in range(0, len(host), SUB_BATCH):
         s = slice(i, i + SUB_BATCH)
         if spec.tables:
-            parts.append(_table_batch(host[s], arc[s], invvar[s], maskbits[s], theta_e[s], psf_fwhm[s],
-                                      np.asarray(in_vis, bool)[s], spec))
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN arc gives NaN
-            amax.append(np.nanmax(np.abs(arc[s]).reshape(len(arc[s]), -1), axis=1))
+            parts.append(_table_batch(host[s], arc[s], invvar[s], maskbits[s], theta_e[s], psf_fwhm[s], in_vis[s], spec,
+                                      None if lens_px is None else (lens_px[0][s], lens_px[1][s])))
+        else:  # the squares-only pass (core_lr_on_cube) reports the largest |arc| it saw
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN arc gives NaN
+                amax.append(np.nanmax(np.abs(arc[s]).reshape(len(arc[s]), -1), axis=1))
         lr = np.flatnonzero(in_lr[s]) + i
         if lr.size:
-            cparts.append(_central_batch(host[lr], arc[lr], np.asarray(psf_fwhm)[lr], np.asarray(pair_id)[lr], spec))
+            cparts.append(_central_batch(host[lr], arc[lr], psf_fwhm[lr], pair_id[lr], spec))
     out = {k: np.concatenate([p[k] for p in parts]).astype(_TABLE_VARS[k][1], copy=False) for k in parts[0]} \
         if parts else {}
-    out["arc_abs_max"] = np.concatenate(amax).astype(np.float32) if amax else np.zeros(0, np.float32)
+    if not spec.tables:
+        out["arc_abs_max"] = np.concatenate(amax).astype(np.float32) if amax else np.zeros(0, np.float32)
     if cparts:
         out.update({k: np.concatenate([p[k] for p in cparts]) for k in cparts[0]})
+    out.update({k: np.asarray(inp[k]) for k in stored})
     return out
 
 
 _INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
 
 
-def _blocks(ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, default_chunk: int = 256):
-    """One fused dask task per pair chunk (``Delayed`` returning the chunk's dict) and the chunk sizes."""
+def _blocks(ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, stored: tuple[str, ...] = (),
+            default_chunk: int = 256):
+    """One fused dask task per pair chunk (``Delayed`` returning the chunk's dict), the chunk
+    sizes and the number of core-LR pairs per chunk."""
     import dask.array as da
 
     n = int(ds.sizes["pair"])
+    names = list(_INPUTS) + (["lens_x", "lens_y"] if spec.core_centre == "lens" else [])
+    names += [v for v in stored if v not in names]
+    chunks: tuple[int, ...] | None = None
     arrays = []
-    chunks = None
-    for v in _INPUTS:
+    for v in names:
         data = ds[v].data
         if not hasattr(data, "dask"):
             first = chunks if chunks is not None else min(default_chunk, max(n, 1))
             data = da.from_array(np.asarray(data), chunks=(first,) + (-1,) * (data.ndim - 1))
         if chunks is None:
-            chunks = data.chunks[0]
-        arrays.append(data.rechunk({0: chunks}) if data.chunks[0] != chunks else data)
+            chunks = tuple(data.chunks[0])
+        want = (chunks,) + tuple((s,) for s in data.shape[1:])
+        arrays.append(data if data.chunks == want else data.rechunk(want))
+    assert chunks is not None
 
     def flags(index):
         m = np.zeros(n, bool)
@@ -395,32 +420,53 @@ def _blocks(ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, default_chun
         return m
 
     lr, vis = flags(lr_index), flags(vis_index if vis_index is not None else np.arange(n))
-    extra = [da.from_array(ds["pair"].values, chunks=(chunks,)), da.from_array(lr, chunks=(chunks,)),
-             da.from_array(vis, chunks=(chunks,))]
+    names += ["pair_id", "in_lr", "in_vis"]
+    arrays += [da.from_array(ds["pair"].values, chunks=(chunks,)), da.from_array(lr, chunks=(chunks,)),
+               da.from_array(vis, chunks=(chunks,))]
     # blockwise fuses each chunk's zarr reads into its reduction task (a task taking the arrays
-    # as inputs let the scheduler read them on different workers and ship ~40 MB per shard)
-    obj = da.blockwise(_measure_block, "p", arrays[0], "pbyx", arrays[1], "pbyx", arrays[2], "pbyx",
-                       arrays[3], "pyx", arrays[4], "p", arrays[5], "pb", extra[0], "p", extra[1], "p", extra[2], "p",
-                       concatenate=True, dtype=object, spec=spec, meta=np.empty((0,), object))
+    # as inputs let the scheduler read them on different workers and ship ~40 MB per shard);
+    # every trailing dimension is one chunk and gets its own index letter
+    args: list = []
+    letters = iter("abcdefghijklmnoqrstuvwxyz")
+    for a in arrays:
+        args += [a, "p" + "".join(next(letters) for _ in range(a.ndim - 1))]
+    obj = da.blockwise(_measure_block, "p", *args, concatenate=True, dtype=object, meta=np.empty((0,), object),
+                       spec=spec, names=tuple(names), stored=tuple(stored))
     lr_counts = [int(c) for c in np.add.reduceat(lr.astype(np.int64), np.r_[0, np.cumsum(chunks)[:-1]])] \
         if n else []
     return list(obj.to_delayed().ravel()), list(chunks), lr_counts
 
 
-def _layout(ds: xr.Dataset, spec: MeasureSpec) -> dict:
-    """name -> (dims, shape-after-pair, dtype) of every output variable (fixed by the spec, not
-    discovered from a blank pair)."""
+#: One output variable of the pixel pass: dims (``pair`` or ``lr_pair`` first), shape after the
+#: first dim, dtype.
+_Layout = dict[str, tuple[tuple[str, ...], tuple[int, ...], np.dtype]]
+
+
+def _layout(ds: xr.Dataset, spec: MeasureSpec, stored: tuple[str, ...] = ()) -> _Layout:
+    """name -> (dims, shape-after-pair, dtype) of every output variable (fixed by the spec and the
+    cube's schema, not discovered from a blank pair)."""
     sizes = {"band": int(ds.sizes["band"]), "bit": N_MASKBITS, "role": 2}
-    out = {"arc_abs_max": (("pair",), (), "float32")}
+    out: _Layout = {}
     if spec.tables:
         for k, (dims, dt) in _TABLE_VARS.items():
-            out[k] = (("pair", *dims), tuple(sizes[d] for d in dims), dt)
+            out[k] = (("pair", *dims), tuple(sizes[d] for d in dims), np.dtype(dt))
+    else:
+        out["arc_abs_max"] = (("pair",), (), np.dtype("float32"))
     cdims = ("lr_pair", "role", "band", "cy", "cx")
     cshape = (2, sizes["band"], spec.side, spec.side)
-    out["central"] = (cdims, cshape, "float32")
+    out["central"] = (cdims, cshape, np.dtype("float32"))
     if spec.ablation is not None:
-        out["central_masked"] = (cdims, cshape, "float32")
+        out["central_masked"] = (cdims, cshape, np.dtype("float32"))
+    for v in stored:
+        out[v] = (tuple(str(d) for d in ds[v].dims), tuple(int(x) for x in ds[v].shape[1:]), ds[v].dtype)
     return out
+
+
+def stored_pair_vars(ds: xr.Dataset, names=None) -> tuple[str, ...]:
+    """The cube's stored per-pair variables (dims starting with ``pair``, :data:`lensarray.cube.PAIR_VARS`)
+    among ``names`` (default all of them), in schema order."""
+    want = PAIR_VARS if names is None else set(names)
+    return tuple(v for v in PAIR_VARS if v in want and v in ds.variables and ds[v].dims[0:1] == ("pair",))
 
 
 def _coords(ds: xr.Dataset, spec: MeasureSpec, lr_index) -> dict:
@@ -433,17 +479,18 @@ def _coords(ds: xr.Dataset, spec: MeasureSpec, lr_index) -> dict:
 
 def _attrs(spec: MeasureSpec) -> dict:
     return {"core_radius_px": spec.core_radius, "core_box": spec.box, "central_side": spec.side,
-            "snr_band_index": spec.snr_band, "pixel_scale": spec.pixel_scale,
+            "snr_band_index": spec.snr_band, "pixel_scale": spec.pixel_scale, "core_centre": spec.core_centre,
             "ablation": json.dumps(spec.ablation_kwargs) if spec.ablation is not None else "",
             "description": "per-pair measures of the one pixel pass (lensarray.diagnostics.features)"}
 
 
-def _item(res: dict, name: str, shape: tuple, dtype: str) -> np.ndarray:
+def _item(res: dict, name: str, shape: tuple, dtype) -> np.ndarray:
     return res[name] if name in res else np.zeros((0, *shape), dtype)  # a chunk without LR pairs
 
 
 def pair_measures(ds: xr.Dataset, *, config: RunConfig | None = None, spec: MeasureSpec | None = None,
-                  lr_index: np.ndarray | None = None, vis_index: np.ndarray | None = None) -> xr.Dataset:
+                  lr_index: np.ndarray | None = None, vis_index: np.ndarray | None = None,
+                  stored=()) -> xr.Dataset:
     """The per-pair measures of a cube as a lazy (dask-backed) Dataset: one task per pair chunk.
 
     Parameters
@@ -451,8 +498,9 @@ def pair_measures(ds: xr.Dataset, *, config: RunConfig | None = None, spec: Meas
     ds
         A lensarray cube, built (opened from Zarr), lazy or in memory; only read.
     config
-        Configuration whose ``diagnostics.core_radius`` / ``core_box`` and ``brightness.snr_band``
-        apply (default: the one stored in the cube); ignored when ``spec`` is given.
+        Configuration whose ``diagnostics.core_radius`` / ``core_box`` / ``core_centre`` and
+        ``brightness.snr_band`` apply (default: the one stored in the cube); ignored when ``spec``
+        is given.
     spec
         What to measure (:func:`measure_spec`).
     lr_index
@@ -460,6 +508,8 @@ def pair_measures(ds: xr.Dataset, *, config: RunConfig | None = None, spec: Meas
         dims ``lr_pair, role, band, cy, cx``; ``cy``/``cx`` are pixel offsets from the stamp origin).
     vis_index
         Pairs whose visibility proxy is measured (NaN elsewhere); default all.
+    stored
+        Names of the cube's stored per-pair variables to carry along (read in the same tasks).
 
     Returns
     -------
@@ -470,35 +520,38 @@ def pair_measures(ds: xr.Dataset, *, config: RunConfig | None = None, spec: Meas
     import dask.array as da
 
     spec = spec or measure_spec(ds, config)
-    blocks, chunks, lr_counts = _blocks(ds, spec, lr_index, vis_index)
-    layout = _layout(ds, spec)
+    stored = stored_pair_vars(ds, stored)
+    blocks, chunks, lr_counts = _blocks(ds, spec, lr_index, vis_index, stored)
+    layout = _layout(ds, spec, stored)
     get = dask.delayed(_item, pure=True)
     data_vars = {}
     for name, (dims, shape, dt) in layout.items():
         lens = lr_counts if dims[0] == "lr_pair" else chunks
-        parts = [da.from_delayed(get(b, name, shape, dt), shape=(m, *shape), dtype=np.dtype(dt))
-                 for b, m in zip(blocks, lens)]
+        parts = [da.from_delayed(get(b, name, shape, dt), shape=(m, *shape), dtype=dt)
+                 for b, m in zip(blocks, lens, strict=True)]
         data = da.concatenate(parts) if parts else da.zeros((0, *shape), dtype=dt)
-        data_vars[name] = (dims, data)
+        data_vars[name] = (dims, data, ds[name].attrs if name in stored else {})
     return xr.Dataset(data_vars, coords=_coords(ds, spec, lr_index), attrs=_attrs(spec))
 
 
 def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | None = None,
                spec: MeasureSpec | None = None, lr_index: np.ndarray | None = None,
-               vis_index: np.ndarray | None = None) -> xr.Dataset:
+               vis_index: np.ndarray | None = None, stored=None) -> xr.Dataset:
     """:func:`pair_measures` computed (numpy-backed), plus the cube's stored per-pair variables.
 
     Chunk results are written into preallocated arrays as they arrive (with a tqdm bar, under a
     distributed Client or not). The stored per-pair variables (``theta_e``, ``psf_fwhm``,
-    ``split``, ...) are added under their own names; the measured copies of stored quantities are
-    named by :data:`MEASURED_AS`. ``is_lens`` (pair) marks real injections (not hard negatives).
+    ``split``, ...; ``stored``: those named, default all) are read by the same tasks as the
+    pixels and added under their own names; the measured copies of stored quantities are named
+    by :data:`MEASURED_AS`. ``is_lens`` (pair) marks real injections (not hard negatives).
     """
     spec = spec or measure_spec(ds, config)
-    blocks, chunks, lr_counts = _blocks(ds, spec, lr_index, vis_index)
-    layout = _layout(ds, spec)
+    names = stored_pair_vars(ds, stored)
+    blocks, chunks, lr_counts = _blocks(ds, spec, lr_index, vis_index, names)
+    layout = _layout(ds, spec, names)
     n = int(ds.sizes["pair"])
     n_lr = int(sum(lr_counts))
-    arrays = {k: np.empty(((n_lr if dims[0] == "lr_pair" else n), *shape), np.dtype(dt))
+    arrays = {k: np.empty(((n_lr if dims[0] == "lr_pair" else n), *shape), dt)
               for k, (dims, shape, dt) in layout.items()}
     starts = np.r_[0, np.cumsum(chunks)[:-1]].astype(int) if chunks else np.zeros(0, int)
     lr_starts = np.r_[0, np.cumsum(lr_counts)[:-1]].astype(int) if lr_counts else np.zeros(0, int)
@@ -510,13 +563,8 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
                 arrays[k][a:a + len(res[k])] = res[k]
 
     compute_tasks(blocks, desc="diagnose: per-pair table", progress=progress, sink=sink)
-    table = xr.Dataset({k: (layout[k][0], v) for k, v in arrays.items()}, coords=_coords(ds, spec, lr_index),
-                       attrs=_attrs(spec))
-    names = [v for v in PAIR_VARS if v in ds.variables and ds[v].dims[0:1] == ("pair",)]
-    # tiny per-pair scalars (~200 bytes a pair): read here, not as hundreds of cluster tasks
-    small = ds[names].reset_coords(drop=True).compute(scheduler="threads")
-    for v in names:
-        table[v] = (small[v].dims, small[v].values, small[v].attrs)
+    table = xr.Dataset({k: (layout[k][0], v, ds[k].attrs if k in names else {}) for k, v in arrays.items()},
+                       coords=_coords(ds, spec, lr_index), attrs=_attrs(spec))
     neg = table["hard_negative"].values if "hard_negative" in table else np.zeros(n, np.int8)
     vis = np.zeros(n, bool)
     vis[np.asarray(vis_index if vis_index is not None else np.arange(n), np.int64)] = True

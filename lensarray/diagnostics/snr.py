@@ -39,7 +39,7 @@ def arc_snr_distribution(arc_snr: np.ndarray, edges, target_fractions, *, measur
     idx = bin_index(v, edges)
     counts = np.bincount(idx[idx >= 0], minlength=len(edges) - 1)
     rows = [{"lo": lo, "hi": hi, "count": int(c), "fraction": float(c / n), "target": float(t),
-             "diff": float(c / n - t)} for lo, hi, c, t in zip(edges[:-1], edges[1:], counts, target_fractions)]
+             "diff": float(c / n - t)} for lo, hi, c, t in zip(edges[:-1], edges[1:], counts, target_fractions, strict=True)]
     out = {"n": int(v.size), "bins": rows, "below": int(np.sum(v < edges[0])), "above": int(np.sum(v > edges[-1])),
            "max_abs_fraction_diff": float(max(abs(r["diff"]) for r in rows)) if rows else None,
            "median": float(np.median(v)) if v.size else None}

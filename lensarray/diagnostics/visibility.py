@@ -18,7 +18,6 @@ import math
 
 import numpy as np
 from numba import njit
-from scipy import stats
 
 from ..geometry import radius_grid
 from ..statistics import bin_masks
@@ -180,6 +179,8 @@ def visibility_summary(lens_vis: np.ndarray, control_vis: np.ndarray, arc_snr: n
     Returns the Spearman correlation of lens visibility with arc_snr, and per arc_snr bin the
     median lens and control visibility and the fraction of lenses above 3 (a "visible" arc).
     """
+    from scipy import stats  # here, not at import: the pixel-pass workers import this module (~1-3 s cold)
+
     arc_snr = np.asarray(arc_snr, float)
     ok = np.isfinite(lens_vis) & np.isfinite(arc_snr)
     varied = ok.sum() > 2 and np.ptp(lens_vis[ok]) > 0 and np.ptp(arc_snr[ok]) > 0  # e.g. a null cube

@@ -53,16 +53,9 @@ def sample_target_snr(u: np.ndarray, edges, fractions) -> np.ndarray:
 
 
 def _uniforms(seed: int, ids: np.ndarray, stream: int, k: int, attempt: int) -> np.ndarray:
-    """The pair's own uniforms of ``stream``; ``attempt > 0`` (a re-draw) uses the pair's
-    separate stream ``SeedSequence([seed, pair, stream, attempt])``, so a re-draw never shifts
-    the first draw of this or any other pair."""
-    if attempt == 0:
-        return pair_uniforms(seed, ids, stream, k)
-    out = np.empty((ids.size, k), dtype=np.float64)
-    for i, pid in enumerate(ids):
-        ss = np.random.SeedSequence([int(seed), int(pid), int(stream), int(attempt)])
-        out[i] = np.random.default_rng(ss).random(k)
-    return out
+    """The pair's own uniforms of ``stream``; ``attempt > 0`` (a re-draw) is keyed by the attempt
+    too, so a re-draw never shifts the first draw of this or any other pair."""
+    return pair_uniforms(seed, ids, stream, k, attempt=attempt)
 
 
 def sample_params(pair_ids: np.ndarray, cfg, hosts: dict, *, attempt: int = 0) -> dict[str, np.ndarray]:

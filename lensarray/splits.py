@@ -146,9 +146,8 @@ class RegionTally:
             self.proxies = names
         elif names != self.proxies:
             raise SplitError(f"planning table columns {names}: every block must carry {self.proxies}")
-        block_regions, inverse = np.unique(reg, return_inverse=True)
-        merged = np.union1d(self.regions, block_regions)
-        old, new = np.searchsorted(merged, self.regions), np.searchsorted(merged, block_regions)[inverse]
+        merged = np.union1d(self.regions, np.unique(reg))  # a hash-based unique: no sort of the pairs
+        old, new = np.searchsorted(merged, self.regions), np.searchsorted(merged, reg)
         n_reg, n_prox = merged.size, len(names)
 
         def grow(a: np.ndarray) -> np.ndarray:
@@ -196,12 +195,12 @@ def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarr
 
     ``props`` are the pairs' host facts (``ra``, ``dec`` deg, ``brickname``, ``psf_fwhm`` and
     ``psfdepth`` per band); theta_E and the target S/N are the pairs' own parameter draws
-    (:func:`lensarray.sampling.sample_params`, the draws the build renders).
+    (:func:`lensarray.sampling.sample_balance_params`: the values the build renders).
     """
-    from .sampling import sample_params
+    from .sampling import sample_balance_params
 
     rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
-    params = sample_params(pair_ids, cfg, props)
+    params = sample_balance_params(pair_ids, cfg)
     psf_r = np.asarray(props["psf_fwhm"])[:, rb]
     out = {"ra": props["ra"], "dec": props["dec"], "brickname": props.get("brickname"), "psf_fwhm_r": psf_r,
            "psfdepth_r": np.asarray(props["psfdepth"])[:, rb], "theta_e": params["theta_e"],

@@ -10,7 +10,7 @@ from lensarray.hosts.synthetic import CALIBRATION, synthetic_host_properties, sy
 from lensarray.masking import apply_core_mask, core_mask_weights, parse_core_mask
 from lensarray.negatives import draw_negative_kinds, render_negative_features
 from lensarray.physics.render import render_unit_arcs
-from lensarray.sampling import calibrate_flux, sample_params
+from lensarray.sampling import calibrate_flux, sample_balance_params, sample_params
 from lensarray.testing import shared_data
 
 
@@ -138,6 +138,11 @@ def test_priors_chunk_independent_and_within_bounds(cfg):
     frac = [np.mean((t >= a) & (t < b)) for a, b in ((0.8, 2), (2, 8), (8, 20), (20, 50))]
     np.testing.assert_allclose(frac, [0.40, 0.40, 0.15, 0.05], atol=0.03)
     assert np.hypot(p["lens_e1"], p["lens_e2"]).max() < 0.5
+    # the planner's cheap draws are exactly these parameters
+    bal = sample_balance_params(np.arange(2000), cfg)
+    assert set(bal) == {"theta_e", "target_snr"}
+    for k in bal:
+        np.testing.assert_array_equal(bal[k], p[k], err_msg=k)
 
 
 def test_snr_calibration_is_exact(cfg):

@@ -245,7 +245,7 @@ def plan_splits_over_pairs(cfg, host_properties: Callable[[np.ndarray], dict], *
             bar.update(ids.size)
     t1 = time.perf_counter()
     plan = plan_splits(tally, cfg)
-    logger.info("split planning: %d pairs in %d regions, facts drawn in %.2f s, assignment searched in %.2f s",
+    logger.debug("split planning: %d pairs in %d regions, facts drawn in %.2f s, assignment searched in %.2f s",
                 n, tally.regions.size, t1 - t0, time.perf_counter() - t1)
     return plan
 

@@ -171,7 +171,7 @@ def test_planning_over_pairs_reports_progress_only_when_asked(make_cfg, capsys, 
 
     cfg = make_cfg(3000)
     props = lambda ids: synthetic_host_properties(ids, cfg)  # noqa: E731
-    with caplog.at_level("INFO", logger="lensarray.splits"):
+    with caplog.at_level("DEBUG", logger="lensarray.splits"):
         quiet = plan_splits_over_pairs(cfg, props, block=1000)
     assert "split planning" not in capsys.readouterr().err
     assert any("split planning: 3000 pairs" in r.getMessage() for r in caplog.records)

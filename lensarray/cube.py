@@ -14,39 +14,24 @@ import numpy as np
 import xarray as xr
 
 from .errors import BadInputError
-from .schema import (
-    IMAGE_VARS,
-    NEGATIVE_KINDS,
-    PAIR_VARS,
-    SCHEMA_VERSION,
-    SPLIT_NAMES,
-    VARIABLES,
-    CubeSchemaError,
-    VarSpec,
-    check_schema_version,
-    template,
-    template_attrs,
-    template_coords,
-    validate_cube,
-)
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "VARIABLES",
-    "IMAGE_VARS",
-    "PAIR_VARS",
-    "VarSpec",
-    "CubeSchemaError",
-    "SPLIT_NAMES",
-    "NEGATIVE_KINDS",
-    "template",
-    "template_attrs",
-    "template_coords",
-    "open_cube",
-    "validate_cube",
-    "check_schema_version",
-    "LensArrayAccessor",
-]
+# the schema lives in lensarray.schema (which store.py imports instead of this module); its
+# names stay importable from here, where readers have always found them
+from .schema import IMAGE_VARS as IMAGE_VARS
+from .schema import NEGATIVE_KINDS as NEGATIVE_KINDS
+from .schema import PAIR_VARS as PAIR_VARS
+from .schema import SCHEMA_VERSION as SCHEMA_VERSION
+from .schema import SPLIT_NAMES as SPLIT_NAMES
+from .schema import VARIABLES as VARIABLES
+from .schema import CubeSchemaError as CubeSchemaError
+from .schema import VarSpec as VarSpec
+from .schema import check_schema_version as check_schema_version
+from .schema import template as template
+from .schema import template_attrs as template_attrs
+from .schema import template_coords as template_coords
+from .schema import validate_cube as validate_cube
+
+__all__ = ["open_cube", "LensArrayAccessor"]
 
 
 def open_cube(url: str, *, storage_options: dict | None = None, chunks: str | dict | None = "shard",

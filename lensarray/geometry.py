@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["radius_grid", "offsets", "core_pixels", "central_slice", "central_side"]
 
@@ -40,7 +41,7 @@ def _radius(size: int) -> np.ndarray:
     return r
 
 
-def radius_grid(size: int, center: tuple[float, float] | None = None) -> np.ndarray:
+def radius_grid(size: int, center: tuple[ArrayLike, ArrayLike] | None = None) -> np.ndarray:
     """Distance (pixels) of every pixel centre from a centre, ``(size, size)`` float64.
 
     Parameters

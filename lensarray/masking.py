@@ -23,7 +23,8 @@ import numpy as np
 from .geometry import radius_grid
 
 __all__ = ["POLICIES", "APPLY_TO", "radius_map", "core_mask_weights", "apply_core_mask", "parse_core_mask",
-           "arc_weights", "control_arc_weights", "control_weights_of", "control_stamp", "policy_attrs"]
+           "arc_weights", "control_arc_weights", "control_weights_of", "control_stamp", "policy_attrs",
+           "core_mask_policy_attr"]
 
 POLICIES = ("none", "hard", "taper")
 #: Where the core-mask weights act: on the stored arc, or (core-matched) on the control.
@@ -133,6 +134,23 @@ def control_stamp(host, arc, w_core):
     return host + arc * w_core
 
 
+def core_mask_policy_attr(policy: str, radius: float, width: float, apply_to: str = "arc") -> str:
+    """The ``core_mask_policy`` attr of a cube (JSON; the one format, for builds and the accessor).
+
+    Parameters
+    ----------
+    policy
+        ``"none"``, ``"hard"`` or ``"taper"``.
+    radius, width
+        Mask radius and taper width, pixels.
+    apply_to
+        ``"arc"`` or ``"control"`` (see the module docstring).
+    """
+    import json
+
+    return json.dumps({"policy": policy, "radius_px": float(radius), "width_px": float(width), "apply_to": apply_to})
+
+
 def policy_attrs(cfg) -> dict:
     """Dataset attrs recording every arc/label policy of a build (strings: zarr-safe, readable)."""
     import json
@@ -145,8 +163,7 @@ def policy_attrs(cfg) -> dict:
     else:
         control = "host"
     return {
-        "core_mask_policy": json.dumps({"policy": cm.policy, "radius_px": cm.radius, "width_px": cm.width,
-                                        "apply_to": cm.apply_to}),
+        "core_mask_policy": core_mask_policy_attr(cm.policy, cm.radius, cm.width, cm.apply_to),
         "control_stamp": control,
         "arc_snr_calibration": json.dumps({"definition": b.snr_definition, "applies_to": b.snr_calibrate,
                                            "floor": b.snr_floor, "floor_action": b.snr_floor_action,

@@ -109,8 +109,9 @@ def render_negative_features(pair_ids: np.ndarray, kinds: np.ndarray, params: di
     theta_e = np.asarray(params["theta_e"], dtype=np.float64)
     images = np.zeros((idx.size, size, size), dtype=np.float64)
     for k, i in enumerate(idx):
+        # the kind came from the pair's block uniforms (draw_negative_kinds); the geometry from
+        # its own per-pair generator of the same stream (keyed apart, so no number is shared)
         rng = pair_rng(cfg.run.seed, int(pair_ids[i]), Stream.NEGATIVE)
-        rng.random(2)  # the two uniforms used by draw_negative_kinds
         sb = _feature(int(kinds[i]), rng, xx, yy, float(theta_e[i]))
         img = sb.reshape(size, ss, size, ss).mean(axis=(1, 3))
         images[k] = img / img.sum()

@@ -283,9 +283,11 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
 _PLAN_BLOCK = 16384
 
 
-def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None) -> BuildPlan:
+def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None,
+               progress: bool = False) -> BuildPlan:
     """Everything decided once for the whole cube before any shard runs: the split plan over all
-    pairs (cheap host properties and parameter draws, no pixels) and the host assignment."""
+    pairs (cheap host properties and parameter draws, no pixels; a progress bar on stderr with
+    ``progress``) and the host assignment."""
     plan = BuildPlan(config_json=cfg.to_json(), hosts_url=hosts_url, host_permutation_seed=cfg.run.seed,
                      hosts_storage_options=storage_options)
     if hosts_url:
@@ -293,29 +295,11 @@ def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | N
         plan.n_hosts = int(cutouts.HostCube(hosts_url, storage_options).n_hosts)
         if plan.n_hosts == 0:
             raise ConfigError(f"hosts.source = {hosts_url!r}: the host cube holds no hosts")
-    # the split plan over all pairs (cheap draws, no pixels)
     from . import splits
-    from .sampling import sample_params
 
-    rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
-    # in blocks: only the ~10 columns the split planner reads are kept for every pair
-    # (~100 bytes a pair), never the full host and parameter draws (every draw comes from the
-    # pair's own stream, so the blocks do not change any value)
-    parts = []
-    for a in range(0, cfg.run.n_pairs, _PLAN_BLOCK):
-        ids = np.arange(a, min(a + _PLAN_BLOCK, cfg.run.n_pairs), dtype=np.int64)
-        props = _host_properties(ids, cfg, plan)
-        params = sample_params(ids, cfg, props)
-        psf_r = np.asarray(props["psf_fwhm"])[:, rb]
-        part = {"ra": props["ra"], "dec": props["dec"], "brickname": props["brickname"],
-                "host_id": props["host_id"], "psf_fwhm_r": psf_r,
-                "psfdepth_r": np.asarray(props["psfdepth"])[:, rb], "theta_e": params["theta_e"],
-                "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
-        if "target_snr" in params:
-            part["target_snr"] = params["target_snr"]
-        parts.append({k: np.asarray(v) for k, v in part.items()})
-    table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    plan.split_plan_json = splits.plan_splits(table, cfg).to_json()
+    split_plan = splits.plan_splits_over_pairs(cfg, lambda ids: _host_properties(ids, cfg, plan), block=_PLAN_BLOCK,
+                                               progress=progress)
+    plan.split_plan_json = split_plan.to_json()
     return plan
 
 
@@ -374,7 +358,7 @@ def _lazy_from_plan(cfg: RunConfig, plan: BuildPlan, chunk_pairs: int | None = N
     return ds
 
 
-def lazy_cube(cfg: RunConfig, *, hosts=None, chunk_pairs: int | None = None) -> xr.Dataset:
+def lazy_cube(cfg: RunConfig, *, hosts=None, chunk_pairs: int | None = None, progress: bool = False) -> xr.Dataset:
     """The cube of ``cfg`` as a lazy ``xarray.Dataset``: nothing renders until it is computed.
 
     Every variable is a dask array made by ``map_blocks`` of the per-pair kernel
@@ -392,6 +376,8 @@ def lazy_cube(cfg: RunConfig, *, hosts=None, chunk_pairs: int | None = None) -> 
         :class:`lensarray.hosts.cutouts.HostCube`; recorded as ``hosts.source`` in the attrs.
     chunk_pairs
         Pairs per dask block (default ``run.shard_pairs``, the store's write unit).
+    progress
+        Show a progress bar of the split planning on stderr.
 
     Returns
     -------
@@ -403,7 +389,7 @@ def lazy_cube(cfg: RunConfig, *, hosts=None, chunk_pairs: int | None = None) -> 
     cfg.validate()
     if chunk_pairs is not None and int(chunk_pairs) < 1:
         raise ConfigError(f"chunk_pairs = {chunk_pairs}: allowed >= 1 (pairs per dask block)")
-    return _lazy_from_plan(cfg, plan_build(cfg, hosts_url=hosts_url), chunk_pairs)
+    return _lazy_from_plan(cfg, plan_build(cfg, hosts_url=hosts_url, progress=progress), chunk_pairs)
 
 
 # --------------------------------------------------------------------------------------
@@ -485,7 +471,7 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
     else:
         if exists and not overwrite and not resume:  # refuse before planning (which may take a while)
             raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it or --resume to finish it")
-        plan = plan_build(cfg, hosts_url=hosts_url, storage_options=storage_options)
+        plan = plan_build(cfg, hosts_url=hosts_url, storage_options=storage_options, progress=progress)
     ds = _lazy_from_plan(cfg, plan)
     res = write_cube(ds, out, resume=resume, repair=repair, overwrite=overwrite, client=client,
                      storage_options=storage_options, progress=progress, on_shard_done=on_shard_done)

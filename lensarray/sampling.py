@@ -12,7 +12,7 @@ from scipy.special import ndtri
 
 from .rng import Stream, pair_uniforms
 
-__all__ = ["sample_params", "calibrate_flux", "sample_target_snr"]
+__all__ = ["sample_params", "sample_balance_params", "calibrate_flux", "sample_target_snr"]
 
 _K_LENS = 8
 _K_SOURCE = 12
@@ -52,17 +52,36 @@ def sample_target_snr(u: np.ndarray, edges, fractions) -> np.ndarray:
     return edges[k] + within * (edges[k + 1] - edges[k])
 
 
-def _uniforms(seed: int, ids: np.ndarray, stream: int, k: int, attempt: int) -> np.ndarray:
-    """The pair's own uniforms of ``stream``; ``attempt > 0`` (a re-draw) uses the pair's
-    separate stream ``SeedSequence([seed, pair, stream, attempt])``, so a re-draw never shifts
-    the first draw of this or any other pair."""
-    if attempt == 0:
-        return pair_uniforms(seed, ids, stream, k)
-    out = np.empty((ids.size, k), dtype=np.float64)
-    for i, pid in enumerate(ids):
-        ss = np.random.SeedSequence([int(seed), int(pid), int(stream), int(attempt)])
-        out[i] = np.random.default_rng(ss).random(k)
+def _theta_e(u: np.ndarray, lens) -> np.ndarray:
+    """The theta_E prior (arcsec) of ``cfg.lens`` at uniforms ``u``."""
+    if lens.theta_e_prior == "loguniform":
+        return np.exp(np.log(lens.theta_e_min) + u * (np.log(lens.theta_e_max) - np.log(lens.theta_e_min)))
+    return lens.theta_e_min + u * (lens.theta_e_max - lens.theta_e_min)
+
+
+def _target_snr(u: np.ndarray, brightness) -> np.ndarray:
+    return sample_target_snr(u, brightness.snr_edges, brightness.snr_fractions)
+
+
+def sample_balance_params(pair_ids: np.ndarray, cfg) -> dict[str, np.ndarray]:
+    """``theta_e`` (arcsec) and, in S/N mode, ``target_snr`` of ``pair_ids``: exactly the values
+    :func:`sample_params` draws (first draw), from the same uniforms, without the other priors.
+
+    What the split planner balances over every pair: a fraction of the cost of all priors.
+    """
+    ids = np.asarray(pair_ids, dtype=np.int64)
+    seed = cfg.run.seed
+    # the first column of each stream: column-major random blocks make it independent of k
+    out = {"theta_e": _theta_e(_uniforms(seed, ids, Stream.LENS, 1, 0)[:, 0], cfg.lens)}
+    if cfg.brightness.mode == "snr":
+        out["target_snr"] = _target_snr(_uniforms(seed, ids, Stream.BRIGHTNESS, 1, 0)[:, 0], cfg.brightness)
     return out
+
+
+def _uniforms(seed: int, ids: np.ndarray, stream: int, k: int, attempt: int) -> np.ndarray:
+    """The pair's own uniforms of ``stream``; ``attempt > 0`` (a re-draw) is keyed by the attempt
+    too, so a re-draw never shifts the first draw of this or any other pair."""
+    return pair_uniforms(seed, ids, stream, k, attempt=attempt)
 
 
 def sample_params(pair_ids: np.ndarray, cfg, hosts: dict, *, attempt: int = 0) -> dict[str, np.ndarray]:
@@ -97,10 +116,7 @@ def sample_params(pair_ids: np.ndarray, cfg, hosts: dict, *, attempt: int = 0) -
     us = _uniforms(seed, ids, Stream.SOURCE, _K_SOURCE, attempt)
     ub = _uniforms(seed, ids, Stream.BRIGHTNESS, _K_BRIGHT, attempt)
 
-    if L.theta_e_prior == "loguniform":
-        theta_e = np.exp(np.log(L.theta_e_min) + ul[:, 0] * (np.log(L.theta_e_max) - np.log(L.theta_e_min)))
-    else:
-        theta_e = L.theta_e_min + ul[:, 0] * (L.theta_e_max - L.theta_e_min)
+    theta_e = _theta_e(ul[:, 0], L)
     lens_e1, lens_e2 = _ellipticity(ul[:, 1], ul[:, 2], L.e_sigma, 0.5)
     shear_g1 = _truncated_normal(ul[:, 3], L.shear_sigma, 0.2)
     shear_g2 = _truncated_normal(ul[:, 4], L.shear_sigma, 0.2)
@@ -131,7 +147,7 @@ def sample_params(pair_ids: np.ndarray, cfg, hosts: dict, *, attempt: int = 0) -
            "src_n": src_n, "src_e1": src_e1, "src_e2": src_e2, "src_color": src_color, "psf_fwhm": psf_fwhm,
            "psf_beta": np.full(n, cfg.psf.moffat_beta if cfg.psf.model == "moffat" else np.nan)}
     if B.mode == "snr":
-        out["target_snr"] = sample_target_snr(ub[:, 0], B.snr_edges, B.snr_fractions)
+        out["target_snr"] = _target_snr(ub[:, 0], B)
     else:
         m_ref = B.src_mag_min + ub[:, 1] * (B.src_mag_max - B.src_mag_min)
         out["src_mag"] = m_ref[:, None] + src_color

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 from .cube import SPLIT_NAMES
 from .errors import BadInputError
 
-__all__ = ["SplitPlan", "SplitError", "plan_splits", "region_of", "check_split_integrity"]
+__all__ = ["SplitPlan", "SplitError", "RegionTally", "plan_splits", "plan_splits_over_pairs", "planning_table",
+           "region_of", "check_split_integrity", "PROXIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +53,16 @@ def region_of(ra: np.ndarray, dec: np.ndarray, brickname: np.ndarray | None, *, 
         return np.asarray(hp.lonlat_to_healpix(ra * u.deg, dec * u.deg), dtype=np.int64)
     if scheme == "bricks":
         if brickname is not None and len(brickname):
-            names = np.asarray(brickname).astype(str)
-            ra_b = np.array([int(s[:4]) / 10.0 for s in names])
-            dec_b = np.array([(1 if s[4] == "p" else -1) * int(s[5:8]) / 10.0 for s in names])
+            # DR10 names "RRRRsDDD": read the digits as code points, vectorised
+            code = np.ascontiguousarray(np.asarray(brickname).astype("<U8")).view(np.uint32).reshape(-1, 8)
+            digit = code.astype(np.int64) - ord("0")
+            num = digit[:, [0, 1, 2, 3, 5, 6, 7]]
+            bad = ((num < 0) | (num > 9)).any(1) | ~np.isin(code[:, 4], [ord("p"), ord("m")])
+            if bad.any():
+                raise SplitError(f"brickname = {str(np.asarray(brickname)[np.argmax(bad)])!r}: allowed DR10 brick "
+                                 "names RRRR[pm]DDD (e.g. 0001m040)")
+            ra_b = (digit[:, :4] @ np.array([1000, 100, 10, 1])) / 10.0
+            dec_b = np.where(code[:, 4] == ord("p"), 1.0, -1.0) * (digit[:, 5:8] @ np.array([100, 10, 1])) / 10.0
         else:
             ra_b, dec_b = ra, dec
         row = np.floor((dec_b + 90.0) / 0.25).astype(np.int64) // BRICK_ROWS_PER_REGION
@@ -109,22 +118,139 @@ def _cover_small(assign: np.ndarray, order: np.ndarray, n_reg: int) -> None:
                 assign[donors[-1]] = split
 
 
-def _proxy_matrix(table: dict, n: int) -> np.ndarray:
+#: Difficulty proxies the planner balances between splits (columns of a planning table).
+PROXIES = ("psf_fwhm_r", "psfdepth_r", "theta_e", "theta_e_over_psf", "target_snr")
+
+@dataclass
+class RegionTally:
+    """Pairs per sky region and the moments of their difficulty proxies, summed block by block.
+
+    All the planner needs: memory is O(regions), whatever the number of pairs. Proxy moments
+    count finite values only (a missing proxy is balanced as the mean, as before).
+    """
+
+    scheme: str
+    nside: int
+    regions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    proxies: tuple[str, ...] = ()
+    n_finite: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    sum1: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    sum2: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def add(self, table: dict) -> None:
+        """Add a block of pairs: ``ra``, ``dec`` (deg), ``brickname`` and any :data:`PROXIES`."""
+        reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=self.scheme, nside=self.nside)
+        names = tuple(p for p in PROXIES if p in table)
+        if not self.regions.size and not self.proxies:
+            self.proxies = names
+        elif names != self.proxies:
+            raise SplitError(f"planning table columns {names}: every block must carry {self.proxies}")
+        merged = np.union1d(self.regions, np.unique(reg))  # a hash-based unique: no sort of the pairs
+        old, new = np.searchsorted(merged, self.regions), np.searchsorted(merged, reg)
+        n_reg, n_prox = merged.size, len(names)
+
+        def grow(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((n_reg, *a.shape[1:]), dtype=a.dtype)
+            out[old] = a
+            return out
+
+        self.counts = grow(self.counts) + np.bincount(new, minlength=n_reg)
+        mats = [grow(m.reshape(self.regions.size, n_prox)) for m in (self.n_finite, self.sum1, self.sum2)]
+        if n_prox:
+            x = _proxy_columns(table, names)
+            ok = np.isfinite(x)
+            x = np.where(ok, x, 0.0)
+            for m, v in zip(mats, (ok.astype(np.float64), x, x * x), strict=True):
+                for j in range(n_prox):
+                    m[:, j] += np.bincount(new, weights=v[:, j], minlength=n_reg)
+        self.n_finite, self.sum1, self.sum2 = mats
+        self.regions = merged
+
+    @classmethod
+    def of_table(cls, table: dict, cfg) -> RegionTally:
+        """The tally of one table of pairs (see :func:`plan_splits`)."""
+        tally = cls(scheme=cfg.splits.scheme, nside=int(cfg.splits.nside))
+        tally.add(table)
+        return tally
+
+    def standardized_sums(self) -> np.ndarray:
+        """``(region, proxy)`` sums of the proxies standardised over all pairs (mean 0, std 1)."""
+        n = self.n_finite.sum(0)
+        mean = self.sum1.sum(0) / np.maximum(n, 1)
+        std = np.sqrt(np.maximum(self.sum2.sum(0) / np.maximum(n, 1) - mean**2, 0.0))
+        return (self.sum1 - self.n_finite * mean) / (std + 1e-12)
+
+
+def _proxy_columns(table: dict, names: tuple[str, ...]) -> np.ndarray:
     cols = []
-    for name in ("psf_fwhm_r", "psfdepth_r", "theta_e", "theta_e_over_psf", "target_snr"):
-        if name in table:
-            v = np.asarray(table[name], dtype=np.float64)
-            if name == "target_snr":
-                v = np.log(np.clip(v, 1e-3, None))
-            cols.append(v)
-    if not cols:
-        return np.zeros((n, 0))
-    x = np.stack(cols, axis=1)
-    x = (x - np.nanmean(x, 0)) / (np.nanstd(x, 0) + 1e-12)
-    return np.nan_to_num(x)
+    for name in names:
+        v = np.asarray(table[name], dtype=np.float64)
+        cols.append(np.log(np.clip(v, 1e-3, None)) if name == "target_snr" else v)
+    return np.stack(cols, axis=1)
 
 
-def plan_splits(table: dict, cfg) -> SplitPlan:
+def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarray]:
+    """The columns the planner reads for ``pair_ids``: position, brick and :data:`PROXIES`.
+
+    ``props`` are the pairs' host facts (``ra``, ``dec`` deg, ``brickname``, ``psf_fwhm`` and
+    ``psfdepth`` per band); theta_E and the target S/N are the pairs' own parameter draws
+    (:func:`lensarray.sampling.sample_balance_params`: the values the build renders).
+    """
+    from .sampling import sample_balance_params
+
+    rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
+    params = sample_balance_params(pair_ids, cfg)
+    psf_r = np.asarray(props["psf_fwhm"])[:, rb]
+    out = {"ra": props["ra"], "dec": props["dec"], "brickname": props.get("brickname"), "psf_fwhm_r": psf_r,
+           "psfdepth_r": np.asarray(props["psfdepth"])[:, rb], "theta_e": params["theta_e"],
+           "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
+    if "target_snr" in params:
+        out["target_snr"] = params["target_snr"]
+    return out
+
+
+def plan_splits_over_pairs(cfg, host_properties: Callable[[np.ndarray], dict], *, block: int,
+                           progress: bool = False) -> SplitPlan:
+    """Plan the splits of all ``cfg.run.n_pairs`` pairs, drawing their facts block by block.
+
+    Parameters
+    ----------
+    cfg
+        :class:`lensarray.config.RunConfig`.
+    host_properties
+        ``host_properties(pair_ids)``: the host facts of those pairs (no pixels), as the build
+        sees them (synthetic draws or an ingested host cube).
+    block
+        Pairs per block (memory: the block's draws plus O(regions); values do not depend on it).
+    progress
+        Show a progress bar on stderr (the CLI turns it on; off for library calls).
+    """
+    import sys
+    import time
+
+    from tqdm.auto import tqdm
+
+    n = int(cfg.run.n_pairs)
+    if cfg.splits.scheme == "none":
+        return plan_splits(RegionTally(scheme="none", nside=int(cfg.splits.nside), regions=np.zeros(1, np.int64),
+                                       counts=np.array([n])), cfg)
+    t0 = time.perf_counter()
+    tally = RegionTally(scheme=cfg.splits.scheme, nside=int(cfg.splits.nside))
+    with tqdm(total=n, disable=not progress, desc="split planning", unit="pair", unit_scale=True, file=sys.stderr,
+              mininterval=0.5, dynamic_ncols=True) as bar:
+        for a in range(0, n, int(block)):
+            ids = np.arange(a, min(a + int(block), n), dtype=np.int64)
+            tally.add(planning_table(ids, host_properties(ids), cfg))
+            bar.update(ids.size)
+    t1 = time.perf_counter()
+    plan = plan_splits(tally, cfg)
+    logger.debug("split planning: %d pairs in %d regions, facts drawn in %.2f s, assignment searched in %.2f s",
+                n, tally.regions.size, t1 - t0, time.perf_counter() - t1)
+    return plan
+
+
+def plan_splits(table: dict | RegionTally, cfg) -> SplitPlan:
     """Plan region-disjoint splits for all pairs.
 
     Parameters
@@ -132,7 +258,8 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
     table
         Per-pair arrays for every pair: ``ra``, ``dec`` (deg), ``brickname``; optional difficulty
         proxies ``psf_fwhm_r`` (arcsec), ``psfdepth_r`` (AB mag), ``theta_e`` (arcsec),
-        ``theta_e_over_psf``, ``target_snr``.
+        ``theta_e_over_psf``, ``target_snr``; or their :class:`RegionTally` (what
+        :func:`plan_splits_over_pairs` accumulates: the plan is the same).
     cfg
         :class:`lensarray.config.RunConfig` (``splits`` section, ``run.seed``).
 
@@ -146,9 +273,8 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
         regions to spare, train first. Scheme ``none``: every pair in train, no held-out sky.
     """
     sp = cfg.splits
-    ra, dec = np.asarray(table["ra"]), np.asarray(table["dec"])
-    reg = region_of(ra, dec, table.get("brickname"), scheme=sp.scheme, nside=sp.nside)
-    regions, inverse, counts = np.unique(reg, return_inverse=True, return_counts=True)
+    tally = table if isinstance(table, RegionTally) else RegionTally.of_table(table, cfg)
+    regions, counts = tally.regions, tally.counts
     n_reg = regions.size
     if sp.scheme == "none":
         return SplitPlan(scheme="none", nside=sp.nside, fractions=[float(f) for f in sp.fractions],
@@ -161,9 +287,7 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
                        "using the best region-disjoint split they allow%s", n_reg, need, sp.min_test_regions,
                        " (all in train: one region)" if n_reg == 1 else
                        " (no val split)" if n_reg == 2 else f" ({min_test} test region(s))")
-    proxies = _proxy_matrix(table, ra.size)
-    sums = np.zeros((n_reg, proxies.shape[1]))
-    np.add.at(sums, inverse, proxies)
+    sums = tally.standardized_sums() if tally.proxies else np.zeros((n_reg, 0))
     fr = np.asarray(sp.fractions, dtype=np.float64)
     total = counts.sum()
     rng = np.random.default_rng(np.random.SeedSequence([cfg.run.seed, 0x5911]))
@@ -177,7 +301,7 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
         penalty = 10.0 * max(0, min(min_test, n_reg) - n_test)
         return 4.0 * frac_err + 0.05 * bal + penalty
 
-    best, best_score = None, np.inf
+    best, best_score = np.zeros(n_reg, dtype=np.int8), np.inf
     for _ in range(400 if n_reg < 2000 else 50):
         order = rng.permutation(n_reg)
         cum = np.cumsum(counts[order]) / total
@@ -195,7 +319,7 @@ def plan_splits(table: dict, cfg) -> SplitPlan:
             best, best_score = assign.copy(), s
     achieved = [float(counts[best == s].sum() / total) for s in range(3)]
     return SplitPlan(scheme=sp.scheme, nside=sp.nside, fractions=[float(f) for f in fr], achieved=achieved,
-                     region_split={int(r): int(s) for r, s in zip(regions, best)})
+                     region_split={int(r): int(s) for r, s in zip(regions, best, strict=True)})
 
 
 def check_split_integrity(data, cfg=None, *, tolerance: float = 0.1) -> dict:
@@ -245,11 +369,11 @@ def check_split_integrity(data, cfg=None, *, tolerance: float = 0.1) -> dict:
     elif hasattr(data, "attrs") and data.attrs.get("config"):
         asked = json.loads(data.attrs["config"]).get("splits", {}).get("fractions")
     if asked:
-        for s, (want, got) in enumerate(zip(asked, fractions)):
+        for s, (want, got) in enumerate(zip(asked, fractions, strict=False)):
             if abs(want - got) > tolerance:
                 problems.append(f"{SPLIT_NAMES[s]} fraction {got:.3f}, asked {want:.3f} (tolerance {tolerance})")
     n_regions = {SPLIT_NAMES[s]: int(np.unique(region[split == s]).size) for s in range(3)}
     if n_regions["test"] < 1 and assigned.any():
         problems.append("no region is held out for test")
-    return {"passed": not problems, "problems": problems, "fractions": dict(zip(SPLIT_NAMES, fractions)),
+    return {"passed": not problems, "problems": problems, "fractions": dict(zip(SPLIT_NAMES, fractions, strict=True)),
             "n_regions": n_regions}

@@ -41,9 +41,9 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from . import __version__
-from .cube import SCHEMA_VERSION, VARIABLES, CubeSchemaError, check_schema_version, template, validate_cube
 from .errors import BadInputError, IncompleteCubeError, StoreLockedError
 from .quantize import apply_quantization, quantization_attrs
+from .schema import SCHEMA_VERSION, VARIABLES, CubeSchemaError, check_schema_version, template, validate_cube
 
 __all__ = [
     "StoreExistsError",

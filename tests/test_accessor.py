@@ -1,5 +1,7 @@
 """Accessor operations on built cubes and on lazy (dask-backed, never stored) cubes."""
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -55,7 +57,10 @@ def test_mask_core_on_a_plain_cube_is_the_cube_built_with_the_policy(built):
     np.testing.assert_array_equal(masked["arc"].values, hard["arc"].values)
     for k in ("arc_flux", "arc_snr", "core_flux_frac"):
         np.testing.assert_array_equal(masked[k].values, hard[k].values, err_msg=k)
-    assert masked.attrs["core_mask_policy"] == "hard:5"
+    # one format: the accessor records the policy exactly as the build of that policy does
+    assert masked.attrs["core_mask_policy"] == hard.attrs["core_mask_policy"]
+    assert json.loads(masked.attrs["core_mask_policy"]) == {"policy": "hard", "radius_px": 5.0, "width_px": 1.0,
+                                                            "apply_to": "arc"}
     assert np.all(masked["arc"].values[..., radius_grid(plain.sizes["x"]) < 5.0] == 0)
 
 
@@ -73,7 +78,11 @@ def test_radius_stamp_and_lens_centres():
     lx = ds["lens_x"].values.astype(np.float64) / ps
     ly = ds["lens_y"].values.astype(np.float64) / ps
     np.testing.assert_allclose(rl.values, np.hypot(yy[None] - ly[:, None, None], xx[None] - lx[:, None, None]))
-    with pytest.raises(ValueError, match="center"):
+    # the one radius grid: geometry.radius_grid with the pairs' centres, block by block
+    assert rl.data.chunks[0] == (4, 4)
+    np.testing.assert_array_equal(rl.values, radius_grid(33, (lx, ly)))
+    np.testing.assert_array_equal(rl["x"].values, ds["x"].values)
+    with pytest.raises(BadInputError, match="center = 'host': allowed 'stamp' or 'lens'"):
         ds.lensarray.radius("host")
 
 

@@ -4,25 +4,28 @@ against the real data in ../shared/data, exact answers."""
 import numpy as np
 import pytest
 
-from lensarray.config import RunConfig
 from lensarray.derived import arc_statistics
 from lensarray.hosts.bricks import brickname_of
 from lensarray.hosts.synthetic import CALIBRATION, synthetic_host_properties, synthetic_hosts
 from lensarray.masking import apply_core_mask, core_mask_weights, parse_core_mask
 from lensarray.negatives import draw_negative_kinds, render_negative_features
 from lensarray.physics.render import render_unit_arcs
-from lensarray.sampling import calibrate_flux, sample_params
+from lensarray.sampling import calibrate_flux, sample_balance_params, sample_params
 from lensarray.testing import shared_data
 
-CFG = RunConfig().validate()
+
+@pytest.fixture(scope="module")
+def cfg(make_cfg):
+    """The shared configuration at the default 64-px stamp (the pixel tests below index it)."""
+    return make_cfg(4000, size=64, shard=256, chunk=16)
 
 
-def test_hosts_are_chunk_independent_and_consistent():
+def test_hosts_are_chunk_independent_and_consistent(cfg):
     from lensarray.hosts.synthetic import _host_images
 
-    h = synthetic_hosts(np.arange(40), CFG)
-    model = _host_images(synthetic_host_properties(np.arange(40), CFG), CFG)
-    part = synthetic_hosts(np.arange(25, 33), CFG)
+    h = synthetic_hosts(np.arange(40), cfg)
+    model = _host_images(synthetic_host_properties(np.arange(40), cfg), cfg)
+    part = synthetic_hosts(np.arange(25, 33), cfg)
     for k in ("host", "invvar", "maskbits", "ra", "psf_fwhm", "brickname"):
         np.testing.assert_array_equal(part[k], h[k][25:33], err_msg=k)
     # noise drawn from invvar: normalised residual of the outer sky ~ N(0, 1)
@@ -47,12 +50,12 @@ def test_brick_names_match_real_dr10():
     assert brickname_of([10.0, 300.0], [-89.99, 89.99]).tolist() == ["1800m900", "1800p900"]
 
 
-def test_host_property_distributions_follow_the_calibration():
-    p = synthetic_host_properties(np.arange(4000), CFG)
-    r = CFG.run.bands.index("r")
+def test_host_property_distributions_follow_the_calibration(cfg):
+    p = synthetic_host_properties(np.arange(4000), cfg)
+    r = cfg.run.bands.index("r")
     q = np.percentile(p["psf_fwhm"][:, r], [16, 50, 84])
     np.testing.assert_allclose(q, [1.20, 1.37, 1.59], atol=0.05)  # DR10 brick percentiles
-    assert CFG.hosts.r_mag_min <= p["host_mag"][:, r].min() and p["host_mag"][:, r].max() <= CFG.hosts.r_mag_max
+    assert cfg.hosts.r_mag_min <= p["host_mag"][:, r].min() and p["host_mag"][:, r].max() <= cfg.hosts.r_mag_max
     des = p["dec"] < CALIBRATION["des_dec_max"]
     assert np.median(p["psfdepth"][des, r]) == pytest.approx(25.1, abs=0.1)
     assert np.median(p["psfdepth"][~des, r]) == pytest.approx(24.2, abs=0.1)
@@ -73,12 +76,12 @@ def test_calibration_numbers_rederived_from_shared_data():
 
 
 @pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
-def test_synthetic_vs_real_dr10_brightness_and_noise():
+def test_synthetic_vs_real_dr10_brightness_and_noise(cfg):
     real = []
     for f in sorted((shared_data() / "cutouts" / "dr10_npz").glob("*.npz")):
         real.append(np.moveaxis(np.load(f)["cutout"], -1, 0)[:, 18:82, 18:82])
     real = np.stack(real)
-    syn = synthetic_hosts(np.arange(300), CFG)["host"]
+    syn = synthetic_hosts(np.arange(300), cfg)["host"]
     yy, xx = np.mgrid[0:64, 0:64] - 32
     r = np.hypot(yy, xx)
 
@@ -97,7 +100,7 @@ def test_synthetic_vs_real_dr10_brightness_and_noise():
 
 
 @pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
-def test_synthetic_sky_noise_vs_real_des_coadd():
+def test_synthetic_sky_noise_vs_real_des_coadd(cfg):
     """DES-region synthetic r sky noise vs a real DES r coadd (SCI*1e-3 nmgy, WGT*1e6 invvar).
 
     The coadd's corner MAD must agree with its own WGT (checks our unit reading), and the
@@ -113,8 +116,8 @@ def test_synthetic_sky_noise_vs_real_des_coadd():
     real_wgt = 1 / np.sqrt(np.median(wgt[wgt > 0]))
     assert real_mad == pytest.approx(real_wgt, rel=0.15)
     ids = np.arange(1200)
-    des = ids[synthetic_host_properties(ids, CFG)["dec"] < CALIBRATION["des_dec_max"]][:120]
-    h = synthetic_hosts(des, CFG)
+    des = ids[synthetic_host_properties(ids, cfg)["dec"] < CALIBRATION["des_dec_max"]][:120]
+    h = synthetic_hosts(des, cfg)
     r = np.hypot(*(np.mgrid[0:64, 0:64] - 32))
     v = h["host"][:, 1][:, r > 26]
     syn = np.median(1.4826 * np.median(np.abs(v - np.median(v, axis=1, keepdims=True)), axis=1))
@@ -122,10 +125,10 @@ def test_synthetic_sky_noise_vs_real_des_coadd():
     assert 0.5 < syn / real_mad < 2.0
 
 
-def test_priors_chunk_independent_and_within_bounds():
-    props = synthetic_host_properties(np.arange(2000), CFG)
-    p = sample_params(np.arange(2000), CFG, props)
-    q = sample_params(np.arange(1000, 1010), CFG, {"psf_fwhm": props["psf_fwhm"][1000:1010]})
+def test_priors_chunk_independent_and_within_bounds(cfg):
+    props = synthetic_host_properties(np.arange(2000), cfg)
+    p = sample_params(np.arange(2000), cfg, props)
+    q = sample_params(np.arange(1000, 1010), cfg, {"psf_fwhm": props["psf_fwhm"][1000:1010]})
     for k in ("theta_e", "src_x", "src_reff", "target_snr", "src_color"):
         np.testing.assert_array_equal(q[k], p[k][1000:1010], err_msg=k)
     assert (p["theta_e"] >= 0.5).all() and (p["theta_e"] <= 3.0).all()
@@ -135,12 +138,17 @@ def test_priors_chunk_independent_and_within_bounds():
     frac = [np.mean((t >= a) & (t < b)) for a, b in ((0.8, 2), (2, 8), (8, 20), (20, 50))]
     np.testing.assert_allclose(frac, [0.40, 0.40, 0.15, 0.05], atol=0.03)
     assert np.hypot(p["lens_e1"], p["lens_e2"]).max() < 0.5
+    # the planner's cheap draws are exactly these parameters
+    bal = sample_balance_params(np.arange(2000), cfg)
+    assert set(bal) == {"theta_e", "target_snr"}
+    for k in bal:
+        np.testing.assert_array_equal(bal[k], p[k], err_msg=k)
 
 
-def test_snr_calibration_is_exact():
+def test_snr_calibration_is_exact(cfg):
     ids = np.arange(12)
-    hosts = synthetic_hosts(ids, CFG)
-    p = sample_params(ids, CFG, hosts)
+    hosts = synthetic_hosts(ids, cfg)
+    p = sample_params(ids, cfg, hosts)
     unit, _ = render_unit_arcs(p)
     flux = calibrate_flux(unit, hosts["invvar"], p["target_snr"], 1)
     arcs = unit * flux[:, None, None, None].astype(np.float32)
@@ -171,16 +179,16 @@ def test_core_flux_fraction_nan_for_null_arcs():
     assert np.isnan(arc_statistics(z, z + 1, core_radius=3, snr_band_index=1)["core_flux_frac"]).all()
 
 
-def test_hard_negatives():
-    cfg = RunConfig().replace(**{"negatives.fraction": 0.3}).validate()
+def test_hard_negatives(make_cfg, cfg):
+    neg_cfg = make_cfg(600, size=64, **{"negatives.fraction": 0.3})
     ids = np.arange(600)
-    kinds = draw_negative_kinds(ids, cfg)
+    kinds = draw_negative_kinds(ids, neg_cfg)
     assert abs((kinds > 0).mean() - 0.3) < 0.05 and set(np.unique(kinds)) == {0, 1, 2, 3}
-    np.testing.assert_array_equal(draw_negative_kinds(ids[100:110], cfg), kinds[100:110])
+    np.testing.assert_array_equal(draw_negative_kinds(ids[100:110], neg_cfg), kinds[100:110])
     sel = ids[:40]
-    props = synthetic_host_properties(sel, cfg)
-    p = sample_params(sel, cfg, props)
-    feats = render_negative_features(sel, kinds[:40], p, cfg)
+    props = synthetic_host_properties(sel, neg_cfg)
+    p = sample_params(sel, neg_cfg, props)
+    feats = render_negative_features(sel, kinds[:40], p, neg_cfg)
     neg = kinds[:40] > 0
     tot = feats[neg].sum(axis=(2, 3))
     # unit flux before the PSF; the PSF carries a little of an outer spiral arm off the stamp
@@ -192,5 +200,21 @@ def test_hard_negatives():
     yy, xx = np.mgrid[0:64, 0:64] - 32
     img = feats[ring, 1]
     assert abs((img * xx).sum()) < 1.5 and abs((img * yy).sum()) < 1.5
-    assert (kinds == 0).all() if cfg.negatives.fraction == 0 else True
-    assert (draw_negative_kinds(ids, CFG) == 0).all()  # default: off
+    assert (draw_negative_kinds(ids, cfg) == 0).all()  # default: off
+
+
+def test_pair_uniforms_are_uniform_and_uncorrelated_across_pairs_blocks_and_streams():
+    from scipy.stats import kstest
+
+    from lensarray.rng import RNG_BLOCK, Stream, pair_uniforms
+
+    ids = np.arange(3 * RNG_BLOCK)  # three random blocks
+    u = pair_uniforms(5, ids, Stream.LENS, 4)
+    v = pair_uniforms(5, ids, Stream.SOURCE, 4)
+    assert kstest(u.ravel(), "uniform").pvalue > 1e-3
+    # |r| of independent uniforms ~ N(0, 1/n): 5 sigma at n = 12288 is 0.045
+    assert abs(np.corrcoef(u[:-1, 0], u[1:, 0])[0, 1]) < 0.045  # neighbouring pairs
+    assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.045  # columns of one pair
+    assert abs(np.corrcoef(u[:, 0], v[:, 0])[0, 1]) < 0.045  # two streams
+    edge = RNG_BLOCK - 1  # the last pair of a block and the first of the next are not related
+    assert not np.isin(u[edge], u[edge + 1]).any()

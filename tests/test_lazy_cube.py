@@ -130,3 +130,25 @@ def test_a_selection_cannot_be_written_as_a_cube(tmp_path):
     with pytest.raises(CubeSchemaError, match="selection"):
         lazy.isel(pair=slice(0, 10)).lensarray.to_zarr(str(tmp_path / "s.zarr"))
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_split_planning_shows_a_bar_only_when_asked(capsys):
+    lensarray.lazy_cube(_cfg())
+    assert "split planning" not in capsys.readouterr().err  # library default: quiet
+    lensarray.lazy_cube(_cfg(), progress=True)
+    assert "split planning" in capsys.readouterr().err
+
+
+def test_store_and_schema_never_import_the_cube_module():
+    """The cube <-> store cycle is gone: store (and the schema both use) import no cube, at any level."""
+    import ast
+    from pathlib import Path
+
+    root = Path(lensarray.__file__).parent
+    for name, banned in (("store.py", {"cube"}), ("schema.py", {"cube", "store"})):
+        tree = ast.parse((root / name).read_text())
+        imported = {a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.module
+                     for a in n.names}
+        assert not imported & banned, (name, imported & banned)

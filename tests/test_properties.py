@@ -11,8 +11,9 @@ from lensarray import pipeline
 from lensarray.cube import VARIABLES
 from lensarray.diagnostics.core_flux import binned_quantiles
 from lensarray.diagnostics.snr import arc_snr_distribution
+from lensarray.rng import RNG_BLOCK, Stream, pair_uniforms
 from lensarray.sampling import sample_target_snr
-from lensarray.splits import SplitPlan, plan_splits, region_of
+from lensarray.splits import SplitPlan, plan_splits, plan_splits_over_pairs, region_of
 from lensarray.store import shard_bounds
 
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -39,6 +40,42 @@ def test_rendering_a_pair_set_equals_rendering_its_parts(render_setup, ids, cut)
         joined = np.concatenate([p[name] for p in parts])
         np.testing.assert_array_equal(whole[name], joined, err_msg=name)
         np.testing.assert_array_equal(whole[name][-1:], single[name], err_msg=name)
+
+
+pair_ids = st.lists(st.integers(0, 3 * RNG_BLOCK + 7) | st.integers(0, 2**40), min_size=1, max_size=24)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=pair_ids, k=st.integers(1, 6), wider=st.integers(0, 5), attempt=st.integers(0, 2))
+def test_a_pairs_uniforms_depend_on_the_pair_alone(ids, k, wider, attempt):
+    ids = np.asarray(ids, dtype=np.int64)
+    got = pair_uniforms(11, ids, Stream.LENS, k, attempt=attempt)
+    assert got.shape == (ids.size, k) and (got >= 0).all() and (got < 1).all()
+    # each row is the pair drawn alone, and the first k columns of a wider draw of it
+    alone = np.concatenate([pair_uniforms(11, ids[i:i + 1], Stream.LENS, k + wider, attempt=attempt)[:, :k]
+                            for i in range(ids.size)])
+    np.testing.assert_array_equal(got, alone)
+    # ... and its row in a run of consecutive ids around it (the fast path of whole chunks)
+    lo = max(int(ids.min()) - 5, 0)
+    if int(ids.max()) - lo < 4 * RNG_BLOCK:
+        run = pair_uniforms(11, np.arange(lo, int(ids.max()) + 6), Stream.LENS, k, attempt=attempt)
+        np.testing.assert_array_equal(got, run[ids - lo])
+    # another stream, attempt or seed gives other numbers
+    for other in (pair_uniforms(11, ids, Stream.SOURCE, k, attempt=attempt),
+                  pair_uniforms(11, ids, Stream.LENS, k, attempt=attempt + 1),
+                  pair_uniforms(12, ids, Stream.LENS, k, attempt=attempt)):
+        assert not (other == got).any()
+
+
+@FEW
+@given(block=st.integers(1, 700))
+def test_split_planning_over_pairs_does_not_depend_on_its_block(make_cfg, block):
+    from lensarray.hosts.synthetic import synthetic_host_properties
+
+    cfg = make_cfg(700)
+    props = lambda ids: synthetic_host_properties(ids, cfg)  # noqa: E731
+    assert plan_splits_over_pairs(cfg, props, block=block).to_json() == \
+        plan_splits_over_pairs(cfg, props, block=700).to_json()
 
 
 @settings(max_examples=200, deadline=None)

@@ -68,7 +68,7 @@ def render_only_rate(client, shards: list[dict], cfg) -> float:
     from distributed import wait
 
     cfg_json = cfg.to_json()
-    futs = [client.scatter(p) for p in shards]  # shipped before the clock starts
+    futs = [client.scatter(p, hash=False) for p in shards]  # shipped before the clock starts (fresh keys)
     wait(futs)
     t0 = time.perf_counter()
     done = client.gather([client.submit(_render_only, f, cfg_json, pure=False) for f in futs])

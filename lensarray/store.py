@@ -33,7 +33,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -215,14 +215,16 @@ def shard_bounds(n_pairs: int, shard_pairs: int) -> list[tuple[int, int]]:
 #: zstd's time); the synthetic invvar (a smooth plane, 12 mantissa bits) shrinks 24x with byte
 #: shuffle + zstd 1; the arc (noise-free, but spread by the PSF over the whole stamp) 16% with
 #: byte shuffle + lz4; maskbits (mostly 0) 2300x with plain zstd.
-IMAGE_CODECS: dict[str, tuple[str, int, str]] = {
+_Cname = Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"]
+_Shuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
+IMAGE_CODECS: dict[str, tuple[_Cname, int, _Shuffle]] = {
     "host": ("lz4", 5, "bitshuffle"),
     "invvar": ("zstd", 1, "shuffle"),
     "arc": ("lz4", 5, "shuffle"),
     "maskbits": ("zstd", 1, "noshuffle"),
 }
 #: Quantised planes ([quantize]) keep few significant bits: bit shuffle (host 3.5x, arc at 12 bits 1.9x).
-QUANTIZED_CODECS: dict[str, tuple[str, int, str]] = {"host": ("lz4", 5, "bitshuffle"), "arc": ("lz4", 5, "bitshuffle")}
+QUANTIZED_CODECS: dict[str, tuple[_Cname, int, _Shuffle]] = {"host": ("lz4", 5, "bitshuffle"), "arc": ("lz4", 5, "bitshuffle")}
 
 
 def _codecs_for(name: str, quantized: set) -> list:
@@ -240,7 +242,8 @@ def _codecs_for(name: str, quantized: set) -> list:
 def _encoding(ds: xr.Dataset, chunk_pairs: int, shard_pairs: int) -> dict:
     quantized = set(json.loads(ds.attrs.get("quantization") or "{}"))
     enc: dict[str, dict] = {}
-    for name, var in ds.data_vars.items():
+    for key, var in ds.data_vars.items():
+        name = str(key)
         rest = tuple(var.shape[1:])
         compressors = _codecs_for(name, quantized)
         if var.ndim >= 3:
@@ -284,7 +287,8 @@ def create_store(url: str, *, n_pairs: int, bands: list[str], size: int, chunk_p
                        attributes={"description": "1 once the shard's data and digest are fully written"})
 
 
-def open_group(url: str, storage_options: dict | None = None, *, mode: str = "r+") -> zarr.Group:
+def open_group(url: str, storage_options: dict | None = None, *,
+               mode: Literal["r", "r+", "a", "w", "w-"] = "r+") -> zarr.Group:
     """The zarr group of a cube, for shard writes and raw reads."""
     # never the consolidated metadata: it is a convenience for plain xr.open_zarr, written once at
     # the end of a build; the arrays' own metadata is what lensarray checks and writes against
@@ -381,21 +385,108 @@ async def _open_shard_arrays(root) -> list:
     return handles
 
 
+def _whole_chunk_objects(handles: list, names: list[str], data: dict[str, np.ndarray], start: int,
+                         stop: int) -> tuple[list, list]:
+    """Encode, in this thread, every variable whose one stored object (a shard of an image plane,
+    the one chunk of a per-pair variable) is exactly pairs ``[start, stop)``, with the array's
+    own codecs (each codec's ``_encode_sync``; for image planes zarr's ``ShardingCodec`` encodes
+    the whole shard, inner chunks, index and checksums).
+
+    Returns ``(objects, rest)``: ``objects`` are ``(store path, bytes or None)`` pairs (None: the
+    object holds only the fill value and is removed, as zarr does), ``rest`` the ``(handle,
+    name)`` pairs still to be written through zarr's ``setitem`` (an array whose codecs have no
+    synchronous encoder, or whose objects are not aligned with the shard). Why: through
+    ``setitem`` every array costs zarr's per-array machinery (selection, codec-pipeline batches,
+    one thread hop per inner chunk), ~2 ms for each of the 32 per-pair arrays of ~1 kB: the
+    write was 2-3x its floor. The bytes are zarr's own: the chunk key from the metadata, a short
+    last object padded with the fill value (``tests/test_store.py`` compares the files with
+    zarr's writes).
+    """
+    from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec
+    from zarr.codecs import ShardingCodec
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import default_buffer_prototype
+
+    proto = default_buffer_prototype()
+    objects: list = []
+    rest: list = []
+    for name, h in zip(names, handles, strict=False):
+        meta = h.metadata
+        codecs = list(meta.codecs)
+        chunk = tuple(meta.chunk_grid.chunk_shape)
+        values = data[name]
+        direct = (bool(codecs) and isinstance(codecs[0], ArrayBytesCodec)
+                  and all(isinstance(c, BytesBytesCodec) for c in codecs[1:])
+                  and all(hasattr(c, "_encode_sync") for c in codecs)
+                  and start % chunk[0] == 0 and (stop - start == chunk[0] or stop == meta.shape[0])
+                  and tuple(chunk[1:]) == tuple(meta.shape[1:]))
+        if not direct:
+            rest.append((h, name))
+            continue
+        fill = meta.fill_value
+        key = meta.encode_chunk_key((start // chunk[0],) + (0,) * (len(chunk) - 1))
+        fill_np = np.asarray(fill.item() if hasattr(fill, "item") else fill, dtype=values.dtype)
+        sharded = isinstance(codecs[0], ShardingCodec)  # it elides fill-only inner chunks itself
+        if not sharded and np.array_equal(values, np.broadcast_to(fill_np, values.shape),
+                                          equal_nan=values.dtype.kind == "f"):
+            objects.append((h.store_path / key, None))  # zarr stores no chunk equal to the fill value
+            continue
+        if values.shape != chunk:
+            padded = np.full(chunk, fill_np, dtype=values.dtype)
+            padded[: values.shape[0]] = values
+            values = padded
+        spec = ArraySpec(shape=chunk, dtype=meta.dtype, fill_value=fill, config=h.config, prototype=proto)
+        encoded = codecs[0]._encode_sync(proto.nd_buffer.from_ndarray_like(values), spec)
+        for codec in codecs[1:]:
+            if encoded is not None:
+                encoded = codec._encode_sync(encoded, spec)
+        objects.append((h.store_path / key, encoded))
+    return objects, rest
+
+
+async def _store_object(path, buffer) -> None:
+    if buffer is None:
+        await path.delete()
+    else:
+        await path.set(buffer)
+
+
 async def _write_shard_async(root, shard_index: int, start: int, stop: int, data: dict[str, np.ndarray],
                              digests: np.ndarray, handles: list | None = None) -> None:
     if handles is None:
         handles = await _open_shard_arrays(root)
     names = list(VARIABLES)
-    await _gather_all([h.setitem(slice(start, stop), data[name]) for name, h in zip(names, handles, strict=False)])
+    objects, rest = _whole_chunk_objects(handles, names, data, start, stop)
+    await _gather_all([h.setitem(slice(start, stop), data[name]) for h, name in rest]
+                      + [_store_object(path, buffer) for path, buffer in objects])
     digest_array, done_array = handles[-2], handles[-1]
     if digest_array is not None:  # cubes made before digests existed have none
         await digest_array.setitem(shard_index, digests)
     await done_array.setitem(shard_index, np.int8(1))
 
 
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of a cube's group; :class:`CubeSchemaError` when it is not an array."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise CubeSchemaError(f"{name!r} in the cube is a {type(node).__name__}, not an array")
+    return node
+
+
+def _int_attr(attrs: dict, name: str, default: int) -> int:
+    """An integer attribute of a cube (``default`` when absent); :class:`CubeSchemaError` otherwise."""
+    value = attrs.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise CubeSchemaError(f"attribute {name} = {value!r}: allowed an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise CubeSchemaError(f"attribute {name} = {value!r}: allowed an integer") from None
+
+
 def completed_shards(group: zarr.Group) -> np.ndarray:
     """Boolean array, one entry per shard: True when its done marker is set."""
-    return np.asarray(group[DONE_VAR][:]) == 1
+    return np.asarray(_array(group, DONE_VAR)[:]) == 1
 
 
 def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
@@ -411,11 +502,13 @@ def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
     """
     attrs = dict(group.attrs)
     token = cube_token(attrs) if token is None else token
-    n = int(group["pair"].shape[0])
-    bounds = shard_bounds(n, int(attrs.get("shard_pairs", group["host"].shards[0])))
+    n = int(_array(group, "pair").shape[0])
+    host_shards = _array(group, "host").shards
+    bounds = shard_bounds(n, _int_attr(attrs, "shard_pairs", host_shards[0] if host_shards else n))
     done = completed_shards(group)
-    stored = np.asarray(group[DIGEST_VAR][:]) if DIGEST_VAR in group else None
-    order = list(dict(group[DIGEST_VAR].attrs).get("variables", list(VARIABLES))) if stored is not None else []
+    stored = np.asarray(_array(group, DIGEST_VAR)[:]) if DIGEST_VAR in group else None
+    recorded = dict(_array(group, DIGEST_VAR).attrs).get("variables") if stored is not None else None
+    order = [str(v) for v in recorded] if isinstance(recorded, list) else list(VARIABLES)
     bad: dict[int, list[str]] = {}
     for i in (range(len(bounds)) if shards is None else shards):
         if not done[i]:
@@ -426,7 +519,7 @@ def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
             bad.setdefault(i, []).append(f"{where}: no content digest recorded")
         for name in VARIABLES:
             try:
-                data = group[name][a:b]
+                data = np.asarray(_array(group, name)[a:b])
             except Exception as exc:  # checksum mismatch, truncated or undecodable chunk
                 bad.setdefault(i, []).append(f"{where}: {name} unreadable ({type(exc).__name__}: "
                                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
@@ -775,7 +868,7 @@ def write_cube(ds: xr.Dataset, url: str, *, resume: bool = False, overwrite: boo
             bad = check_shards(group, token=token)
             for i, problems in sorted(bad.items()):
                 log.warning("repairing %s", problems[0])
-                group[DONE_VAR][i] = 0  # rewritten below like any unfinished shard
+                _array(group, DONE_VAR)[i] = 0  # rewritten below like any unfinished shard
             repaired = sorted(bad)
         done = completed_shards(group)
         todo = [i for i in range(len(bounds)) if not done[i]]
@@ -848,17 +941,17 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
                     "its completeness cannot be checked", url)
     elif not done.all() and not allow_incomplete:
         raise IncompleteCubeError(_incomplete_message(url, done))
-    if chunks == "shard":
-        chunks = {"pair": int(attrs.get("shard_pairs", 256))}
+    # any other value goes to xarray as given ("auto", a dict, None)
+    read_chunks: Any = {"pair": _int_attr(attrs, "shard_pairs", 256)} if chunks == "shard" else chunks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        ds = xr.open_zarr(store, chunks=chunks, consolidated=False, zarr_format=3,
+        ds = xr.open_zarr(store, chunks=read_chunks, consolidated=False, zarr_format=3,
                           drop_variables=[DONE_VAR, DIGEST_VAR])
     if validate:
         validate_cube(ds, where=url)
     if done is not None and not done.all():
         # unbuilt pairs are dropped, never served (their fill values would read as data)
-        shard_pairs = int(attrs.get("shard_pairs", 256))
+        shard_pairs = _int_attr(attrs, "shard_pairs", 256)
         built = np.repeat(done, shard_pairs)[: ds.sizes["pair"]]
         ds = ds.isel(pair=np.flatnonzero(built))
         ds.attrs["unbuilt_shards"] = json.dumps(np.flatnonzero(~done).tolist())
@@ -888,7 +981,6 @@ def _incomplete_message(url: str, done: np.ndarray) -> str:
 def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:
     """Dataset attributes for a build: schema, units, the run configuration (no credentials)."""
     from .config import RunConfig
-
     from .masking import policy_attrs
 
     assert isinstance(cfg, RunConfig)

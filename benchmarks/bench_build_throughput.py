@@ -23,7 +23,6 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import PeakRSS, table, write  # noqa: E402
 
 SHARD = 256

@@ -165,8 +165,8 @@ def main(argv=None) -> dict:
                 floor_dir = os.path.join(root, f"floor{rep}{tag}")
                 os.makedirs(floor_dir)
                 _timed(times, f"write_floor{tag}", _codec_floor, arrays, floor_dir, set())
-                for path in (url, seq, floor_dir):
-                    shutil.rmtree(path)
+                for measured in (url, seq, floor_dir):
+                    shutil.rmtree(measured)
                 store._OPENED.clear()
     finally:
         store.IMAGE_CODECS.clear()

@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
 
     root = tempfile.mkdtemp(prefix="lensarray-thru-")
     rows = []
-    kinds = [("lossless", {})] + ([("quantized", {"quantize.host": True, "quantize.arc_keepbits": 12})]
+    kinds: list[tuple[str, dict]] = [("lossless", {})] + ([("quantized", {"quantize.host": True, "quantize.arc_keepbits": 12})]
                                   if args.quantize else [])
     try:
         for n in args.sizes:

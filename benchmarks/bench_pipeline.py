@@ -32,6 +32,7 @@ def _arr(group, name: str):
     assert isinstance(node, zarr.Array), name
     return node
 
+
 def _du(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 

@@ -127,8 +127,10 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
             except _BudgetReached:
                 stopped = True
             out["build_s"] = time.perf_counter() - t0
+            out["shards_landed_when_stopped"], out["until_first_shard_s"] = count, t_first - t0
+            write(args.name, out)  # before the restart: under heavy load it may time out and end the run
             if stopped:  # the writes still queued would go on: kill them (a shard cut mid-write has no marker)
-                client.restart(wait_for_workers=True)
+                client.restart(wait_for_workers=True, timeout=600)
             done = _settled_done(url, storage_options) if stopped else n_shards
         out["build_stopped_at_budget"] = stopped
         out["load_after_build"] = os.getloadavg()

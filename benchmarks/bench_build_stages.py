@@ -7,8 +7,19 @@ process (every stage repeated ``--repeat`` times, interleaved, the median kept):
   with ``--compare-hosts`` also the previous FFT host renderer (``lensarray.hosts._fft_reference``);
 - ``params``: ``sample_params``; ``render``: ``render_unit_arcs`` (the arc kernel);
 - ``derive``: the rest of ``render_pairs`` (total minus the three stages above);
-- ``write``: ``write_shard`` into a fresh local store, against its floor: compressing every
-  variable with the store's own codecs and writing the bytes to one file per variable.
+- ``write``: one shard written into a fresh local store as a build task writes it
+  (``store._write_shard_task``: the cube's arrays already opened by this worker, every variable
+  written concurrently, then the digest, then the done marker); ``write_open``: opening the
+  cube's arrays, once per worker and cube (amortised over the worker's shards);
+  ``write_sequential``: the previous writer (each variable through ``group[name][a:b] = data``
+  in turn, the group's array reopened each time), the "before" of issue #14;
+- ``write_floor``, the floor of the write: the same bytes compressed with the same codecs (the
+  numcodecs objects zarr's codecs wrap, same level/shuffle/typesize, inner chunks of 16 pairs),
+  a crc32c per piece, written with one plain file write per variable (as zarr writes one object
+  per variable and shard), in one thread. Not in the floor: zarr's shard index, its atomic
+  temporary-file + rename per object, the string column. ``write / write_floor`` is the issue's
+  "within 1.3x of compressing + writing the same bytes"; ``*_cpu`` are the same in CPU seconds
+  of the process (all threads), steadier than wall time on a shared machine.
 
 Prints a table per stage (ms/pair) and the host / render ratio; JSON in results/<name>.json.
 
@@ -29,7 +40,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import table, write  # noqa: E402
 
 
@@ -66,6 +76,29 @@ def _codec_floor(arrays: dict, path: str, quantized: set) -> float:
     return time.perf_counter() - t0
 
 
+def _sequential_write(group, start: int, stop: int, arrays: dict) -> None:
+    """The previous writer (v0.2 before issue #14's writer change): one variable after another."""
+    from lensarray.cube import VARIABLES
+    from lensarray.store import DIGEST_VAR, DONE_VAR, _digest, cube_token
+
+    token = cube_token(dict(group.attrs))
+    digests = np.zeros(len(VARIABLES), np.uint32)
+    for j, name in enumerate(VARIABLES):
+        data = np.asarray(arrays[name]).astype(VARIABLES[name].dtype, copy=False)
+        group[name][start:stop] = data
+        digests[j] = _digest(token, 0, start, stop, name, data)
+    group[DIGEST_VAR][0] = digests
+    group[DONE_VAR][0] = 1
+
+
+def _timed(times: dict, name: str, fn, *args):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    times.setdefault(name, []).append(time.perf_counter() - t0)
+    times.setdefault(f"{name}_cpu", []).append(time.process_time() - c0)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=256)
@@ -77,7 +110,7 @@ def main(argv=None) -> dict:
     from lensarray.physics.render import render_unit_arcs
     from lensarray.pipeline import render_pairs
     from lensarray.sampling import sample_params
-    from lensarray.store import create_store, cube_attrs, open_group, write_shard
+    from lensarray.store import create_store, cube_attrs, open_group
 
     n = args.pairs
     cfg = _cfg(n)
@@ -106,8 +139,13 @@ def main(argv=None) -> dict:
     chosen = dict(store.IMAGE_CODECS)
     codec_sets = {"": chosen, "_v01_codecs": {k: ("zstd", 3, "noshuffle") for k in chosen}}
     times: dict[str, list[float]] = {k: [] for k in stages}
-    for tag in codec_sets:
-        times[f"write{tag}"], times[f"write_floor{tag}"] = [], []
+
+    def fresh_store(name: str) -> str:
+        url = os.path.join(root, name)
+        create_store(url, n_pairs=n, bands=list(cfg.run.bands), size=cfg.run.size, chunk_pairs=16,
+                     shard_pairs=n, attrs=cube_attrs(cfg))
+        return url
+
     try:
         for rep in range(args.repeat):
             for name, fn in stages.items():
@@ -117,18 +155,19 @@ def main(argv=None) -> dict:
             for tag, codecs in codec_sets.items():
                 store.IMAGE_CODECS.clear()
                 store.IMAGE_CODECS.update(codecs)
-                url = os.path.join(root, f"c{rep}{tag}.zarr")
-                create_store(url, n_pairs=n, bands=list(cfg.run.bands), size=cfg.run.size, chunk_pairs=16,
-                             shard_pairs=n, attrs=cube_attrs(cfg))
-                g = open_group(url)
-                t0 = time.perf_counter()
-                write_shard(g, 0, 0, n, arrays)
-                times[f"write{tag}"].append(time.perf_counter() - t0)
+                url = fresh_store(f"c{rep}{tag}.zarr")
+                attrs = dict(open_group(url).attrs)
+                token = store.cube_token(attrs)
+                _timed(times, f"write_open{tag}", store._opened_arrays, url, token)
+                _timed(times, f"write{tag}", store._write_shard_task, url, None, 0, 0, n, arrays, token, attrs)
+                seq = fresh_store(f"s{rep}{tag}.zarr")
+                _timed(times, f"write_sequential{tag}", _sequential_write, open_group(seq), 0, n, arrays)
                 floor_dir = os.path.join(root, f"floor{rep}{tag}")
                 os.makedirs(floor_dir)
-                times[f"write_floor{tag}"].append(_codec_floor(arrays, floor_dir, set()))
-                shutil.rmtree(url)
-                shutil.rmtree(floor_dir)
+                _timed(times, f"write_floor{tag}", _codec_floor, arrays, floor_dir, set())
+                for measured in (url, seq, floor_dir):
+                    shutil.rmtree(measured)
+                store._OPENED.clear()
     finally:
         store.IMAGE_CODECS.clear()
         store.IMAGE_CODECS.update(chosen)
@@ -138,10 +177,14 @@ def main(argv=None) -> dict:
     ms["total"] = ms["render_pairs"] + ms["write"]
     rows = [{"stage": k, "ms_per_pair": ms[k]} for k in
             ("host_props", "hosts", *(["hosts_fft_v01"] if args.compare_hosts else []), "params", "render",
-             "derive", "write", "write_floor", "write_v01_codecs", "write_floor_v01_codecs", "total")]
+             "derive", "write", "write_open", "write_sequential", "write_floor", "write_cpu", "write_sequential_cpu",
+             "write_floor_cpu", "write_v01_codecs", "write_floor_v01_codecs", "total")]
     ratios = {"hosts_over_render": (ms["hosts"] + ms["host_props"]) / ms["render"],
               "host_pixels_over_render": ms["hosts"] / ms["render"],
               "write_over_floor": ms["write"] / ms["write_floor"],
+              "write_cpu_over_floor_cpu": ms["write_cpu"] / ms["write_floor_cpu"],
+              "write_sequential_over_floor": ms["write_sequential"] / ms["write_floor"],
+              "write_sequential_over_write": ms["write_sequential"] / ms["write"],
               "write_v01_codecs_over_floor": ms["write_v01_codecs"] / ms["write_floor_v01_codecs"],
               "render_over_total": ms["render"] / ms["total"]}
     if args.compare_hosts:

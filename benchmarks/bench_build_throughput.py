@@ -23,7 +23,6 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import PeakRSS, table, write  # noqa: E402
 
 SHARD = 256
@@ -68,7 +67,7 @@ def render_only_rate(client, shards: list[dict], cfg) -> float:
     from distributed import wait
 
     cfg_json = cfg.to_json()
-    futs = [client.scatter(p) for p in shards]  # shipped before the clock starts
+    futs = [client.scatter(p, hash=False) for p in shards]  # shipped before the clock starts (fresh keys)
     wait(futs)
     t0 = time.perf_counter()
     done = client.gather([client.submit(_render_only, f, cfg_json, pure=False) for f in futs])
@@ -99,7 +98,7 @@ def main(argv=None) -> dict:
 
     root = tempfile.mkdtemp(prefix="lensarray-thru-")
     rows = []
-    kinds = [("lossless", {})] + ([("quantized", {"quantize.host": True, "quantize.arc_keepbits": 12})]
+    kinds: list[tuple[str, dict]] = [("lossless", {})] + ([("quantized", {"quantize.host": True, "quantize.arc_keepbits": 12})]
                                   if args.quantize else [])
     try:
         for n in args.sizes:

@@ -21,7 +21,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import table, write  # noqa: E402
 
 CANDIDATES = [("zstd", 1, "noshuffle"), ("zstd", 3, "noshuffle"), ("zstd", 1, "shuffle"), ("zstd", 1, "bitshuffle"),

@@ -11,7 +11,16 @@ S3 runs are for small sizes); then the build on a LocalCluster (``--workers`` x 
 peak RSS of all processes, bytes on disk, ``verify`` on a sample, ``diagnose`` (LR subsample
 ``--lr-pairs``, ``--n-boot`` bootstraps), and one loader epoch over ``--loader-pairs`` pairs
 (the first shards). Sizes above 200,000 pairs need ``--confirm-large``: they take hours on a
-2-core machine and must not run on a shared one. JSON in results/<name>.json.
+2-core machine and must not run on a shared one. JSON in results/<name>.json, rewritten after
+every step (a run stopped later keeps what it measured).
+
+``--build-budget SECONDS`` stops the build after that long (the shards in flight finish): the
+cube is then incomplete, and the largest completed size, the measured rate and the
+extrapolation to ``--pairs`` are reported; verify, diagnose and the loader run on the built
+shards. Render-only throughput (the arc kernel alone, as in ``bench_build_throughput.py``) is
+measured on the same cluster before and after the build, for the build / render-only ratio at
+this size. A progress line (shards, pairs/s, load average) is printed every ``--log-every``
+shards.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 
+import numpy as np  # noqa: E402
 from common import PeakRSS, table, write  # noqa: E402
 
 SHARD = 256
@@ -55,7 +65,25 @@ def pilot_bytes_per_pair(root: str, quantize: bool) -> float:
     return b
 
 
+class _BudgetReached(Exception):
+    """Raised from the shard callback to stop a build at its time budget."""
+
+
+def _settled_done(url: str, storage_options: dict | None) -> int:
+    """Shards done once the writes still in flight after a stop have landed (polled until stable)."""
+    from lensarray.store import completed_shards, open_group
+
+    last = -1
+    while True:
+        done = int(completed_shards(open_group(url, storage_options, mode="r")).sum())
+        if done == last:
+            return done
+        last = done
+        time.sleep(3.0)
+
+
 def run(args, root: str, url: str, storage_options: dict | None) -> dict:
+    from bench_build_throughput import _shard_params, render_only_rate
     from distributed import Client
 
     from lensarray.cluster import local_cluster
@@ -69,32 +97,93 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
     out: dict = {"pairs": args.pairs, "quantized": args.quantize, "s3": bool(storage_options), "workers": args.workers}
     with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                        dashboard_address=None) as lc, Client(lc) as client:
+        shards = _shard_params(args.render_pairs, cfg)
+        render_only_rate(client, shards[:2], cfg)  # warm the workers (numba load, imports)
+        out["render_only_before"] = render_only_rate(client, shards, cfg)
+        out["load_before"] = os.getloadavg()
+        write(args.name, out)
+        n_shards = -(-args.pairs // args.shard)
+        count = 0
+        t0 = time.perf_counter()
+        t_first = t_last = t0
+
+        def landed(i: int) -> None:
+            nonlocal count, t_first, t_last
+            count += 1
+            t_last = time.perf_counter()
+            if count == 1:
+                t_first = t_last  # planning (split plan over every pair, on the client) ends before it
+            elapsed = t_last - t0
+            if count % args.log_every == 0 or count == n_shards:
+                print(f"[{time.strftime('%H:%M:%S')}] {count}/{n_shards} shards, {count * args.shard / elapsed:.1f} "
+                      f"pairs/s, load {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+            if args.build_budget and elapsed > args.build_budget:
+                raise _BudgetReached
+
         with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            build(cfg, url, client=client, progress=True, storage_options=storage_options)
+            try:
+                build(cfg, url, client=client, progress=False, storage_options=storage_options, on_shard_done=landed)
+                stopped = False
+            except _BudgetReached:
+                stopped = True
             out["build_s"] = time.perf_counter() - t0
-        out["build_pairs_per_s"] = args.pairs / out["build_s"]
+            out["shards_landed_when_stopped"], out["until_first_shard_s"] = count, t_first - t0
+            write(args.name, out)  # before the restart: under heavy load it may time out and end the run
+            if stopped:  # the writes still queued would go on: kill them (a shard cut mid-write has no marker)
+                client.restart(wait_for_workers=True, timeout=600)
+            done = _settled_done(url, storage_options) if stopped else n_shards
+        out["build_stopped_at_budget"] = stopped
+        out["load_after_build"] = os.getloadavg()
+        out["shards_done"], out["shards_total"] = done, n_shards
+        out["pairs_done"] = min(args.pairs, done * args.shard)
+        # pairs landed by the time the build call returned (the ones in flight land after the clock stops)
+        out["build_pairs_per_s"] = (args.pairs if not stopped else count * args.shard) / out["build_s"]
+        out["extrapolated_build_s_for_all_pairs"] = args.pairs / out["build_pairs_per_s"]
+        out["until_first_shard_s"] = t_first - t0
+        if count > 1:  # steady state: between the first and the last shard landed
+            out["steady_pairs_per_s"] = (count - 1) * args.shard / (t_last - t_first)
+            out["extrapolated_steady_s_for_all_pairs"] = out["until_first_shard_s"] + args.pairs / out["steady_pairs_per_s"]
+            out["steady_over_render_only_before"] = out["steady_pairs_per_s"] / out["render_only_before"]
         out["build_peak_rss_mib"] = mem.peak / 2**20
         out["build_peak_largest_worker_mib"] = mem.peak_child / 2**20
+        render_only_rate(client, shards[:2], cfg)  # (re)warm: workers restarted after a stop
+        out["render_only_after"] = render_only_rate(client, shards, cfg)
+        out["render_only_stamps_per_s"] = (out["render_only_before"] + out["render_only_after"]) / 2
+        out["build_over_render_only"] = out["build_pairs_per_s"] / out["render_only_stamps_per_s"]
         if not storage_options:
-            out["bytes_per_pair"] = _du(url) / args.pairs
+            out["bytes_per_pair"] = _du(url) / out["pairs_done"]
+        write(args.name, out)
         t0 = time.perf_counter()
         problems = verify_store(url, storage_options, sample=8, progress=False)
-        out["verify_s"], out["verify_problems"] = time.perf_counter() - t0, problems
+        # an incomplete cube lists its unbuilt shards; every other line is a real problem
+        out["verify_s"] = time.perf_counter() - t0
+        out["verify_problems"] = [p for p in problems if "not complete (no done marker)" not in p]
+        write(args.name, out)
         with PeakRSS() as mem_d:
             t0 = time.perf_counter()
-            res, _ = diagnose(open_cube(url, storage_options=storage_options), progress=False, n_boot=args.n_boot,
-                              max_lr_pairs=args.lr_pairs)
+            res, _ = diagnose(open_cube(url, storage_options=storage_options, allow_incomplete=stopped),
+                              progress=False, n_boot=args.n_boot, max_lr_pairs=args.lr_pairs)
             out["diagnose_s"] = time.perf_counter() - t0
         out["diagnose_peak_rss_mib"] = mem_d.peak / 2**20
         out["diagnose_passed"] = res["passed"]
         out["core_lr_auc"], out["core_lr_ci"] = res["core_lr"]["auc"], res["core_lr"]["ci"]
-    n_shards = max(1, min(args.loader_pairs, args.pairs) // args.shard)
+        write(args.name, out)
+    from lensarray.store import completed_shards, open_group
+
+    built = [int(i) for i in np.flatnonzero(completed_shards(open_group(url, storage_options, mode="r")))]
+    loader_shards = built[: max(1, min(args.loader_pairs, out["pairs_done"]) // args.shard)]
+    # a complete cube is read straight from zarr; an incomplete one (a build stopped at its budget)
+    # only through open_cube(allow_incomplete=True), the xarray path of the loader
+    source = url if not out["build_stopped_at_budget"] else open_cube(url, storage_options=storage_options,
+                                                                         allow_incomplete=True)
+    out["loader_path"] = "zarr" if isinstance(source, str) else "xarray (incomplete cube)"
     t0 = time.perf_counter()
     count = 0
-    for b in batches(url, None, batch_size=256, seed=0, augment=(), shuffle_buffer=2048,
-                     storage_options=storage_options, shards=list(range(n_shards))):
+    for b in batches(source, None, batch_size=256, seed=0, augment=(), shuffle_buffer=2048,
+                     storage_options=storage_options, shards=loader_shards if isinstance(source, str) else None):
         count += len(b["labels"])
+        if count >= args.loader_pairs:
+            break
     out["loader_stamps"] = count
     out["loader_stamps_per_s"] = count / (time.perf_counter() - t0)
     return out
@@ -111,6 +200,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr-pairs", type=int, default=20000)
     ap.add_argument("--n-boot", type=int, default=50)
     ap.add_argument("--loader-pairs", type=int, default=50_000)
+    ap.add_argument("--build-budget", type=float, default=0.0,
+                    help="stop the build after this many seconds (0: build every pair)")
+    ap.add_argument("--log-every", type=int, default=50, help="progress line every this many shards")
+    ap.add_argument("--render-pairs", type=int, default=2560, help="stamps per render-only measurement")
     ap.add_argument("--root", help="directory for the local cube (default: a temporary one, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the cube")
     ap.add_argument("--confirm-large", action="store_true", help=f"allow more than {LARGE:,} pairs")

@@ -22,8 +22,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .config import ConfigError, RunConfig, config_from_dict
 from . import conventions
+from .config import ConfigError, RunConfig, config_from_dict
 from .cube import NEGATIVE_KINDS, VARIABLES
 
 __all__ = ["render_pairs", "render_physical", "lazy_cube", "build", "stored_plan", "plan_build", "BuildPlan",
@@ -169,7 +169,7 @@ def _brighten(unit_arcs: np.ndarray, params: dict, invvar: np.ndarray, cfg: RunC
             unit_sn = unit_sn * w
         unit_sn = np.where(observed[:, snr_band], unit_sn, 0.0)
         unit_snr = snr_of(unit_sn, invvar[:, snr_band], B.snr_definition)
-        flux_ref = calibrate_flux(None, None, params["target_snr"], snr_band, unit_snr=unit_snr)
+        flux_ref = calibrate_flux(unit_arcs, invvar, params["target_snr"], snr_band, unit_snr=unit_snr)
         src_mag = nmgy_to_mag(flux_ref, r.zero_point)[:, None] + color
     else:
         src_mag = np.asarray(params["src_mag"], dtype=np.float64)
@@ -307,8 +307,17 @@ def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | N
 # the lazy cube
 # --------------------------------------------------------------------------------------
 def _render_block(pair_ids: np.ndarray, plan: BuildPlan) -> dict[str, np.ndarray]:
-    """The per-pair kernel over one block of pairs (one dask task; every variable at once)."""
-    return render_pairs(np.asarray(pair_ids, dtype=np.int64), plan.cfg, plan)  # looked up at call time
+    """The per-pair kernel over one block of pairs (one dask task; every variable at once), with
+    the configured ``[quantize]`` applied: the lazy cube holds the values a build stores.
+
+    The shard writer applies the same record again (it also takes arrays straight from
+    :func:`render_pairs`); both operations are idempotent, so the stored bytes do not change.
+    """
+    from .quantize import apply_quantization, quantization_attrs
+
+    cfg = plan.cfg
+    arrays = render_pairs(np.asarray(pair_ids, dtype=np.int64), cfg, plan)  # looked up at call time
+    return apply_quantization(arrays, quantization_attrs(cfg))
 
 
 def _variable_of(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -365,7 +374,8 @@ def lazy_cube(cfg: RunConfig, *, hosts=None, chunk_pairs: int | None = None, pro
     (:func:`render_pairs`) over the pair axis of the cube template (one render task per block). Planning (the split plan over all pairs, the
     host assignment) runs now, eagerly and without pixels; rendering runs per block when
     computed, and a selection (``ds.isel(pair=...)``) renders only the blocks it touches.
-    Values equal, bit for bit, the cube ``lensarray build`` writes, whatever the chunking.
+    Values equal, bit for bit, the cube ``lensarray build`` writes, whatever the chunking, also
+    with ``[quantize]`` on (the quantised host and arc planes, as stored).
 
     Parameters
     ----------
@@ -451,8 +461,8 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
     on_shard_done
         Called with each shard index once its done marker is written.
     """
-    from .store import StoreExistsError, StoreLock, stored_cube_attrs, store_exists, write_cube
     from .storage import check_destination
+    from .store import StoreExistsError, StoreLock, store_exists, stored_cube_attrs, write_cube
 
     t0 = time.perf_counter()
     cfg.validate()

@@ -33,7 +33,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -215,14 +215,16 @@ def shard_bounds(n_pairs: int, shard_pairs: int) -> list[tuple[int, int]]:
 #: zstd's time); the synthetic invvar (a smooth plane, 12 mantissa bits) shrinks 24x with byte
 #: shuffle + zstd 1; the arc (noise-free, but spread by the PSF over the whole stamp) 16% with
 #: byte shuffle + lz4; maskbits (mostly 0) 2300x with plain zstd.
-IMAGE_CODECS: dict[str, tuple[str, int, str]] = {
+_Cname = Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"]
+_Shuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
+IMAGE_CODECS: dict[str, tuple[_Cname, int, _Shuffle]] = {
     "host": ("lz4", 5, "bitshuffle"),
     "invvar": ("zstd", 1, "shuffle"),
     "arc": ("lz4", 5, "shuffle"),
     "maskbits": ("zstd", 1, "noshuffle"),
 }
 #: Quantised planes ([quantize]) keep few significant bits: bit shuffle (host 3.5x, arc at 12 bits 1.9x).
-QUANTIZED_CODECS: dict[str, tuple[str, int, str]] = {"host": ("lz4", 5, "bitshuffle"), "arc": ("lz4", 5, "bitshuffle")}
+QUANTIZED_CODECS: dict[str, tuple[_Cname, int, _Shuffle]] = {"host": ("lz4", 5, "bitshuffle"), "arc": ("lz4", 5, "bitshuffle")}
 
 
 def _codecs_for(name: str, quantized: set) -> list:
@@ -240,7 +242,8 @@ def _codecs_for(name: str, quantized: set) -> list:
 def _encoding(ds: xr.Dataset, chunk_pairs: int, shard_pairs: int) -> dict:
     quantized = set(json.loads(ds.attrs.get("quantization") or "{}"))
     enc: dict[str, dict] = {}
-    for name, var in ds.data_vars.items():
+    for key, var in ds.data_vars.items():
+        name = str(key)
         rest = tuple(var.shape[1:])
         compressors = _codecs_for(name, quantized)
         if var.ndim >= 3:
@@ -284,7 +287,8 @@ def create_store(url: str, *, n_pairs: int, bands: list[str], size: int, chunk_p
                        attributes={"description": "1 once the shard's data and digest are fully written"})
 
 
-def open_group(url: str, storage_options: dict | None = None, *, mode: str = "r+") -> zarr.Group:
+def open_group(url: str, storage_options: dict | None = None, *,
+               mode: Literal["r", "r+", "a", "w", "w-"] = "r+") -> zarr.Group:
     """The zarr group of a cube, for shard writes and raw reads."""
     # never the consolidated metadata: it is a convenience for plain xr.open_zarr, written once at
     # the end of a build; the arrays' own metadata is what lensarray checks and writes against
@@ -318,28 +322,171 @@ def write_shard(group: zarr.Group, shard_index: int, start: int, stop: int,
     """Write every variable of pairs ``[start, stop)`` (one whole shard), its digest, then its
     done marker.
 
-    The marker is written last, so a shard interrupted half-way is rewritten on resume.
+    The variables are written concurrently in one pass of zarr's event loop (their metadata
+    opened together, every array's chunks encoded and stored at once): written one by one, each
+    array costs a metadata read, a selection, a codec pipeline run and a store call in sequence,
+    which made the write 3x its floor. The digest is written only after every variable has
+    landed, the marker only after the digest, so a shard interrupted half-way is rewritten on
+    resume.
     """
+    _write_shard(group.store_path, dict(group.attrs), shard_index, start, stop, arrays, token=token)
+
+
+def _write_shard(root, attrs: dict, shard_index: int, start: int, stop: int, arrays: dict[str, np.ndarray], *,
+                 token: str | None = None, handles: list | None = None) -> None:
+    from zarr.core.sync import sync
+
     missing = [k for k in VARIABLES if k not in arrays]
     if missing:
         raise ValueError(f"shard {shard_index}: arrays missing variables {missing}")
-    arrays = apply_quantization(arrays, group.attrs.get("quantization", ""))
-    token = cube_token(dict(group.attrs)) if token is None else token
+    arrays = apply_quantization(arrays, attrs.get("quantization", ""))
+    token = cube_token(attrs) if token is None else token
+    data: dict[str, np.ndarray] = {}
     digests = np.zeros(len(VARIABLES), np.uint32)
     for j, name in enumerate(VARIABLES):
-        data = np.asarray(arrays[name]).astype(VARIABLES[name].dtype, copy=False)
-        if data.shape[0] != stop - start:
-            raise ValueError(f"shard {shard_index}: {name} has {data.shape[0]} pairs, expected {stop - start}")
-        group[name][start:stop] = data
-        digests[j] = _digest(token, shard_index, start, stop, name, data)
-    if DIGEST_VAR in group:  # cubes made before digests existed have none
-        group[DIGEST_VAR][shard_index] = digests
-    group[DONE_VAR][shard_index] = 1
+        data[name] = np.ascontiguousarray(np.asarray(arrays[name]).astype(VARIABLES[name].dtype, copy=False))
+        if data[name].shape[0] != stop - start:
+            raise ValueError(f"shard {shard_index}: {name} has {data[name].shape[0]} pairs, expected {stop - start}")
+        digests[j] = _digest(token, shard_index, start, stop, name, data[name])
+    sync(_write_shard_async(root, shard_index, start, stop, data, digests, handles))
+
+
+async def _open_array(root, name: str):
+    """The async array ``name`` under ``root`` (a zarr ``StorePath``), or None when absent."""
+    from zarr import AsyncArray
+
+    try:
+        return await AsyncArray.open(root / name, zarr_format=3)
+    except FileNotFoundError:  # zarr's ArrayNotFoundError derives from it
+        return None
+
+
+async def _gather_all(coroutines) -> list:
+    """Run ``coroutines`` concurrently; wait for every one, then raise the first failure (so no
+    write of a failed shard is still in flight when the task is retried)."""
+    import asyncio
+
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+async def _open_shard_arrays(root) -> list:
+    """Async handles of every variable, then the digest (None in cubes made before digests
+    existed) and the done marker, opened concurrently; :class:`CubeSchemaError` if one is missing."""
+    names = list(VARIABLES)
+    handles = await _gather_all([_open_array(root, name) for name in (*names, DIGEST_VAR, DONE_VAR)])
+    absent = [name for name, h in zip((*names, DIGEST_VAR, DONE_VAR), handles, strict=True)
+              if h is None and name != DIGEST_VAR]
+    if absent:
+        raise CubeSchemaError(f"{root} is not a whole lensarray cube: no array {absent[0]!r}")
+    return handles
+
+
+def _whole_chunk_objects(handles: list, names: list[str], data: dict[str, np.ndarray], start: int,
+                         stop: int) -> tuple[list, list]:
+    """Encode, in this thread, every variable whose one stored object (a shard of an image plane,
+    the one chunk of a per-pair variable) is exactly pairs ``[start, stop)``, with the array's
+    own codecs (each codec's ``_encode_sync``; for image planes zarr's ``ShardingCodec`` encodes
+    the whole shard, inner chunks, index and checksums).
+
+    Returns ``(objects, rest)``: ``objects`` are ``(store path, bytes or None)`` pairs (None: the
+    object holds only the fill value and is removed, as zarr does), ``rest`` the ``(handle,
+    name)`` pairs still to be written through zarr's ``setitem`` (an array whose codecs have no
+    synchronous encoder, or whose objects are not aligned with the shard). Why: through
+    ``setitem`` every array costs zarr's per-array machinery (selection, codec-pipeline batches,
+    one thread hop per inner chunk), ~2 ms for each of the 32 per-pair arrays of ~1 kB: the
+    write was 2-3x its floor. The bytes are zarr's own: the chunk key from the metadata, a short
+    last object padded with the fill value (``tests/test_store.py`` compares the files with
+    zarr's writes).
+    """
+    from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec
+    from zarr.codecs import ShardingCodec
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import default_buffer_prototype
+
+    proto = default_buffer_prototype()
+    objects: list = []
+    rest: list = []
+    for name, h in zip(names, handles, strict=False):
+        meta = h.metadata
+        codecs = list(meta.codecs)
+        chunk = tuple(meta.chunk_grid.chunk_shape)
+        values = data[name]
+        direct = (bool(codecs) and isinstance(codecs[0], ArrayBytesCodec)
+                  and all(isinstance(c, BytesBytesCodec) for c in codecs[1:])
+                  and all(hasattr(c, "_encode_sync") for c in codecs)
+                  and start % chunk[0] == 0 and (stop - start == chunk[0] or stop == meta.shape[0])
+                  and tuple(chunk[1:]) == tuple(meta.shape[1:]))
+        if not direct:
+            rest.append((h, name))
+            continue
+        fill = meta.fill_value
+        key = meta.encode_chunk_key((start // chunk[0],) + (0,) * (len(chunk) - 1))
+        fill_np = np.asarray(fill.item() if hasattr(fill, "item") else fill, dtype=values.dtype)
+        sharded = isinstance(codecs[0], ShardingCodec)  # it elides fill-only inner chunks itself
+        if not sharded and np.array_equal(values, np.broadcast_to(fill_np, values.shape),
+                                          equal_nan=values.dtype.kind == "f"):
+            objects.append((h.store_path / key, None))  # zarr stores no chunk equal to the fill value
+            continue
+        if values.shape != chunk:
+            padded = np.full(chunk, fill_np, dtype=values.dtype)
+            padded[: values.shape[0]] = values
+            values = padded
+        spec = ArraySpec(shape=chunk, dtype=meta.dtype, fill_value=fill, config=h.config, prototype=proto)
+        encoded = codecs[0]._encode_sync(proto.nd_buffer.from_ndarray_like(values), spec)
+        for codec in codecs[1:]:
+            if encoded is not None:
+                encoded = codec._encode_sync(encoded, spec)
+        objects.append((h.store_path / key, encoded))
+    return objects, rest
+
+
+async def _store_object(path, buffer) -> None:
+    if buffer is None:
+        await path.delete()
+    else:
+        await path.set(buffer)
+
+
+async def _write_shard_async(root, shard_index: int, start: int, stop: int, data: dict[str, np.ndarray],
+                             digests: np.ndarray, handles: list | None = None) -> None:
+    if handles is None:
+        handles = await _open_shard_arrays(root)
+    names = list(VARIABLES)
+    objects, rest = _whole_chunk_objects(handles, names, data, start, stop)
+    await _gather_all([h.setitem(slice(start, stop), data[name]) for h, name in rest]
+                      + [_store_object(path, buffer) for path, buffer in objects])
+    digest_array, done_array = handles[-2], handles[-1]
+    if digest_array is not None:  # cubes made before digests existed have none
+        await digest_array.setitem(shard_index, digests)
+    await done_array.setitem(shard_index, np.int8(1))
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of a cube's group; :class:`CubeSchemaError` when it is not an array."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise CubeSchemaError(f"{name!r} in the cube is a {type(node).__name__}, not an array")
+    return node
+
+
+def _int_attr(attrs: dict, name: str, default: int) -> int:
+    """An integer attribute of a cube (``default`` when absent); :class:`CubeSchemaError` otherwise."""
+    value = attrs.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise CubeSchemaError(f"attribute {name} = {value!r}: allowed an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise CubeSchemaError(f"attribute {name} = {value!r}: allowed an integer") from None
 
 
 def completed_shards(group: zarr.Group) -> np.ndarray:
     """Boolean array, one entry per shard: True when its done marker is set."""
-    return np.asarray(group[DONE_VAR][:]) == 1
+    return np.asarray(_array(group, DONE_VAR)[:]) == 1
 
 
 def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
@@ -355,11 +502,13 @@ def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
     """
     attrs = dict(group.attrs)
     token = cube_token(attrs) if token is None else token
-    n = int(group["pair"].shape[0])
-    bounds = shard_bounds(n, int(attrs.get("shard_pairs", group["host"].shards[0])))
+    n = int(_array(group, "pair").shape[0])
+    host_shards = _array(group, "host").shards
+    bounds = shard_bounds(n, _int_attr(attrs, "shard_pairs", host_shards[0] if host_shards else n))
     done = completed_shards(group)
-    stored = np.asarray(group[DIGEST_VAR][:]) if DIGEST_VAR in group else None
-    order = list(dict(group[DIGEST_VAR].attrs).get("variables", list(VARIABLES))) if stored is not None else []
+    stored = np.asarray(_array(group, DIGEST_VAR)[:]) if DIGEST_VAR in group else None
+    recorded = dict(_array(group, DIGEST_VAR).attrs).get("variables") if stored is not None else None
+    order = [str(v) for v in recorded] if isinstance(recorded, list) else list(VARIABLES)
     bad: dict[int, list[str]] = {}
     for i in (range(len(bounds)) if shards is None else shards):
         if not done[i]:
@@ -370,7 +519,7 @@ def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
             bad.setdefault(i, []).append(f"{where}: no content digest recorded")
         for name in VARIABLES:
             try:
-                data = group[name][a:b]
+                data = np.asarray(_array(group, name)[a:b])
             except Exception as exc:  # checksum mismatch, truncated or undecodable chunk
                 bad.setdefault(i, []).append(f"{where}: {name} unreadable ({type(exc).__name__}: "
                                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
@@ -569,7 +718,7 @@ def _config_difference(mine: dict, theirs: dict) -> list[str]:
             if mine.get(s, {}).get(k) != theirs.get(s, {}).get(k)]
 
 
-def _shard_writes(ds: xr.Dataset, url: str, storage_options, bounds, todo, token: str) -> list:
+def _shard_writes(ds: xr.Dataset, url: str, storage_options, bounds, todo, token: str, attrs: dict) -> list:
     """One delayed task per shard to write (key ``lensarray-write-<token>-<i>``), each owning
     its whole shard: blocks are rechunked to the shards first when they do not coincide."""
     import dask
@@ -585,13 +734,44 @@ def _shard_writes(ds: xr.Dataset, url: str, storage_options, bounds, todo, token
     parts = {k: ds[k].data.to_delayed(optimize_graph=False).ravel() for k in VARIABLES}
     prefix = f"lensarray-write-{tokenize(url, token)}"
     task = dask.delayed(_write_shard_task, pure=True)
-    return [task(url, storage_options, i, *bounds[i], {k: parts[k][i] for k in VARIABLES}, token,
+    # the stored attrs the writer needs (quantisation record, token), not the whole planning JSON
+    attrs = {"quantization": attrs.get("quantization", "")}
+    return [task(url, storage_options, i, *bounds[i], {k: parts[k][i] for k in VARIABLES}, token, attrs,
                  dask_key_name=f"{prefix}-{i}") for i in todo]
 
 
+#: Per worker process: the opened arrays of the local cubes it writes, keyed by (path, cube
+#: token). Opening a cube's 38 arrays (metadata read and parsed, codec pipelines built) cost as
+#: much as a tenth of the shard write; a local store's array metadata is fixed by (path, token),
+#: the token covering the whole configuration, so a rebuilt cube of the same token has the same
+#: arrays. Remote stores are reopened per shard: their filesystem objects may be closed between
+#: builds.
+_OPENED: dict[tuple[str, str], tuple[Any, list]] = {}
+_OPENED_MAX = 4
+
+
+def _opened_arrays(url: str, token: str):
+    """``(root StorePath, handles)`` of the local cube at ``url`` (cached per worker process)."""
+    from zarr.core.sync import sync
+    from zarr.storage import StorePath
+
+    key = (os.path.abspath(url[len("file://"):] if url.startswith("file://") else url), token)
+    if key not in _OPENED:
+        root = StorePath(zarr_store(url))
+        handles = sync(_open_shard_arrays(root))
+        if len(_OPENED) >= _OPENED_MAX:
+            _OPENED.pop(next(iter(_OPENED)))
+        _OPENED[key] = (root, handles)
+    return _OPENED[key]
+
+
 def _write_shard_task(url: str, storage_options: dict | None, shard_index: int, start: int, stop: int,
-                      arrays: dict, token: str) -> int:
-    write_shard(open_group(url, storage_options), shard_index, start, stop, arrays, token=token)
+                      arrays: dict, token: str, attrs: dict) -> int:
+    if _is_remote(url):
+        write_shard(open_group(url, storage_options), shard_index, start, stop, arrays, token=token)
+    else:
+        root, handles = _opened_arrays(url, token)
+        _write_shard(root, attrs, shard_index, start, stop, arrays, token=token, handles=handles)
     return shard_index
 
 
@@ -688,11 +868,11 @@ def write_cube(ds: xr.Dataset, url: str, *, resume: bool = False, overwrite: boo
             bad = check_shards(group, token=token)
             for i, problems in sorted(bad.items()):
                 log.warning("repairing %s", problems[0])
-                group[DONE_VAR][i] = 0  # rewritten below like any unfinished shard
+                _array(group, DONE_VAR)[i] = 0  # rewritten below like any unfinished shard
             repaired = sorted(bad)
         done = completed_shards(group)
         todo = [i for i in range(len(bounds)) if not done[i]]
-        writes = _shard_writes(ds, url, storage_options, bounds, todo, token)
+        writes = _shard_writes(ds, url, storage_options, bounds, todo, token, dict(group.attrs))
         bar = _progress_bar(len(bounds), len(bounds) - len(todo), progress, f"write {url}")
         written = 0
 
@@ -761,17 +941,17 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
                     "its completeness cannot be checked", url)
     elif not done.all() and not allow_incomplete:
         raise IncompleteCubeError(_incomplete_message(url, done))
-    if chunks == "shard":
-        chunks = {"pair": int(attrs.get("shard_pairs", 256))}
+    # any other value goes to xarray as given ("auto", a dict, None)
+    read_chunks: Any = {"pair": _int_attr(attrs, "shard_pairs", 256)} if chunks == "shard" else chunks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        ds = xr.open_zarr(store, chunks=chunks, consolidated=False, zarr_format=3,
+        ds = xr.open_zarr(store, chunks=read_chunks, consolidated=False, zarr_format=3,
                           drop_variables=[DONE_VAR, DIGEST_VAR])
     if validate:
         validate_cube(ds, where=url)
     if done is not None and not done.all():
         # unbuilt pairs are dropped, never served (their fill values would read as data)
-        shard_pairs = int(attrs.get("shard_pairs", 256))
+        shard_pairs = _int_attr(attrs, "shard_pairs", 256)
         built = np.repeat(done, shard_pairs)[: ds.sizes["pair"]]
         ds = ds.isel(pair=np.flatnonzero(built))
         ds.attrs["unbuilt_shards"] = json.dumps(np.flatnonzero(~done).tolist())
@@ -801,7 +981,6 @@ def _incomplete_message(url: str, done: np.ndarray) -> str:
 def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:
     """Dataset attributes for a build: schema, units, the run configuration (no credentials)."""
     from .config import RunConfig
-
     from .masking import policy_attrs
 
     assert isinstance(cfg, RunConfig)

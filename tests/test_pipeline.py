@@ -8,19 +8,13 @@ import pytest
 
 from lensarray import pipeline
 from lensarray.cli import main
-from lensarray.config import RunConfig
 from lensarray.cube import VARIABLES, open_cube
 
 
-def _cfg(n=48, **over):
-    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": 16, "run.chunk_pairs": 8,
-                                  "run.size": 48, "cluster.kind": "none", "run.seed": 7, **over}).validate()
-
-
 @pytest.fixture(scope="module")
-def ref(tmp_path_factory):
+def ref(tmp_path_factory, make_cfg):
     url = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
-    pipeline.build(_cfg(), url, progress=False)
+    pipeline.build(make_cfg(), url, progress=False)
     return url
 
 
@@ -30,16 +24,16 @@ def _same(a, b):
         np.testing.assert_array_equal(da[k].values, db[k].values, err_msg=k)
 
 
-def test_bit_identical_for_other_shards_chunks_and_workers(ref, tmp_path):
+def test_bit_identical_for_other_shards_chunks_and_workers(ref, tmp_path, make_cfg):
     from distributed import Client, LocalCluster
 
     other = str(tmp_path / "o.zarr")
-    pipeline.build(_cfg(**{"run.shard_pairs": 24, "run.chunk_pairs": 4}), other, progress=False)
+    pipeline.build(make_cfg(**{"run.shard_pairs": 24, "run.chunk_pairs": 4}), other, progress=False)
     _same(ref, other)
     dist = str(tmp_path / "d.zarr")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
             Client(lc) as client:
-        pipeline.build(_cfg(**{"run.shard_pairs": 8, "run.chunk_pairs": 8}), dist, progress=False, client=client)
+        pipeline.build(make_cfg(**{"run.shard_pairs": 8, "run.chunk_pairs": 8}), dist, progress=False, client=client)
     _same(ref, dist)
 
 
@@ -62,15 +56,15 @@ def test_lens_minus_control_is_the_arc_and_stats_match(ref):
     assert np.isin(ds["split"].values, [0, 1, 2]).all()
 
 
-def test_null_and_hard_mask(tmp_path, ref):
+def test_null_and_hard_mask(tmp_path, ref, make_cfg):
     null = str(tmp_path / "n.zarr")
-    pipeline.build(_cfg(**{"run.null": True}), null, progress=False)
+    pipeline.build(make_cfg(**{"run.null": True}), null, progress=False)
     dn, dr = open_cube(null), open_cube(ref)
     assert float(np.abs(dn["arc"]).max()) == 0.0
     for k in ("host", "invvar", "maskbits", "theta_e", "src_mag", "split"):
         np.testing.assert_array_equal(dn[k].values, dr[k].values, err_msg=k)
     hard = str(tmp_path / "h.zarr")
-    pipeline.build(_cfg(**{"core_mask.policy": "hard", "core_mask.radius": 5.0}), hard, progress=False)
+    pipeline.build(make_cfg(**{"core_mask.policy": "hard", "core_mask.radius": 5.0}), hard, progress=False)
     dh = open_cube(hard)
     assert np.nanmax(dh["core_flux_frac"].values) == 0.0
     assert json.loads(dh.attrs["core_mask_policy"])["policy"] == "hard"

@@ -27,6 +27,8 @@ into a buffer (numpy's fastest generator path), one stream per pair.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.special import ndtri
 
@@ -40,7 +42,7 @@ from .mog import render_galaxies
 __all__ = ["synthetic_host_properties", "synthetic_hosts", "CALIBRATION"]
 
 #: Calibration numbers and their provenance (../shared/data; docs/synthetic_hosts.md).
-CALIBRATION = {
+CALIBRATION: dict[str, Any] = {
     "dev_fraction": 0.5,
     "dev_r_mag": (21.0, 1.06),  # normal (median, sigma) from 5/50/95% = 19.3/21.0/22.8
     "ser_r_mag": (19.6, 0.79),  # 18.4/19.6/21.0
@@ -211,8 +213,8 @@ def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     host += normals
     del normals
     maskbits = np.zeros((n, size, size), dtype=np.int32)
-    for k in np.flatnonzero(draws[:, 2] < cfg.hosts.mask_rate):
-        draw_mask_feature(pair_rng(cfg.run.seed, int(ids[k]), Stream.HOST_MASK), maskbits[k], invvar[k], host[k])
+    for m in np.flatnonzero(draws[:, 2] < cfg.hosts.mask_rate):
+        draw_mask_feature(pair_rng(cfg.run.seed, int(ids[m]), Stream.HOST_MASK), maskbits[m], invvar[m], host[m])
     return host, invvar, maskbits
 
 

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
 from .errors import BadInputError
 
 __all__ = ["ClusterError", "add_cluster_arguments", "client_from_args", "cluster_section", "get_client",

@@ -9,12 +9,14 @@ line each (``section.field = value: allowed ...``) before a single pixel is rend
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from .errors import BadInputError
 
 __all__ = [
@@ -291,7 +293,7 @@ class RunConfig:
         edges, fr = br.snr_edges, br.snr_fractions
         if len(edges) != len(fr) + 1:
             errs.append(f"brightness.snr_fractions has {len(fr)} entries: allowed len(snr_edges) - 1 = {len(edges) - 1}")
-        elif any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+        elif any(b <= a for a, b in itertools.pairwise(edges)):
             errs.append(f"brightness.snr_edges = {edges}: allowed strictly increasing")
         if fr and not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
             errs.append(f"brightness.snr_fractions = {fr}: allowed fractions summing to 1 (sum {sum(fr):.6g})")

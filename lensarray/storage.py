@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from typing import Any
+
 from .errors import BadInputError
 
 __all__ = ["StorageError", "add_storage_arguments", "storage_options_from", "check_destination", "check_source",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _servers import DaskProcesses, sigkill_after_shards
 
 from lensarray.config import RunConfig

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-
 from _servers import sigkill_after_shards
 
 from lensarray import pipeline

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from ._common import BadInputError, add_cluster_arguments, open_cube_from_args, storage_options_from_args
 
 NAME = "evaluate"
@@ -60,7 +59,7 @@ def plot_completeness(res: dict, path: Path, title: str) -> None:
     fig = Figure(figsize=(12, 3.6))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    for ax, key, label in zip(axes, ("by_theta_e", "by_psf", "by_arc_snr"), ("theta_E [arcsec]", "PSF FWHM r [arcsec]", "arc S/N")):
+    for ax, key, label in zip(axes, ("by_theta_e", "by_psf", "by_arc_snr"), ("theta_E [arcsec]", "PSF FWHM r [arcsec]", "arc S/N"), strict=True):
         rows = res[key]
         x = [0.5 * (r["lo"] + r["hi"]) for r in rows]
         ax.plot(x, [r["completeness"] for r in rows], "o-", label="completeness")

@@ -56,7 +56,7 @@ def run(args) -> int:
             vals = []
         if len(vals) != len(bands) or any(not 0.3 <= v <= 5 for v in vals):
             raise BadInputError(f"--psf-fwhm {args.psf_fwhm!r}: allowed {len(bands)} values in [0.3, 5] arcsec")
-        psf = dict(zip(bands, vals))
+        psf = dict(zip(bands, vals, strict=True))
     if not args.out or not args.out.strip():
         raise BadInputError("--out = '': allowed a local path or an fsspec URL of the host cube to write")
     cluster_section(args)

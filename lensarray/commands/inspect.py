@@ -51,7 +51,7 @@ def describe(url: str, storage_options: dict | None = None) -> dict:
     if "split" in ds:
         codes, counts = np.unique(ds["split"].values, return_counts=True)
         names = {-1: "unassigned", 0: "train", 1: "val", 2: "test"}
-        split_counts = {names.get(int(c), str(c)): int(k) for c, k in zip(codes, counts)}
+        split_counts = {names.get(int(c), str(c)): int(k) for c, k in zip(codes, counts, strict=True)}
     return {
         "store": url,
         "pairs": int(ds.sizes["pair"]),

@@ -55,7 +55,7 @@ def _encoded_bytes(cfg, arrays: dict[str, np.ndarray], n: int) -> int:
     """Bytes on disk of ``n`` rendered pairs written as one shard with the store's codecs."""
     import fsspec
 
-    from ..store import cube_attrs, create_store, open_group, write_shard
+    from ..store import create_store, cube_attrs, open_group, write_shard
 
     chunk = min(cfg.run.chunk_pairs, n)
     with tempfile.TemporaryDirectory(prefix="lensarray-plan-") as tmp:

@@ -16,8 +16,13 @@ import sys
 
 import numpy as np
 
-from ._common import (BadInputError, add_cluster_arguments, open_cube_from_args, progress_enabled,
-                      storage_options_from_args)
+from ._common import (
+    BadInputError,
+    add_cluster_arguments,
+    open_cube_from_args,
+    progress_enabled,
+    storage_options_from_args,
+)
 
 NAME = "verify"
 HELP = "check checksums, completeness, NaN/inf and re-render a sample of pairs"

@@ -154,7 +154,7 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
     bad = ~np.isfinite(fill)
     if bad.any():
         # rare (NaN in the annulus): redraw those stamp-bands among finite donors only
-        for i, b in zip(*np.nonzero(bad.any(axis=2))):
+        for i, b in zip(*np.nonzero(bad.any(axis=2)), strict=True):
             good = donors[i, b][np.isfinite(donors[i, b])]
             g = gens[i] if gens is not None else batch_rng
             fill[i, b] = g.choice(good, size=k) if good.size else 0.0

@@ -19,8 +19,8 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from .features import CENTRAL_RADIUS_PX, central_brightness
 from ..errors import BadInputError
+from .features import CENTRAL_RADIUS_PX, central_brightness
 
 __all__ = ["read_anchor_cutouts", "iter_anchor_cutouts", "anchor_brightness", "cube_central_brightness", "compare_brightness",
            "cliffs_delta", "AnchorError"]

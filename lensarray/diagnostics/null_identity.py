@@ -45,7 +45,7 @@ def null_identity(null_ds: xr.Dataset, *, centre_mask: dict | None = None, seed:
     lens, control, pairs = {}, {}, []
     for batch in batches(null_ds, split=None, batch_size=256, seed=seed, augment=(), centre_mask=None,
                          shuffle_buffer=0):
-        for img, p, role in zip(batch["images"], batch["pair"], batch["role"]):
+        for img, p, role in zip(batch["images"], batch["pair"], batch["role"], strict=True):
             (lens if role == 1 else control)[int(p)] = img
         if len(set(lens) & set(control)) >= max_pairs:
             break

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from ..errors import BadInputError
 from ..geometry import radius_grid
 

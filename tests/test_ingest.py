@@ -186,7 +186,7 @@ def test_overwrite_checks_inputs_first_and_replaces_only_a_host_cube(tmp_path, c
     assert main(["ingest", str(tmp_path / "a.fits"), "--out", str(user), "--overwrite"]) == 2
     assert (user / "thesis.tex").read_text() == "chapter 1"
     err = capsys.readouterr().err
-    assert "not a host cube" in err and "Traceback" not in err
+    assert "not a lensarray host cube" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")

@@ -26,13 +26,14 @@ def describe(url: str, storage_options: dict | None = None) -> dict:
     import fsspec
 
     from ..cube import open_cube
+    from ..storage import zarr_array
     from ..store import completed_shards, open_group
 
     ds = open_cube(url, storage_options=storage_options)
     group = open_group(url, storage_options, mode="r")
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     nbytes = int(fs.du(path))
-    host = group["host"]
+    host = zarr_array(group, "host")
     done = completed_shards(group)
     params = {}
     from ..cube import VARIABLES

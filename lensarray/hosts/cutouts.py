@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,16 +212,17 @@ def _read_npz(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout]:
     return out
 
 
-def _read_parquet(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout]:
+def _read_parquet(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout | IngestError]:
     """Parquet with one row per host: ``stamp`` (flattened float32 (band, y, x), or npz bytes),
-    optional ``invvar`` alike, ``size`` (side), ``ra``, ``dec``, ``brickname``."""
+    optional ``invvar`` alike, ``size`` (side), ``ra``, ``dec``, ``brickname``. A bad row is an
+    :class:`IngestError` in the list (that row is rejected, the others are read)."""
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path).to_pylist()
     except Exception as exc:
         raise IngestError(f"not a readable parquet table ({type(exc).__name__})") from None
-    out = []
+    out: list[Cutout | IngestError] = []
     for i, row in enumerate(table):
         stamp = row.get("stamp") if "stamp" in row else row.get("stamp_npz")
         if stamp is None:
@@ -246,13 +248,15 @@ def _read_parquet(path: Path, bands: list[str], pixel_scale: float) -> list[Cuto
     return out
 
 
-def read_cutouts(paths, *, bands=("g", "r", "z"), pixel_scale: float = 0.262):
+def read_cutouts(paths: Iterable[str | Path], *, bands: Sequence[str] = ("g", "r", "z"),
+                 pixel_scale: float = 0.262) -> Iterator[tuple[str, Cutout | None, str]]:
     """Yield ``(source, Cutout | None, reason)`` for every input; DES-style single-band coadds
     (``*_g.fits``, ``*_r.fits``, ...) in one folder are merged into one multi-band cutout."""
     bands = list(bands)
     singles: dict[str, dict[str, Cutout]] = {}
     for p in paths:
         path = Path(p)
+        cuts: list[Cutout] | list[Cutout | IngestError]
         try:
             if path.suffix.lower() in (".fits", ".fit", ".fz") or path.name.endswith(".fits.gz"):
                 cuts = _read_fits(path, bands)
@@ -310,9 +314,8 @@ def _robust_sigma(img: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - med)))
 
 
-def _check_invvar(c: Cutout) -> None:
-    """An inverse-variance plane must match the image and be finite and >= 0 (0 = no data)."""
-    iv = c.invvar
+def _check_invvar(c: Cutout, iv: np.ndarray) -> None:
+    """The inverse-variance plane ``iv`` of ``c`` must match the image and be finite and >= 0 (0 = no data)."""
     if iv.shape != c.image.shape:
         raise IngestError(f"invvar shape {iv.shape} differs from the image {c.image.shape}")
     if not np.isfinite(iv).all():
@@ -323,7 +326,7 @@ def _check_invvar(c: Cutout) -> None:
 
 def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwhm: dict) -> dict:
     if c.invvar is not None:
-        _check_invvar(c)
+        _check_invvar(c, c.invvar)
     if np.isfinite(c.pixel_scale) and abs(c.pixel_scale - pixel_scale) > 0.01 * pixel_scale:
         raise IngestError(f"pixel scale {c.pixel_scale:.3f}\"/pix; allowed {pixel_scale}\"/pix +/- 1% "
                           "(resample it first)")
@@ -334,7 +337,7 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
         raise IngestError(f"{frac:.1%} NaN/inf pixels")
     img = _crop(c.image, size)
     estimated = c.invvar is None
-    if estimated:
+    if c.invvar is None:
         # outer region (outside r = size/3) of each band: robust sky sigma -> constant invvar
         outer = radius_grid(size) > size / 3
         sig = np.array([_robust_sigma(img[b][outer]) for b in range(img.shape[0])])
@@ -386,7 +389,8 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     import xarray as xr
     import zarr
 
-    from ..store import StoreExistsError, remove_store, store_exists, zarr_store
+    from ..storage import zarr_array
+    from ..store import StoreExistsError, check_removable, remove_store, store_exists, zarr_store
 
     bands = list(bands)
     psf_fwhm = psf_fwhm or {}
@@ -395,7 +399,7 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     if exists:
         if not overwrite:
             raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it")
-        _check_replaceable(out, storage_options)
+        check_removable(out, storage_options, kind="hosts")  # only a host cube, refused before any input is read
     # pass 1: check every file (cheap for cutouts), keep the accepted list
     accepted = []
     for src, cut, why in read_cutouts(paths, bands=bands, pixel_scale=pixel_scale):
@@ -438,6 +442,7 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     store = zarr_store(out, storage_options)
     lazy[["host", "invvar", "maskbits"]].to_zarr(store, compute=False, zarr_format=3, mode="w-", consolidated=False)
     group = zarr.open_group(store, mode="r+", zarr_format=3)
+    pixels = {k: zarr_array(group, k) for k in ("host", "invvar", "maskbits")}
     # pass 2: write pixel batches, then the small per-host table in one go
     sel = set(accepted)
     i = 0
@@ -453,27 +458,15 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
         i += 1
         if len(buf["host"]) == batch:
             for k in buf:
-                group[k][i - batch:i] = np.stack(buf[k])
+                pixels[k][i - batch:i] = np.stack(buf[k])
                 buf[k] = []
     if buf["host"]:
         m = len(buf["host"])
         for k in buf:
-            group[k][i - m:i] = np.stack(buf[k])
+            pixels[k][i - m:i] = np.stack(buf[k])
     table = ds.drop_vars(["host", "invvar", "maskbits"])
     table.to_zarr(store, mode="a", zarr_format=3, consolidated=False)
     return report
-
-
-def _check_replaceable(out: str, storage_options: dict | None) -> None:
-    """Refuse (one line) to overwrite anything but a host cube that lensarray wrote."""
-    from ..store import StoreExistsError, store_kind
-
-    kind = store_kind(out, storage_options)
-    if kind != "hosts":
-        what = ("holds a lensarray cube, not a lensarray host cube (a lens cube is never replaced)"
-                if kind == "cube" else "is not a host cube")
-        raise StoreExistsError(f"--overwrite: {out} {what}; ingest replaces only a host cube it wrote "
-                               "(choose another --out)")
 
 
 class HostCube:
@@ -553,5 +546,4 @@ def expand_inputs(items, *, pattern: str = "*") -> list[str]:
             out += sorted(glob.glob(item))
         else:
             out.append(item)
-    seen = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(out))  # de-duplicated, first occurrence kept

@@ -8,7 +8,9 @@ line each (``section.field = value: allowed ...``) before a single pixel is rend
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -36,8 +38,17 @@ def _f(default: Any, *, range: tuple[float, float] | None = None, choices: tuple
     """A dataclass field with validation metadata (``range`` inclusive, or ``choices``)."""
     meta = {"range": range, "choices": choices, "doc": doc, "item_range": item_range}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
+        return field(default_factory=functools.partial(copy.deepcopy, default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a configuration field (a fresh copy for list, dict and section fields)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"configuration field {f.name} has no default")
 
 
 @dataclass
@@ -365,7 +376,7 @@ def config_from_dict(data: dict) -> RunConfig:
         if not isinstance(value, dict):
             errs.append(f"{key} = {value!r}: allowed a table of fields")
             continue
-        cls = known[key].default_factory  # type: ignore[misc]
+        cls = type(field_default(known[key]))
         names = {f.name for f in dataclasses.fields(cls)}
         for k in value:
             if k not in names:

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lensarray.config import RunConfig
 from lensarray.diagnostics import toy_cube
 
 LENSARRAY = str(Path(sys.executable).parent / "lensarray")
@@ -75,14 +74,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def work(tmp_path_factory, make_cfg):
     """A folder with a real built cube, toy cubes, a regular file, a TOML or two, crafted stores."""
     from lensarray.pipeline import build
 
     root = tmp_path_factory.mktemp("bad_input")
-    cfg = RunConfig().replace(**{"run.n_pairs": 8, "run.shard_pairs": 8, "run.chunk_pairs": 4,
-                                 "cluster.kind": "none"}).validate()
-    build(cfg, str(root / "cube.zarr"), progress=False)
+    build(make_cfg(8, shard=8, chunk=4, size=None, seed=None), str(root / "cube.zarr"), progress=False)
     toy_cube(48, kind="core", seed=3).to_zarr(root / "core.zarr", mode="w", consolidated=False)
     toy_cube(48, kind="ring", seed=3).to_zarr(root / "ring.zarr", mode="w", consolidated=False)
     other = toy_cube(48, kind="null", seed=4)

@@ -15,7 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-from ._common import BadInputError, add_cluster_arguments, open_cube_from_args, storage_options_from_args
+from ._common import (
+    BadInputError,
+    add_cluster_arguments,
+    open_cube_from_args,
+    progress_enabled,
+    storage_options_from_args,
+)
 
 NAME = "evaluate"
 HELP = "ROC AUC, recall at FPR, completeness (selection function) of model scores or the baseline"
@@ -34,6 +40,7 @@ def add_arguments(p) -> None:
     p.add_argument("--centre-mask", default="uniform", help="baseline ablation mask: fixed:R | uniform | psf (default uniform)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for CIs (default 200)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     add_cluster_arguments(p)
 
 
@@ -106,7 +113,8 @@ def run(args) -> int:
         results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap)
     else:
         for name, cm in (("baseline", None), ("baseline_centre_masked", mask)):
-            scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images)
+            scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images,
+                                            progress=progress_enabled(args))
             anchor_scores = facts.pop("anchor_scores", None)
             anchors = None if anchor_scores is None else ScoreTable(
                 np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,15 +380,22 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
 # ----------------------------------------------------------------------------------------
 def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scale: float = 0.262,
            psf_fwhm: dict | None = None, overwrite: bool = False, storage_options: dict | None = None,
-           batch: int = 256) -> IngestReport:
+           batch: int = 256, progress: bool = False) -> IngestReport:
     """Build a host cube at ``out`` from cutout files, streaming ``batch`` hosts at a time.
 
     Returns an :class:`IngestReport`; raises :class:`IngestError` when no file is usable. Every
     input is checked before an existing ``out`` is touched, and ``overwrite`` replaces only a
-    host cube (never a lens cube or anything else).
+    host cube (never a lens cube or anything else). ``progress`` shows one bar per pass over the
+    input files (check, then write); off by default (the CLI turns it on).
     """
     import xarray as xr
     import zarr
+    from tqdm.auto import tqdm
+
+    paths = list(paths)
+
+    def files(desc: str):
+        return tqdm(paths, desc=f"ingest: {desc}", unit="file", disable=not progress, file=sys.stderr)
 
     from ..storage import zarr_array
     from ..store import StoreExistsError, check_removable, remove_store, store_exists, zarr_store
@@ -402,7 +410,7 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
         check_removable(out, storage_options, kind="hosts")  # only a host cube, refused before any input is read
     # pass 1: check every file (cheap for cutouts), keep the accepted list
     accepted = []
-    for src, cut, why in read_cutouts(paths, bands=bands, pixel_scale=pixel_scale):
+    for src, cut, why in read_cutouts(files("check"), bands=bands, pixel_scale=pixel_scale):
         if cut is None:
             report.rejected.append((src, why))
             continue
@@ -447,7 +455,7 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     sel = set(accepted)
     i = 0
     buf: dict[str, list] = {k: [] for k in ("host", "invvar", "maskbits")}
-    for src, cut, _ in read_cutouts(paths, bands=bands, pixel_scale=pixel_scale):
+    for src, cut, _ in read_cutouts(files("write"), bands=bands, pixel_scale=pixel_scale):
         if cut is None or src not in sel:
             continue
         p = _prepare(cut, size, pixel_scale, bands, psf_fwhm)

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
 from .errors import BadInputError
 
 __all__ = ["ClusterError", "add_cluster_arguments", "client_from_args", "cluster_section", "get_client",
@@ -250,7 +251,9 @@ def get_client(section, *, quiet: bool = False, dashboard: bool = False) -> Iter
 
 async def _stop_bokeh(scheduler) -> None:
     http = getattr(scheduler, "http_application", None)
-    for app in list(getattr(http, "applications", []) if http is not None else []):
+    if http is None:
+        return
+    for app in list(getattr(http, "applications", [])):
         if hasattr(app, "stop_async"):
             await app.stop_async()
             http.applications.remove(app)

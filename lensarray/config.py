@@ -8,13 +8,17 @@ line each (``section.field = value: allowed ...``) before a single pixel is rend
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import itertools
 import json
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from .errors import BadInputError
 
 __all__ = [
@@ -34,8 +38,17 @@ def _f(default: Any, *, range: tuple[float, float] | None = None, choices: tuple
     """A dataclass field with validation metadata (``range`` inclusive, or ``choices``)."""
     meta = {"range": range, "choices": choices, "doc": doc, "item_range": item_range}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
+        return field(default_factory=functools.partial(copy.deepcopy, default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a configuration field (a fresh copy for list, dict and section fields)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"configuration field {f.name} has no default")
 
 
 @dataclass
@@ -291,7 +304,7 @@ class RunConfig:
         edges, fr = br.snr_edges, br.snr_fractions
         if len(edges) != len(fr) + 1:
             errs.append(f"brightness.snr_fractions has {len(fr)} entries: allowed len(snr_edges) - 1 = {len(edges) - 1}")
-        elif any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+        elif any(b <= a for a, b in itertools.pairwise(edges)):
             errs.append(f"brightness.snr_edges = {edges}: allowed strictly increasing")
         if fr and not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
             errs.append(f"brightness.snr_fractions = {fr}: allowed fractions summing to 1 (sum {sum(fr):.6g})")
@@ -363,7 +376,7 @@ def config_from_dict(data: dict) -> RunConfig:
         if not isinstance(value, dict):
             errs.append(f"{key} = {value!r}: allowed a table of fields")
             continue
-        cls = known[key].default_factory  # type: ignore[misc]
+        cls = type(field_default(known[key]))
         names = {f.name for f in dataclasses.fields(cls)}
         for k in value:
             if k not in names:

@@ -10,6 +10,7 @@ stamps of hard-negative pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: f
     snr = ds["arc_snr"].values[pair]
     rb = list(map(str, ds["band"].values)).index("r") if "r" in ds["band"].values else 0
     psf = ds["psf_fwhm"].values[pair, rb]
-    out = {
+    out: dict[str, Any] = {
         "n_stamps": int(pair.size), "n_pos": int(labels.sum()), "n_neg": int(neg.sum()), "split": split,
         "fpr": fpr, "threshold": thr,
         "auc": _auc(labels, score), "auc_ci95": _bootstrap(_auc, labels, score, pair, n_boot, seed),
@@ -158,23 +159,35 @@ def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_t
     Stamps stream through :func:`lensarray.training.batches` (bounded memory); with
     ``centre_mask`` the same transform is applied at training and test time.
     Returns the test scores and a small dict of training facts (with ``anchor_scores`` when
-    ``anchor_images`` (n, band, y, x) of known lenses are given).
+    ``anchor_images`` (n, band, y, x) of known lenses are given). ``progress`` shows a bar per
+    split while features are computed; off by default (the CLI turns it on).
     """
+    import sys
+
+    from tqdm.auto import tqdm
+
     from .baseline import BaselineClassifier, stamp_features
+    from .cube import SPLIT_NAMES
     from .training import batches
 
-    def collect(split, limit):
+    codes = np.asarray(ds["split"].values) if "split" in ds else np.full(int(ds.sizes["pair"]), -1)
+
+    def collect(split: str, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         feats, labels, pairs, roles = [], [], [], []
         n = 0
-        for b in batches(ds, split, batch_size=256, seed=seed, augment=(), centre_mask=centre_mask,
-                         shuffle_buffer=0):
-            feats.append(stamp_features(b["images"]))
-            labels.append(b["labels"])
-            pairs.append(b["pair"])
-            roles.append(b["role"])
-            n += len(b["pair"])
-            if n >= 2 * limit:
-                break
+        stamps = 2 * min(int((codes == SPLIT_NAMES.index(split)).sum()), limit)
+        with tqdm(total=stamps, desc=f"baseline: {split} features", unit="stamp", disable=not progress,
+                  file=sys.stderr) as bar:
+            for b in batches(ds, split, batch_size=256, seed=seed, augment=(), centre_mask=centre_mask,
+                             shuffle_buffer=0):
+                feats.append(stamp_features(b["images"]))
+                labels.append(b["labels"])
+                pairs.append(b["pair"])
+                roles.append(b["role"])
+                n += len(b["pair"])
+                bar.update(len(b["pair"]))
+                if n >= 2 * limit:
+                    break
         if not feats:
             return None
         return np.concatenate(feats), np.concatenate(labels), np.concatenate(pairs), np.concatenate(roles)
@@ -186,7 +199,7 @@ def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_t
     clf = BaselineClassifier(seed=seed)
     clf.model.fit(train[0], train[1])
     scores = clf.model.predict_proba(test[0])[:, 1]
-    facts = {"n_train_stamps": int(train[0].shape[0]), "n_test_stamps": int(test[0].shape[0])}
+    facts: dict[str, Any] = {"n_train_stamps": int(train[0].shape[0]), "n_test_stamps": int(test[0].shape[0])}
     if anchor_images is not None:
         imgs = np.asarray(anchor_images, dtype=np.float32)
         if centre_mask is not None:

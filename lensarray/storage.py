@@ -10,11 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from .errors import BadInputError
 
+if TYPE_CHECKING:
+    import zarr
+
 __all__ = ["StorageError", "add_storage_arguments", "storage_options_from", "check_destination", "check_source",
-           "redact", "S3_TIMEOUTS"]
+           "redact", "S3_TIMEOUTS", "zarr_array", "int_attr", "str_attr"]
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|key)", re.I)
 
@@ -39,7 +44,7 @@ def add_storage_arguments(parser) -> None:
     s.add_argument("--anon", action="store_true", default=None, help="anonymous (unsigned) S3 access")
 
 
-def storage_options_from(args=None, cfg=None, env: dict | None = None) -> dict[str, Any]:
+def storage_options_from(args=None, cfg=None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """fsspec ``storage_options`` for an ``s3://`` URL (an empty dict means library defaults)."""
     env = os.environ if env is None else env
     sec = getattr(cfg, "storage", None)
@@ -57,6 +62,35 @@ def storage_options_from(args=None, cfg=None, env: dict | None = None) -> dict[s
     if anon:
         opts["anon"] = True
     return opts
+
+
+def zarr_array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of an opened store; a group in its place (not a lensarray cube) is a
+    one-line :class:`StorageError` instead of an ``AttributeError`` deep inside a read."""
+    import zarr
+
+    member = group[name]
+    if not isinstance(member, zarr.Array):
+        raise StorageError(f"{group.store_path}/{name}: a zarr group; allowed an array (is this a lensarray cube?)")
+    return member
+
+
+def int_attr(group: zarr.Group, key: str, default: int) -> int:
+    """The integer attribute ``key`` of an opened store (``default`` when absent); any other JSON
+    value there is a one-line :class:`StorageError`."""
+    value = group.attrs.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StorageError(f"{group.store_path}: attribute {key} = {value!r}; allowed an integer")
+    return value
+
+
+def str_attr(group: zarr.Group, key: str, default: str) -> str:
+    """The string attribute ``key`` of an opened store (``default`` when absent); any other JSON
+    value there is a one-line :class:`StorageError`."""
+    value = group.attrs.get(key, default)
+    if not isinstance(value, str):
+        raise StorageError(f"{group.store_path}: attribute {key} = {str(value)[:80]!r}; allowed a string")
+    return value
 
 
 def redact(obj: Any) -> Any:

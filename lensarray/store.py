@@ -65,6 +65,7 @@ __all__ = [
     "shard_bounds",
     "open_dataset",
     "stored_cube_attrs",
+    "check_removable",
     "remove_store",
 ]
 
@@ -164,14 +165,9 @@ def store_kind(url: str, storage_options: dict | None = None) -> str | None:
 _KIND_NAMES = {"cube": "a lensarray cube", "hosts": "a lensarray host cube"}
 
 
-def remove_store(url: str, storage_options: dict | None = None, *, kind: str = "cube") -> None:
-    """Delete the lensarray store at ``url`` (only for an explicit ``overwrite``).
-
-    Refuses with :class:`StoreExistsError`, before removing anything, unless ``url`` holds a
-    lensarray store of ``kind`` ("cube" or "hosts") and nothing else: every file must be a zarr
-    node of that store (metadata or chunk). A plain file, a folder with other files, a foreign
-    Zarr store or a store of the other kind is never removed. The writer's lock is kept.
-    """
+def check_removable(url: str, storage_options: dict | None = None, *, kind: str = "cube") -> None:
+    """Raise :class:`StoreExistsError` unless :func:`remove_store` may delete ``url`` (nothing
+    there, or a lensarray store of ``kind`` and nothing else); removes nothing."""
     if kind not in _KIND_NAMES:
         raise ValueError(f"kind = {kind!r}: allowed one of {', '.join(_KIND_NAMES)}")
     fs, path = _fs_and_path(url, storage_options)
@@ -199,6 +195,20 @@ def remove_store(url: str, storage_options: dict | None = None, *, kind: str = "
         if not ok:
             raise StoreExistsError(f"{url} holds {'/'.join(rel)!r}, which lensarray did not write: "
                                    "refusing to remove it (choose another --out)")
+
+
+def remove_store(url: str, storage_options: dict | None = None, *, kind: str = "cube") -> None:
+    """Delete the lensarray store at ``url`` (only for an explicit ``overwrite``).
+
+    Refuses with :class:`StoreExistsError`, before removing anything, unless ``url`` holds a
+    lensarray store of ``kind`` ("cube" or "hosts") and nothing else: every file must be a zarr
+    node of that store (metadata or chunk). A plain file, a folder with other files, a foreign
+    Zarr store or a store of the other kind is never removed. The writer's lock is kept.
+    """
+    check_removable(url, storage_options, kind=kind)
+    fs, path = _fs_and_path(url, storage_options)
+    if not fs.exists(path):
+        return
     for name in _entries(fs, path):
         fs.rm(f"{path}/{name}", recursive=True)
     log.info("removed the %s at %s", kind, url)

@@ -207,7 +207,7 @@ def run_study(cfg: RunConfig, *, remedies: list[Remedy] | None = None, max_lr_pa
             log.info("study: %d / %d pairs rendered for %d remedies", ids[-1] + 1, n, len(remedies))
     edges = theta_e_edges(cfg.lens.theta_e_min, cfg.lens.theta_e_max)
     rows = []
-    for rem, c, parts in zip(remedies, cfgs, acc):
+    for rem, c, parts in zip(remedies, cfgs, acc, strict=True):
         t = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         m = min(max_lr_pairs, n)
         ids = np.arange(m)

@@ -25,9 +25,14 @@ smallest count.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .storage import int_attr, zarr_array
+
+if TYPE_CHECKING:
+    import zarr
 
 try:
     import torch
@@ -123,8 +128,8 @@ class LensArrayIterable(IterableDataset):
         from .store import open_group
 
         group = open_group(self.url, self.storage_options, mode="r")
-        n = int(group["host"].shape[0])
-        shard = int(group.attrs.get("shard_pairs", n))
+        n = int(zarr_array(group, "host").shape[0])
+        shard = int_attr(group, "shard_pairs", n)
         return -(-n // shard)
 
     def shards(self, worker: int = 0, num_workers: int = 1) -> list[int]:
@@ -182,11 +187,11 @@ class LensArrayPairs(Dataset):
             raise ValueError(f"split = {split!r}: allowed one of {', '.join(SPLIT_NAMES)} or None")
         self.url, self.split, self.storage_options = url, split, storage_options
         group = open_group(url, storage_options, mode="r")
-        codes = np.asarray(group["split"][:])
+        codes = np.asarray(zarr_array(group, "split")[:])
         self.pairs = (np.arange(codes.size, dtype=np.int64) if split is None
                       else np.flatnonzero(codes == SPLIT_NAMES.index(split)).astype(np.int64))
-        self.hard_negative = np.asarray(group["hard_negative"][:])[self.pairs]
-        self._group = None  # opened on first access in the process that reads
+        self.hard_negative = np.asarray(zarr_array(group, "hard_negative")[:])[self.pairs]
+        self._group: zarr.Group | None = None  # opened on first access in the process that reads
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -204,8 +209,8 @@ class LensArrayPairs(Dataset):
 
             self._group = open_group(self.url, self.storage_options, mode="r")
         p = int(self.pairs[index])
-        host = np.asarray(self._group["host"][p], dtype=np.float32)
-        arc = np.asarray(self._group["arc"][p], dtype=np.float32)
+        host = np.asarray(zarr_array(self._group, "host")[p], dtype=np.float32)
+        arc = np.asarray(zarr_array(self._group, "arc")[p], dtype=np.float32)
         return {"lens": torch.from_numpy(host + arc), "control": torch.from_numpy(host),
                 "label": torch.tensor(int(self.hard_negative[index] == 0), dtype=torch.int64),
                 "pair": torch.tensor(p, dtype=torch.int64)}

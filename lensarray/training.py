@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .cube import SPLIT_NAMES
+from .storage import zarr_array
 
 __all__ = ["batches", "AUGMENTATIONS", "METADATA_VARS"]
 
@@ -172,15 +173,18 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
 
     w_core = control_weights_of(ds.attrs, sz)  # core-matched control: the control carries arc * w_core
 
-    def read(s: int):
+    host_arr = zarr_array(group, "host") if group is not None else None
+    arc_arr = zarr_array(group, "arc") if group is not None else None
+
+    def read(s: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         a, b = int(s) * shard_pairs, min((int(s) + 1) * shard_pairs, n)
         sel = np.arange(a, b)
         if want is not None:
             sel = sel[split_all[a:b] == want]
         if sel.size == 0:
             return sel, None, None
-        if group is not None:
-            host, arc = group["host"][a:b], group["arc"][a:b]
+        if host_arr is not None and arc_arr is not None:
+            host, arc = np.asarray(host_arr[a:b]), np.asarray(arc_arr[a:b])
         else:
             host, arc = np.asarray(_read(ds["host"], a, b)), np.asarray(_read(ds["arc"], a, b))
         if sel.size != b - a:  # a split filter: only then a fancy-index copy
@@ -199,6 +203,7 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensarray-prefetch") as pool:
         pending = pool.submit(read, order[0]) if len(order) else None
         for i in range(len(order)):
+            assert pending is not None  # submitted for every index below len(order)
             sel, control, lens = pending.result()
             pending = pool.submit(read, order[i + 1]) if i + 1 < len(order) else None
             if sel.size == 0:

@@ -125,7 +125,7 @@ def _adaptive_flux(p: dict, i: int, size: int, pixel_scale: float, cells: int, t
         area = side * side
         err = np.abs(v8.mean(axis=1) - v4.mean(axis=1)) * area
         holds = np.zeros(x0.size, bool)
-        for a, b in zip(ix, iy):
+        for a, b in zip(ix, iy, strict=True):
             holds |= (a >= x0) & (a < x0 + side) & (b >= y0) & (b < y0 + side)
         split = ((err > tol) | holds) & (side > 1e-6)
         keep = ~split

@@ -7,15 +7,20 @@ import pytest
 from lensarray.config import RunConfig
 
 
-def small_config(n: int = 48, *, shard: int = 16, chunk: int = 8, size: int = 48, seed: int = 7,
+def small_config(n: int = 48, *, shard: int = 16, chunk: int = 8, size: int | None = 48, seed: int | None = 7,
                  **over) -> RunConfig:
     """A validated configuration for fast synchronous builds.
 
-    Dotted overrides (``{"core_mask.policy": "hard"}``) are applied last; ``cluster.kind`` is
-    ``"none"`` (in-process) unless overridden.
+    ``size`` / ``seed`` ``None`` keep the embedded default (what ``lensarray build`` uses without
+    ``--size`` / ``--seed``: for cubes compared with CLI builds). Dotted overrides
+    (``{"core_mask.policy": "hard"}``) are applied last; ``cluster.kind`` is ``"none"``
+    (in-process) unless overridden.
     """
-    base = {"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": chunk, "run.size": size,
-            "run.seed": seed, "cluster.kind": "none"}
+    base: dict = {"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": chunk, "cluster.kind": "none"}
+    if size is not None:
+        base["run.size"] = size
+    if seed is not None:
+        base["run.seed"] = seed
     base.update(over)
     return RunConfig().replace(**base).validate()
 

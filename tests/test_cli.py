@@ -142,19 +142,17 @@ def test_anchor_bootstrap_is_blockwise_with_the_same_values_and_flat_memory():
     assert peak < 100 * 2**20, peak / 2**20
 
 
-def test_s3_commands_leave_no_unclosed_session(tmp_path):
+def test_s3_commands_leave_no_unclosed_session(tmp_path, make_cfg):
     pytest.importorskip("moto")
     sys.path.insert(0, str(Path(__file__).parent))
     from _servers import make_bucket, moto_s3
 
-    from lensarray.config import RunConfig
     from lensarray.pipeline import build
 
     with moto_s3() as endpoint:
         make_bucket(endpoint, "cubes")
-        cfg = RunConfig().replace(**{"run.n_pairs": 4, "run.shard_pairs": 4, "run.chunk_pairs": 4,
-                                     "cluster.kind": "none"}).validate()
-        build(cfg, "s3://cubes/c.zarr", storage_options={"endpoint_url": endpoint})
+        build(make_cfg(4, shard=4, chunk=4, size=None, seed=None), "s3://cubes/c.zarr",
+              storage_options={"endpoint_url": endpoint})
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         exe = str(Path(sys.executable).parent / "lensarray")
         for argv in (["inspect", "s3://cubes/c.zarr"], ["verify", "s3://cubes/c.zarr", "--sample", "1", "--no-progress"]):

@@ -69,7 +69,7 @@ def test_flags_decode_with_cf_xarray(cube_url):
 
 def test_flag_meanings_match_the_schema_codes():
     attrs = conventions.attrs_for("split", "", "", "int8")
-    assert dict(zip(attrs["flag_meanings"].split(), attrs["flag_values"])) == {
+    assert dict(zip(attrs["flag_meanings"].split(), attrs["flag_values"], strict=True)) == {
         "unassigned": -1, "train": 0, "val": 1, "test": 2}
     mb = conventions.attrs_for("maskbits", "", "", "int32")
     names = mb["flag_meanings"].split()

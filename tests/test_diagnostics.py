@@ -102,7 +102,7 @@ def test_planted_per_sample_leaks_are_flagged(leak, flagged, sys_flag):
     table = pair_table(ds, progress=False)
     lk = metadata_leakage(table, ds)
     assert flagged in lk["flagged"]
-    sysres = systematics_by_class(table, ds)
+    sysres = systematics_by_class(table, ds).to_dict()
     assert (sysres["n_flags"] > 0) == sys_flag
     assert any(flagged in f for f in sysres["flags"])
 
@@ -115,7 +115,7 @@ def test_planted_invvar_difference_of_hard_negatives_is_flagged():
     assert rows["invvar_sum[r]"]["flagged"] and rows["invvar_sum[r]"]["auc_sym"] > 0.7
     # host facts drawn identically for negatives and lenses stay near 0.5
     assert rows["host_reff"]["auc_sym"] < 0.6
-    assert systematics_by_class(table, ds)["n_flags"] == 0  # roles still identical
+    assert systematics_by_class(table, ds).n_flags == 0  # roles still identical
 
 
 def test_clean_cube_has_no_leak_and_no_role_flags(ring_result):

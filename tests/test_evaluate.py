@@ -105,3 +105,16 @@ def test_hard_negatives_in_diagnose_and_anchors_in_evaluate(tmp_path, capsys, ma
     assert out["baseline"]["anchors"]["n"] == 3
     assert "ring" in out["baseline"]["hard_negatives"] or "spiral" in out["baseline"]["hard_negatives"] \
         or "tidal" in out["baseline"]["hard_negatives"]
+
+
+def test_baseline_progress_is_opt_in(cube, capsys):
+    """One bar per split while the baseline's features are computed, counting the split's stamps
+    (300 train pairs and 100 test pairs of the 400: 600 and 200 stamps); none unless asked."""
+    from lensarray.evaluation import baseline_scores
+
+    baseline_scores(cube, max_train_pairs=1000)
+    assert "baseline:" not in capsys.readouterr().err
+    baseline_scores(cube, max_train_pairs=1000, progress=True)
+    err = capsys.readouterr().err
+    assert "baseline: train features" in err and "600/600" in err
+    assert "baseline: test features" in err and "200/200" in err

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _servers import DaskProcesses, sigkill_after_shards
 
-from lensarray.config import RunConfig
 from lensarray.cube import VARIABLES, open_cube
 from lensarray.store import completed_shards, open_group
 
@@ -27,13 +25,12 @@ def _assert_same(a_url, b_url):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, make_cfg):
     from lensarray import pipeline
 
     url = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
-    cfg = RunConfig().replace(**{"run.n_pairs": N, "run.shard_pairs": SHARD, "run.chunk_pairs": 4,
-                                 "cluster.kind": "none"}).validate()
-    pipeline.build(cfg, url, progress=False)
+    # size and seed of `lensarray build` without flags: the CLI builds below must equal this cube
+    pipeline.build(make_cfg(N, shard=SHARD, chunk=4, size=None, seed=None), url, progress=False)
     return url
 
 
@@ -61,14 +58,14 @@ def test_existing_store_refused_without_overwrite(tmp_path, reference):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
-def test_worker_killed_mid_build_loses_nothing(tmp_path, reference):
+def test_worker_killed_mid_build_loses_nothing(tmp_path, reference, make_cfg):
     from distributed import Client
 
     from lensarray import pipeline
 
     procs = DaskProcesses(3, tmp_path)
     try:
-        cfg = RunConfig().replace(**{"run.n_pairs": N, "run.shard_pairs": SHARD, "run.chunk_pairs": 4}).validate()
+        cfg = make_cfg(N, shard=SHARD, chunk=4, size=None, seed=None)  # the client below runs it
         out = str(tmp_path / "dist.zarr")
         killed = []
 
@@ -142,22 +139,21 @@ def _snapshot(root: Path) -> dict:
     return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _future_store(tmp_path: Path) -> tuple[Path, dict]:
+def _future_store(tmp_path: Path, make_cfg) -> tuple[Path, dict]:
     """A small cube relabelled as schema_version 99, and a snapshot of its files."""
     import zarr
 
     from lensarray import pipeline
 
     out = tmp_path / "future.zarr"
-    cfg = RunConfig().replace(**{"run.n_pairs": 8, "run.shard_pairs": 8, "run.chunk_pairs": 4,
-                                 "cluster.kind": "none"}).validate()
-    pipeline.build(cfg, str(out), progress=False)
+    # as `lensarray build --pairs 8 --shard-pairs 8 --chunk-pairs 4` (the resume test repeats it)
+    pipeline.build(make_cfg(8, shard=8, chunk=4, size=None, seed=None), str(out), progress=False)
     zarr.open_group(str(out), mode="r+", zarr_format=3).attrs["schema_version"] = 99
     return out, _snapshot(out)
 
 
-def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path):
-    out, before = _future_store(tmp_path)
+def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path, make_cfg):
+    out, before = _future_store(tmp_path, make_cfg)
     res = subprocess.run([LENSARRAY, "inspect", str(out)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "schema_version 99" in res.stderr
@@ -167,8 +163,8 @@ def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path):
     assert _snapshot(out) == before
 
 
-def test_resume_refuses_a_store_of_another_schema_version(tmp_path):
-    out, before = _future_store(tmp_path)
+def test_resume_refuses_a_store_of_another_schema_version(tmp_path, make_cfg):
+    out, before = _future_store(tmp_path, make_cfg)
     res = subprocess.run([LENSARRAY, "build", "--out", str(out), "--pairs", "8", "--shard-pairs", "8",
                           "--chunk-pairs", "4", "--workers", "0", "--no-progress", "--resume"],
                          capture_output=True, text=True, timeout=60)

@@ -6,7 +6,7 @@ import pytest
 
 from lensarray.config import RunConfig
 from lensarray.hosts import _fft_reference as ref
-from lensarray.hosts.mog import moffat_mixture, render_galaxies, sersic_mixture, SD_GRID
+from lensarray.hosts.mog import SD_GRID, moffat_mixture, render_galaxies, sersic_mixture
 from lensarray.hosts.synthetic import synthetic_host_properties
 from lensarray.physics.photometry import mag_to_nmgy
 from lensarray.physics.psf import gaussian_psf, kernel_size

@@ -186,7 +186,7 @@ def test_overwrite_checks_inputs_first_and_replaces_only_a_host_cube(tmp_path, c
     assert main(["ingest", str(tmp_path / "a.fits"), "--out", str(user), "--overwrite"]) == 2
     assert (user / "thesis.tex").read_text() == "chapter 1"
     err = capsys.readouterr().err
-    assert "not a host cube" in err and "Traceback" not in err
+    assert "not a lensarray host cube" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
@@ -205,3 +205,22 @@ def test_six_real_dr10_hosts_in_three_regions_build_a_cube(tmp_path, caplog):
     assert ds.sizes["pair"] == 12 and set(np.unique(split).tolist()) == {0, 1, 2}
     for r in np.unique(region):  # still region-disjoint
         assert np.unique(split[region == r]).size == 1
+
+
+def test_progress_bars_are_the_callers(tmp_path, capsys):
+    """The library is silent unless asked (``progress=True``); the CLI shows one bar per pass over
+    the files, and ``--no-progress`` / ``-q`` turn them off."""
+    for i in range(3):
+        _fits(tmp_path / f"h{i}.fits", seed=i)
+    files = sorted(str(p) for p in tmp_path.glob("*.fits"))
+    ingest(files, str(tmp_path / "quiet.zarr"), size=32)
+    assert "ingest:" not in capsys.readouterr().err
+    ingest(files, str(tmp_path / "lib.zarr"), size=32, progress=True)
+    err = capsys.readouterr().err
+    assert "ingest: check" in err and "ingest: write" in err and "3/3" in err
+    assert main(["ingest", *files, "--out", str(tmp_path / "cli.zarr"), "--size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "ingest: check" in err and "ingest: write" in err
+    for flag in ("--no-progress", "-q"):
+        assert main(["ingest", *files, "--out", str(tmp_path / f"cli{flag}.zarr"), "--size", "32", flag]) == 0
+        assert "ingest: check" not in capsys.readouterr().err

@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-
 from _servers import sigkill_after_shards
 
 from lensarray import pipeline
 from lensarray.cli import main
 from lensarray.commands.verify import verify_store
-from lensarray.config import RunConfig
 from lensarray.cube import VARIABLES, open_cube
 from lensarray.errors import IncompleteCubeError
 from lensarray.store import completed_shards, open_group
@@ -26,15 +24,16 @@ LENSARRAY = str(Path(sys.executable).parent / "lensarray")
 N, SHARD, CHUNK = 32, 8, 4
 
 
-def _cfg(**over):
-    return RunConfig().replace(**{"run.n_pairs": N, "run.shard_pairs": SHARD, "run.chunk_pairs": CHUNK,
-                                  "run.size": 32, "cluster.kind": "none", **over}).validate()
+@pytest.fixture(scope="module")
+def cfg(make_cfg):
+    """``cfg(**over)``: the cube of these tests (N pairs in shards of SHARD, 32-pixel stamps)."""
+    return lambda **over: make_cfg(N, shard=SHARD, chunk=CHUNK, size=32, seed=None, **over)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, cfg):
     url = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
-    pipeline.build(_cfg(), url)
+    pipeline.build(cfg(), url)
     return url
 
 
@@ -50,7 +49,7 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(da[k].values, db[k].values, err_msg=k)
 
 
-def _half_built(tmp_path) -> tuple[str, int]:
+def _half_built(tmp_path, cfg) -> tuple[str, int]:
     """A cube whose build was interrupted after one shard; (url, index of the built shard)."""
     url = str(tmp_path / "half.zarr")
 
@@ -58,16 +57,16 @@ def _half_built(tmp_path) -> tuple[str, int]:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pipeline.build(_cfg(), url, on_shard_done=stop_after_one)
+        pipeline.build(cfg(), url, on_shard_done=stop_after_one)
     done = completed_shards(open_group(url, mode="r"))
     assert done.sum() == 1
     return url, int(np.flatnonzero(done)[0])
 
 
-def test_unbuilt_pairs_are_never_served(tmp_path, capsys):
+def test_unbuilt_pairs_are_never_served(tmp_path, capsys, cfg):
     from lensarray.training import batches
 
-    url, k = _half_built(tmp_path)
+    url, k = _half_built(tmp_path, cfg)
     built = np.arange(k * SHARD, (k + 1) * SHARD)
     unbuilt = np.setdiff1d(np.arange(N), built)
     raw = xr.open_zarr(url, consolidated=False)
@@ -97,7 +96,7 @@ def test_unbuilt_pairs_are_never_served(tmp_path, capsys):
     assert main(["verify", url, "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert all(f"shard {i} (pairs {8 * i}-{8 * i + 7}): not complete" in err for i in missing)
-    res = pipeline.build(_cfg(), url, resume=True)
+    res = pipeline.build(cfg(), url, resume=True)
     assert res.shards_written == 3 and open_cube(url).sizes["pair"] == N
 
 
@@ -132,15 +131,15 @@ FAULTS = {
 
 
 @pytest.fixture(scope="module")
-def other_cube(tmp_path_factory):
+def other_cube(tmp_path_factory, cfg):
     """The same layout, another seed: its shards are valid on their own, stale in the reference."""
     url = tmp_path_factory.mktemp("other") / "other.zarr"
-    pipeline.build(_cfg(**{"run.seed": 99}), str(url))
+    pipeline.build(cfg(**{"run.seed": 99}), str(url))
     return url
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_verify_catches_and_repair_rewrites_exactly_the_bad_shards(fault, reference, other_cube, tmp_path):
+def test_verify_catches_and_repair_rewrites_exactly_the_bad_shards(fault, reference, other_cube, tmp_path, cfg):
     mutate, shards, var = FAULTS[fault]
     cube = _copy(reference, tmp_path)
     mutate(cube, other_cube)
@@ -149,16 +148,16 @@ def test_verify_catches_and_repair_rewrites_exactly_the_bad_shards(fault, refere
     named = sorted({int(p.split()[1]) for p in problems})
     assert named == shards and any(var in p for p in problems), (fault, problems)
     untouched = {p: p.stat().st_mtime_ns for p in (cube / "theta_e" / "c").iterdir() if int(p.name) not in shards}
-    res = pipeline.build(_cfg(), str(cube), resume=True, repair=True)
+    res = pipeline.build(cfg(), str(cube), resume=True, repair=True)
     assert res.repaired == shards and res.shards_written == len(shards), fault
     assert {p: p.stat().st_mtime_ns for p in untouched} == untouched  # good shards were not rewritten
     assert verify_store(str(cube), sample=4) == []
     _assert_same(cube, reference)
 
 
-def test_repair_without_damage_rewrites_nothing(reference, tmp_path):
+def test_repair_without_damage_rewrites_nothing(reference, tmp_path, cfg):
     cube = _copy(reference, tmp_path)
-    res = pipeline.build(_cfg(), str(cube), resume=True, repair=True)
+    res = pipeline.build(cfg(), str(cube), resume=True, repair=True)
     assert res.repaired == [] and res.shards_written == 0
 
 
@@ -167,7 +166,7 @@ def _cli(out, *extra):
             "--workers", "0", "--no-progress", *extra]
 
 
-def test_sigkilled_build_is_refused_by_open_then_verify_resume_repair(tmp_path):
+def test_sigkilled_build_is_refused_by_open_then_verify_resume_repair(tmp_path, make_cfg):
     out = tmp_path / "k.zarr"
     proc = subprocess.Popen(_cli(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     done = sigkill_after_shards(proc, out)
@@ -185,8 +184,7 @@ def test_sigkilled_build_is_refused_by_open_then_verify_resume_repair(tmp_path):
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     ref = tmp_path / "ref.zarr"
-    pipeline.build(RunConfig().replace(**{"run.n_pairs": 48, "run.shard_pairs": 8, "run.chunk_pairs": 4,
-                                          "cluster.kind": "none"}).validate(), str(ref))
+    pipeline.build(make_cfg(48, shard=8, chunk=4, size=None, seed=None), str(ref))  # as _cli builds it
     _assert_same(out, ref)
 
 

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from lensarray.config import RunConfig
 from lensarray.cube import NEGATIVE_KINDS, template
@@ -143,7 +142,7 @@ def test_core_matched_control_one_function_everywhere(base, tmp_path):
 
     got = {}
     for b in batches(ds, split=None, batch_size=16, augment=(), shuffle_buffer=0):
-        for img, p, role in zip(b["images"], b["pair"], b["role"]):
+        for img, p, role in zip(b["images"], b["pair"], b["role"], strict=True):
             if role == 0:
                 got[int(p)] = img
     np.testing.assert_array_equal(np.stack([got[p] for p in range(IDS.size)]), expect_control.astype(np.float32))

@@ -11,7 +11,6 @@ pytest.importorskip("s3fs")
 from _servers import make_bucket, moto_s3  # noqa: E402
 
 from lensarray.cli import main  # noqa: E402
-from lensarray.config import RunConfig  # noqa: E402
 from lensarray.cube import VARIABLES, open_cube  # noqa: E402
 from lensarray.storage import StorageError, check_destination, redact  # noqa: E402
 
@@ -23,19 +22,20 @@ def s3():
         yield endpoint
 
 
-def _cfg(n=24, **over):
-    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": 8, "run.chunk_pairs": 4,
-                                  "run.size": 32, "cluster.kind": "none", **over}).validate()
+@pytest.fixture
+def cfg(make_cfg):
+    """``cfg(n)``: n pairs in shards of 8, chunks of 4, 32-pixel stamps."""
+    return lambda n=24, **over: make_cfg(n, shard=8, chunk=4, size=32, **over)
 
 
-def test_build_open_verify_resume_on_s3(s3, tmp_path):
+def test_build_open_verify_resume_on_s3(s3, tmp_path, cfg):
     from lensarray import pipeline
     from lensarray.commands.verify import verify_store
     from lensarray.store import DONE_VAR, completed_shards, open_group
 
     so = {"endpoint_url": s3}
     url = "s3://cubes/a.zarr"
-    pipeline.build(_cfg(), url, storage_options=so, progress=False)
+    pipeline.build(cfg(), url, storage_options=so, progress=False)
     ds = open_cube(url, storage_options=so)
     assert ds.sizes["pair"] == 24 and float(ds["arc"].sum()) > 0
     assert verify_store(url, so, sample=3) == []
@@ -46,14 +46,14 @@ def test_build_open_verify_resume_on_s3(s3, tmp_path):
     ref = {k: ds[k].values for k in ("host", "arc", "theta_e")}
     g = open_group(url, so)
     g[DONE_VAR][1] = 0
-    res = pipeline.build(_cfg(), url, storage_options=so, progress=False, resume=True)
+    res = pipeline.build(cfg(), url, storage_options=so, progress=False, resume=True)
     assert res.shards_written == 1 and completed_shards(g).all()
     ds2 = open_cube(url, storage_options=so)
     for k, v in ref.items():
         np.testing.assert_array_equal(ds2[k].values, v)
     # same cube locally: identical arrays whatever the store
     local = str(tmp_path / "a.zarr")
-    pipeline.build(_cfg(), local, progress=False)
+    pipeline.build(cfg(), local, progress=False)
     dl = open_cube(local)
     for k in VARIABLES:
         np.testing.assert_array_equal(dl[k].values, ds2[k].values, err_msg=k)
@@ -68,12 +68,12 @@ def test_cli_build_and_inspect_on_s3(s3, capsys):
     assert info["pairs"] == 8 and info["shards_done"] == 1
 
 
-def test_diagnose_on_s3(s3):
+def test_diagnose_on_s3(s3, cfg):
     from lensarray import pipeline
     from lensarray.diagnostics import diagnose
 
     so = {"endpoint_url": s3}
-    pipeline.build(_cfg(n=32), "s3://cubes/d.zarr", storage_options=so, progress=False)
+    pipeline.build(cfg(n=32), "s3://cubes/d.zarr", storage_options=so, progress=False)
     res, _ = diagnose(open_cube("s3://cubes/d.zarr", storage_options=so), progress=False, n_boot=10)
     assert res["n_pairs"] == 32
 
@@ -115,7 +115,7 @@ def test_redact_hides_secrets():
     assert "s3cr3t" not in json.dumps(red) and "AKIA" not in json.dumps(red) and red["endpoint_url"] == "http://x"
 
 
-def test_one_writer_at_a_time_on_s3(s3):
+def test_one_writer_at_a_time_on_s3(s3, cfg):
     import time
 
     import boto3
@@ -126,7 +126,7 @@ def test_one_writer_at_a_time_on_s3(s3):
 
     so = {"endpoint_url": s3}
     url = "s3://cubes/locked.zarr"
-    pipeline.build(_cfg(n=16), url, storage_options=so)
+    pipeline.build(cfg(n=16), url, storage_options=so)
     client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
     key = f"locked.zarr/{LOCK_NAME}"
     with pytest.raises(client.exceptions.ClientError):
@@ -136,18 +136,18 @@ def test_one_writer_at_a_time_on_s3(s3):
         with pytest.raises(StoreLockedError, match="being written"):
             StoreLock(url, so).acquire()
         with pytest.raises(StoreLockedError):
-            pipeline.build(_cfg(n=16), url, storage_options=so, resume=True)
+            pipeline.build(cfg(n=16), url, storage_options=so, resume=True)
     open_group(url, so)[DONE_VAR][1] = 0
     rec = {"host": "another-host", "pid": 4242, "since": time.time(), "time": time.time(), "nonce": "x"}
     client.put_object(Bucket="cubes", Key=key, Body=json.dumps(rec).encode())
     with pytest.raises(StoreLockedError, match="another-host, pid 4242"):
-        pipeline.build(_cfg(n=16), url, storage_options=so, resume=True)
+        pipeline.build(cfg(n=16), url, storage_options=so, resume=True)
     rec["time"] = time.time() - 3600  # not refreshed for an hour: stale, taken over
     client.put_object(Bucket="cubes", Key=key, Body=json.dumps(rec).encode())
-    assert pipeline.build(_cfg(n=16), url, storage_options=so, resume=True).shards_written == 1
+    assert pipeline.build(cfg(n=16), url, storage_options=so, resume=True).shards_written == 1
 
 
-def test_overwrite_on_s3_never_removes_foreign_objects(s3):
+def test_overwrite_on_s3_never_removes_foreign_objects(s3, cfg):
     import boto3
 
     from lensarray import pipeline
@@ -156,5 +156,5 @@ def test_overwrite_on_s3_never_removes_foreign_objects(s3):
     client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
     client.put_object(Bucket="cubes", Key="mine/thesis.tex", Body=b"\\documentclass")
     with pytest.raises(StoreExistsError, match="refusing to remove"):
-        pipeline.build(_cfg(n=8), "s3://cubes/mine", storage_options={"endpoint_url": s3}, overwrite=True)
+        pipeline.build(cfg(n=8), "s3://cubes/mine", storage_options={"endpoint_url": s3}, overwrite=True)
     assert client.get_object(Bucket="cubes", Key="mine/thesis.tex")["Body"].read() == b"\\documentclass"

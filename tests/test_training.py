@@ -26,7 +26,7 @@ def test_labels_and_stamps_are_right(cube):
     pairs = np.concatenate([b["pair"] for b in out])
     roles = np.concatenate([b["role"] for b in out])
     labels = np.concatenate([b["labels"] for b in out])
-    assert len(pairs) == 2 * 96 and len(set(zip(pairs.tolist(), roles.tolist()))) == 192
+    assert len(pairs) == 2 * 96 and len(set(zip(pairs.tolist(), roles.tolist(), strict=True))) == 192
     neg = cube["hard_negative"].values
     np.testing.assert_array_equal(labels, ((roles == 1) & (neg[pairs] == 0)).astype(np.int8))
     b = out[0]
@@ -47,7 +47,7 @@ def test_deterministic_given_seed_and_epoch(cube):
     a = _epoch(cube, seed=5, epoch=1)
     b = _epoch(cube, seed=5, epoch=1)
     c = _epoch(cube, seed=5, epoch=2)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x["images"], y["images"])
     assert not np.array_equal(np.concatenate([x["pair"] for x in a]), np.concatenate([x["pair"] for x in c]))
 

@@ -6,6 +6,7 @@ Commands raise :class:`~lensarray.errors.BadInputError` (or a subclass) for ever
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 from ..errors import BadInputError
@@ -22,7 +23,7 @@ def one_line(message: object) -> str:
         text = type(message).__name__
     parts = [part.strip() for part in text.splitlines() if part.strip()]
     out = parts[0] if parts else ""
-    for prev, part in zip(parts, parts[1:]):  # "invalid configuration:" + "a = 1: ..." reads as one
+    for prev, part in itertools.pairwise(parts):  # "invalid configuration:" + "a = 1: ..." reads as one
         out += (" " if prev.endswith(":") else " | ") + part
     return out
 

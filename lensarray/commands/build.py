@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import (BadInputError, add_cluster_arguments, client_from_args, progress_enabled,
-                      storage_options_from_args)
+from ._common import BadInputError, add_cluster_arguments, client_from_args, progress_enabled, storage_options_from_args
 
 NAME = "build"
 HELP = "build a cube of lens/control pairs (embedded default: synthetic LRG hosts)"
@@ -73,8 +72,8 @@ def config_from_args(args):
 def _stored_config(args):
     """``--resume`` without configuration flags: the configuration recorded in the cube."""
     from ..pipeline import config_of_store
-    from ..store import StoreExistsError, store_exists
     from ..storage import check_destination
+    from ..store import StoreExistsError, store_exists
 
     options = storage_options_from_args(args)
     check_destination(args.out, options)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import fail
+from ._common import BadInputError
 
 NAME = "config"
 HELP = "write the default (--dump) or a validated configuration as TOML with each field's doc and range"
@@ -50,8 +50,9 @@ def allowed(f: dataclasses.Field) -> str:
         lo, hi = meta["range"]
         return f"[{lo}, {hi}]"
     if meta.get("choices"):
-        kind = "items from" if isinstance(f.default_factory() if f.default is dataclasses.MISSING else f.default,
-                                          list) else "one of"
+        from ..config import field_default
+
+        kind = "items from" if isinstance(field_default(f), list) else "one of"
         return f"{kind} {', '.join(map(str, meta['choices']))}"
     if meta.get("item_range"):
         lo, hi = meta["item_range"]
@@ -84,19 +85,16 @@ def config_toml(cfg) -> str:
 
 
 def run(args) -> int:
-    from ..config import ConfigError, RunConfig, load_config
+    from ..config import RunConfig, load_config
 
     if args.dump == bool(args.config):
-        return fail("give either --dump (the default) or a CONFIG file to validate")
-    try:
-        cfg = RunConfig().validate() if args.dump else load_config(args.config)
-    except ConfigError as exc:
-        return fail(str(exc).replace("\n  ", " | "))
+        raise BadInputError("give either --dump (the default) or a CONFIG file to validate")
+    cfg = RunConfig().validate() if args.dump else load_config(args.config)  # ConfigError: cli.main prints it
     text = config_toml(cfg)
     if args.out:
         out = Path(args.out)
         if out.exists() and not args.overwrite:
-            return fail(f"--out {str(out)!r} exists: pass --overwrite to replace it")
+            raise BadInputError(f"--out {str(out)!r} exists: pass --overwrite to replace it")
         out.write_text(text)
         print(f"wrote {out}", file=sys.stderr)
     else:

@@ -17,8 +17,14 @@ import argparse
 import glob
 import os
 
-from ._common import (BadInputError, add_cluster_arguments, client_from_args, command_config,
-                      open_cube_from_args, progress_enabled)
+from ._common import (
+    BadInputError,
+    add_cluster_arguments,
+    client_from_args,
+    command_config,
+    open_cube_from_args,
+    progress_enabled,
+)
 
 NAME = "diagnose"
 HELP = "audit a cube (core LR, null test, leakage, systematics, anchors) and write the report"

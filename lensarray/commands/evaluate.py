@@ -15,8 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-
-from ._common import BadInputError, add_cluster_arguments, open_cube_from_args, storage_options_from_args
+from ._common import (
+    BadInputError,
+    add_cluster_arguments,
+    open_cube_from_args,
+    progress_enabled,
+    storage_options_from_args,
+)
 
 NAME = "evaluate"
 HELP = "ROC AUC, recall at FPR, completeness (selection function) of model scores or the baseline"
@@ -35,6 +40,7 @@ def add_arguments(p) -> None:
     p.add_argument("--centre-mask", default="uniform", help="baseline ablation mask: fixed:R | uniform | psf (default uniform)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for CIs (default 200)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     add_cluster_arguments(p)
 
 
@@ -60,7 +66,7 @@ def plot_completeness(res: dict, path: Path, title: str) -> None:
     fig = Figure(figsize=(12, 3.6))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    for ax, key, label in zip(axes, ("by_theta_e", "by_psf", "by_arc_snr"), ("theta_E [arcsec]", "PSF FWHM r [arcsec]", "arc S/N")):
+    for ax, key, label in zip(axes, ("by_theta_e", "by_psf", "by_arc_snr"), ("theta_E [arcsec]", "PSF FWHM r [arcsec]", "arc S/N"), strict=True):
         rows = res[key]
         x = [0.5 * (r["lo"] + r["hi"]) for r in rows]
         ax.plot(x, [r["completeness"] for r in rows], "o-", label="completeness")
@@ -107,7 +113,8 @@ def run(args) -> int:
         results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap)
     else:
         for name, cm in (("baseline", None), ("baseline_centre_masked", mask)):
-            scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images)
+            scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images,
+                                            progress=progress_enabled(args))
             anchor_scores = facts.pop("anchor_scores", None)
             anchors = None if anchor_scores is None else ScoreTable(
                 np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)

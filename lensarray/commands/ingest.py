@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ._common import BadInputError, add_cluster_arguments, storage_options_from_args
+from ._common import BadInputError, add_cluster_arguments, progress_enabled, storage_options_from_args
 
 NAME = "ingest"
 HELP = "build a host cube from real cutouts (FITS, npz/npy, parquet)"
@@ -33,6 +33,7 @@ def add_arguments(p) -> None:
     p.add_argument("--psf-fwhm", help="PSF FWHM per band, arcsec, e.g. 1.5,1.35,1.3 (default: DR10 medians)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing host cube (only a host cube; inputs are checked first)")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     add_cluster_arguments(p)
 
 
@@ -56,7 +57,7 @@ def run(args) -> int:
             vals = []
         if len(vals) != len(bands) or any(not 0.3 <= v <= 5 for v in vals):
             raise BadInputError(f"--psf-fwhm {args.psf_fwhm!r}: allowed {len(bands)} values in [0.3, 5] arcsec")
-        psf = dict(zip(bands, vals))
+        psf = dict(zip(bands, vals, strict=True))
     if not args.out or not args.out.strip():
         raise BadInputError("--out = '': allowed a local path or an fsspec URL of the host cube to write")
     cluster_section(args)
@@ -69,7 +70,8 @@ def run(args) -> int:
     if not paths:
         raise BadInputError(f"no input files matched {args.sources} (--glob {args.glob!r})")
     report = ingest(paths, args.out, size=args.size, bands=bands, pixel_scale=args.pixel_scale,
-                    psf_fwhm=psf, overwrite=args.overwrite, storage_options=options)
+                    psf_fwhm=psf, overwrite=args.overwrite, storage_options=options,
+                    progress=progress_enabled(args))
     for line in report.lines():
         print(line, file=sys.stderr)
     print(f"wrote {args.out}: {len(report.accepted)} hosts")

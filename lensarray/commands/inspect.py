@@ -26,13 +26,14 @@ def describe(url: str, storage_options: dict | None = None) -> dict:
     import fsspec
 
     from ..cube import open_cube
+    from ..storage import zarr_array
     from ..store import completed_shards, open_group
 
     ds = open_cube(url, storage_options=storage_options)
     group = open_group(url, storage_options, mode="r")
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     nbytes = int(fs.du(path))
-    host = group["host"]
+    host = zarr_array(group, "host")
     done = completed_shards(group)
     params = {}
     from ..cube import VARIABLES
@@ -51,7 +52,7 @@ def describe(url: str, storage_options: dict | None = None) -> dict:
     if "split" in ds:
         codes, counts = np.unique(ds["split"].values, return_counts=True)
         names = {-1: "unassigned", 0: "train", 1: "val", 2: "test"}
-        split_counts = {names.get(int(c), str(c)): int(k) for c, k in zip(codes, counts)}
+        split_counts = {names.get(int(c), str(c)): int(k) for c, k in zip(codes, counts, strict=True)}
     return {
         "store": url,
         "pairs": int(ds.sizes["pair"]),

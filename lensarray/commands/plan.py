@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import add_storage_arguments, fail, storage_options_from_args
+from ._common import BadInputError, add_storage_arguments, storage_options_from_args
 
 NAME = "plan"
 HELP = "shards, pairs per split and region, expected time and bytes of a build, before building"
@@ -55,7 +55,7 @@ def _encoded_bytes(cfg, arrays: dict[str, np.ndarray], n: int) -> int:
     """Bytes on disk of ``n`` rendered pairs written as one shard with the store's codecs."""
     import fsspec
 
-    from ..store import cube_attrs, create_store, open_group, write_shard
+    from ..store import create_store, cube_attrs, open_group, write_shard
 
     chunk = min(cfg.run.chunk_pairs, n)
     with tempfile.TemporaryDirectory(prefix="lensarray-plan-") as tmp:
@@ -172,19 +172,16 @@ def _text(out: dict) -> str:
 
 
 def run(args) -> int:
-    from ..config import ConfigError, load_config
+    from ..config import load_config
 
     over = {"run.n_pairs": args.pairs, "run.shard_pairs": args.shard_pairs, "run.chunk_pairs": args.chunk_pairs}
     if args.workers is not None:
         if args.workers < 1:
-            return fail(f"--workers = {args.workers}: allowed >= 1")
+            raise BadInputError(f"--workers = {args.workers}: allowed >= 1")
         over.update({"cluster.workers": args.workers, "cluster.kind": "local"})
     if args.calibrate < 1:
-        return fail(f"--calibrate = {args.calibrate}: allowed >= 1")
-    try:
-        cfg = load_config(args.config, **over)
-    except ConfigError as exc:
-        return fail(str(exc).replace("\n  ", " | "))
+        raise BadInputError(f"--calibrate = {args.calibrate}: allowed >= 1")
+    cfg = load_config(args.config, **over)  # ConfigError: cli.main prints it (exit 2)
 
     from tqdm.auto import tqdm
 

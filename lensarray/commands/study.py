@@ -14,7 +14,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import sys
 
 NAME = "study"
 HELP = "build the unmasked cube and every core remedy, audit each, write one comparison report"
@@ -36,29 +35,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-lr-pairs", type=int, default=20000, metavar="N", help="pairs fed to the LR and baseline")
 
 
-def _fail(msg: str) -> int:
-    print(f"lensarray study: error: {msg}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load_config
+    from ..config import load_config
+    from ..errors import BadInputError
 
     if not (20 <= args.pairs <= 1_000_000):
-        return _fail(f"--pairs = {args.pairs}: allowed range [20, 1000000]")
+        raise BadInputError(f"--pairs = {args.pairs}: allowed range [20, 1000000]")
     if not (0 < args.snr_scale <= 1e4):
-        return _fail(f"--snr-scale = {args.snr_scale}: allowed range (0, 10000]")
+        raise BadInputError(f"--snr-scale = {args.snr_scale}: allowed range (0, 10000]")
     if not (0 <= args.floor <= 1e6):
-        return _fail(f"--floor = {args.floor}: allowed range [0, 1000000]")
+        raise BadInputError(f"--floor = {args.floor}: allowed range [0, 1000000]")
     if not (10 <= args.bootstrap <= 100_000):
-        return _fail(f"--bootstrap = {args.bootstrap}: allowed range [10, 100000]")
-    try:
-        cfg = load_config(args.config, **{"run.n_pairs": args.pairs, "run.seed": args.seed})
-        if args.snr_scale != 1.0:
-            cfg = cfg.replace(**{"brightness.snr_edges": [e * args.snr_scale for e in cfg.brightness.snr_edges]})
-            cfg.validate()
-    except ConfigError as exc:
-        return _fail(" ".join(str(exc).split()))
+        raise BadInputError(f"--bootstrap = {args.bootstrap}: allowed range [10, 100000]")
+    # a ConfigError (here or from run_study) is printed by cli.main, exit 2
+    cfg = load_config(args.config, **{"run.n_pairs": args.pairs, "run.seed": args.seed})
+    if args.snr_scale != 1.0:
+        cfg = cfg.replace(**{"brightness.snr_edges": [e * args.snr_scale for e in cfg.brightness.snr_edges]})
+        cfg.validate()
     from ..study import default_remedies, run_study, write_study_report
 
     remedies = default_remedies(cfg, theta_e_min=args.theta_e_min)
@@ -67,13 +60,10 @@ def run(args: argparse.Namespace) -> int:
         names = [r.name for r in remedies]
         bad = [w for w in want if w not in names]
         if bad:
-            return _fail(f"--only {bad[0]!r}: allowed names {', '.join(names)}")
+            raise BadInputError(f"--only {bad[0]!r}: allowed names {', '.join(names)}")
         remedies = [r for r in remedies if r.name in want]
-    try:
-        study = run_study(cfg, remedies=remedies, max_lr_pairs=args.max_lr_pairs, n_boot=args.bootstrap,
-                          floor=args.floor, progress=True)
-    except ConfigError as exc:
-        return _fail(" ".join(str(exc).split()))
+    study = run_study(cfg, remedies=remedies, max_lr_pairs=args.max_lr_pairs, n_boot=args.bootstrap,
+                      floor=args.floor, progress=True)
     paths = write_study_report(study, args.out)
     from ..study import markdown_table
 

@@ -16,8 +16,13 @@ import sys
 
 import numpy as np
 
-from ._common import (BadInputError, add_cluster_arguments, open_cube_from_args, progress_enabled,
-                      storage_options_from_args)
+from ._common import (
+    BadInputError,
+    add_cluster_arguments,
+    open_cube_from_args,
+    progress_enabled,
+    storage_options_from_args,
+)
 
 NAME = "verify"
 HELP = "check checksums, completeness, NaN/inf and re-render a sample of pairs"
@@ -49,6 +54,7 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
     from ..config import config_from_dict
     from ..cube import VARIABLES, CubeSchemaError, open_cube
     from ..pipeline import render_pairs, stored_plan
+    from ..storage import int_attr, str_attr, zarr_array
     from ..store import check_shards, completed_shards, open_group, shard_bounds
 
     problems: list[str] = []
@@ -58,8 +64,9 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
         return [str(exc)]
     group = open_group(url, storage_options, mode="r")
     attrs = dict(group.attrs)
-    n = int(group["pair"].shape[0])
-    shard_pairs = int(attrs.get("shard_pairs", group["host"].shards[0]))
+    n = int(zarr_array(group, "pair").shape[0])
+    host = zarr_array(group, "host")
+    shard_pairs = int_attr(group, "shard_pairs", (host.shards or host.chunks)[0])
     bounds = shard_bounds(n, shard_pairs)
     done = completed_shards(group)
     for i in np.flatnonzero(~done):
@@ -79,10 +86,10 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
     # shard's index and the cube, finite pixels
     with tqdm(total=int(done.sum()), disable=not progress, desc="verify", unit="shard") as bar:
         bad = check_shards(group, on_shard=lambda i: bar.update(1), inspect=non_finite)
-    for i in sorted(bad):
-        problems += bad[i]
+    for shard in sorted(bad):
+        problems += bad[shard]
     if sample > 0 and not problems:
-        cfg = config_from_dict(json.loads(attrs["config"]))
+        cfg = config_from_dict(json.loads(str_attr(group, "config", "{}")))
         hosts = "" if cfg.hosts.source == "synthetic" else (hosts_url or "")
         plan = stored_plan(cfg, attrs, storage_options=storage_options, hosts_url=hosts)
         ids = np.unique(np.linspace(0, n - 1, min(sample, n)).astype(np.int64))
@@ -93,9 +100,9 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
             notes.append(f"re-render skipped: built from host cube {cfg.hosts.source!r}; pass --hosts to check it")
         if fresh is None:
             return problems
-        fresh = apply_quantization(fresh, attrs.get("quantization", ""))  # as stored
+        fresh = apply_quantization(fresh, str_attr(group, "quantization", ""))  # as stored
         for name in VARIABLES:
-            stored = np.stack([np.asarray(group[name][int(i)]) for i in ids])
+            stored = np.stack([np.asarray(zarr_array(group, name)[int(i)]) for i in ids])
             same = np.array_equal(stored, fresh[name], equal_nan=stored.dtype.kind == "f")
             if not same:
                 diff = [int(i) for k, i in enumerate(ids)

@@ -42,13 +42,14 @@ def mask_radii(n: int, nb: int, *, r_mask: float | tuple[float, float] = 5.0, mo
     """
     if mode not in MASK_MODES:
         raise ValueError(f"mode = {mode!r}: allowed one of {', '.join(MASK_MODES)}")
+    given = np.asarray(r_mask, dtype=float).ravel()
     if mode == "fixed":
-        r = float(np.asarray(r_mask, dtype=float).ravel()[0]) if np.ndim(r_mask) else float(r_mask)
+        r = float(given[0])
         if not (np.isfinite(r) and r >= 0):
             raise ValueError(f"r_mask = {r_mask!r}: allowed a finite radius >= 0 pixels")
         return np.full((n, nb), r)
     if mode == "uniform":
-        lo, hi = (3.0, 7.0) if np.ndim(r_mask) == 0 else (float(r_mask[0]), float(r_mask[1]))
+        lo, hi = (3.0, 7.0) if np.ndim(r_mask) == 0 else (float(given[0]), float(given[1]))
         if not (0 <= lo <= hi and np.isfinite(hi)):
             raise ValueError(f"r_mask = {r_mask!r}: allowed (lo, hi) with 0 <= lo <= hi pixels")
         rng = rng if rng is not None else np.random.default_rng(0)
@@ -154,7 +155,7 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
     bad = ~np.isfinite(fill)
     if bad.any():
         # rare (NaN in the annulus): redraw those stamp-bands among finite donors only
-        for i, b in zip(*np.nonzero(bad.any(axis=2))):
+        for i, b in zip(*np.nonzero(bad.any(axis=2)), strict=True):
             good = donors[i, b][np.isfinite(donors[i, b])]
             g = gens[i] if gens is not None else batch_rng
             fill[i, b] = g.choice(good, size=k) if good.size else 0.0
@@ -184,4 +185,7 @@ def apply_centre_mask_spec(stamps: np.ndarray, spec: dict, *, seed: int, sample_
             kw.setdefault("pixel_scale", float(pixel_scale))
     else:
         kw.pop("psf_fwhm", None)
-    return centre_mask(stamps, seed=seed, sample_ids=sample_ids, **kw)
+    kw.pop("return_radii", None)  # a spec describes the mask, not what the call returns
+    masked = centre_mask(stamps, seed=seed, sample_ids=sample_ids, **kw)
+    assert isinstance(masked, np.ndarray)
+    return masked

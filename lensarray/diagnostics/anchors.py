@@ -19,8 +19,8 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from .features import CENTRAL_RADIUS_PX, central_brightness
 from ..errors import BadInputError
+from .features import CENTRAL_RADIUS_PX, central_brightness
 
 __all__ = ["read_anchor_cutouts", "iter_anchor_cutouts", "anchor_brightness", "cube_central_brightness", "compare_brightness",
            "cliffs_delta", "AnchorError"]
@@ -123,19 +123,36 @@ def anchor_brightness(cutouts) -> np.ndarray:
     return np.asarray(vals)
 
 
-def cube_central_brightness(ds: xr.Dataset, *, progress: bool = False) -> np.ndarray:
-    """Robust central brightness of every host (control stamp, r band) of a cube, chunk by chunk."""
+def cube_central_brightness(ds: xr.Dataset, *, progress: bool = False, chunk_pairs: int = 256) -> np.ndarray:
+    """Robust central brightness of every host (control stamp, r band) of a cube, chunk by chunk.
+
+    Parameters
+    ----------
+    ds
+        A cube (dask-backed: its own pair chunks; numpy-backed: ``chunk_pairs`` pairs per task).
+    progress
+        Show a progress bar.
+    chunk_pairs
+        Pairs per task of a numpy-backed cube.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(pair,)`` nanomaggy per 0.262" pixel, as :func:`anchor_brightness`.
+    """
     import dask
+    import dask.array as da
 
     from ._compute import compute_tasks
-    from .features import _pair_chunks
 
     bands = [str(b) for b in ds["band"].values]
     k = bands.index("r") if "r" in bands else 0
     scale = float(ds.attrs.get("pixel_scale", REF_SCALE))
     fn = dask.delayed(lambda h: central_brightness(np.asarray(h, np.float64), radius_px=CENTRAL_RADIUS_PX * REF_SCALE / scale)
                       * (REF_SCALE / scale) ** 2, pure=True)
-    tasks = [fn(ds["host"].isel(pair=slice(a, b), band=k).data) for a, b in _pair_chunks(ds)]
+    host = ds["host"].isel(band=k).data
+    host = host if isinstance(host, da.Array) else da.from_array(np.asarray(host), chunks=(chunk_pairs, -1, -1))
+    tasks = [fn(block) for block in host.rechunk({1: -1, 2: -1}).to_delayed().ravel()]
     return np.concatenate(compute_tasks(tasks, desc="diagnose: anchor cube", progress=progress))
 
 

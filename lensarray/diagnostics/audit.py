@@ -397,7 +397,7 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     res["snr_definitions"] = snr_definitions(table, is_lens)
 
     lap("null_identity")
-    res["systematics"] = systematics_by_class(table, ds)
+    res["systematics"] = systematics_by_class(table, ds).to_dict()
     lap("systematics")
     res["leakage"] = metadata_leakage(table, ds, threshold=cfg.diagnostics.leak_auc_max)
     lap("leakage")

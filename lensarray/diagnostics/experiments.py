@@ -93,7 +93,7 @@ def run_experiment(name: str, *, n_points: int = 10, theta_e: float = 1.5, src_r
     inner = inner_image_radius_px(params["theta_e"], params["src_x"], params["src_y"], pixel_scale=pixel_scale)
     rows = []
     for i, v in enumerate(values):
-        row = {spec.param: float(v)}
+        row: dict[str, float | None] = {spec.param: float(v)}
         for b, band in enumerate(bands):
             row[f"core_flux_frac_{band}"] = float(cols["core_flux_frac"][i, b])
             row[f"core_flux_frac_nopsf_{band}"] = float(cols["core_flux_frac_nopsf"][i, b])

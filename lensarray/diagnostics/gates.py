@@ -23,7 +23,7 @@ class Gate:
 
     name: str
     value: float | None
-    threshold: float | list | None
+    threshold: float | list | str | None  # str: a rule stated in words ("bit-identical")
     passed: bool | None
     rule: str
     description: str

@@ -39,13 +39,14 @@ def null_identity(null_ds: xr.Dataset, *, centre_mask: dict | None = None, seed:
         ``max_abs_arc`` (largest |arc| stored in the checked pairs, nanomaggy).
     """
     from ..training import _augment, batches
-    from .ablation import centre_mask as mask_fn
+    from .ablation import apply_centre_mask_spec
 
     cm = dict(centre_mask or {"mode": "uniform", "r_mask": (3.0, 7.0)})
-    lens, control, pairs = {}, {}, []
+    lens: dict[int, np.ndarray] = {}
+    control: dict[int, np.ndarray] = {}
     for batch in batches(null_ds, split=None, batch_size=256, seed=seed, augment=(), centre_mask=None,
                          shuffle_buffer=0):
-        for img, p, role in zip(batch["images"], batch["pair"], batch["role"]):
+        for img, p, role in zip(batch["images"], batch["pair"], batch["role"], strict=True):
             (lens if role == 1 else control)[int(p)] = img
         if len(set(lens) & set(control)) >= max_pairs:
             break
@@ -68,11 +69,14 @@ def null_identity(null_ds: xr.Dataset, *, centre_mask: dict | None = None, seed:
     aug_l = _augment(L, np.random.default_rng(seed), ("flip", "rot90"))
     aug_c = _augment(C, np.random.default_rng(seed), ("flip", "rot90"))
     steps.append(("augmentations (flip, rot90)", aug_l, aug_c))
-    kw = {k: v for k, v in cm.items() if k != "psf_fwhm"}
-    if kw.get("mode") == "psf":
-        kw["psf_fwhm"] = null_ds["psf_fwhm"].values[ids]
-    steps.append(("centre-mask transform", mask_fn(aug_l, seed=seed, sample_ids=ids, **kw),
-                  mask_fn(aug_c, seed=seed, sample_ids=ids, **kw)))
+    # the training loader's call: the stamps' own PSF (psf mode) and the cube's pixel scale
+    psf = null_ds["psf_fwhm"].values[ids] if cm.get("mode") == "psf" else None
+    scale = float(null_ds.attrs.get("pixel_scale", 0.262))
+
+    def masked(stamps: np.ndarray) -> np.ndarray:
+        return apply_centre_mask_spec(stamps, cm, seed=seed, sample_ids=ids, psf_fwhm=psf, pixel_scale=scale)
+
+    steps.append(("centre-mask transform", masked(aug_l), masked(aug_c)))
     steps.append(("dtype float32", np.ascontiguousarray(steps[-1][1], dtype=np.float32),
                   np.ascontiguousarray(steps[-1][2], dtype=np.float32)))
     rows = [{"step": name, "n_differing_pairs": differing(a, b), "identical": differing(a, b) == 0,

@@ -128,7 +128,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
     regions = res.get("core_lr_regions") or {"box": res["core_lr"]}
     fig = new_figure((6.4, 3.8))
     ax = fig.subplots()
-    for off, (reg, fmt) in zip((-0.02, 0.0, 0.02), (("disc", "o-"), ("box", "s--"), ("ring", "^:"))):
+    for off, (reg, fmt) in zip((-0.02, 0.0, 0.02), (("disc", "o-"), ("box", "s--"), ("ring", "^:")), strict=True):
         part = regions.get(reg)
         if part:
             _errorbars(ax, part["by_theta_e"], fmt, f"{reg} (all: {part['auc']:.3f})", off)
@@ -189,7 +189,7 @@ def figures(res: dict, extras: dict) -> dict[str, str]:
                     label=role)
         axes[1].bar(x + (i - 0.5) * 0.4, [d[role]["nan_count_total"] + d[role]["inf_count_total"]
                                            + d[role]["nodata_flux_count_total"] for _, d in groups], width=0.4, label=role)
-    for a, t in zip(axes, ("mean bad-pixel fraction", "NaN + inf + flux-in-no-data pixels")):
+    for a, t in zip(axes, ("mean bad-pixel fraction", "NaN + inf + flux-in-no-data pixels"), strict=True):
         a.set_xticks(x, [g for g, _ in groups])
         a.set_title(t, fontsize=9)
         a.legend(fontsize=8)
@@ -372,7 +372,7 @@ def render_html(res: dict, figs: dict[str, str]) -> str:
                              + table(ni["steps"], [("step", "step"), ("identical", "identical"),
                                                    ("n_differing_pairs", "pairs differing"), ("dtype", "dtype")])))
     if sd:
-        rows = [{"stat": name, **{f"q{int(q * 100):02d}": v for q, v in zip(sd["quantiles"], sd[key])}}
+        rows = [{"stat": name, **{f"q{int(q * 100):02d}": v for q, v in zip(sd["quantiles"], sd[key], strict=True)}}
                 for name, key in (("matched filter (arc_snr)", "matched_filter"), ("aperture (arc_snr_aperture)", "aperture"),
                                   ("aperture / matched filter", "ratio_aperture_over_matched"))]
         defs = "".join(f"<li>{html.escape(k)}: {fmt_cell(pol[k])}</li>" for k in

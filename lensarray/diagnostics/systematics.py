@@ -11,13 +11,17 @@ is flagged; so is any per-sample variable (dims ``pair, role``) whose values dif
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
 from ..cube import SPLIT_NAMES
 from .features import ROLES
 
-__all__ = ["ROLE_COUNTS", "INVVAR_QUANTILES", "class_summary", "systematics_by_class", "per_sample_variables"]
+__all__ = ["ROLE_COUNTS", "INVVAR_QUANTILES", "ClassSystematics", "GroupSystematics", "class_summary",
+           "systematics_by_class", "per_sample_variables"]
 
 #: Per-sample stamp counts compared between roles (an exact equality is expected).
 ROLE_COUNTS = ("nan_count", "inf_count", "nodata_flux_count")
@@ -34,7 +38,7 @@ def per_sample_variables(ds: xr.Dataset) -> dict[str, np.ndarray]:
     audited for them, as a trainer would see them per sample. Role order follows the ``role``
     coordinate, lens first when named.
     """
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for name, var in ds.variables.items():
         if var.dims[:2] == ("pair", "role") and name not in ds.dims:
             vals = np.asarray(var.values)
@@ -96,13 +100,14 @@ def class_summary(table: xr.Dataset, by: tuple[str, ...] = ("role", "split")) ->
     keys = [s[k] for k in by]
     expected = tuple(groups[k] if groups[k] is not None else np.unique(np.asarray(s[k].values)) for k in by)
     s = s.chunk({"sample": -1}) if any(hasattr(v.data, "dask") for v in s.data_vars.values()) else s
-    kw = dict(dim="sample", expected_groups=expected, fill_value=np.nan)
-    counts = xarray_reduce(s[list(ROLE_COUNTS)], *keys, func="sum", **dict(kw, fill_value=0))
-    means = xarray_reduce(s[["maskbit_frac", "bad_pixel_frac"]], *keys, func="nanmean", **kw)
+    counts = xarray_reduce(s[list(ROLE_COUNTS)], *keys, func="sum", dim="sample", expected_groups=expected,
+                           fill_value=0)
+    means = xarray_reduce(s[["maskbit_frac", "bad_pixel_frac"]], *keys, func="nanmean", dim="sample",
+                          expected_groups=expected, fill_value=np.nan)
     n = xarray_reduce(xr.ones_like(s["bad_pixel_frac"], dtype=np.int64).rename("n"), *keys, func="sum",
-                      **dict(kw, fill_value=0))
+                      dim="sample", expected_groups=expected, fill_value=0)
     quant = xarray_reduce(s["invvar_median"], *keys, func="nanquantile", q=list(INVVAR_QUANTILES),
-                          method="blockwise", **kw)
+                          method="blockwise", dim="sample", expected_groups=expected, fill_value=np.nan)
     out = xr.merge([n.rename("n"), means, counts, quant.rename("invvar_median_quantile")])
     if "role" in out.dims:
         out = out.sel(role=list(ROLES))
@@ -112,25 +117,100 @@ def class_summary(table: xr.Dataset, by: tuple[str, ...] = ("role", "split")) ->
     return out
 
 
-def _group_dict(summ: xr.Dataset, bands: list[str]) -> dict:
-    """One group of a computed :func:`class_summary` as the report's dict."""
-    def f(x):
-        x = float(x)
-        return x if np.isfinite(x) else None
-
-    q = summ["invvar_median_quantile"].transpose("band", "quantile").values
-    return {
-        "n": int(summ["n"]),
-        "bad_pixel_frac_mean": f(summ["bad_pixel_frac"]),
-        "maskbit_frac_mean": [f(v) for v in summ["maskbit_frac"].values],
-        "invvar_median_q05_q50_q95": {b: ([f(v) for v in q[i]] if np.isfinite(q[i]).any() else [None] * 3)
-                                      for i, b in enumerate(bands)},
-        "bands": list(bands),
-        **{k + "_total": int(summ[k]) for k in ROLE_COUNTS},
-    }
+def _finite_or_none(x: xr.DataArray | np.floating | float) -> float | None:
+    """A float for the JSON report: NaN / inf (an empty group) become ``None``."""
+    v = float(x)
+    return v if np.isfinite(v) else None
 
 
-def systematics_by_class(table: xr.Dataset, ds: xr.Dataset | None = None) -> dict:
+@dataclass(frozen=True)
+class GroupSystematics:
+    """Systematics of one class of stamps (one role, or one role within a split).
+
+    Attributes
+    ----------
+    n
+        Stamps in the class.
+    bad_pixel_frac_mean
+        Mean fraction of pixels with invvar == 0 in some band or any mask bit set (``None``: no stamps).
+    maskbit_frac_mean
+        Mean fraction of pixels with each MASKBITS bit set, one entry per bit.
+    invvar_median_q05_q50_q95
+        Per band: quantiles 0.05 / 0.5 / 0.95 over pairs of the per-pair median positive invvar
+        (nanomaggy^-2).
+    bands
+        Band names, in cube order.
+    role_count_totals
+        ``nan_count`` / ``inf_count`` / ``nodata_flux_count`` totals over the class's stamps (pixels).
+    """
+
+    n: int
+    bad_pixel_frac_mean: float | None
+    maskbit_frac_mean: list[float | None]
+    invvar_median_q05_q50_q95: dict[str, list[float | None]]
+    bands: list[str]
+    role_count_totals: dict[str, int]
+
+    @classmethod
+    def from_summary(cls, summ: xr.Dataset, bands: list[str]) -> GroupSystematics:
+        """One group of a computed :func:`class_summary`."""
+        q = summ["invvar_median_quantile"].transpose("band", "quantile").values
+        return cls(
+            n=int(summ["n"]),
+            bad_pixel_frac_mean=_finite_or_none(summ["bad_pixel_frac"]),
+            maskbit_frac_mean=[_finite_or_none(v) for v in summ["maskbit_frac"].values],
+            invvar_median_q05_q50_q95={b: ([_finite_or_none(v) for v in q[i]] if np.isfinite(q[i]).any()
+                                           else [None] * len(INVVAR_QUANTILES)) for i, b in enumerate(bands)},
+            bands=list(bands),
+            role_count_totals={k: int(summ[k]) for k in ROLE_COUNTS},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON form (role counts as ``<name>_total`` keys)."""
+        return {
+            "n": self.n,
+            "bad_pixel_frac_mean": self.bad_pixel_frac_mean,
+            "maskbit_frac_mean": list(self.maskbit_frac_mean),
+            "invvar_median_q05_q50_q95": {b: list(v) for b, v in self.invvar_median_q05_q50_q95.items()},
+            "bands": list(self.bands),
+            **{k + "_total": v for k, v in self.role_count_totals.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ClassSystematics:
+    """Result of :func:`systematics_by_class`.
+
+    Attributes
+    ----------
+    by_role
+        ``{"lens": ..., "control": ...}`` over the whole cube.
+    by_split
+        ``{split name: {"lens": ..., "control": ...}}`` for each split with stamps.
+    flags
+        One line per role difference found (empty for a clean cube).
+    """
+
+    by_role: dict[str, GroupSystematics]
+    by_split: dict[str, dict[str, GroupSystematics]] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def n_flags(self) -> int:
+        """Number of role differences (the ``systematics_role_flags`` gate wants 0)."""
+        return len(self.flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON form: ``by_role``, ``by_split``, ``flags``, ``n_flags``."""
+        return {
+            "by_role": {r: g.to_dict() for r, g in self.by_role.items()},
+            "by_split": {name: {r: g.to_dict() for r, g in roles.items()} for name, roles in self.by_split.items()},
+            "flags": list(self.flags),
+            "n_flags": self.n_flags,
+        }
+
+
+def systematics_by_class(table: xr.Dataset, ds: xr.Dataset | None = None) -> ClassSystematics:
     """Summaries by role and by split x role, and the list of role differences (``flags``).
 
     Parameters
@@ -142,19 +222,19 @@ def systematics_by_class(table: xr.Dataset, ds: xr.Dataset | None = None) -> dic
 
     Returns
     -------
-    dict
-        ``by_role`` {lens, control}, ``by_split`` {split: {lens, control}}, ``flags`` (list of
-        one-line strings), ``n_flags``.
+    ClassSystematics
+        ``by_role``, ``by_split``, ``flags``; ``.to_dict()`` is the report's ``systematics`` section.
     """
     bands = [str(b) for b in table["band"].values]
-    by_role = class_summary(table, ("role",)).compute()
-    out = {"by_role": {r: _group_dict(by_role.sel(role=r), bands) for r in ROLES}, "by_split": {}}
+    by_role_summ = class_summary(table, ("role",)).compute()
+    by_role = {r: GroupSystematics.from_summary(by_role_summ.sel(role=r), bands) for r in ROLES}
+    by_split: dict[str, dict[str, GroupSystematics]] = {}
     if "split" in table:
-        by_split = class_summary(table, ("split", "role")).compute()
+        by_split_summ = class_summary(table, ("split", "role")).compute()
         for code, name in enumerate(SPLIT_NAMES):
-            g = by_split.sel(split=code)
+            g = by_split_summ.sel(split=code)
             if int(g["n"].sum()) > 0:
-                out["by_split"][name] = {r: _group_dict(g.sel(role=r), bands) for r in ROLES}
+                by_split[name] = {r: GroupSystematics.from_summary(g.sel(role=r), bands) for r in ROLES}
     n = int(table.sizes["pair"])
     flags = []
     for k in ROLE_COUNTS:
@@ -170,10 +250,8 @@ def systematics_by_class(table: xr.Dataset, ds: xr.Dataset | None = None) -> dic
             if differ.any():
                 flags.append(f"{name}: per-sample variable differs between lens and control in "
                              f"{int(np.sum(differ.reshape(n, -1).any(axis=1)))} of {n} pairs")
-    out["flags"] = flags
-    out["n_flags"] = len(flags)
-    return out
+    return ClassSystematics(by_role=by_role, by_split=by_split, flags=flags)
 
 
-def _isnan(a):
+def _isnan(a: np.ndarray) -> np.ndarray:
     return np.isnan(a) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.zeros(np.shape(a), bool)

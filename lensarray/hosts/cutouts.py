@@ -15,10 +15,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from ..errors import BadInputError
 from ..geometry import radius_grid
 
@@ -210,16 +213,17 @@ def _read_npz(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout]:
     return out
 
 
-def _read_parquet(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout]:
+def _read_parquet(path: Path, bands: list[str], pixel_scale: float) -> list[Cutout | IngestError]:
     """Parquet with one row per host: ``stamp`` (flattened float32 (band, y, x), or npz bytes),
-    optional ``invvar`` alike, ``size`` (side), ``ra``, ``dec``, ``brickname``."""
+    optional ``invvar`` alike, ``size`` (side), ``ra``, ``dec``, ``brickname``. A bad row is an
+    :class:`IngestError` in the list (that row is rejected, the others are read)."""
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path).to_pylist()
     except Exception as exc:
         raise IngestError(f"not a readable parquet table ({type(exc).__name__})") from None
-    out = []
+    out: list[Cutout | IngestError] = []
     for i, row in enumerate(table):
         stamp = row.get("stamp") if "stamp" in row else row.get("stamp_npz")
         if stamp is None:
@@ -245,13 +249,15 @@ def _read_parquet(path: Path, bands: list[str], pixel_scale: float) -> list[Cuto
     return out
 
 
-def read_cutouts(paths, *, bands=("g", "r", "z"), pixel_scale: float = 0.262):
+def read_cutouts(paths: Iterable[str | Path], *, bands: Sequence[str] = ("g", "r", "z"),
+                 pixel_scale: float = 0.262) -> Iterator[tuple[str, Cutout | None, str]]:
     """Yield ``(source, Cutout | None, reason)`` for every input; DES-style single-band coadds
     (``*_g.fits``, ``*_r.fits``, ...) in one folder are merged into one multi-band cutout."""
     bands = list(bands)
     singles: dict[str, dict[str, Cutout]] = {}
     for p in paths:
         path = Path(p)
+        cuts: list[Cutout] | list[Cutout | IngestError]
         try:
             if path.suffix.lower() in (".fits", ".fit", ".fz") or path.name.endswith(".fits.gz"):
                 cuts = _read_fits(path, bands)
@@ -309,9 +315,8 @@ def _robust_sigma(img: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - med)))
 
 
-def _check_invvar(c: Cutout) -> None:
-    """An inverse-variance plane must match the image and be finite and >= 0 (0 = no data)."""
-    iv = c.invvar
+def _check_invvar(c: Cutout, iv: np.ndarray) -> None:
+    """The inverse-variance plane ``iv`` of ``c`` must match the image and be finite and >= 0 (0 = no data)."""
     if iv.shape != c.image.shape:
         raise IngestError(f"invvar shape {iv.shape} differs from the image {c.image.shape}")
     if not np.isfinite(iv).all():
@@ -322,7 +327,7 @@ def _check_invvar(c: Cutout) -> None:
 
 def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwhm: dict) -> dict:
     if c.invvar is not None:
-        _check_invvar(c)
+        _check_invvar(c, c.invvar)
     if np.isfinite(c.pixel_scale) and abs(c.pixel_scale - pixel_scale) > 0.01 * pixel_scale:
         raise IngestError(f"pixel scale {c.pixel_scale:.3f}\"/pix; allowed {pixel_scale}\"/pix +/- 1% "
                           "(resample it first)")
@@ -333,7 +338,7 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
         raise IngestError(f"{frac:.1%} NaN/inf pixels")
     img = _crop(c.image, size)
     estimated = c.invvar is None
-    if estimated:
+    if c.invvar is None:
         # outer region (outside r = size/3) of each band: robust sky sigma -> constant invvar
         outer = radius_grid(size) > size / 3
         sig = np.array([_robust_sigma(img[b][outer]) for b in range(img.shape[0])])
@@ -375,17 +380,25 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
 # ----------------------------------------------------------------------------------------
 def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scale: float = 0.262,
            psf_fwhm: dict | None = None, overwrite: bool = False, storage_options: dict | None = None,
-           batch: int = 256) -> IngestReport:
+           batch: int = 256, progress: bool = False) -> IngestReport:
     """Build a host cube at ``out`` from cutout files, streaming ``batch`` hosts at a time.
 
     Returns an :class:`IngestReport`; raises :class:`IngestError` when no file is usable. Every
     input is checked before an existing ``out`` is touched, and ``overwrite`` replaces only a
-    host cube (never a lens cube or anything else).
+    host cube (never a lens cube or anything else). ``progress`` shows one bar per pass over the
+    input files (check, then write); off by default (the CLI turns it on).
     """
     import xarray as xr
     import zarr
+    from tqdm.auto import tqdm
 
-    from ..store import StoreExistsError, remove_store, store_exists, zarr_store
+    paths = list(paths)
+
+    def files(desc: str):
+        return tqdm(paths, desc=f"ingest: {desc}", unit="file", disable=not progress, file=sys.stderr)
+
+    from ..storage import zarr_array
+    from ..store import StoreExistsError, check_removable, remove_store, store_exists, zarr_store
 
     bands = list(bands)
     psf_fwhm = psf_fwhm or {}
@@ -394,10 +407,10 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     if exists:
         if not overwrite:
             raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it")
-        _check_replaceable(out, storage_options)
+        check_removable(out, storage_options, kind="hosts")  # only a host cube, refused before any input is read
     # pass 1: check every file (cheap for cutouts), keep the accepted list
     accepted = []
-    for src, cut, why in read_cutouts(paths, bands=bands, pixel_scale=pixel_scale):
+    for src, cut, why in read_cutouts(files("check"), bands=bands, pixel_scale=pixel_scale):
         if cut is None:
             report.rejected.append((src, why))
             continue
@@ -437,11 +450,12 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
     store = zarr_store(out, storage_options)
     lazy[["host", "invvar", "maskbits"]].to_zarr(store, compute=False, zarr_format=3, mode="w-", consolidated=False)
     group = zarr.open_group(store, mode="r+", zarr_format=3)
+    pixels = {k: zarr_array(group, k) for k in ("host", "invvar", "maskbits")}
     # pass 2: write pixel batches, then the small per-host table in one go
     sel = set(accepted)
     i = 0
     buf: dict[str, list] = {k: [] for k in ("host", "invvar", "maskbits")}
-    for src, cut, _ in read_cutouts(paths, bands=bands, pixel_scale=pixel_scale):
+    for src, cut, _ in read_cutouts(files("write"), bands=bands, pixel_scale=pixel_scale):
         if cut is None or src not in sel:
             continue
         p = _prepare(cut, size, pixel_scale, bands, psf_fwhm)
@@ -452,27 +466,15 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
         i += 1
         if len(buf["host"]) == batch:
             for k in buf:
-                group[k][i - batch:i] = np.stack(buf[k])
+                pixels[k][i - batch:i] = np.stack(buf[k])
                 buf[k] = []
     if buf["host"]:
         m = len(buf["host"])
         for k in buf:
-            group[k][i - m:i] = np.stack(buf[k])
+            pixels[k][i - m:i] = np.stack(buf[k])
     table = ds.drop_vars(["host", "invvar", "maskbits"])
     table.to_zarr(store, mode="a", zarr_format=3, consolidated=False)
     return report
-
-
-def _check_replaceable(out: str, storage_options: dict | None) -> None:
-    """Refuse (one line) to overwrite anything but a host cube that lensarray wrote."""
-    from ..store import StoreExistsError, store_kind
-
-    kind = store_kind(out, storage_options)
-    if kind != "hosts":
-        what = ("holds a lensarray cube, not a lensarray host cube (a lens cube is never replaced)"
-                if kind == "cube" else "is not a host cube")
-        raise StoreExistsError(f"--overwrite: {out} {what}; ingest replaces only a host cube it wrote "
-                               "(choose another --out)")
 
 
 class HostCube:
@@ -552,5 +554,4 @@ def expand_inputs(items, *, pattern: str = "*") -> list[str]:
             out += sorted(glob.glob(item))
         else:
             out.append(item)
-    seen = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(out))  # de-duplicated, first occurrence kept

@@ -246,7 +246,19 @@ def get_client(section, *, quiet: bool = False, dashboard: bool = False) -> Iter
             yield client
     finally:
         _stop_dashboard(cluster)
+        _close_cluster(cluster)
+
+
+def _close_cluster(cluster) -> None:
+    """Close a cluster we started. The work is finished (or failed) by now, so a slow shutdown of
+    the worker processes (a loaded machine can take longer than distributed's timeout) is logged,
+    not raised: raising here would turn a complete build into a failed command, or hide the real
+    error of a failed one. The nannies' processes are daemons and die with this process."""
+    try:
         cluster.close()
+    except (TimeoutError, OSError) as exc:
+        logger.warning("the local Dask cluster did not shut down cleanly (%s: %s); the results are not affected",
+                       type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
 async def _stop_bokeh(scheduler) -> None:

@@ -39,9 +39,14 @@ def _one(n: int, default_malloc: bool, root: str) -> dict:
             build(cfg, url, client=client, progress=False)
             seconds = time.perf_counter() - t0
     shutil.rmtree(url, ignore_errors=True)
-    return {"pairs": n, "malloc": "distributed default" if default_malloc else "lensarray workers",
-            "build_pairs_per_s": n / seconds, "peak_total_mib": mem.peak / 2**20,
-            "peak_client_mib": mem.peak_self / 2**20, "peak_largest_worker_mib": mem.peak_child / 2**20}
+    return {
+        "pairs": n,
+        "malloc": "distributed default" if default_malloc else "lensarray workers",
+        "build_pairs_per_s": n / seconds,
+        "peak_total_mib": mem.peak / 2**20,
+        "peak_client_mib": mem.peak_self / 2**20,
+        "peak_largest_worker_mib": mem.peak_child / 2**20,
+    }
 
 
 def main(argv=None) -> dict:
@@ -58,9 +63,11 @@ def main(argv=None) -> dict:
     root = tempfile.mkdtemp(prefix="lensarray-mem-")
     rows = []
     try:
-        for default in ([False, True] if args.default_malloc else [False]):
+        for default in [False, True] if args.default_malloc else [False]:
             for n in args.sizes:
-                cmd = [sys.executable, __file__, "--one", str(n), "--root", root] + (["--default-malloc"] if default else [])
+                cmd = [sys.executable, __file__, "--one", str(n), "--root", root] + (
+                    ["--default-malloc"] if default else []
+                )
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 rows.append(json.loads(out.strip().splitlines()[-1]))
                 print(table(rows[-1:], list(rows[-1])), flush=True)

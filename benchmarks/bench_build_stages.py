@@ -63,12 +63,12 @@ def _codec_floor(arrays: dict, path: str, quantized: set) -> float:
         data = np.asarray(arrays[name]).astype(VARIABLES[name].dtype, copy=False)
         if data.dtype.kind in "US":
             continue  # string columns: tiny, vlen codec (not part of the floor)
-        choice = (QUANTIZED_CODECS[name] if name in quantized else IMAGE_CODECS.get(name, ("zstd", 3, "noshuffle")))
+        choice = QUANTIZED_CODECS[name] if name in quantized else IMAGE_CODECS.get(name, ("zstd", 3, "noshuffle"))
         codec = numcodec(*choice)
         step = 16 if data.ndim >= 3 else data.shape[0]
         pieces = []
         for a in range(0, data.shape[0], step):
-            enc = codec.encode(np.ascontiguousarray(data[a:a + step]))
+            enc = codec.encode(np.ascontiguousarray(data[a : a + step]))
             pieces.append(enc)
             pieces.append(crc32c(enc).to_bytes(4, "little"))
         with open(os.path.join(path, name), "wb") as f:
@@ -123,10 +123,16 @@ def main(argv=None) -> dict:
         "host_props": lambda: synthetic_host_properties(ids, cfg),
         "hosts": lambda: synthetic_hosts(ids, cfg, props),
         "params": lambda: sample_params(ids, cfg, hosts),
-        "render": lambda: render_unit_arcs(params, size=cfg.run.size, pixel_scale=cfg.run.pixel_scale,
-                                           bands=tuple(cfg.run.bands), supersample=cfg.render.supersample,
-                                           tolerance=cfg.render.tolerance, psf_model=cfg.psf.model,
-                                           psf_beta=cfg.psf.moffat_beta),
+        "render": lambda: render_unit_arcs(
+            params,
+            size=cfg.run.size,
+            pixel_scale=cfg.run.pixel_scale,
+            bands=tuple(cfg.run.bands),
+            supersample=cfg.render.supersample,
+            tolerance=cfg.render.tolerance,
+            psf_model=cfg.psf.model,
+            psf_beta=cfg.psf.moffat_beta,
+        ),
         "render_pairs": lambda: render_pairs(ids, cfg),
     }
     if args.compare_hosts:
@@ -142,8 +148,15 @@ def main(argv=None) -> dict:
 
     def fresh_store(name: str) -> str:
         url = os.path.join(root, name)
-        create_store(url, n_pairs=n, bands=list(cfg.run.bands), size=cfg.run.size, chunk_pairs=16,
-                     shard_pairs=n, attrs=cube_attrs(cfg))
+        create_store(
+            url,
+            n_pairs=n,
+            bands=list(cfg.run.bands),
+            size=cfg.run.size,
+            chunk_pairs=16,
+            shard_pairs=n,
+            attrs=cube_attrs(cfg),
+        )
         return url
 
     try:
@@ -175,25 +188,43 @@ def main(argv=None) -> dict:
     ms = {k: 1e3 * float(np.median(v)) / n for k, v in times.items()}
     ms["derive"] = ms["render_pairs"] - ms["hosts"] - ms["host_props"] - ms["params"] - ms["render"]
     ms["total"] = ms["render_pairs"] + ms["write"]
-    rows = [{"stage": k, "ms_per_pair": ms[k]} for k in
-            ("host_props", "hosts", *(["hosts_fft_v01"] if args.compare_hosts else []), "params", "render",
-             "derive", "write", "write_open", "write_sequential", "write_floor", "write_cpu", "write_sequential_cpu",
-             "write_floor_cpu", "write_v01_codecs", "write_floor_v01_codecs", "total")]
-    ratios = {"hosts_over_render": (ms["hosts"] + ms["host_props"]) / ms["render"],
-              "host_pixels_over_render": ms["hosts"] / ms["render"],
-              "write_over_floor": ms["write"] / ms["write_floor"],
-              "write_cpu_over_floor_cpu": ms["write_cpu"] / ms["write_floor_cpu"],
-              "write_sequential_over_floor": ms["write_sequential"] / ms["write_floor"],
-              "write_sequential_over_write": ms["write_sequential"] / ms["write"],
-              "write_v01_codecs_over_floor": ms["write_v01_codecs"] / ms["write_floor_v01_codecs"],
-              "render_over_total": ms["render"] / ms["total"]}
+    rows = [
+        {"stage": k, "ms_per_pair": ms[k]}
+        for k in (
+            "host_props",
+            "hosts",
+            *(["hosts_fft_v01"] if args.compare_hosts else []),
+            "params",
+            "render",
+            "derive",
+            "write",
+            "write_open",
+            "write_sequential",
+            "write_floor",
+            "write_cpu",
+            "write_sequential_cpu",
+            "write_floor_cpu",
+            "write_v01_codecs",
+            "write_floor_v01_codecs",
+            "total",
+        )
+    ]
+    ratios = {
+        "hosts_over_render": (ms["hosts"] + ms["host_props"]) / ms["render"],
+        "host_pixels_over_render": ms["hosts"] / ms["render"],
+        "write_over_floor": ms["write"] / ms["write_floor"],
+        "write_cpu_over_floor_cpu": ms["write_cpu"] / ms["write_floor_cpu"],
+        "write_sequential_over_floor": ms["write_sequential"] / ms["write_floor"],
+        "write_sequential_over_write": ms["write_sequential"] / ms["write"],
+        "write_v01_codecs_over_floor": ms["write_v01_codecs"] / ms["write_floor_v01_codecs"],
+        "render_over_total": ms["render"] / ms["total"],
+    }
     if args.compare_hosts:
         ratios["hosts_fft_v01_over_render"] = ms["hosts_fft_v01"] / ms["render"]
         ratios["hosts_speedup_vs_v01"] = ms["hosts_fft_v01"] / ms["hosts"]
     print(table(rows, ["stage", "ms_per_pair"]))
     print("  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
-    path = write(args.name, {"pairs": n, "repeat": args.repeat, "ms_per_pair": ms, "ratios": ratios,
-                             "seconds": times})
+    path = write(args.name, {"pairs": n, "repeat": args.repeat, "ms_per_pair": ms, "ratios": ratios, "seconds": times})
     print(f"wrote {path}")
     return {"ms_per_pair": ms, "ratios": ratios}
 

@@ -45,9 +45,16 @@ def _render_only(params: dict, cfg_json: str) -> int:
     from lensarray.physics.render import render_unit_arcs
 
     cfg = config_from_dict(json.loads(cfg_json))
-    arcs, _ = render_unit_arcs(params, size=cfg.run.size, pixel_scale=cfg.run.pixel_scale, bands=tuple(cfg.run.bands),
-                               supersample=cfg.render.supersample, tolerance=cfg.render.tolerance,
-                               psf_model=cfg.psf.model, psf_beta=cfg.psf.moffat_beta)
+    arcs, _ = render_unit_arcs(
+        params,
+        size=cfg.run.size,
+        pixel_scale=cfg.run.pixel_scale,
+        bands=tuple(cfg.run.bands),
+        supersample=cfg.render.supersample,
+        tolerance=cfg.render.tolerance,
+        psf_model=cfg.psf.model,
+        psf_beta=cfg.psf.moffat_beta,
+    )
     return int(arcs.shape[0])
 
 
@@ -98,15 +105,20 @@ def main(argv=None) -> dict:
 
     root = tempfile.mkdtemp(prefix="lensarray-thru-")
     rows = []
-    kinds: list[tuple[str, dict]] = [("lossless", {})] + ([("quantized", {"quantize.host": True, "quantize.arc_keepbits": 12})]
-                                  if args.quantize else [])
+    kinds: list[tuple[str, dict]] = [("lossless", {})] + (
+        [("quantized", {"quantize.host": True, "quantize.arc_keepbits": 12})] if args.quantize else []
+    )
     try:
         for n in args.sizes:
             cfg = _cfg(n)
             shards = _shard_params(args.render_pairs, cfg)
             for kind, over in kinds:
-                with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None) as lc, Client(lc) as client:
+                with (
+                    local_cluster(
+                        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                    ) as lc,
+                    Client(lc) as client,
+                ):
                     render_only_rate(client, shards[:2], cfg)  # warm the workers (numba load, imports)
                     before = render_only_rate(client, shards, cfg)
                     url = os.path.join(root, f"cube{n}{kind}.zarr")
@@ -119,18 +131,37 @@ def main(argv=None) -> dict:
                 size = _du(url)
                 shutil.rmtree(url, ignore_errors=True)
                 render = (before + after) / 2
-                rows.append({"pairs": n, "storage": kind, "build_s": seconds, "build_pairs_per_s": n / seconds,
-                             "build_pairs_per_s_per_core": n / seconds / args.workers,
-                             "render_only_stamps_per_s": render, "render_only_per_core": render / args.workers,
-                             "render_only_before": before, "render_only_after": after,
-                             "build_over_render_only": (n / seconds) / render,
-                             "kernel_single_thread_here": here, "peak_rss_mib": mem.peak / 2**20,
-                             "peak_largest_worker_mib": mem.peak_child / 2**20, "bytes_per_pair": size / n})
+                rows.append(
+                    {
+                        "pairs": n,
+                        "storage": kind,
+                        "build_s": seconds,
+                        "build_pairs_per_s": n / seconds,
+                        "build_pairs_per_s_per_core": n / seconds / args.workers,
+                        "render_only_stamps_per_s": render,
+                        "render_only_per_core": render / args.workers,
+                        "render_only_before": before,
+                        "render_only_after": after,
+                        "build_over_render_only": (n / seconds) / render,
+                        "kernel_single_thread_here": here,
+                        "peak_rss_mib": mem.peak / 2**20,
+                        "peak_largest_worker_mib": mem.peak_child / 2**20,
+                        "bytes_per_pair": size / n,
+                    }
+                )
                 print(table(rows[-1:], list(rows[-1])), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    cols = ["pairs", "storage", "build_pairs_per_s_per_core", "render_only_per_core", "build_over_render_only",
-            "peak_rss_mib", "peak_largest_worker_mib", "bytes_per_pair"]
+    cols = [
+        "pairs",
+        "storage",
+        "build_pairs_per_s_per_core",
+        "render_only_per_core",
+        "build_over_render_only",
+        "peak_rss_mib",
+        "peak_largest_worker_mib",
+        "bytes_per_pair",
+    ]
     print(table(rows, cols))
     path = write(args.name, {"workers": args.workers, "rows": rows})
     print(f"wrote {path}")

@@ -23,8 +23,16 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 from common import table, write  # noqa: E402
 
-CANDIDATES = [("zstd", 1, "noshuffle"), ("zstd", 3, "noshuffle"), ("zstd", 1, "shuffle"), ("zstd", 1, "bitshuffle"),
-              ("zstd", 3, "bitshuffle"), ("lz4", 5, "shuffle"), ("lz4", 5, "bitshuffle"), ("none", 0, "noshuffle")]
+CANDIDATES = [
+    ("zstd", 1, "noshuffle"),
+    ("zstd", 3, "noshuffle"),
+    ("zstd", 1, "shuffle"),
+    ("zstd", 1, "bitshuffle"),
+    ("zstd", 3, "bitshuffle"),
+    ("lz4", 5, "shuffle"),
+    ("lz4", 5, "bitshuffle"),
+    ("none", 0, "noshuffle"),
+]
 
 
 def numcodec(cname: str, level: int, shuffle: str):
@@ -37,15 +45,18 @@ def numcodec(cname: str, level: int, shuffle: str):
         return None
     if cname == "zstd" and shuffle == "noshuffle":
         return Zstd(level=level)
-    return Blosc(cname=cname, clevel=level,
-                 shuffle={"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[shuffle])
+    return Blosc(
+        cname=cname,
+        clevel=level,
+        shuffle={"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[shuffle],
+    )
 
 
 def encoded_size(codec, data: np.ndarray, chunk: int = 16) -> int:
     """Bytes after compressing ``data`` in inner chunks of ``chunk`` pairs."""
     if codec is None:
         return int(data.nbytes)
-    return sum(len(codec.encode(np.ascontiguousarray(data[a:a + chunk]))) for a in range(0, data.shape[0], chunk))
+    return sum(len(codec.encode(np.ascontiguousarray(data[a : a + chunk]))) for a in range(0, data.shape[0], chunk))
 
 
 def main(argv=None) -> dict:
@@ -63,8 +74,14 @@ def main(argv=None) -> dict:
     cfg = RunConfig().replace(**{"run.n_pairs": n, "quantize.host": True, "quantize.arc_keepbits": 12}).validate()
     arrays = render_pairs(np.arange(n), cfg)
     quant = apply_quantization(arrays, quantization_attrs(cfg))
-    planes = {"host": arrays["host"], "invvar": arrays["invvar"], "arc": arrays["arc"], "maskbits": arrays["maskbits"],
-              "host_quantized": quant["host"], "arc_keepbits12": quant["arc"]}
+    planes = {
+        "host": arrays["host"],
+        "invvar": arrays["invvar"],
+        "arc": arrays["arc"],
+        "maskbits": arrays["maskbits"],
+        "host_quantized": quant["host"],
+        "arc_keepbits12": quant["arc"],
+    }
     times: dict[tuple, list[float]] = {}
     sizes: dict[tuple, int] = {}
     for _ in range(args.repeat):
@@ -76,8 +93,15 @@ def main(argv=None) -> dict:
                 times.setdefault((var, cand), []).append(time.perf_counter() - t0)
     rows = []
     for (var, cand), ts in times.items():
-        rows.append({"variable": var, "codec": "-".join(map(str, cand)), "bytes_per_pair": sizes[(var, cand)] / n,
-                     "ratio": planes[var].nbytes / sizes[(var, cand)], "ms_per_pair": 1e3 * float(np.median(ts)) / n})
+        rows.append(
+            {
+                "variable": var,
+                "codec": "-".join(map(str, cand)),
+                "bytes_per_pair": sizes[(var, cand)] / n,
+                "ratio": planes[var].nbytes / sizes[(var, cand)],
+                "ms_per_pair": 1e3 * float(np.median(ts)) / n,
+            }
+        )
     print(table(rows, ["variable", "codec", "bytes_per_pair", "ratio", "ms_per_pair"]))
 
     def total(choice: dict) -> dict:
@@ -89,12 +113,19 @@ def main(argv=None) -> dict:
     chosen = {v: IMAGE_CODECS[v] for v in ("host", "invvar", "arc", "maskbits")}
     quantized = {**chosen, "host_quantized": QUANTIZED_CODECS["host"], "arc_keepbits12": QUANTIZED_CODECS["arc"]}
     quantized.pop("host"), quantized.pop("arc")
-    totals = {"v01_zstd3_everywhere": total(v01), "chosen_lossless": total(chosen),
-              "chosen_quantized_host_arc12": total(quantized)}
+    totals = {
+        "v01_zstd3_everywhere": total(v01),
+        "chosen_lossless": total(chosen),
+        "chosen_quantized_host_arc12": total(quantized),
+    }
     for k, v in totals.items():
-        print(f"{k}: {v['bytes_per_pair'] / 1e3:.1f} kB/pair (image planes), compress {v['compress_ms_per_pair']:.3f} ms/pair")
-    print("note: the invvar rows are the v0.2 synthetic invvar (12 mantissa bits); v0.1's full-precision plane "
-          "compressed to 43.0 kB/pair with zstd 3")
+        print(
+            f"{k}: {v['bytes_per_pair'] / 1e3:.1f} kB/pair (image planes), compress {v['compress_ms_per_pair']:.3f} ms/pair"
+        )
+    print(
+        "note: the invvar rows are the v0.2 synthetic invvar (12 mantissa bits); v0.1's full-precision plane "
+        "compressed to 43.0 kB/pair with zstd 3"
+    )
     path = write(args.name, {"pairs": n, "rows": rows, "totals": totals})
     print(f"wrote {path}")
     return {"rows": rows, "totals": totals}

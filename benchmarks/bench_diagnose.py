@@ -79,7 +79,7 @@ def _raw_read(url: str, n: int, base_n: int | None = None) -> float:
     for start in range(0, n, base_n):  # tile by tile, shard by shard: the tiled cube's chunks
         for b in range(0, min(base_n, n - start), SHARD):
             for arr in arrays:
-                arr[b:min(b + SHARD, base_n, n - start)]
+                arr[b : min(b + SHARD, base_n, n - start)]
     return time.perf_counter() - t0
 
 
@@ -91,9 +91,20 @@ def _import_pixel_pass() -> None:
 
     spec = features.MeasureSpec(core_radius=5.0, snr_band=0, ref_band=0, pixel_scale=0.262, box=4, side=8)
     z = np.zeros((1, 1, 8, 8), np.float32)
-    features._measure_block(z, z, z + 1, np.zeros((1, 8, 8), np.int16), np.ones(1), np.ones((1, 1)),
-                            np.zeros(1, np.int64), np.ones(1, bool), np.ones(1, bool), spec=spec,
-                            names=(*features._INPUTS, "pair_id", "in_lr", "in_vis"), stored=())
+    features._measure_block(
+        z,
+        z,
+        z + 1,
+        np.zeros((1, 8, 8), np.int16),
+        np.ones(1),
+        np.ones((1, 1)),
+        np.zeros(1, np.int64),
+        np.ones(1, bool),
+        np.ones(1, bool),
+        spec=spec,
+        names=(*features._INPUTS, "pair_id", "in_lr", "in_vis"),
+        stored=(),
+    )
 
 
 def _diagnose(ds, workers: int, warm: bool = False) -> tuple[float, float, dict, float]:
@@ -124,8 +135,9 @@ def _close(client, lc) -> None:
         try:
             obj.close()
         except (TimeoutError, OSError) as exc:
-            print(f"warning: closing {type(obj).__name__} timed out ({type(exc).__name__}); continuing",
-                  file=sys.stderr)
+            print(
+                f"warning: closing {type(obj).__name__} timed out ({type(exc).__name__}); continuing", file=sys.stderr
+            )
 
 
 def _tiled(url: str | None, n: int, toy: tuple[int, int] | None = None):
@@ -141,8 +153,9 @@ def _tiled(url: str | None, n: int, toy: tuple[int, int] | None = None):
     else:
         raise ValueError("tiling needs a built cube (url) or a toy cube (toy)")
     k = -(-n // base.sizes["pair"])
-    ds = xr.concat([base] * k, dim="pair", data_vars="all", coords="minimal", compat="override",
-                   join="override").isel(pair=slice(0, n))
+    ds = xr.concat([base] * k, dim="pair", data_vars="all", coords="minimal", compat="override", join="override").isel(
+        pair=slice(0, n)
+    )
     return ds.assign_coords(pair=np.arange(n, dtype=np.int64)).assign_attrs(base.attrs)
 
 
@@ -152,18 +165,32 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--memory-base", type=int, default=0, help="pairs of the built cube that is tiled (0: skip)")
     ap.add_argument("--memory-sizes", type=int, nargs="*", default=[])
-    ap.add_argument("--memory-toy-size", type=int, default=0,
-                    help="tile an in-memory toy cube of --memory-base pairs with stamps of this side instead of a "
-                         "built cube (the per-pair table does not depend on the stamp size; the pixel pass does)")
+    ap.add_argument(
+        "--memory-toy-size",
+        type=int,
+        default=0,
+        help="tile an in-memory toy cube of --memory-base pairs with stamps of this side instead of a "
+        "built cube (the per-pair table does not depend on the stamp size; the pixel pass does)",
+    )
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--quantize", action="store_true", help="build the speed cubes with the quantised storage "
-                    "(QUANTIZE: half the disk of the lossless default)")
-    ap.add_argument("--tile-from", type=int, default=0,
-                    help="speed sizes above this many pairs tile a built cube of this size (the disk holds one "
-                         "small cube; reads of the repeats come from the page cache, for both sides)")
-    ap.add_argument("--warm-workers", action="store_true",
-                    help="let the fresh workers import the pixel pass (and load its numba cache) before diagnose is "
-                         "timed; the import seconds are reported beside (10-25 s cold on a loaded machine)")
+    ap.add_argument(
+        "--quantize",
+        action="store_true",
+        help="build the speed cubes with the quantised storage (QUANTIZE: half the disk of the lossless default)",
+    )
+    ap.add_argument(
+        "--tile-from",
+        type=int,
+        default=0,
+        help="speed sizes above this many pairs tile a built cube of this size (the disk holds one "
+        "small cube; reads of the repeats come from the page cache, for both sides)",
+    )
+    ap.add_argument(
+        "--warm-workers",
+        action="store_true",
+        help="let the fresh workers import the pixel pass (and load its numba cache) before diagnose is "
+        "timed; the import seconds are reported beside (10-25 s cold on a loaded machine)",
+    )
     ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
     ap.add_argument("--name", default="diagnose", help="results/<name>.json")
     args = ap.parse_args(argv)
@@ -186,16 +213,32 @@ def main(argv=None) -> dict:
                 warm.append(t_warm)
                 peaks.append(peak)
             r, d = statistics.median(raw), statistics.median(diag)
-            rows.append({"pairs": n, "tiled_from": base_n if base_n != n else None, "raw_read_s": r, "diagnose_s": d,
-                         "diagnose_vs_raw_read": r / d,
-                         "raw_ms_per_pair": 1e3 * r / n, "diagnose_ms_per_pair": 1e3 * d / n,
-                         "diagnose_peak_rss_mib": max(peaks), "raw_s_all": raw, "diagnose_s_all": diag,
-                         "worker_import_s_all": warm if args.warm_workers else None,
-                         "diagnose_plus_import_vs_raw_read": r / (d + statistics.median(warm)) if args.warm_workers
-                         else None,
-                         "core_lr_auc": res["core_lr"]["auc"], "stages_s": res.get("elapsed_by_stage_s")})
-            print(table(rows[-1:], ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read",
-                                    "diagnose_peak_rss_mib"]), flush=True)
+            rows.append(
+                {
+                    "pairs": n,
+                    "tiled_from": base_n if base_n != n else None,
+                    "raw_read_s": r,
+                    "diagnose_s": d,
+                    "diagnose_vs_raw_read": r / d,
+                    "raw_ms_per_pair": 1e3 * r / n,
+                    "diagnose_ms_per_pair": 1e3 * d / n,
+                    "diagnose_peak_rss_mib": max(peaks),
+                    "raw_s_all": raw,
+                    "diagnose_s_all": diag,
+                    "worker_import_s_all": warm if args.warm_workers else None,
+                    "diagnose_plus_import_vs_raw_read": r / (d + statistics.median(warm))
+                    if args.warm_workers
+                    else None,
+                    "core_lr_auc": res["core_lr"]["auc"],
+                    "stages_s": res.get("elapsed_by_stage_s"),
+                }
+            )
+            print(
+                table(
+                    rows[-1:], ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read", "diagnose_peak_rss_mib"]
+                ),
+                flush=True,
+            )
             if args.root is None and base_n == n:
                 shutil.rmtree(url, ignore_errors=True)
         if args.memory_base and args.memory_sizes:
@@ -205,21 +248,41 @@ def main(argv=None) -> dict:
                 _build(args.memory_base, base_url, args.workers)
             for n in args.memory_sizes:
                 dt, peak, mres, _ = _diagnose(_tiled(base_url, n, toy), args.workers)
-                mem_rows.append({"pairs": n, "tiled_from": args.memory_base, "stamp_size": args.memory_toy_size or 64,
-                                 "source": "toy cube in memory" if toy else "built cube", "diagnose_s": dt,
-                                 "peak_rss_all_processes_mib": peak,
-                                 "peak_rss_client_mib": mres["_bench_peaks_mib"]["client"],
-                                 "peak_rss_largest_child_mib": mres["_bench_peaks_mib"]["largest_child"]})
+                mem_rows.append(
+                    {
+                        "pairs": n,
+                        "tiled_from": args.memory_base,
+                        "stamp_size": args.memory_toy_size or 64,
+                        "source": "toy cube in memory" if toy else "built cube",
+                        "diagnose_s": dt,
+                        "peak_rss_all_processes_mib": peak,
+                        "peak_rss_client_mib": mres["_bench_peaks_mib"]["client"],
+                        "peak_rss_largest_child_mib": mres["_bench_peaks_mib"]["largest_child"],
+                    }
+                )
                 print(table(mem_rows[-1:], list(mem_rows[-1])), flush=True)
             if len(mem_rows) > 1:
-                mem_rows[-1]["growth_vs_first_mib"] = mem_rows[-1]["peak_rss_all_processes_mib"] - \
-                    mem_rows[0]["peak_rss_all_processes_mib"]
+                mem_rows[-1]["growth_vs_first_mib"] = (
+                    mem_rows[-1]["peak_rss_all_processes_mib"] - mem_rows[0]["peak_rss_all_processes_mib"]
+                )
     finally:
         if args.root is None:
             shutil.rmtree(root, ignore_errors=True)
     if rows:
-        print(table(rows, ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read", "raw_ms_per_pair",
-                           "diagnose_ms_per_pair", "diagnose_peak_rss_mib"]))
+        print(
+            table(
+                rows,
+                [
+                    "pairs",
+                    "raw_read_s",
+                    "diagnose_s",
+                    "diagnose_vs_raw_read",
+                    "raw_ms_per_pair",
+                    "diagnose_ms_per_pair",
+                    "diagnose_peak_rss_mib",
+                ],
+            )
+        )
     if mem_rows:
         print(table(mem_rows, list(mem_rows[-1])))
     path = write(args.name, {"workers": args.workers, "rows": rows, "memory": mem_rows})

@@ -62,13 +62,17 @@ def _one(n: int, shard: int, do_plan: bool, compare: bool) -> dict:
     def peak_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    cfg = RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": 16,
-                                 "cluster.kind": "none"}).validate()
+    cfg = (
+        RunConfig()
+        .replace(**{"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": 16, "cluster.kind": "none"})
+        .validate()
+    )
     # warm the imports the planning and graph code make on first use (dask.array, xarray
     # internals, scipy.stats, astropy-healpix) on a one-shard cube
     small = cfg.replace(**{"run.n_pairs": shard})
-    pipeline._lazy_from_plan(small, pipeline.plan_build(small) if do_plan else
-                             pipeline.BuildPlan(config_json=small.to_json()))
+    pipeline._lazy_from_plan(
+        small, pipeline.plan_build(small) if do_plan else pipeline.BuildPlan(config_json=small.to_json())
+    )
     rss0 = peak_mib()
     t0 = time.perf_counter()
     plan = pipeline.plan_build(cfg) if do_plan else pipeline.BuildPlan(config_json=cfg.to_json())
@@ -78,12 +82,17 @@ def _one(n: int, shard: int, do_plan: bool, compare: bool) -> dict:
     t2 = time.perf_counter()
     rss1 = peak_mib()
     chunks = ds["host"].chunks
-    row: dict = {"n_pairs": n, "shard_pairs": shard, "blocks": len(chunks[0]) if chunks else 1,
-                 "plan_s": round(t1 - t0, 3) if do_plan else None, "graph_s": round(t2 - t1, 3),
-                 "lazy_cube_s": round(t2 - t0, 3),
-                 "plan_peak_rss_increase_mib": round(rss_plan - rss0, 1) if do_plan else None,
-                 "lazy_cube_peak_rss_increase_mib": round(rss1 - rss0, 1),
-                 "graph_rss_kept_mib": round(_rss_now_mib() - rss_before_graph, 1)}
+    row: dict = {
+        "n_pairs": n,
+        "shard_pairs": shard,
+        "blocks": len(chunks[0]) if chunks else 1,
+        "plan_s": round(t1 - t0, 3) if do_plan else None,
+        "graph_s": round(t2 - t1, 3),
+        "lazy_cube_s": round(t2 - t0, 3),
+        "plan_peak_rss_increase_mib": round(rss_plan - rss0, 1) if do_plan else None,
+        "lazy_cube_peak_rss_increase_mib": round(rss1 - rss0, 1),
+        "graph_rss_kept_mib": round(_rss_now_mib() - rss_before_graph, 1),
+    }
     if compare:
         t3 = time.perf_counter()
         _xarray_map_blocks(cfg, plan, shard)
@@ -101,8 +110,11 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--compare-xarray", action="store_true", help="also time xarray.map_blocks on the same graph")
     p.add_argument("--baseline-src", default="", help="directory holding another lensarray/ tree to run as 'before'")
     p.add_argument("--repeat", type=int, default=1, help="runs per size and code version (interleaved)")
-    p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                  "lazy_graph.json"), help="where to write the rows ('' : nowhere)")
+    p.add_argument(
+        "--json",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "lazy_graph.json"),
+        help="where to write the rows ('' : nowhere)",
+    )
     p.add_argument("--_child", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._child:
@@ -114,7 +126,14 @@ def main(argv=None) -> list[dict]:
     for n in a.sizes:
         for _ in range(a.repeat):
             for label, src in versions:  # a fresh process per run: peak RSS is per process
-                cmd = [sys.executable, os.path.abspath(__file__), "--_child", str(n), "--shard-pairs", str(a.shard_pairs)]
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--_child",
+                    str(n),
+                    "--shard-pairs",
+                    str(a.shard_pairs),
+                ]
                 cmd += ["--no-plan"] if a.no_plan else []
                 cmd += ["--compare-xarray"] if a.compare_xarray else []
                 env = {**os.environ, "PYTHONPATH": src}
@@ -124,8 +143,20 @@ def main(argv=None) -> list[dict]:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
-    cols = ["code", "n_pairs", "blocks", "tasks", "plan_s", "graph_s", "lazy_cube_s", "plan_peak_rss_increase_mib",
-            "lazy_cube_peak_rss_increase_mib", "graph_rss_kept_mib", "xarray_map_blocks_s", "speedup_vs_xarray"]
+    cols = [
+        "code",
+        "n_pairs",
+        "blocks",
+        "tasks",
+        "plan_s",
+        "graph_s",
+        "lazy_cube_s",
+        "plan_peak_rss_increase_mib",
+        "lazy_cube_peak_rss_increase_mib",
+        "graph_rss_kept_mib",
+        "xarray_map_blocks_s",
+        "speedup_vs_xarray",
+    ]
     print(" | ".join(cols))
     print(" | ".join("---" for _ in cols))
     for r in rows:

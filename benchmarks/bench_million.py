@@ -51,8 +51,11 @@ def _cfg(n: int, quantize: bool, shard: int):
     from lensarray.config import RunConfig
 
     over = {"quantize.host": True, "quantize.arc_keepbits": 12} if quantize else {}
-    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": 16,
-                                  "cluster.kind": "none", **over}).validate()
+    return (
+        RunConfig()
+        .replace(**{"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": 16, "cluster.kind": "none", **over})
+        .validate()
+    )
 
 
 def pilot_bytes_per_pair(root: str, quantize: bool) -> float:
@@ -95,8 +98,10 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
 
     cfg = _cfg(args.pairs, args.quantize, args.shard)
     out: dict = {"pairs": args.pairs, "quantized": args.quantize, "s3": bool(storage_options), "workers": args.workers}
-    with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                       dashboard_address=None) as lc, Client(lc) as client:
+    with (
+        local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
         shards = _shard_params(args.render_pairs, cfg)
         render_only_rate(client, shards[:2], cfg)  # warm the workers (numba load, imports)
         out["render_only_before"] = render_only_rate(client, shards, cfg)
@@ -115,8 +120,11 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
                 t_first = t_last  # planning (split plan over every pair, on the client) ends before it
             elapsed = t_last - t0
             if count % args.log_every == 0 or count == n_shards:
-                print(f"[{time.strftime('%H:%M:%S')}] {count}/{n_shards} shards, {count * args.shard / elapsed:.1f} "
-                      f"pairs/s, load {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] {count}/{n_shards} shards, {count * args.shard / elapsed:.1f} "
+                    f"pairs/s, load {' '.join(f'{v:.1f}' for v in os.getloadavg())}",
+                    flush=True,
+                )
             if args.build_budget and elapsed > args.build_budget:
                 raise _BudgetReached
 
@@ -142,7 +150,9 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
         out["until_first_shard_s"] = t_first - t0
         if count > 1:  # steady state: between the first and the last shard landed
             out["steady_pairs_per_s"] = (count - 1) * args.shard / (t_last - t_first)
-            out["extrapolated_steady_s_for_all_pairs"] = out["until_first_shard_s"] + args.pairs / out["steady_pairs_per_s"]
+            out["extrapolated_steady_s_for_all_pairs"] = (
+                out["until_first_shard_s"] + args.pairs / out["steady_pairs_per_s"]
+            )
             out["steady_over_render_only_before"] = out["steady_pairs_per_s"] / out["render_only_before"]
         out["build_peak_rss_mib"] = mem.peak / 2**20
         out["build_peak_largest_worker_mib"] = mem.peak_child / 2**20
@@ -161,8 +171,12 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
         write(args.name, out)
         with PeakRSS() as mem_d:
             t0 = time.perf_counter()
-            res, _ = diagnose(open_cube(url, storage_options=storage_options, allow_incomplete=stopped),
-                              progress=False, n_boot=args.n_boot, max_lr_pairs=args.lr_pairs)
+            res, _ = diagnose(
+                open_cube(url, storage_options=storage_options, allow_incomplete=stopped),
+                progress=False,
+                n_boot=args.n_boot,
+                max_lr_pairs=args.lr_pairs,
+            )
             out["diagnose_s"] = time.perf_counter() - t0
         out["diagnose_peak_rss_mib"] = mem_d.peak / 2**20
         out["diagnose_passed"] = res["passed"]
@@ -174,13 +188,24 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
     loader_shards = built[: max(1, min(args.loader_pairs, out["pairs_done"]) // args.shard)]
     # a complete cube is read straight from zarr; an incomplete one (a build stopped at its budget)
     # only through open_cube(allow_incomplete=True), the xarray path of the loader
-    source = url if not out["build_stopped_at_budget"] else open_cube(url, storage_options=storage_options,
-                                                                         allow_incomplete=True)
+    source = (
+        url
+        if not out["build_stopped_at_budget"]
+        else open_cube(url, storage_options=storage_options, allow_incomplete=True)
+    )
     out["loader_path"] = "zarr" if isinstance(source, str) else "xarray (incomplete cube)"
     t0 = time.perf_counter()
     count = 0
-    for b in batches(source, None, batch_size=256, seed=0, augment=(), shuffle_buffer=2048,
-                     storage_options=storage_options, shards=loader_shards if isinstance(source, str) else None):
+    for b in batches(
+        source,
+        None,
+        batch_size=256,
+        seed=0,
+        augment=(),
+        shuffle_buffer=2048,
+        storage_options=storage_options,
+        shards=loader_shards if isinstance(source, str) else None,
+    ):
         count += len(b["labels"])
         if count >= args.loader_pairs:
             break
@@ -194,14 +219,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--pairs", type=int, default=1_000_000)
     ap.add_argument("--quantize", action="store_true", help="[quantize] host (0.2 sigma) and arc 12 bits")
     ap.add_argument("--s3", action="store_true", help="write to a local moto S3 server instead of local disk")
-    ap.add_argument("--s3-max-gb", type=float, default=4.0, help="refuse S3 runs predicted above this (moto is in memory)")
+    ap.add_argument(
+        "--s3-max-gb", type=float, default=4.0, help="refuse S3 runs predicted above this (moto is in memory)"
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--shard", type=int, default=SHARD)
     ap.add_argument("--lr-pairs", type=int, default=20000)
     ap.add_argument("--n-boot", type=int, default=50)
     ap.add_argument("--loader-pairs", type=int, default=50_000)
-    ap.add_argument("--build-budget", type=float, default=0.0,
-                    help="stop the build after this many seconds (0: build every pair)")
+    ap.add_argument(
+        "--build-budget", type=float, default=0.0, help="stop the build after this many seconds (0: build every pair)"
+    )
     ap.add_argument("--log-every", type=int, default=50, help="progress line every this many shards")
     ap.add_argument("--render-pairs", type=int, default=2560, help="stamps per render-only measurement")
     ap.add_argument("--root", help="directory for the local cube (default: a temporary one, removed after)")
@@ -210,8 +238,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--name", default="million", help="results/<name>.json")
     args = ap.parse_args(argv)
     if args.pairs > LARGE and not args.confirm_large:
-        ap.error(f"--pairs = {args.pairs}: above {LARGE:,} needs --confirm-large (hours of both cores; "
-                 "never on a shared machine)")
+        ap.error(
+            f"--pairs = {args.pairs}: above {LARGE:,} needs --confirm-large (hours of both cores; "
+            "never on a shared machine)"
+        )
     root = args.root or tempfile.mkdtemp(prefix="lensarray-million-")
     os.makedirs(root, exist_ok=True)
     try:
@@ -220,7 +250,9 @@ def main(argv=None) -> dict:
         print(f"pilot: {bpp / 1e3:.1f} kB/pair -> {predicted_gb:.1f} GB for {args.pairs:,} pairs", flush=True)
         if args.s3:
             if predicted_gb > args.s3_max_gb:
-                ap.error(f"--s3: predicted {predicted_gb:.1f} GB > --s3-max-gb {args.s3_max_gb} (moto keeps objects in memory)")
+                ap.error(
+                    f"--s3: predicted {predicted_gb:.1f} GB > --s3-max-gb {args.s3_max_gb} (moto keeps objects in memory)"
+                )
             from _servers import make_bucket, moto_s3
 
             with moto_s3() as endpoint:
@@ -229,8 +261,10 @@ def main(argv=None) -> dict:
         else:
             free_gb = shutil.disk_usage(root).free / 1e9
             if predicted_gb > 0.9 * free_gb:
-                ap.error(f"predicted {predicted_gb:.1f} GB > 90% of the {free_gb:.1f} GB free under {root}: "
-                         "use --quantize, another --root, or fewer --pairs")
+                ap.error(
+                    f"predicted {predicted_gb:.1f} GB > 90% of the {free_gb:.1f} GB free under {root}: "
+                    "use --quantize, another --root, or fewer --pairs"
+                )
             result = run(args, root, os.path.join(root, "cube.zarr"), None)
         result["pilot_bytes_per_pair"] = bpp
         result["predicted_gb"] = predicted_gb

@@ -61,7 +61,7 @@ def bench_size(n: int, root: str, client) -> dict:
     t0 = time.perf_counter()
     for a in range(0, n, 256):
         for name in ("host", "invvar", "arc", "maskbits"):
-            np.asarray(_arr(g, name)[a:a + 256])
+            np.asarray(_arr(g, name)[a : a + 256])
     t_raw = time.perf_counter() - t0
     with PeakRSS() as mem_d:
         t0 = time.perf_counter()
@@ -81,16 +81,26 @@ def bench_size(n: int, root: str, client) -> dict:
     t_loader = time.perf_counter() - t0
     t0 = time.perf_counter()
     for a in range(0, n, 256):
-        h = np.asarray(_arr(g, "host")[a:a + 256])
-        x = np.asarray(_arr(g, "arc")[a:a + 256])
+        h = np.asarray(_arr(g, "host")[a : a + 256])
+        x = np.asarray(_arr(g, "arc")[a : a + 256])
         np.concatenate([h + x, h])
     t_seq = time.perf_counter() - t0
-    return {"pairs": n, "build_s": t_build, "build_pairs_per_s": n / t_build, "build_peak_rss_mib": mem.peak / 2**20,
-            "bytes_per_pair": size / n, "raw_read_s": t_raw, "diagnose_s": t_diag,
-            "diagnose_vs_raw_read": t_raw / t_diag, "diagnose_peak_rss_mib": mem_d.peak / 2**20,
-            "pixel_pass_s": t_pass, "pixel_pass_vs_raw_read": t_raw / t_pass,
-            "loader_stamps_per_s": count / t_loader, "sequential_stamps_per_s": 2 * n / t_seq,
-            "loader_vs_sequential": (count / t_loader) / (2 * n / t_seq)}
+    return {
+        "pairs": n,
+        "build_s": t_build,
+        "build_pairs_per_s": n / t_build,
+        "build_peak_rss_mib": mem.peak / 2**20,
+        "bytes_per_pair": size / n,
+        "raw_read_s": t_raw,
+        "diagnose_s": t_diag,
+        "diagnose_vs_raw_read": t_raw / t_diag,
+        "diagnose_peak_rss_mib": mem_d.peak / 2**20,
+        "pixel_pass_s": t_pass,
+        "pixel_pass_vs_raw_read": t_raw / t_pass,
+        "loader_stamps_per_s": count / t_loader,
+        "sequential_stamps_per_s": 2 * n / t_seq,
+        "loader_vs_sequential": (count / t_loader) / (2 * n / t_seq),
+    }
 
 
 def bench_s3(n: int, root: str) -> dict:
@@ -134,20 +144,35 @@ def main(argv=None) -> dict:
     try:
         for n in args.sizes:
             # fresh workers per size: a row's peak memory is that size's, not the history's
-            with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None) as lc, Client(lc) as client:
+            with (
+                local_cluster(
+                    n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as lc,
+                Client(lc) as client,
+            ):
                 rows.append(bench_size(n, root, client))
             print(table(rows[-1:], list(rows[-1])), flush=True)
             shutil.rmtree(os.path.join(root, f"cube{n}.zarr"), ignore_errors=True)  # 200k pairs = 27 GB
         s3 = bench_s3(args.s3_size, root) if args.s3_size else {}
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    cols = ["pairs", "build_pairs_per_s", "build_peak_rss_mib", "bytes_per_pair", "diagnose_s",
-            "diagnose_vs_raw_read", "pixel_pass_vs_raw_read", "diagnose_peak_rss_mib", "loader_vs_sequential"]
+    cols = [
+        "pairs",
+        "build_pairs_per_s",
+        "build_peak_rss_mib",
+        "bytes_per_pair",
+        "diagnose_s",
+        "diagnose_vs_raw_read",
+        "pixel_pass_vs_raw_read",
+        "diagnose_peak_rss_mib",
+        "loader_vs_sequential",
+    ]
     print(table(rows, cols))
     if s3:
-        print(f"S3 (local moto) vs local disk, {s3['pairs']} pairs: build x{s3['s3_vs_local_build']:.2f}, "
-              f"read x{s3['s3_vs_local_read']:.2f}")
+        print(
+            f"S3 (local moto) vs local disk, {s3['pairs']} pairs: build x{s3['s3_vs_local_build']:.2f}, "
+            f"read x{s3['s3_vs_local_read']:.2f}"
+        )
     path = write(args.name, {"workers": args.workers, "rows": rows, "s3": s3})
     print(f"wrote {path}")
     return {"rows": rows, "s3": s3}

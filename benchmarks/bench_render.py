@@ -66,7 +66,9 @@ def _ratio_stats(num: Sequence[float], den: Sequence[float]) -> dict:
     return {"median": float(np.median(r)), "quartiles": [float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))]}
 
 
-def speed_before_after(rev: str, rounds: int = 12, batch: int = 64, lt_stamps: int = 2, lt_supersample: int = 8) -> dict:
+def speed_before_after(
+    rev: str, rounds: int = 12, batch: int = 64, lt_stamps: int = 2, lt_supersample: int = 8
+) -> dict:
     """Stamps/s of the renderer at git revision ``rev`` (its ``lensarray/physics`` imported as a
     separate package) and of this tree, alternating batch by batch in one process so that both
     see the same machine load, plus lenstronomy at ``lt_supersample`` (rebuilt per stamp, as a
@@ -94,11 +96,14 @@ def speed_before_after(rev: str, rounds: int = 12, batch: int = 64, lt_stamps: i
                 fh.write(text.replace("from ..", "from lensarray."))
     sys.path.insert(0, tmp)
     old = importlib.import_module("baseline_physics.render").render_unit_arcs
-    sets = {"default": random_params(batch, seed=256),
-            "compact": region_params("compact", batch, seed=257, nb=3, size=64)}
+    sets = {
+        "default": random_params(batch, seed=256),
+        "compact": region_params("compact", batch, seed=257, nb=3, size=64),
+    }
     sides = {"before": old, "after": render_unit_arcs}
     runs: dict[str, dict[str, dict[str, list[float]]]] = {
-        side: {regime: {"wall": [], "cpu": []} for regime in sets} for side in sides}
+        side: {regime: {"wall": [], "cpu": []} for regime in sets} for side in sides
+    }
     lt: dict[str, list[float]] = {"wall": [], "cpu": []}
     lt_p = random_params(lt_stamps * rounds, seed=258)
     for fn in sides.values():  # compile
@@ -110,36 +115,71 @@ def speed_before_after(rev: str, rounds: int = 12, batch: int = 64, lt_stamps: i
                 wall, cpu = _timed(lambda fn=fn, p=p: fn(p))
                 runs[side][regime]["wall"].append(batch / wall)
                 runs[side][regime]["cpu"].append(batch / cpu)
-        wall, cpu = _timed(lambda k=k: [lenstronomy_image(lt_p, i, band, supersample=lt_supersample)
-                                        for i in range(k * lt_stamps, (k + 1) * lt_stamps) for band in range(3)])
+        wall, cpu = _timed(
+            lambda k=k: [
+                lenstronomy_image(lt_p, i, band, supersample=lt_supersample)
+                for i in range(k * lt_stamps, (k + 1) * lt_stamps)
+                for band in range(3)
+            ]
+        )
         lt["wall"].append(lt_stamps / wall)
         lt["cpu"].append(lt_stamps / cpu)
-    out: dict = {"baseline": rev, "batch": batch, "rounds": rounds, "per_s": runs, "lenstronomy_per_s": lt,
-                 "lenstronomy_supersample": lt_supersample}
+    out: dict = {
+        "baseline": rev,
+        "batch": batch,
+        "rounds": rounds,
+        "per_s": runs,
+        "lenstronomy_per_s": lt,
+        "lenstronomy_supersample": lt_supersample,
+    }
     _, _, est = render_unit_arcs(sets["default"], return_error=True)
     _, _, est_c = render_unit_arcs(sets["compact"], return_error=True)
-    out["after_mean_evaluations"] = {"default": float(est["evaluations"].mean()),
-                                     "compact": float(est_c["evaluations"].mean())}
+    out["after_mean_evaluations"] = {
+        "default": float(est["evaluations"].mean()),
+        "compact": float(est_c["evaluations"].mean()),
+    }
     rows = []
     for clock in ("wall", "cpu"):
         for regime in sets:
             after, before = runs["after"][regime][clock], runs["before"][regime][clock]
             stats = _ratio_stats(after, before)
             out[f"{regime}_after_over_before_{clock}"] = stats
-            rows.append({"clock": clock, "comparison": f"{regime}: after / before", "median": stats["median"],
-                         "q25": stats["quartiles"][0], "q75": stats["quartiles"][1],
-                         "after_per_s": float(np.median(after)), "before_per_s": float(np.median(before))})
+            rows.append(
+                {
+                    "clock": clock,
+                    "comparison": f"{regime}: after / before",
+                    "median": stats["median"],
+                    "q25": stats["quartiles"][0],
+                    "q75": stats["quartiles"][1],
+                    "after_per_s": float(np.median(after)),
+                    "before_per_s": float(np.median(before)),
+                }
+            )
         stats = _ratio_stats(runs["after"]["compact"][clock], runs["after"]["default"][clock])
         out[f"compact_over_default_after_{clock}"] = stats
-        rows.append({"clock": clock, "comparison": "after: compact / default", "median": stats["median"],
-                     "q25": stats["quartiles"][0], "q75": stats["quartiles"][1]})
+        rows.append(
+            {
+                "clock": clock,
+                "comparison": "after: compact / default",
+                "median": stats["median"],
+                "q25": stats["quartiles"][0],
+                "q75": stats["quartiles"][1],
+            }
+        )
         for side in sides:
             stats = _ratio_stats(runs[side]["default"][clock], lt[clock])
             out[f"{side}_over_lenstronomy_ss{lt_supersample}_{clock}"] = stats
-            rows.append({"clock": clock, "comparison": f"default {side} / lenstronomy ss{lt_supersample} rebuilt",
-                         "median": stats["median"], "q25": stats["quartiles"][0], "q75": stats["quartiles"][1],
-                         "after_per_s": float(np.median(runs[side]["default"][clock])),
-                         "before_per_s": float(np.median(lt[clock]))})
+            rows.append(
+                {
+                    "clock": clock,
+                    "comparison": f"default {side} / lenstronomy ss{lt_supersample} rebuilt",
+                    "median": stats["median"],
+                    "q25": stats["quartiles"][0],
+                    "q75": stats["quartiles"][1],
+                    "after_per_s": float(np.median(runs[side]["default"][clock])),
+                    "before_per_s": float(np.median(lt[clock])),
+                }
+            )
     out["table"] = rows
     return out
 
@@ -162,15 +202,24 @@ def accuracy_by_region(n_per: int, size: int = 64, lt_supersample=(8, 16, 24)) -
         def err(img, name, ref=ref, peak=peak, region=region):
             e = np.abs(img - ref).max(axis=(1, 2, 3)) / peak
             f = np.abs(img.sum(axis=(1, 2, 3)) / ref.sum(axis=(1, 2, 3)) - 1)
-            return {"region": region, "renderer": name, "max_pixel_err_frac_peak": float(e.max()),
-                    "median_pixel_err_frac_peak": float(np.median(e)), "max_flux_err": float(f.max()),
-                    "min_pixel_frac_peak": float((img.min(axis=(1, 2, 3)) / peak).min())}
+            return {
+                "region": region,
+                "renderer": name,
+                "max_pixel_err_frac_peak": float(e.max()),
+                "median_pixel_err_frac_peak": float(np.median(e)),
+                "max_flux_err": float(f.max()),
+                "min_pixel_frac_peak": float((img.min(axis=(1, 2, 3)) / peak).min()),
+            }
 
         rows.append(err(coarse, "reference at 10x tolerance, 8 cells"))
         mine, _, est = render_unit_arcs(p, size=size, bands=("r",), return_error=True)
-        rows.append({**err(mine, "lensarray defaults"),
-                     "estimated_max_pixel_err": float(est["pixel_frac_peak"].max()),
-                     "mean_evaluations": float(est["evaluations"].mean())})
+        rows.append(
+            {
+                **err(mine, "lensarray defaults"),
+                "estimated_max_pixel_err": float(est["pixel_frac_peak"].max()),
+                "mean_evaluations": float(est["evaluations"].mean()),
+            }
+        )
         for ss in lt_supersample:
             lt = np.array([[lenstronomy_image(p, i, 0, size=size, supersample=ss)[0]] for i in range(n_per)])
             rows.append(err(lt, f"lenstronomy supersampling {ss}"))
@@ -184,24 +233,48 @@ def main(argv=None) -> dict:
     ap.add_argument("--per-region", type=int, default=4, help="stamps per region for --accuracy")
     ap.add_argument("--baseline", default=None, help="git revision to compare speed with (before/after)")
     ap.add_argument("--rounds", type=int, default=12, help="paired rounds for --baseline")
-    ap.add_argument("--no-lenstronomy", action="store_true",
-                    help="--accuracy: only the reference and lensarray rows (re-verify a kernel change)")
+    ap.add_argument(
+        "--no-lenstronomy",
+        action="store_true",
+        help="--accuracy: only the reference and lensarray rows (re-verify a kernel change)",
+    )
     args = ap.parse_args(argv)
     if args.accuracy or args.baseline:
         out: dict[str, Any] = {"machine": machine()}
         if args.baseline:
             out["speed"] = speed_before_after(args.baseline, rounds=args.rounds)
-            print(f"speed, this tree (after) vs {args.baseline} (before), paired per round ({args.rounds} rounds; "
-                  "per_s columns: numerator / denominator stamps/s):")
-            print(table(out["speed"]["table"], ["clock", "comparison", "median", "q25", "q75", "after_per_s",
-                                                "before_per_s"]))
+            print(
+                f"speed, this tree (after) vs {args.baseline} (before), paired per round ({args.rounds} rounds; "
+                "per_s columns: numerator / denominator stamps/s):"
+            )
+            print(
+                table(
+                    out["speed"]["table"],
+                    ["clock", "comparison", "median", "q25", "q75", "after_per_s", "before_per_s"],
+                )
+            )
         if args.accuracy:
-            out["accuracy"] = accuracy_by_region(args.per_region,
-                                                 lt_supersample=() if args.no_lenstronomy else (8, 16, 24))
-            print(table(out["accuracy"], ["region", "renderer", "max_pixel_err_frac_peak",
-                                          "median_pixel_err_frac_peak", "max_flux_err", "min_pixel_frac_peak"]))
-        name = ("render_accuracy_lensarray" if args.no_lenstronomy else "render_accuracy") if args.accuracy \
+            out["accuracy"] = accuracy_by_region(
+                args.per_region, lt_supersample=() if args.no_lenstronomy else (8, 16, 24)
+            )
+            print(
+                table(
+                    out["accuracy"],
+                    [
+                        "region",
+                        "renderer",
+                        "max_pixel_err_frac_peak",
+                        "median_pixel_err_frac_peak",
+                        "max_flux_err",
+                        "min_pixel_frac_peak",
+                    ],
+                )
+            )
+        name = (
+            ("render_accuracy_lensarray" if args.no_lenstronomy else "render_accuracy")
+            if args.accuracy
             else "render_before_after"
+        )
         path = write(name, out)
         print(f"wrote {path}")
         return out
@@ -220,8 +293,15 @@ def main(argv=None) -> dict:
         images = stamps.astype(np.float32)
         t_fft = _timeit(lambda images=images, kern=kern: fft_convolve(images, kern), min_time=0.3)
         t_copy = _timeit(lambda stamps=stamps: stamps.copy(), min_time=0.2)
-        rows.append({"batch": b, "lensarray_stamps_per_s": b / t, "fft_floor_per_s": b / t_fft,
-                     "copy_floor_per_s": b / t_copy, "ratio_to_fft_plus_copy": t / (t_fft + t_copy)})
+        rows.append(
+            {
+                "batch": b,
+                "lensarray_stamps_per_s": b / t,
+                "fft_floor_per_s": b / t_fft,
+                "copy_floor_per_s": b / t_copy,
+                "ratio_to_fft_plus_copy": t / (t_fft + t_copy),
+            }
+        )
     # lenstronomy, same parameters: rebuilt per stamp (as a data-set generator must) and prebuilt
     # (kwargs only), at several supersampling factors; every image's error against a converged
     # reference (lenstronomy, supersampling 24 with supersampled convolution)
@@ -232,13 +312,16 @@ def main(argv=None) -> dict:
     def err(img):
         e = np.abs(img - refs).max(axis=(2, 3)) / refs.max(axis=(2, 3))
         f = np.abs(img.sum(axis=(2, 3)) / refs.sum(axis=(2, 3)) - 1)
-        return {"max_pixel_err_frac_peak": float(e.max()), "median_pixel_err_frac_peak": float(np.median(e)),
-                "max_flux_err": float(f.max())}
+        return {
+            "max_pixel_err_frac_peak": float(e.max()),
+            "median_pixel_err_frac_peak": float(np.median(e)),
+            "max_flux_err": float(f.max()),
+        }
 
     mine, _ = render_unit_arcs(p)
     acc = {"lensarray": err(mine)}
     lt_rows = []
-    for ss in ((4, 8) if args.quick else (4, 8, 16)):
+    for ss in (4, 8) if args.quick else (4, 8, 16):
         t0 = time.perf_counter()
         lt = np.array([[lenstronomy_image(p, i, band, supersample=ss)[0] for band in range(3)] for i in range(n_ref)])
         t_rebuilt = (time.perf_counter() - t0) / n_ref
@@ -258,23 +341,46 @@ def main(argv=None) -> dict:
     for r in lt_rows:
         r["lensarray_speedup_rebuilt"] = ours / r["rebuilt_per_s"]
         r["lensarray_speedup_prebuilt"] = ours / r["prebuilt_per_s"]
-    summary = {"lensarray_best_per_s": ours, "lensarray_accuracy": acc["lensarray"], "lenstronomy": lt_rows,
-               "matched_supersample": match["supersample"],
-               "matched_is_as_accurate": match["max_pixel_err_frac_peak"] <= mine_err,
-               "speedup_vs_rebuilt": match["lensarray_speedup_rebuilt"],
-               "speedup_vs_prebuilt": match["lensarray_speedup_prebuilt"]}
-    print(table(rows, ["batch", "lensarray_stamps_per_s", "fft_floor_per_s", "copy_floor_per_s",
-                       "ratio_to_fft_plus_copy"]))
+    summary = {
+        "lensarray_best_per_s": ours,
+        "lensarray_accuracy": acc["lensarray"],
+        "lenstronomy": lt_rows,
+        "matched_supersample": match["supersample"],
+        "matched_is_as_accurate": match["max_pixel_err_frac_peak"] <= mine_err,
+        "speedup_vs_rebuilt": match["lensarray_speedup_rebuilt"],
+        "speedup_vs_prebuilt": match["lensarray_speedup_prebuilt"],
+    }
+    print(
+        table(
+            rows, ["batch", "lensarray_stamps_per_s", "fft_floor_per_s", "copy_floor_per_s", "ratio_to_fft_plus_copy"]
+        )
+    )
     print()
     la = acc["lensarray"]
-    print(f"lensarray (defaults) vs converged reference: max {la['max_pixel_err_frac_peak']:.4%} of peak, "
-          f"median {la['median_pixel_err_frac_peak']:.4%}, flux {la['max_flux_err']:.4%}")
-    print(table(lt_rows, ["supersample", "rebuilt_per_s", "prebuilt_per_s", "max_pixel_err_frac_peak",
-                          "median_pixel_err_frac_peak", "max_flux_err", "lensarray_speedup_rebuilt",
-                          "lensarray_speedup_prebuilt"]))
-    print(f"matched accuracy: lenstronomy supersampling {match['supersample']} "
-          f"({'as accurate' if summary['matched_is_as_accurate'] else 'still less accurate'}): lensarray "
-          f"{summary['speedup_vs_rebuilt']:.0f}x rebuilt, {summary['speedup_vs_prebuilt']:.0f}x prebuilt")
+    print(
+        f"lensarray (defaults) vs converged reference: max {la['max_pixel_err_frac_peak']:.4%} of peak, "
+        f"median {la['median_pixel_err_frac_peak']:.4%}, flux {la['max_flux_err']:.4%}"
+    )
+    print(
+        table(
+            lt_rows,
+            [
+                "supersample",
+                "rebuilt_per_s",
+                "prebuilt_per_s",
+                "max_pixel_err_frac_peak",
+                "median_pixel_err_frac_peak",
+                "max_flux_err",
+                "lensarray_speedup_rebuilt",
+                "lensarray_speedup_prebuilt",
+            ],
+        )
+    )
+    print(
+        f"matched accuracy: lenstronomy supersampling {match['supersample']} "
+        f"({'as accurate' if summary['matched_is_as_accurate'] else 'still less accurate'}): lensarray "
+        f"{summary['speedup_vs_rebuilt']:.0f}x rebuilt, {summary['speedup_vs_prebuilt']:.0f}x prebuilt"
+    )
     path = write("render_quick" if args.quick else "render", {"quick": args.quick, "rows": rows, **summary})
     print(f"wrote {path}")
     return summary

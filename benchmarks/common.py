@@ -19,14 +19,20 @@ def machine() -> dict:
     import numpy as np
     import scipy
 
-    info = {"cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "machine": platform.machine(),
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "")}
+    info = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "machine": platform.machine(),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", ""),
+    }
     try:
         from threadpoolctl import threadpool_info
 
-        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-                        for d in threadpool_info()]
+        info["blas"] = [
+            {k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for d in threadpool_info()
+        ]
     except ImportError:
         pass
     info["fft"] = "scipy.fft (pocketfft)"

@@ -52,8 +52,9 @@ class BaselineClassifier:
     def __init__(self, seed: int = 0):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        self.model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=15,
-                                                    l2_regularization=1.0, random_state=seed)
+        self.model = HistGradientBoostingClassifier(
+            max_iter=150, learning_rate=0.1, max_leaf_nodes=15, l2_regularization=1.0, random_state=seed
+        )
 
     def fit(self, images: np.ndarray, labels: np.ndarray) -> BaselineClassifier:
         y = np.asarray(labels).astype(int)

@@ -20,7 +20,19 @@ from . import __version__
 from .errors import BadInputError, GateFailure
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("build", "inspect", "preview", "verify", "diagnose", "experiment", "ingest", "evaluate", "plan", "config", "study")
+COMMANDS = (
+    "build",
+    "inspect",
+    "preview",
+    "verify",
+    "diagnose",
+    "experiment",
+    "ingest",
+    "evaluate",
+    "plan",
+    "config",
+    "study",
+)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -53,15 +65,18 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lensarray {__version__}")
     verbosity = _Parser(add_help=False)
     g = verbosity.add_argument_group("output")
-    g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more log messages (-v info, -vv debug, also from dask)")
-    g.add_argument("-q", "--quiet", action="count", default=0,
-                   help="fewer messages: -q warnings and errors only, no progress bars")
+    g.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log messages (-v info, -vv debug, also from dask)"
+    )
+    g.add_argument(
+        "-q", "--quiet", action="count", default=0, help="fewer messages: -q warnings and errors only, no progress bars"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         mod = import_module(f"lensarray.commands.{name}")
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.__doc__, parents=[verbosity],
-                           formatter_class=_HelpFormatter)
+        p = sub.add_parser(
+            mod.NAME, help=mod.HELP, description=mod.__doc__, parents=[verbosity], formatter_class=_HelpFormatter
+        )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -91,7 +106,9 @@ def configure_logging(verbose: int = 0, quiet: int = 0) -> None:
     pkg.setLevel(max(logging.DEBUG, level))
     pkg.propagate = False
     for name in ("distributed", "dask"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING if quiet == 0 else logging.ERROR)
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if verbose >= 2 else logging.WARNING if quiet == 0 else logging.ERROR
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +148,10 @@ def _no_space_message(args, exc: OSError) -> str:
     where = f" writing {exc.filename}" if exc.filename else ""
     text = f"{exc.strerror or 'no space left'}{where}"
     if getattr(args, "command", "") == "build":
-        return (f"{text}; the shards written so far are kept: free space, then finish with "
-                f"`lensarray build --resume --out {args.out}` (same options)")
+        return (
+            f"{text}; the shards written so far are kept: free space, then finish with "
+            f"`lensarray build --resume --out {args.out}` (same options)"
+        )
     return f"{text}; free space and run the command again (nothing was replaced)"
 
 

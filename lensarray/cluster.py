@@ -16,8 +16,16 @@ from typing import Any
 
 from .errors import BadInputError
 
-__all__ = ["ClusterError", "add_cluster_arguments", "client_from_args", "cluster_section", "get_client",
-           "make_cluster_spec", "check_address", "check_memory_limit"]
+__all__ = [
+    "ClusterError",
+    "add_cluster_arguments",
+    "client_from_args",
+    "cluster_section",
+    "get_client",
+    "make_cluster_spec",
+    "check_address",
+    "check_memory_limit",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +57,30 @@ def add_cluster_arguments(parser) -> None:
     --threads-per-worker/--memory-limit/--dashboard``) and the storage flags
     ``--endpoint-url/--profile/--anon`` to a command's parser."""
     g = parser.add_argument_group("cluster (default: the [cluster] configuration: a local cluster of 2 workers)")
-    g.add_argument("--scheduler", metavar="ADDRESS",
-                   help="connect to an existing Dask scheduler (e.g. tcp://10.0.0.5:8786); overrides --cluster")
-    g.add_argument("--cluster", choices=("local", "k8s", "none"),
-                   help="local: start a LocalCluster; k8s: a dask-kubernetes KubeCluster (spec from [cluster]); "
-                        "none: run synchronously in this process")
-    g.add_argument("--workers", type=int, help="number of workers (local/k8s); 0 = synchronous in this process (default: cluster.workers = 2)")
-    g.add_argument("--threads-per-worker", type=int, help="threads per worker (default: cluster.threads_per_worker = 1; the kernel is numpy)")
-    g.add_argument("--memory-limit", help="memory limit per worker, 64MiB-1PiB or 'auto' (default: cluster.memory_limit = 4GiB)")
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="connect to an existing Dask scheduler (e.g. tcp://10.0.0.5:8786); overrides --cluster",
+    )
+    g.add_argument(
+        "--cluster",
+        choices=("local", "k8s", "none"),
+        help="local: start a LocalCluster; k8s: a dask-kubernetes KubeCluster (spec from [cluster]); "
+        "none: run synchronously in this process",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        help="number of workers (local/k8s); 0 = synchronous in this process (default: cluster.workers = 2)",
+    )
+    g.add_argument(
+        "--threads-per-worker",
+        type=int,
+        help="threads per worker (default: cluster.threads_per_worker = 1; the kernel is numpy)",
+    )
+    g.add_argument(
+        "--memory-limit", help="memory limit per worker, 64MiB-1PiB or 'auto' (default: cluster.memory_limit = 4GiB)"
+    )
     g.add_argument("--dashboard", action="store_true", help="serve the Dask dashboard of a local cluster")
     from .storage import add_storage_arguments
 
@@ -176,11 +200,14 @@ def make_cluster_spec(cfg) -> dict:
         resources["requests"]["memory"] = resources["limits"]["memory"] = memory
     env: list[dict] = [{"name": k, "value": str(v)} for k, v in WORKER_MALLOC_ENV.items()]
     if sec.k8s_secret:
-        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": sec.k8s_secret, "key": key}}}
-                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        env += [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": sec.k8s_secret, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
     command = f"dask worker --nthreads {sec.threads_per_worker} --memory-limit {sec.memory_limit}"
-    return kube_spec(name=sec.k8s_name, image=sec.image, n_workers=sec.workers, resources=resources, env=env,
-                     worker_command=command)
+    return kube_spec(
+        name=sec.k8s_name, image=sec.image, n_workers=sec.workers, resources=resources, env=env, worker_command=command
+    )
 
 
 #: Seconds to wait for an existing scheduler before giving up (one line, not a 30 s hang).
@@ -208,8 +235,9 @@ def get_client(section, *, quiet: bool = False, dashboard: bool = False) -> Iter
         try:
             client = Client(section.address, timeout=f"{CONNECT_TIMEOUT_S}s")
         except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"cannot reach scheduler {section.address} within {CONNECT_TIMEOUT_S} s "
-                               f"({type(exc).__name__})") from None
+            raise ClusterError(
+                f"cannot reach scheduler {section.address} within {CONNECT_TIMEOUT_S} s ({type(exc).__name__})"
+            ) from None
         try:
             _announce(client, quiet)
             yield client
@@ -234,9 +262,13 @@ def get_client(section, *, quiet: bool = False, dashboard: bool = False) -> Iter
             # without a dashboard the scheduler still serves /health on 8787 and warns when another
             # cluster holds that port; it then takes a free one, which is all we need
             warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-            cluster = local_cluster(n_workers=section.workers, threads_per_worker=section.threads_per_worker,
-                                    memory_limit=section.memory_limit, processes=True,
-                                    dashboard_address=":0" if dashboard else None)
+            cluster = local_cluster(
+                n_workers=section.workers,
+                threads_per_worker=section.threads_per_worker,
+                memory_limit=section.memory_limit,
+                processes=True,
+                dashboard_address=":0" if dashboard else None,
+            )
     try:
         with Client(cluster) as client:
             from ._worker_plugins import CloseS3Sessions
@@ -257,8 +289,11 @@ def _close_cluster(cluster) -> None:
     try:
         cluster.close()
     except (TimeoutError, OSError) as exc:
-        logger.warning("the local Dask cluster did not shut down cleanly (%s: %s); the results are not affected",
-                       type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        logger.warning(
+            "the local Dask cluster did not shut down cleanly (%s: %s); the results are not affected",
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
 
 
 async def _stop_bokeh(scheduler) -> None:

@@ -33,8 +33,14 @@ class ConfigError(BadInputError):
     """Raised when a run configuration is invalid; the message names every bad field."""
 
 
-def _f(default: Any, *, range: tuple[float, float] | None = None, choices: tuple | None = None,
-       doc: str = "", item_range: tuple[float, float] | None = None) -> Any:
+def _f(
+    default: Any,
+    *,
+    range: tuple[float, float] | None = None,
+    choices: tuple | None = None,
+    doc: str = "",
+    item_range: tuple[float, float] | None = None,
+) -> Any:
     """A dataclass field with validation metadata (``range`` inclusive, or ``choices``)."""
     meta = {"range": range, "choices": choices, "doc": doc, "item_range": item_range}
     if isinstance(default, (list, dict)):
@@ -80,12 +86,22 @@ class HostsSection:
 class LensSection:
     """Priors of the deflector (SIE + external shear)."""
 
-    theta_e_min: float = _f(0.5, range=(0.3, 3.5), doc="Einstein radius lower bound, arcsec (the renderer's verified range)")
-    theta_e_max: float = _f(3.0, range=(0.3, 3.5), doc="Einstein radius upper bound, arcsec (the renderer's verified range)")
+    theta_e_min: float = _f(
+        0.5, range=(0.3, 3.5), doc="Einstein radius lower bound, arcsec (the renderer's verified range)"
+    )
+    theta_e_max: float = _f(
+        3.0, range=(0.3, 3.5), doc="Einstein radius upper bound, arcsec (the renderer's verified range)"
+    )
     theta_e_prior: str = _f("uniform", choices=("uniform", "loguniform"), doc="Einstein radius prior shape")
-    e_sigma: float = _f(0.15, range=(0.0, 0.5), doc="per-component sigma of lens ellipticity e1,e2 (truncated at |e| < 0.5)")
+    e_sigma: float = _f(
+        0.15, range=(0.0, 0.5), doc="per-component sigma of lens ellipticity e1,e2 (truncated at |e| < 0.5)"
+    )
     shear_sigma: float = _f(0.03, range=(0.0, 0.3), doc="per-component sigma of external shear g1,g2")
-    offset_sigma: float = _f(0.0, range=(0.0, 0.2), doc="sigma of the lens centre offset from the stamp origin, arcsec (truncated at 3 sigma; offsets <= 0.6\" verified)")
+    offset_sigma: float = _f(
+        0.0,
+        range=(0.0, 0.2),
+        doc='sigma of the lens centre offset from the stamp origin, arcsec (truncated at 3 sigma; offsets <= 0.6" verified)',
+    )
 
 
 @dataclass
@@ -94,12 +110,18 @@ class SourceSection:
 
     beta_frac_min: float = _f(0.1, range=(0.0, 2.0), doc="source offset |beta| / theta_E lower bound")
     beta_frac_max: float = _f(1.0, range=(0.0, 2.0), doc="source offset |beta| / theta_E upper bound")
-    reff_min: float = _f(0.1, range=(0.05, 5.0), doc="source half-light radius lower bound, arcsec (the renderer's verified range)")
+    reff_min: float = _f(
+        0.1, range=(0.05, 5.0), doc="source half-light radius lower bound, arcsec (the renderer's verified range)"
+    )
     reff_max: float = _f(0.6, range=(0.05, 5.0), doc="source half-light radius upper bound, arcsec")
     n_min: float = _f(0.7, range=(0.5, 4.0), doc="Sersic index lower bound (the renderer's verified range)")
     n_max: float = _f(2.5, range=(0.5, 4.0), doc="Sersic index upper bound")
-    e_sigma: float = _f(0.2, range=(0.0, 0.6), doc="per-component sigma of source ellipticity e1,e2 (truncated at |e| < 0.6)")
-    color_g_r_min: float = _f(0.0, range=(-1.0, 3.0), doc="source g-r colour lower bound, mag (blue star-forming sources)")
+    e_sigma: float = _f(
+        0.2, range=(0.0, 0.6), doc="per-component sigma of source ellipticity e1,e2 (truncated at |e| < 0.6)"
+    )
+    color_g_r_min: float = _f(
+        0.0, range=(-1.0, 3.0), doc="source g-r colour lower bound, mag (blue star-forming sources)"
+    )
     color_g_r_max: float = _f(0.8, range=(-1.0, 3.0), doc="source g-r colour upper bound, mag")
     color_r_z_min: float = _f(-0.1, range=(-1.0, 3.0), doc="source r-z colour lower bound, mag")
     color_r_z_max: float = _f(0.6, range=(-1.0, 3.0), doc="source r-z colour upper bound, mag")
@@ -110,21 +132,38 @@ class BrightnessSection:
     """How bright the arcs are: by source magnitude or calibrated to a target arc S/N."""
 
     mode: str = _f("snr", choices=("snr", "mag"), doc="'snr': scale to a target arc_snr; 'mag': draw source r mag")
-    snr_edges: list = _f([0.8, 2.0, 8.0, 20.0, 50.0], item_range=(0.0, 1e6), doc="target arc_snr bin edges (last bin open to the final edge)")
-    snr_fractions: list = _f([0.40, 0.40, 0.15, 0.05], item_range=(0.0, 1.0), doc="fraction of pairs per arc_snr bin; sums to 1")
+    snr_edges: list = _f(
+        [0.8, 2.0, 8.0, 20.0, 50.0],
+        item_range=(0.0, 1e6),
+        doc="target arc_snr bin edges (last bin open to the final edge)",
+    )
+    snr_fractions: list = _f(
+        [0.40, 0.40, 0.15, 0.05], item_range=(0.0, 1.0), doc="fraction of pairs per arc_snr bin; sums to 1"
+    )
     snr_band: str = _f("r", choices=("g", "r", "i", "z"), doc="band whose matched-filter S/N defines arc_snr")
     src_mag_min: float = _f(20.0, range=(10.0, 30.0), doc="mode 'mag': source r mag lower bound (unlensed, AB)")
     src_mag_max: float = _f(24.5, range=(10.0, 30.0), doc="mode 'mag': source r mag upper bound (unlensed, AB)")
-    snr_definition: str = _f("matched_filter", choices=("matched_filter", "aperture"),
-                             doc="S/N the target is set on: 'matched_filter' (arc_snr) or 'aperture' (arc_snr_aperture)")
-    snr_calibrate: str = _f("auto", choices=("auto", "stored", "unmasked"),
-                            doc="arc the target S/N is set on: 'stored' (lens - control, after the core-mask "
-                                "policy), 'unmasked' (before the policy), 'auto' = stored when a core mask is set")
-    aperture_halfwidth: float = _f(0.5, range=(0.05, 5.0), doc="aperture S/N: half-width w of the theta_E +/- w annulus, arcsec")
+    snr_definition: str = _f(
+        "matched_filter",
+        choices=("matched_filter", "aperture"),
+        doc="S/N the target is set on: 'matched_filter' (arc_snr) or 'aperture' (arc_snr_aperture)",
+    )
+    snr_calibrate: str = _f(
+        "auto",
+        choices=("auto", "stored", "unmasked"),
+        doc="arc the target S/N is set on: 'stored' (lens - control, after the core-mask "
+        "policy), 'unmasked' (before the policy), 'auto' = stored when a core mask is set",
+    )
+    aperture_halfwidth: float = _f(
+        0.5, range=(0.05, 5.0), doc="aperture S/N: half-width w of the theta_E +/- w annulus, arcsec"
+    )
     snr_floor: float = _f(0.5, range=(0.0, 1e6), doc="lens labels need a stored arc_snr >= this (0: no floor)")
-    snr_floor_action: str = _f("label", choices=("label", "redraw"),
-                               doc="below the floor: 'label' the pair a non-lens (hard_negative kind 'below_snr_floor'), "
-                                   "or 'redraw' its lens and source from the pair's own stream (then label)")
+    snr_floor_action: str = _f(
+        "label",
+        choices=("label", "redraw"),
+        doc="below the floor: 'label' the pair a non-lens (hard_negative kind 'below_snr_floor'), "
+        "or 'redraw' its lens and source from the pair's own stream (then label)",
+    )
     snr_floor_redraws: int = _f(8, range=(1, 100), doc="'redraw': attempts per pair before it is labelled")
 
 
@@ -140,20 +179,35 @@ class PsfSection:
 class RenderSection:
     """Numerical settings of the renderer."""
 
-    supersample: int = _f(18, range=(6, 32), doc="ray-tracing points per pixel side of the fixed refinement level (next to the lens centre and where the error estimate asks for it; beyond it an error-controlled quadtree), even")
-    tolerance: float = _f(0.02, range=(1e-4, 0.1), doc="per-cell error target of the adaptive ray tracing, in units of the source's surface brightness at R_sersic (sub-pixel sources: its mean over a pixel) x the cell area; 0.1 x this of each cell's own flux is always enough")
+    supersample: int = _f(
+        18,
+        range=(6, 32),
+        doc="ray-tracing points per pixel side of the fixed refinement level (next to the lens centre and where the error estimate asks for it; beyond it an error-controlled quadtree), even",
+    )
+    tolerance: float = _f(
+        0.02,
+        range=(1e-4, 0.1),
+        doc="per-cell error target of the adaptive ray tracing, in units of the source's surface brightness at R_sersic (sub-pixel sources: its mean over a pixel) x the cell area; 0.1 x this of each cell's own flux is always enough",
+    )
 
 
 @dataclass
 class CoreMaskSection:
     """Core-mask policy applied to the arc at injection."""
 
-    policy: str = _f("none", choices=("none", "hard", "taper"), doc="'none', 'hard' (zero inside radius) or 'taper' (tanh apodisation)")
+    policy: str = _f(
+        "none",
+        choices=("none", "hard", "taper"),
+        doc="'none', 'hard' (zero inside radius) or 'taper' (tanh apodisation)",
+    )
     radius: float = _f(5.0, range=(0.0, 64.0), doc="mask radius, pixels")
     width: float = _f(1.0, range=(0.01, 32.0), doc="tanh width of policy 'taper', pixels")
-    apply_to: str = _f("arc", choices=("arc", "control"),
-                       doc="'arc': the stored arc is masked; 'control': core-matched control, the control "
-                           "receives the arc's core light (arc * (1 - w)) and the lens keeps its whole arc")
+    apply_to: str = _f(
+        "arc",
+        choices=("arc", "control"),
+        doc="'arc': the stored arc is masked; 'control': core-matched control, the control "
+        "receives the arc's core light (arc * (1 - w)) and the lens keeps its whole arc",
+    )
 
 
 @dataclass
@@ -161,15 +215,24 @@ class DiagnosticsSection:
     """Core radius and gate thresholds used by derived quantities and diagnose."""
 
     core_radius: float = _f(5.0, range=(0.5, 64.0), doc="core radius for core_flux_frac and the core-LR disc, pixels")
-    core_centre: str = _f("stamp", choices=("stamp", "lens"),
-                          doc="centre of the core of core_flux_frac: the stamp origin or the lens centre (lens_x, lens_y)")
+    core_centre: str = _f(
+        "stamp",
+        choices=("stamp", "lens"),
+        doc="centre of the core of core_flux_frac: the stamp origin or the lens centre (lens_x, lens_y)",
+    )
     core_box: int = _f(10, range=(2, 64), doc="side of the central box of the published core LR, pixels")
-    core_lr_region: str = _f("disc", choices=("disc", "box", "ring"),
-                             doc="pixels the core-LR gate reads: 'disc' r < core_radius, 'box' the central "
-                                 "core_box square, 'ring' the box minus the disc")
-    edge_frac_max: float = _f(0.05, range=(0.0, 1.0),
-                              doc="mask-edge probe: largest fraction of lenses whose lens-control light steps "
-                                  "from ~0 to significant across one pixel at any radius")
+    core_lr_region: str = _f(
+        "disc",
+        choices=("disc", "box", "ring"),
+        doc="pixels the core-LR gate reads: 'disc' r < core_radius, 'box' the central "
+        "core_box square, 'ring' the box minus the disc",
+    )
+    edge_frac_max: float = _f(
+        0.05,
+        range=(0.0, 1.0),
+        doc="mask-edge probe: largest fraction of lenses whose lens-control light steps "
+        "from ~0 to significant across one pixel at any radius",
+    )
     lr_auc_max: float = _f(0.65, range=(0.5, 1.0), doc="gate: core LR AUC must stay below this")
     null_auc_tol: float = _f(0.03, range=(0.0, 0.5), doc="gate: null-injection LR AUC within 0.5 +/- this")
     leak_auc_max: float = _f(0.55, range=(0.5, 1.0), doc="gate: any metadata variable's AUC must stay below this")
@@ -179,7 +242,11 @@ class DiagnosticsSection:
 class SplitsSection:
     """Region-disjoint train/val/test splits."""
 
-    scheme: str = _f("healpix", choices=("healpix", "bricks", "none"), doc="regions are HEALPix tiles or groups of DR10 bricks; 'none': one region, every pair in train (no held-out sky)")
+    scheme: str = _f(
+        "healpix",
+        choices=("healpix", "bricks", "none"),
+        doc="regions are HEALPix tiles or groups of DR10 bricks; 'none': one region, every pair in train (no held-out sky)",
+    )
     nside: int = _f(8, range=(1, 1024), doc="HEALPix nside of a region (scheme 'healpix')")
     fractions: list = _f([0.8, 0.1, 0.1], item_range=(0.0, 1.0), doc="train, val, test fractions; sum to 1")
     min_test_regions: int = _f(2, range=(1, 10_000), doc="regions wholly held out for test, at least")
@@ -190,20 +257,29 @@ class NegativesSection:
     """Hard negatives: arc-like features that are not lenses."""
 
     fraction: float = _f(0.0, range=(0.0, 0.9), doc="fraction of pairs whose injected feature is a hard negative")
-    kinds: list = _f(["ring", "spiral", "tidal"], choices=("ring", "spiral", "tidal"), doc="procedural negative kinds mixed equally")
+    kinds: list = _f(
+        ["ring", "spiral", "tidal"], choices=("ring", "spiral", "tidal"), doc="procedural negative kinds mixed equally"
+    )
 
 
 @dataclass
 class ClusterSection:
     """Where the work runs."""
 
-    kind: str = _f("local", choices=("local", "k8s", "none"), doc="'local' LocalCluster, 'k8s' KubeCluster, 'none' synchronous in-process")
+    kind: str = _f(
+        "local",
+        choices=("local", "k8s", "none"),
+        doc="'local' LocalCluster, 'k8s' KubeCluster, 'none' synchronous in-process",
+    )
     address: str = _f("", doc="address of an existing scheduler (tcp://host:port); overrides kind")
     workers: int = _f(2, range=(1, 10_000), doc="number of workers")
     threads_per_worker: int = _f(1, range=(1, 256), doc="threads per worker")
     memory_limit: str = _f("4GiB", doc="memory limit per worker (dask syntax)")
     image: str = _f("ghcr.io/example/lensarray:0.1.0", doc="container image of scheduler and workers (kind 'k8s')")
-    k8s_secret: str = _f("lensarray-s3", doc="Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the pods (kind 'k8s'; '' = none)")
+    k8s_secret: str = _f(
+        "lensarray-s3",
+        doc="Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the pods (kind 'k8s'; '' = none)",
+    )
     k8s_name: str = _f("lensarray", doc="name of the DaskCluster resource (kind 'k8s')")
 
 
@@ -220,9 +296,19 @@ class StorageSection:
 class QuantizeSection:
     """Optional lossy storage (off by default; see lensarray/quantize.py for the bounds)."""
 
-    host: bool = _f(False, doc="store host pixels rounded to a power-of-two step <= host_step x the plane's smallest noise sigma")
-    host_step: float = _f(0.2, range=(0.001, 0.2), doc="host quantisation step in units of the pixel noise sigma; max error host_step/2 sigma (<= 0.1)")
-    arc_keepbits: int = _f(23, range=(6, 23), doc="float32 mantissa bits kept in the stored arc (23: lossless); relative error <= 2**-(arc_keepbits + 1)")
+    host: bool = _f(
+        False, doc="store host pixels rounded to a power-of-two step <= host_step x the plane's smallest noise sigma"
+    )
+    host_step: float = _f(
+        0.2,
+        range=(0.001, 0.2),
+        doc="host quantisation step in units of the pixel noise sigma; max error host_step/2 sigma (<= 0.1)",
+    )
+    arc_keepbits: int = _f(
+        23,
+        range=(6, 23),
+        doc="float32 mantissa bits kept in the stored arc (23: lossless); relative error <= 2**-(arc_keepbits + 1)",
+    )
 
 
 @dataclass
@@ -293,17 +379,24 @@ class RunConfig:
             errs.append(f"run.bands = {r.bands}: allowed a non-empty list of distinct bands from g, r, i, z")
         if br.snr_band not in r.bands:
             errs.append(f"brightness.snr_band = {br.snr_band!r}: allowed one of run.bands {r.bands}")
-        for sec, lo, hi in (("hosts", "r_mag_min", "r_mag_max"), ("lens", "theta_e_min", "theta_e_max"),
-                            ("source", "beta_frac_min", "beta_frac_max"), ("source", "reff_min", "reff_max"),
-                            ("source", "n_min", "n_max"), ("source", "color_g_r_min", "color_g_r_max"),
-                            ("source", "color_r_z_min", "color_r_z_max"),
-                            ("brightness", "src_mag_min", "src_mag_max")):
+        for sec, lo, hi in (
+            ("hosts", "r_mag_min", "r_mag_max"),
+            ("lens", "theta_e_min", "theta_e_max"),
+            ("source", "beta_frac_min", "beta_frac_max"),
+            ("source", "reff_min", "reff_max"),
+            ("source", "n_min", "n_max"),
+            ("source", "color_g_r_min", "color_g_r_max"),
+            ("source", "color_r_z_min", "color_r_z_max"),
+            ("brightness", "src_mag_min", "src_mag_max"),
+        ):
             s = getattr(self, sec)
             if getattr(s, lo) > getattr(s, hi):
                 errs.append(f"{sec}.{lo} = {getattr(s, lo)}: allowed <= {sec}.{hi} ({getattr(s, hi)})")
         edges, fr = br.snr_edges, br.snr_fractions
         if len(edges) != len(fr) + 1:
-            errs.append(f"brightness.snr_fractions has {len(fr)} entries: allowed len(snr_edges) - 1 = {len(edges) - 1}")
+            errs.append(
+                f"brightness.snr_fractions has {len(fr)} entries: allowed len(snr_edges) - 1 = {len(edges) - 1}"
+            )
         elif any(b <= a for a, b in itertools.pairwise(edges)):
             errs.append(f"brightness.snr_edges = {edges}: allowed strictly increasing")
         if fr and not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
@@ -312,13 +405,17 @@ class RunConfig:
         if len(sf) != 3 or not math.isclose(sum(sf), 1.0, abs_tol=1e-6):
             errs.append(f"splits.fractions = {sf}: allowed three fractions (train, val, test) summing to 1")
         if self.core_mask.policy != "none" and self.core_mask.radius <= 0:
-            errs.append(f"core_mask.radius = {self.core_mask.radius}: allowed > 0 with policy {self.core_mask.policy!r}")
+            errs.append(
+                f"core_mask.radius = {self.core_mask.radius}: allowed > 0 with policy {self.core_mask.policy!r}"
+            )
         if self.core_mask.radius > r.size / 2:
             errs.append(f"core_mask.radius = {self.core_mask.radius}: allowed <= size/2 = {r.size / 2}")
         if self.diagnostics.core_box > r.size:
             errs.append(f"diagnostics.core_box = {self.diagnostics.core_box}: allowed <= run.size ({r.size})")
         if self.render.supersample % 2:
-            errs.append(f"render.supersample = {self.render.supersample}: allowed an even number (2 convolution cells per pixel)")
+            errs.append(
+                f"render.supersample = {self.render.supersample}: allowed an even number (2 convolution cells per pixel)"
+            )
         if not self.negatives.kinds and self.negatives.fraction > 0:
             errs.append("negatives.kinds = []: allowed a non-empty list when negatives.fraction > 0")
         del lens, src
@@ -336,9 +433,15 @@ def _check_field(section: str, f: dataclasses.Field, value: Any) -> list[str]:
             return [f"{name} = {value!r}: allowed true or false"]
         return []
     if expected in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (expected is int and not isinstance(value, int)):
-            return [f"{name} = {value!r}: allowed a{'n integer' if expected is int else ' number'}"
-                    + (f" in [{meta['range'][0]}, {meta['range'][1]}]" if meta.get("range") else "")]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (expected is int and not isinstance(value, int))
+        ):
+            return [
+                f"{name} = {value!r}: allowed a{'n integer' if expected is int else ' number'}"
+                + (f" in [{meta['range'][0]}, {meta['range'][1]}]" if meta.get("range") else "")
+            ]
         if not math.isfinite(value):
             return [f"{name} = {value!r}: allowed a finite number"]
     rng = meta.get("range")
@@ -356,7 +459,9 @@ def _check_field(section: str, f: dataclasses.Field, value: Any) -> list[str]:
         if choices and any(v not in choices for v in value):
             return [f"{name} = {value!r}: allowed items from {', '.join(choices)}"]
         irng = meta.get("item_range")
-        if irng and any((not isinstance(v, (int, float))) or isinstance(v, bool) or not (irng[0] <= v <= irng[1]) for v in value):
+        if irng and any(
+            (not isinstance(v, (int, float))) or isinstance(v, bool) or not (irng[0] <= v <= irng[1]) for v in value
+        ):
             return [f"{name} = {value!r}: allowed numbers in [{irng[0]}, {irng[1]}]"]
     return []
 

@@ -25,8 +25,25 @@ __all__ = ["CONVENTIONS", "COORDINATES", "MASKBITS", "CF_VERSION", "apply", "att
 CF_VERSION = "CF-1.11"
 
 #: Legacy Surveys DR10 MASKBITS, bit -> name (https://www.legacysurvey.org/dr10/bitmasks/).
-MASKBITS = ("NPRIMARY", "BRIGHT", "SATUR_G", "SATUR_R", "SATUR_Z", "ALLMASK_G", "ALLMASK_R", "ALLMASK_Z",
-            "WISEM1", "WISEM2", "BAILOUT", "MEDIUM", "GALAXY", "CLUSTER", "SATUR_I", "ALLMASK_I", "SUB_BLOB")
+MASKBITS = (
+    "NPRIMARY",
+    "BRIGHT",
+    "SATUR_G",
+    "SATUR_R",
+    "SATUR_Z",
+    "ALLMASK_G",
+    "ALLMASK_R",
+    "ALLMASK_Z",
+    "WISEM1",
+    "WISEM2",
+    "BAILOUT",
+    "MEDIUM",
+    "GALAXY",
+    "CLUSTER",
+    "SATUR_I",
+    "ALLMASK_I",
+    "SUB_BLOB",
+)
 
 _MAG = "mag(AB)"
 
@@ -35,8 +52,7 @@ def _split_flags() -> dict[str, Any]:
     from .cube import SPLIT_NAMES
 
     # -1 is the fill value: a pair not yet built, or whose region was unseen at planning
-    return {"flag_values": [-1, *range(len(SPLIT_NAMES))],
-            "flag_meanings": " ".join(["unassigned", *SPLIT_NAMES])}
+    return {"flag_values": [-1, *range(len(SPLIT_NAMES))], "flag_meanings": " ".join(["unassigned", *SPLIT_NAMES])}
 
 
 def _negative_flags() -> dict[str, Any]:
@@ -49,8 +65,11 @@ def _negative_flags() -> dict[str, Any]:
 CONVENTIONS: dict[str, dict[str, Any]] = {
     "host": {"long_name": "host galaxy cutout (noise included)"},
     "invvar": {"long_name": "inverse variance of the host pixel"},
-    "maskbits": {"long_name": "Legacy Surveys DR10 MASKBITS", "flag_masks": [1 << b for b in range(len(MASKBITS))],
-                 "flag_meanings": " ".join(MASKBITS)},
+    "maskbits": {
+        "long_name": "Legacy Surveys DR10 MASKBITS",
+        "flag_masks": [1 << b for b in range(len(MASKBITS))],
+        "flag_meanings": " ".join(MASKBITS),
+    },
     "arc": {"long_name": "injected lensed arc (noise-free, PSF-convolved, core-masked)"},
     "theta_e": {"long_name": "SIE Einstein radius"},
     "lens_e1": {"long_name": "lens ellipticity component e1"},

@@ -34,8 +34,14 @@ from .schema import validate_cube as validate_cube
 __all__ = ["open_cube", "LensArrayAccessor"]
 
 
-def open_cube(url: str, *, storage_options: dict | None = None, chunks: str | dict | None = "shard",
-              validate: bool = True, allow_incomplete: bool = False) -> xr.Dataset:
+def open_cube(
+    url: str,
+    *,
+    storage_options: dict | None = None,
+    chunks: str | dict | None = "shard",
+    validate: bool = True,
+    allow_incomplete: bool = False,
+) -> xr.Dataset:
     """Open a lensarray cube lazily from a local path or fsspec URL (``s3://...``).
 
     Parameters
@@ -57,8 +63,9 @@ def open_cube(url: str, *, storage_options: dict | None = None, chunks: str | di
     """
     from .store import open_dataset  # store imports the schema, never this module: no cycle
 
-    return open_dataset(url, storage_options=storage_options, chunks=chunks, validate=validate,
-                        allow_incomplete=allow_incomplete)
+    return open_dataset(
+        url, storage_options=storage_options, chunks=chunks, validate=validate, allow_incomplete=allow_incomplete
+    )
 
 
 @xr.register_dataset_accessor("lensarray")
@@ -102,8 +109,12 @@ class LensArrayAccessor:
         ds = self._ds
         names = np.array([*SPLIT_NAMES, ""])
         split = ds["split"] if "split" in ds else xr.full_like(ds["pair"], -1, dtype=np.int8)
-        split_name = xr.apply_ufunc(lambda c: names[np.where(c < 0, len(SPLIT_NAMES), c)], split,
-                                    dask="parallelized", output_dtypes=[names.dtype])
+        split_name = xr.apply_ufunc(
+            lambda c: names[np.where(c < 0, len(SPLIT_NAMES), c)],
+            split,
+            dask="parallelized",
+            output_dtypes=[names.dtype],
+        )
         neg = ds["hard_negative"] if "hard_negative" in ds else xr.zeros_like(ds["pair"], dtype=np.int8)
         return xr.Dataset({"split_name": split_name, "is_lens": neg == 0})
 
@@ -140,8 +151,15 @@ class LensArrayAccessor:
         def per_pair(lens_x: np.ndarray, lens_y: np.ndarray) -> np.ndarray:
             return radius_grid(size, (lens_x.astype(np.float64) / scale, lens_y.astype(np.float64) / scale))
 
-        r = xr.apply_ufunc(per_pair, ds["lens_x"], ds["lens_y"], output_core_dims=[["y", "x"]], dask="parallelized",
-                           output_dtypes=[np.float64], dask_gufunc_kwargs={"output_sizes": {"y": size, "x": size}})
+        r = xr.apply_ufunc(
+            per_pair,
+            ds["lens_x"],
+            ds["lens_y"],
+            output_core_dims=[["y", "x"]],
+            dask="parallelized",
+            output_dtypes=[np.float64],
+            dask_gufunc_kwargs={"output_sizes": {"y": size, "x": size}},
+        )
         return r.assign_coords(coords).rename("radius").assign_attrs(attrs)
 
     # -- derived quantities ----------------------------------------------------------------
@@ -158,17 +176,28 @@ class LensArrayAccessor:
         from .derived import core_flux_fraction
 
         r = self._core_radius(radius)
-        out = xr.apply_ufunc(lambda a: core_flux_fraction(a, core_radius=r).astype(np.float32), self._ds["arc"],
-                             input_core_dims=[["y", "x"]], dask="parallelized", output_dtypes=[np.float32])
-        return out.rename("core_flux_frac").assign_attrs(units="", core_radius_px=r,
-                                                         description=VARIABLES["core_flux_frac"].description)
+        out = xr.apply_ufunc(
+            lambda a: core_flux_fraction(a, core_radius=r).astype(np.float32),
+            self._ds["arc"],
+            input_core_dims=[["y", "x"]],
+            dask="parallelized",
+            output_dtypes=[np.float32],
+        )
+        return out.rename("core_flux_frac").assign_attrs(
+            units="", core_radius_px=r, description=VARIABLES["core_flux_frac"].description
+        )
 
     def arc_flux(self) -> xr.DataArray:
         """Total arc flux per pair and band (nanomaggy), float32, lazy (as the build stores it)."""
         from .derived import arc_flux_sums
 
-        out = xr.apply_ufunc(lambda a: arc_flux_sums(a, core_radius=0.0)[0].astype(np.float32), self._ds["arc"], input_core_dims=[["y", "x"]], dask="parallelized",
-                             output_dtypes=[np.float32])
+        out = xr.apply_ufunc(
+            lambda a: arc_flux_sums(a, core_radius=0.0)[0].astype(np.float32),
+            self._ds["arc"],
+            input_core_dims=[["y", "x"]],
+            dask="parallelized",
+            output_dtypes=[np.float32],
+        )
         return out.rename("arc_flux").assign_attrs(units="nanomaggy", description=VARIABLES["arc_flux"].description)
 
     def arc_snr(self, band: str | None = None) -> xr.DataArray:
@@ -187,16 +216,21 @@ class LensArrayAccessor:
         w_core = control_weights_of(ds.attrs, self.size)
         if w_core is not None:
             signal = signal * xr.DataArray(np.float32(1.0) - w_core, dims=("y", "x"))
-        out = xr.apply_ufunc(lambda a, w: matched_filter_snr(a, w).astype(np.float32),
-                             signal, ds["invvar"].sel(band=band, drop=True),
-                             input_core_dims=[["y", "x"], ["y", "x"]], dask="parallelized",
-                             output_dtypes=[np.float32])
+        out = xr.apply_ufunc(
+            lambda a, w: matched_filter_snr(a, w).astype(np.float32),
+            signal,
+            ds["invvar"].sel(band=band, drop=True),
+            input_core_dims=[["y", "x"], ["y", "x"]],
+            dask="parallelized",
+            output_dtypes=[np.float32],
+        )
         return out.rename("arc_snr").assign_attrs(units="", band=band, description=VARIABLES["arc_snr"].description)
 
     def derive(self, radius: float | None = None) -> xr.Dataset:
         """``arc_flux``, ``arc_snr`` and ``core_flux_frac`` re-derived lazily from the arc."""
-        return xr.Dataset({"arc_flux": self.arc_flux(), "arc_snr": self.arc_snr(),
-                           "core_flux_frac": self.core_flux_fraction(radius)})
+        return xr.Dataset(
+            {"arc_flux": self.arc_flux(), "arc_snr": self.arc_snr(), "core_flux_frac": self.core_flux_fraction(radius)}
+        )
 
     def mask_core(self, policy: str = "hard", radius: float = 5.0, width: float = 1.0) -> xr.Dataset:
         """The cube with its arcs multiplied by a core-mask policy's weights, lazily.
@@ -259,12 +293,23 @@ class LensArrayAccessor:
             extra["split"] = ("sample", np.repeat(ds["split"].values, 2))
         st = st.assign_coords(extra)
         st.name = "stamp"
-        st.attrs = {"units": "nanomaggy",
-                    "description": f"lens = host + arc; control = {ds.attrs.get('control_stamp', 'host')}"}
+        st.attrs = {
+            "units": "nanomaggy",
+            "description": f"lens = host + arc; control = {ds.attrs.get('control_stamp', 'host')}",
+        }
         return st
 
-    def to_zarr(self, url: str, *, resume: bool = False, overwrite: bool = False, client=None,
-                storage_options: dict | None = None, progress: bool = False, repair: bool = False):
+    def to_zarr(
+        self,
+        url: str,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        client=None,
+        storage_options: dict | None = None,
+        progress: bool = False,
+        repair: bool = False,
+    ):
         """Write this cube (lazy or loaded) to ``url`` in whole shards with digests and done
         markers: :func:`lensarray.store.write_cube` (see there for every parameter).
 
@@ -274,8 +319,16 @@ class LensArrayAccessor:
         """
         from .store import write_cube
 
-        return write_cube(self._ds, url, resume=resume, overwrite=overwrite, repair=repair, client=client,
-                          storage_options=storage_options, progress=progress)
+        return write_cube(
+            self._ds,
+            url,
+            resume=resume,
+            overwrite=overwrite,
+            repair=repair,
+            client=client,
+            storage_options=storage_options,
+            progress=progress,
+        )
 
     def measures(self, **kwargs) -> xr.Dataset:
         """Per-pair pixel measures (lazy), with ``split`` and ``hard_negative`` attached:
@@ -298,8 +351,9 @@ class LensArrayAccessor:
 
         return class_summary(measures if measures is not None else self.measures(), tuple(by))
 
-    def binned(self, var: str | xr.DataArray, by: str | xr.DataArray = "theta_e", bins=None,
-               func: str = "nanmedian") -> xr.DataArray:
+    def binned(
+        self, var: str | xr.DataArray, by: str | xr.DataArray = "theta_e", bins=None, func: str = "nanmedian"
+    ) -> xr.DataArray:
         """A per-pair variable reduced in bins of another, exactly, with flox.
 
         Bins follow :func:`lensarray.statistics.bin_index` (half-open, the last closed; values
@@ -337,9 +391,15 @@ class LensArrayAccessor:
         v = v.reset_coords(drop=True)
         if hasattr(v.data, "dask") or hasattr(code.data, "dask"):
             v, code = v.chunk({"pair": -1}), code.chunk({"pair": -1})
-        out = xarray_reduce(v, code, func=func, dim="pair", expected_groups=np.arange(edges.size - 1),
-                            method="blockwise" if hasattr(v.data, "dask") else None,
-                            fill_value=0 if func in ("count", "sum", "nansum") else np.nan)
+        out = xarray_reduce(
+            v,
+            code,
+            func=func,
+            dim="pair",
+            expected_groups=np.arange(edges.size - 1),
+            method="blockwise" if hasattr(v.data, "dask") else None,
+            fill_value=0 if func in ("count", "sum", "nansum") else np.nan,
+        )
         out = out.transpose(f"{name}_bin", ...)
         return out.assign_coords({f"{name}_lo": (f"{name}_bin", edges[:-1]), f"{name}_hi": (f"{name}_bin", edges[1:])})
 

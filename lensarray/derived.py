@@ -11,8 +11,15 @@ import numpy as np
 
 from .geometry import core_pixels, radius_grid
 
-__all__ = ["arc_statistics", "matched_filter_snr", "aperture_snr", "core_flux_fraction", "arc_flux_sums",
-           "fraction_of_total", "inner_image_radius_px"]
+__all__ = [
+    "arc_statistics",
+    "matched_filter_snr",
+    "aperture_snr",
+    "core_flux_fraction",
+    "arc_flux_sums",
+    "fraction_of_total",
+    "inner_image_radius_px",
+]
 
 
 def matched_filter_snr(arcs: np.ndarray, invvar: np.ndarray) -> np.ndarray:
@@ -29,8 +36,9 @@ def matched_filter_snr(arcs: np.ndarray, invvar: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(a * a * np.asarray(invvar, dtype=np.float64), axis=(-2, -1)))
 
 
-def arc_flux_sums(arcs: np.ndarray, *, core_radius: float,
-                  core_centre: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+def arc_flux_sums(
+    arcs: np.ndarray, *, core_radius: float, core_centre: tuple | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(total, core)``: arc flux over the stamp and inside r < ``core_radius`` pixels, float64 ``(...)``.
 
     ``core_centre = (x, y)``: ``(n,)`` per-pair offsets (pixels) of the core centre from the stamp
@@ -88,8 +96,9 @@ def inner_image_radius_px(theta_e, src_x, src_y, *, pixel_scale: float, lens_x=0
     return inner_image_radius(np.asarray(theta_e, np.float64), beta) / pixel_scale
 
 
-def arc_statistics(arcs: np.ndarray, invvar: np.ndarray, *, core_radius: float, snr_band_index: int,
-                   core_centre: tuple | None = None) -> dict:
+def arc_statistics(
+    arcs: np.ndarray, invvar: np.ndarray, *, core_radius: float, snr_band_index: int, core_centre: tuple | None = None
+) -> dict:
     """Flux, S/N and core flux fraction of arcs.
 
     Parameters
@@ -113,12 +122,16 @@ def arc_statistics(arcs: np.ndarray, invvar: np.ndarray, *, core_radius: float, 
     a = np.asarray(arcs, dtype=np.float64)
     total, core = arc_flux_sums(a, core_radius=core_radius, core_centre=core_centre)
     snr = matched_filter_snr(a[:, snr_band_index], np.asarray(invvar)[:, snr_band_index])
-    return {"arc_flux": total.astype(np.float32), "arc_snr": snr.astype(np.float32),
-            "core_flux_frac": fraction_of_total(core, total).astype(np.float32)}
+    return {
+        "arc_flux": total.astype(np.float32),
+        "arc_snr": snr.astype(np.float32),
+        "core_flux_frac": fraction_of_total(core, total).astype(np.float32),
+    }
 
 
-def aperture_snr(arcs: np.ndarray, invvar: np.ndarray, theta_e_px: np.ndarray, halfwidth_px: float,
-                 centre: tuple | None = None) -> np.ndarray:
+def aperture_snr(
+    arcs: np.ndarray, invvar: np.ndarray, theta_e_px: np.ndarray, halfwidth_px: float, centre: tuple | None = None
+) -> np.ndarray:
     """Aperture S/N of lens searches: arc flux in the annulus ``|r - theta_E| < w`` over its noise.
 
     ``sum(arc) / sqrt(sum(1 / invvar))`` over the annulus pixels with ``invvar > 0`` (the noise

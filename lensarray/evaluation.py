@@ -17,8 +17,7 @@ import numpy as np
 from .errors import BadInputError
 from .statistics import PSF_EDGES, THETA_E_EDGES, bin_index, bin_masks, pair_bootstrap_ci
 
-__all__ = ["ScoreTable", "load_scores", "evaluate_scores", "baseline_scores", "recall_at_fpr",
-           "THETA_E_OVER_PSF_BINS"]
+__all__ = ["ScoreTable", "load_scores", "evaluate_scores", "baseline_scores", "recall_at_fpr", "THETA_E_OVER_PSF_BINS"]
 
 #: theta_E / PSF bins of the evaluation tables (coarser than diagnose's: scores are per test split).
 THETA_E_OVER_PSF_BINS = (0.2, 0.5, 1.0, 1.5, 4.0)
@@ -83,14 +82,29 @@ def _bin_table(values, edges, labels, scores, thr) -> list[dict]:
     pos = labels == 1
     for lo, hi, sel in bin_masks(values, edges):
         p = sel & pos
-        rows.append({"lo": lo, "hi": hi, "n_pos": int(p.sum()), "n_neg": int((sel & ~pos).sum()),
-                     "auc": _auc(labels[sel], scores[sel]) if sel.any() else float("nan"),
-                     "completeness": float((scores[p] > thr).mean()) if p.any() else float("nan")})
+        rows.append(
+            {
+                "lo": lo,
+                "hi": hi,
+                "n_pos": int(p.sum()),
+                "n_neg": int((sel & ~pos).sum()),
+                "auc": _auc(labels[sel], scores[sel]) if sel.any() else float("nan"),
+                "completeness": float((scores[p] > thr).mean()) if p.any() else float("nan"),
+            }
+        )
     return rows
 
 
-def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: float = 0.01, n_boot: int = 200,
-                    seed: int = 0, anchors: ScoreTable | None = None) -> dict:
+def evaluate_scores(
+    ds,
+    table: ScoreTable,
+    *,
+    split: str | None = "test",
+    fpr: float = 0.01,
+    n_boot: int = 200,
+    seed: int = 0,
+    anchors: ScoreTable | None = None,
+) -> dict:
     """All evaluation figures for per-stamp scores on cube ``ds`` (per-pair variables only).
 
     Returns a JSON-able dict: ``auc`` (+ CI), ``recall_at_fpr`` (+ CI), ``threshold``,
@@ -122,9 +136,14 @@ def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: f
     rb = list(map(str, ds["band"].values)).index("r") if "r" in ds["band"].values else 0
     psf = ds["psf_fwhm"].values[pair, rb]
     out: dict[str, Any] = {
-        "n_stamps": int(pair.size), "n_pos": int(labels.sum()), "n_neg": int(neg.sum()), "split": split,
-        "fpr": fpr, "threshold": thr,
-        "auc": _auc(labels, score), "auc_ci95": _bootstrap(_auc, labels, score, pair, n_boot, seed),
+        "n_stamps": int(pair.size),
+        "n_pos": int(labels.sum()),
+        "n_neg": int(neg.sum()),
+        "split": split,
+        "fpr": fpr,
+        "threshold": thr,
+        "auc": _auc(labels, score),
+        "auc_ci95": _bootstrap(_auc, labels, score, pair, n_boot, seed),
         "recall_at_fpr": recall_at_fpr(labels, score, fpr),
         "recall_ci95": _bootstrap(lambda y, s: recall_at_fpr(y, s, fpr), labels, score, pair, n_boot, seed + 1),
         "by_theta_e": _bin_table(theta_e, THETA_E_EDGES, labels, score, thr),
@@ -138,22 +157,38 @@ def evaluate_scores(ds, table: ScoreTable, *, split: str | None = "test", fpr: f
     for i in range(len(THETA_E_EDGES) - 1):
         for j in range(len(snr_edges) - 1):
             sel = pos & (te_bin == i) & (snr_bin == j)
-            grid.append({"theta_e": [THETA_E_EDGES[i], THETA_E_EDGES[i + 1]], "arc_snr": [snr_edges[j], snr_edges[j + 1]],
-                         "n": int(sel.sum()), "completeness": float((score[sel] > thr).mean()) if sel.any() else None})
+            grid.append(
+                {
+                    "theta_e": [THETA_E_EDGES[i], THETA_E_EDGES[i + 1]],
+                    "arc_snr": [snr_edges[j], snr_edges[j + 1]],
+                    "n": int(sel.sum()),
+                    "completeness": float((score[sel] > thr).mean()) if sel.any() else None,
+                }
+            )
     out["completeness_grid"] = grid
     hn = {}
     for code in np.unique(neg_kind[neg_kind > 0]):
         sel = neg_kind == code
-        hn[NEGATIVE_KINDS[int(code)]] = {"n": int(sel.sum()), "mean_score": float(score[sel].mean()),
-                                          "fpr_at_threshold": float((score[sel] > thr).mean())}
+        hn[NEGATIVE_KINDS[int(code)]] = {
+            "n": int(sel.sum()),
+            "mean_score": float(score[sel].mean()),
+            "fpr_at_threshold": float((score[sel] > thr).mean()),
+        }
     out["hard_negatives"] = hn
     if anchors is not None:
         out["anchors"] = {"n": int(anchors.score.size), "recall_at_threshold": float((anchors.score > thr).mean())}
     return out
 
 
-def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_train_pairs: int = 20000,
-                    progress: bool = False, anchor_images: np.ndarray | None = None) -> tuple[ScoreTable, dict]:
+def baseline_scores(
+    ds,
+    *,
+    centre_mask: dict | None = None,
+    seed: int = 0,
+    max_train_pairs: int = 20000,
+    progress: bool = False,
+    anchor_images: np.ndarray | None = None,
+) -> tuple[ScoreTable, dict]:
     """Train the built-in baseline on the train split, score the test split.
 
     Stamps stream through :func:`lensarray.training.batches` (bounded memory); with
@@ -176,10 +211,12 @@ def baseline_scores(ds, *, centre_mask: dict | None = None, seed: int = 0, max_t
         feats, labels, pairs, roles = [], [], [], []
         n = 0
         stamps = 2 * min(int((codes == SPLIT_NAMES.index(split)).sum()), limit)
-        with tqdm(total=stamps, desc=f"baseline: {split} features", unit="stamp", disable=not progress,
-                  file=sys.stderr) as bar:
-            for b in batches(ds, split, batch_size=256, seed=seed, augment=(), centre_mask=centre_mask,
-                             shuffle_buffer=0):
+        with tqdm(
+            total=stamps, desc=f"baseline: {split} features", unit="stamp", disable=not progress, file=sys.stderr
+        ) as bar:
+            for b in batches(
+                ds, split, batch_size=256, seed=seed, augment=(), centre_mask=centre_mask, shuffle_buffer=0
+            ):
                 feats.append(stamp_features(b["images"]))
                 labels.append(b["labels"])
                 pairs.append(b["pair"])

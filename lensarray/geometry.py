@@ -80,8 +80,9 @@ def central_side(size: int, radius: float, box: int = 0, edge_radius: float = 0.
     ``2 * max(ceil(max(radius, box corner radius)), ceil(max(radius, edge_radius)) + 2) + 1``, the
     corner radius being ``box / sqrt(2)`` (7.07 px for the published 10x10 box, whose pixel
     centres span -5 .. +4 about the origin). All in pixels."""
-    half = max(int(np.ceil(max(float(radius), box / np.sqrt(2.0)))),
-               int(np.ceil(max(float(radius), float(edge_radius)))) + 2)
+    half = max(
+        int(np.ceil(max(float(radius), box / np.sqrt(2.0)))), int(np.ceil(max(float(radius), float(edge_radius)))) + 2
+    )
     return min(2 * half + 1, size if size % 2 else size - 1)
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import math
 
-__all__ = ["check_declared_sizes", "MAX_PAIRS", "MAX_SIZE", "MAX_BANDS", "MAX_SHARD_PAIRS",
-           "MAX_CONFIG_CHARS"]
+__all__ = ["check_declared_sizes", "MAX_PAIRS", "MAX_SIZE", "MAX_BANDS", "MAX_SHARD_PAIRS", "MAX_CONFIG_CHARS"]
 
 #: The ranges of the ``[run]`` configuration a build accepts.
 MAX_PAIRS = 100_000_000
@@ -51,8 +50,9 @@ def check_declared_sizes(group, attrs: dict, where: str) -> None:
         raise bad("no 4-d 'host' array (pair, band, y, x)")
     n, nb, sy, sx = host
     if not (1 <= n <= MAX_PAIRS and 1 <= nb <= MAX_BANDS and 16 <= sy <= MAX_SIZE and sy == sx):
-        raise bad(f"declared host shape {host}: allowed (1..{MAX_PAIRS}, 1..{MAX_BANDS}, S, S) with S in "
-                  f"[16, {MAX_SIZE}]")
+        raise bad(
+            f"declared host shape {host}: allowed (1..{MAX_PAIRS}, 1..{MAX_BANDS}, S, S) with S in [16, {MAX_SIZE}]"
+        )
     run = recorded.get("run", {}) if isinstance(recorded, dict) else {}
     if run and run.get("n_pairs") not in (None, n):
         raise bad(f"declares {n} pairs but its configuration records run.n_pairs = {run.get('n_pairs')!r}")
@@ -69,8 +69,10 @@ def check_declared_sizes(group, attrs: dict, where: str) -> None:
     shard = int(arr.shards[0]) if getattr(arr, "shards", None) else int(arr.chunks[0])
     declared = attrs.get("shard_pairs", shard)
     if not isinstance(declared, int) or declared != shard or not 1 <= shard <= MAX_SHARD_PAIRS:
-        raise bad(f"shard_pairs attribute {declared!r} vs stored shards of {shard} pairs: allowed equal, "
-                  f"in [1, {MAX_SHARD_PAIRS}]")
+        raise bad(
+            f"shard_pairs attribute {declared!r} vs stored shards of {shard} pairs: allowed equal, "
+            f"in [1, {MAX_SHARD_PAIRS}]"
+        )
     done = _shape(group, DONE_VAR)
     if done is not None and done != (math.ceil(n / shard),):
         raise bad(f"shard_done has shape {done}: expected ({math.ceil(n / shard)},) for {n} pairs in shards of {shard}")

@@ -22,9 +22,20 @@ import numpy as np
 
 from .geometry import radius_grid
 
-__all__ = ["POLICIES", "APPLY_TO", "radius_map", "core_mask_weights", "apply_core_mask", "parse_core_mask",
-           "arc_weights", "control_arc_weights", "control_weights_of", "control_stamp", "policy_attrs",
-           "core_mask_policy_attr"]
+__all__ = [
+    "POLICIES",
+    "APPLY_TO",
+    "radius_map",
+    "core_mask_weights",
+    "apply_core_mask",
+    "parse_core_mask",
+    "arc_weights",
+    "control_arc_weights",
+    "control_weights_of",
+    "control_stamp",
+    "policy_attrs",
+    "core_mask_policy_attr",
+]
 
 POLICIES = ("none", "hard", "taper")
 #: Where the core-mask weights act: on the stored arc, or (core-matched) on the control.
@@ -97,8 +108,9 @@ def arc_weights(size: int, core_mask) -> np.ndarray | None:
     return core_mask_weights(size, core_mask.policy, core_mask.radius, core_mask.width)
 
 
-def control_arc_weights(size: int, policy: str, radius: float = 5.0, width: float = 1.0,
-                        apply_to: str = "arc") -> np.ndarray | None:
+def control_arc_weights(
+    size: int, policy: str, radius: float = 5.0, width: float = 1.0, apply_to: str = "arc"
+) -> np.ndarray | None:
     """``w_core (size, size)`` with ``control = host + arc * w_core``; ``None``: the control is the host.
 
     Only the core-matched policy (``apply_to = "control"``) gives the control light: the part of
@@ -120,8 +132,13 @@ def control_weights_of(attrs: dict, size: int) -> np.ndarray | None:
     if not raw:
         return None
     cm = (json.loads(raw) if isinstance(raw, str) else dict(raw)).get("core_mask", {})
-    return control_arc_weights(size, cm.get("policy", "none"), float(cm.get("radius", 5.0)),
-                               float(cm.get("width", 1.0)), cm.get("apply_to", "arc"))
+    return control_arc_weights(
+        size,
+        cm.get("policy", "none"),
+        float(cm.get("radius", 5.0)),
+        float(cm.get("width", 1.0)),
+        cm.get("apply_to", "arc"),
+    )
 
 
 def control_stamp(host, arc, w_core):
@@ -165,12 +182,21 @@ def policy_attrs(cfg) -> dict:
     return {
         "core_mask_policy": core_mask_policy_attr(cm.policy, cm.radius, cm.width, cm.apply_to),
         "control_stamp": control,
-        "arc_snr_calibration": json.dumps({"definition": b.snr_definition, "applies_to": b.snr_calibrate,
-                                           "floor": b.snr_floor, "floor_action": b.snr_floor_action,
-                                           "floor_redraws": b.snr_floor_redraws}),
-        "arc_snr_definition": (f"matched filter sqrt(sum(d**2 * invvar)) over the {b.snr_band} band, "
-                               "d = lens - control (the stored arc after the core-mask policy)"),
+        "arc_snr_calibration": json.dumps(
+            {
+                "definition": b.snr_definition,
+                "applies_to": b.snr_calibrate,
+                "floor": b.snr_floor,
+                "floor_action": b.snr_floor_action,
+                "floor_redraws": b.snr_floor_redraws,
+            }
+        ),
+        "arc_snr_definition": (
+            f"matched filter sqrt(sum(d**2 * invvar)) over the {b.snr_band} band, "
+            "d = lens - control (the stored arc after the core-mask policy)"
+        ),
         "arc_snr_aperture_definition": (
             f"sum(d) / sqrt(sum(1 / invvar)) over the {b.snr_band}-band pixels with "
-            f"|r - theta_E| < {b.aperture_halfwidth} arcsec, r from the lens centre, invvar > 0"),
+            f"|r - theta_E| < {b.aperture_halfwidth} arcsec, r from the lens centre, invvar > 0"
+        ),
     }

@@ -26,8 +26,17 @@ from . import conventions
 from .config import ConfigError, RunConfig, config_from_dict
 from .cube import NEGATIVE_KINDS, VARIABLES
 
-__all__ = ["render_pairs", "render_physical", "lazy_cube", "build", "stored_plan", "plan_build", "BuildPlan",
-           "BuildResult", "config_of_store"]
+__all__ = [
+    "render_pairs",
+    "render_physical",
+    "lazy_cube",
+    "build",
+    "stored_plan",
+    "plan_build",
+    "BuildPlan",
+    "BuildResult",
+    "config_of_store",
+]
 
 
 @dataclass
@@ -59,10 +68,14 @@ class BuildResult:
     repaired: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
-        rate = self.n_pairs / self.seconds if self.seconds > 0 and self.shards_written == self.n_shards else float("nan")
+        rate = (
+            self.n_pairs / self.seconds if self.seconds > 0 and self.shards_written == self.n_shards else float("nan")
+        )
         fixed = f" (repaired shards {self.repaired})" if self.repaired else ""
-        return (f"{self.url}: {self.n_pairs} pairs in {self.n_shards} shards; wrote {self.shards_written} "
-                f"shards{fixed} in {self.seconds:.1f} s" + (f" ({rate:.0f} pairs/s)" if np.isfinite(rate) else ""))
+        return (
+            f"{self.url}: {self.n_pairs} pairs in {self.n_shards} shards; wrote {self.shards_written} "
+            f"shards{fixed} in {self.seconds:.1f} s" + (f" ({rate:.0f} pairs/s)" if np.isfinite(rate) else "")
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -119,16 +132,29 @@ def render_physical(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None
             unit_arcs[is_neg] = feats[is_neg]
             mu = mu.copy()
             mu[is_neg] = np.nan  # not a lens: no magnification
-    return {"pair_ids": pair_ids, "hosts": hosts, "params": params, "unit_arcs": unit_arcs, "mu": mu,
-            "negative_kind": negative_kind}
+    return {
+        "pair_ids": pair_ids,
+        "hosts": hosts,
+        "params": params,
+        "unit_arcs": unit_arcs,
+        "mu": mu,
+        "negative_kind": negative_kind,
+    }
 
 
 def _unit_arcs(params: dict, cfg: RunConfig):
     from .physics.render import render_unit_arcs
 
-    return render_unit_arcs(params, size=cfg.run.size, pixel_scale=cfg.run.pixel_scale, bands=tuple(cfg.run.bands),
-                            supersample=cfg.render.supersample, tolerance=cfg.render.tolerance,
-                            psf_model=cfg.psf.model, psf_beta=cfg.psf.moffat_beta)
+    return render_unit_arcs(
+        params,
+        size=cfg.run.size,
+        pixel_scale=cfg.run.pixel_scale,
+        bands=tuple(cfg.run.bands),
+        supersample=cfg.render.supersample,
+        tolerance=cfg.render.tolerance,
+        psf_model=cfg.psf.model,
+        psf_beta=cfg.psf.moffat_beta,
+    )
 
 
 def _brighten(unit_arcs: np.ndarray, params: dict, invvar: np.ndarray, cfg: RunConfig) -> dict[str, np.ndarray]:
@@ -149,8 +175,10 @@ def _brighten(unit_arcs: np.ndarray, params: dict, invvar: np.ndarray, cfg: RunC
     snr_band = bands.index(B.snr_band)
     n = unit_arcs.shape[0]
     w = None if cm.policy == "none" else core_mask_weights(r.size, cm.policy, cm.radius, cm.width)
-    lens_px = (np.asarray(params.get("lens_x", np.zeros(n)), np.float64) / r.pixel_scale,
-               np.asarray(params.get("lens_y", np.zeros(n)), np.float64) / r.pixel_scale)
+    lens_px = (
+        np.asarray(params.get("lens_x", np.zeros(n)), np.float64) / r.pixel_scale,
+        np.asarray(params.get("lens_y", np.zeros(n)), np.float64) / r.pixel_scale,
+    )
     theta_px = np.asarray(params["theta_e"], np.float64) / r.pixel_scale
     half_px = B.aperture_halfwidth / r.pixel_scale
     observed = invvar > 0
@@ -185,8 +213,9 @@ def _brighten(unit_arcs: np.ndarray, params: dict, invvar: np.ndarray, cfg: RunC
     arc = arc.astype(np.float32)
     signal = arc if (w is None or cm.apply_to == "arc") else arc * w  # d = lens - control
     centre = lens_px if cfg.diagnostics.core_centre == "lens" else None
-    stats = arc_statistics(arc, invvar, core_radius=cfg.diagnostics.core_radius, snr_band_index=snr_band,
-                           core_centre=centre)
+    stats = arc_statistics(
+        arc, invvar, core_radius=cfg.diagnostics.core_radius, snr_band_index=snr_band, core_centre=centre
+    )
     stats["arc_snr"] = snr_of(signal[:, snr_band], invvar[:, snr_band], "matched_filter").astype(np.float32)
     stats["arc_snr_aperture"] = snr_of(signal[:, snr_band], invvar[:, snr_band], "aperture").astype(np.float32)
     stats["arc"], stats["src_mag"] = arc, src_mag
@@ -202,8 +231,9 @@ def _below_floor(stats: dict, negative_kind: np.ndarray, cfg: RunConfig) -> np.n
     return (negative_kind == 0) & ~(snr >= B.snr_floor)
 
 
-def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = None, *,
-                 physical: dict | None = None) -> dict[str, np.ndarray]:
+def render_pairs(
+    pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = None, *, physical: dict | None = None
+) -> dict[str, np.ndarray]:
     """Every cube variable for ``pair_ids`` (numpy arrays, first axis = pair).
 
     Deterministic: the result for a pair depends only on the configuration and its id, never on
@@ -249,8 +279,14 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
     # never silently a "lens" without an arc: what stays below the floor is labelled a non-lens
     negative_kind = np.where(below, np.int8(NEGATIVE_KINDS.index("below_snr_floor")), negative_kind).astype(np.int8)
 
-    inner = inner_image_radius_px(params["theta_e"], params["src_x"], params["src_y"], pixel_scale=r.pixel_scale,
-                                  lens_x=params.get("lens_x", 0.0), lens_y=params.get("lens_y", 0.0))
+    inner = inner_image_radius_px(
+        params["theta_e"],
+        params["src_x"],
+        params["src_y"],
+        pixel_scale=r.pixel_scale,
+        lens_x=params.get("lens_x", 0.0),
+        lens_y=params.get("lens_y", 0.0),
+    )
     inner = np.where(phys["negative_kind"] > 0, np.nan, inner)
 
     region = np.full(n, -1, np.int32)
@@ -258,18 +294,42 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
     if plan.split_plan_json:
         splits = import_module("lensarray.splits")
         region, split = splits.SplitPlan.from_json(plan.split_plan_json).assign(
-            hosts["ra"], hosts["dec"], hosts["brickname"])
+            hosts["ra"], hosts["dec"], hosts["brickname"]
+        )
 
     out: dict[str, Any] = {
-        "host": hosts["host"], "invvar": hosts["invvar"], "maskbits": hosts["maskbits"], "arc": stats["arc"],
-        "src_mag": stats["src_mag"], "psf_fwhm": params["psf_fwhm"],
+        "host": hosts["host"],
+        "invvar": hosts["invvar"],
+        "maskbits": hosts["maskbits"],
+        "arc": stats["arc"],
+        "src_mag": stats["src_mag"],
+        "psf_fwhm": params["psf_fwhm"],
         "psf_beta": params.get("psf_beta", np.full(n, np.nan)),
-        "arc_flux": stats["arc_flux"], "arc_snr": stats["arc_snr"], "arc_snr_aperture": stats["arc_snr_aperture"],
+        "arc_flux": stats["arc_flux"],
+        "arc_snr": stats["arc_snr"],
+        "arc_snr_aperture": stats["arc_snr_aperture"],
         "core_flux_frac": stats["core_flux_frac"],
-        "mu": mu, "inner_image_r": inner, "region": region, "split": split, "hard_negative": negative_kind,
+        "mu": mu,
+        "inner_image_r": inner,
+        "region": region,
+        "split": split,
+        "hard_negative": negative_kind,
     }
-    for name in ("theta_e", "lens_e1", "lens_e2", "lens_x", "lens_y", "shear_g1", "shear_g2",
-                 "src_x", "src_y", "src_reff", "src_n", "src_e1", "src_e2"):
+    for name in (
+        "theta_e",
+        "lens_e1",
+        "lens_e2",
+        "lens_x",
+        "lens_y",
+        "shear_g1",
+        "shear_g2",
+        "src_x",
+        "src_y",
+        "src_reff",
+        "src_n",
+        "src_e1",
+        "src_e2",
+    ):
         out[name] = params.get(name, np.zeros(n))
     for name in ("ra", "dec", "brickname", "psfdepth", "host_mag", "host_reff", "host_id"):
         out[name] = hosts.get(name, np.full(n, VARIABLES[name].fill))
@@ -283,13 +343,18 @@ def render_pairs(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan | None = 
 _PLAN_BLOCK = 16384
 
 
-def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None,
-               progress: bool = False) -> BuildPlan:
+def plan_build(
+    cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | None = None, progress: bool = False
+) -> BuildPlan:
     """Everything decided once for the whole cube before any shard runs: the split plan over all
     pairs (cheap host properties and parameter draws, no pixels; a progress bar on stderr with
     ``progress``) and the host assignment."""
-    plan = BuildPlan(config_json=cfg.to_json(), hosts_url=hosts_url, host_permutation_seed=cfg.run.seed,
-                     hosts_storage_options=storage_options)
+    plan = BuildPlan(
+        config_json=cfg.to_json(),
+        hosts_url=hosts_url,
+        host_permutation_seed=cfg.run.seed,
+        hosts_storage_options=storage_options,
+    )
     if hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
         plan.n_hosts = int(cutouts.HostCube(hosts_url, storage_options).n_hosts)
@@ -297,8 +362,9 @@ def plan_build(cfg: RunConfig, *, hosts_url: str = "", storage_options: dict | N
             raise ConfigError(f"hosts.source = {hosts_url!r}: the host cube holds no hosts")
     from . import splits
 
-    split_plan = splits.plan_splits_over_pairs(cfg, lambda ids: _host_properties(ids, cfg, plan), block=_PLAN_BLOCK,
-                                               progress=progress)
+    split_plan = splits.plan_splits_over_pairs(
+        cfg, lambda ids: _host_properties(ids, cfg, plan), block=_PLAN_BLOCK, progress=progress
+    )
     plan.split_plan_json = split_plan.to_json()
     return plan
 
@@ -349,16 +415,22 @@ def _lazy_from_plan(cfg: RunConfig, plan: BuildPlan, chunk_pairs: int | None = N
     # every variable; each variable is a blockwise getitem of it (keys carry the plan's token).
     ids = da.arange(r.n_pairs, chunks=block, dtype=np.int64)
     token = tokenize(plan, block, r.n_pairs)
-    rendered = da.map_blocks(_render_block, ids, plan=plan, dtype=object, meta=np.empty((0,), dtype=object),
-                             name=f"lensarray-render-{token}")
+    rendered = da.map_blocks(
+        _render_block, ids, plan=plan, dtype=object, meta=np.empty((0,), dtype=object), name=f"lensarray-render-{token}"
+    )
     data_vars = {}
     for name, spec in VARIABLES.items():
         rest = tuple(sizes[d] for d in spec.dims[1:])
-        data = da.map_blocks(_variable_of, rendered, name, dtype=np.dtype(spec.dtype),
-                             chunks=(ids.chunks[0], *((s,) for s in rest)),
-                             new_axis=list(range(1, len(rest) + 1)) or None,
-                             meta=np.empty((0,) * len(spec.dims), dtype=np.dtype(spec.dtype)),
-                             name=f"lensarray-{name}-{token}")
+        data = da.map_blocks(
+            _variable_of,
+            rendered,
+            name,
+            dtype=np.dtype(spec.dtype),
+            chunks=(ids.chunks[0], *((s,) for s in rest)),
+            new_axis=list(range(1, len(rest) + 1)) or None,
+            meta=np.empty((0,) * len(spec.dims), dtype=np.dtype(spec.dtype)),
+            name=f"lensarray-{name}-{token}",
+        )
         data_vars[name] = xr.Variable(spec.dims, data, attrs={"units": spec.units, "description": spec.description})
     coords = {"pair": np.arange(r.n_pairs, dtype=np.int64), **template_coords(list(r.bands), r.size)}
     attrs = {**template_attrs(), **cube_attrs(cfg, split_plan_json=plan.split_plan_json)}
@@ -412,8 +484,9 @@ def config_of_store(url: str, storage_options: dict | None = None) -> RunConfig:
     return config_from_dict(json.loads(stored_cube_attrs(url, storage_options)["config"]))
 
 
-def stored_plan(cfg: RunConfig, attrs: dict, *, storage_options: dict | None = None,
-                hosts_url: str | None = None) -> BuildPlan:
+def stored_plan(
+    cfg: RunConfig, attrs: dict, *, storage_options: dict | None = None, hosts_url: str | None = None
+) -> BuildPlan:
     """The plan a cube was built with: ``cfg`` and the split plan recorded in its attrs (the
     recorded one, not a re-plan, so a resume or re-render reproduces the stored pairs exactly).
 
@@ -422,17 +495,30 @@ def stored_plan(cfg: RunConfig, attrs: dict, *, storage_options: dict | None = N
     """
     if hosts_url is None:
         _, hosts_url = _hosts_source(cfg, None)
-    plan = BuildPlan(config_json=cfg.to_json(), split_plan_json=attrs.get("split_plan", ""),
-                     hosts_url=hosts_url, host_permutation_seed=cfg.run.seed,
-                     hosts_storage_options=storage_options)
+    plan = BuildPlan(
+        config_json=cfg.to_json(),
+        split_plan_json=attrs.get("split_plan", ""),
+        hosts_url=hosts_url,
+        host_permutation_seed=cfg.run.seed,
+        hosts_storage_options=storage_options,
+    )
     if hosts_url:
         plan.n_hosts = int(import_module("lensarray.hosts.cutouts").HostCube(hosts_url, storage_options).n_hosts)
     return plan
 
 
-def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = False, repair: bool = False,
-          client=None, progress: bool = False, storage_options: dict | None = None,
-          on_shard_done: Callable[[int], None] | None = None) -> BuildResult:
+def build(
+    cfg: RunConfig,
+    out: str,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    repair: bool = False,
+    client=None,
+    progress: bool = False,
+    storage_options: dict | None = None,
+    on_shard_done: Callable[[int], None] | None = None,
+) -> BuildResult:
     """Build (or finish) a cube at ``out``: :func:`lazy_cube`, then :func:`lensarray.store.write_cube`.
 
     Parameters
@@ -483,7 +569,22 @@ def build(cfg: RunConfig, out: str, *, overwrite: bool = False, resume: bool = F
             raise StoreExistsError(f"{out} already exists: pass --overwrite to replace it or --resume to finish it")
         plan = plan_build(cfg, hosts_url=hosts_url, storage_options=storage_options, progress=progress)
     ds = _lazy_from_plan(cfg, plan)
-    res = write_cube(ds, out, resume=resume, repair=repair, overwrite=overwrite, client=client,
-                     storage_options=storage_options, progress=progress, on_shard_done=on_shard_done)
-    return BuildResult(url=out, n_pairs=cfg.run.n_pairs, n_shards=res.n_shards, shards_written=res.shards_written,
-                       seconds=time.perf_counter() - t0, repaired=res.repaired)
+    res = write_cube(
+        ds,
+        out,
+        resume=resume,
+        repair=repair,
+        overwrite=overwrite,
+        client=client,
+        storage_options=storage_options,
+        progress=progress,
+        on_shard_done=on_shard_done,
+    )
+    return BuildResult(
+        url=out,
+        n_pairs=cfg.run.n_pairs,
+        n_shards=res.n_shards,
+        shards_written=res.shards_written,
+        seconds=time.perf_counter() - t0,
+        repaired=res.repaired,
+    )

@@ -92,13 +92,19 @@ def quantization_attrs(cfg) -> str:
         return ""
     rec: dict = {}
     if qz.host:
-        rec["host"] = {"method": "round to multiples of q = 2**floor(log2(step_sigma * sigma_min)) per (pair, band), "
-                                 "sigma_min = 1/sqrt(max invvar) of the plane; no dither",
-                       "step_sigma": qz.host_step, "max_abs_error_sigma": qz.host_step / 2,
-                       "rms_error_sigma": qz.host_step / 12**0.5}
+        rec["host"] = {
+            "method": "round to multiples of q = 2**floor(log2(step_sigma * sigma_min)) per (pair, band), "
+            "sigma_min = 1/sqrt(max invvar) of the plane; no dither",
+            "step_sigma": qz.host_step,
+            "max_abs_error_sigma": qz.host_step / 2,
+            "rms_error_sigma": qz.host_step / 12**0.5,
+        }
     if qz.arc_keepbits < 23:
-        rec["arc"] = {"method": "float32 mantissa rounded to nearest even", "keepbits": qz.arc_keepbits,
-                      "max_rel_error": 2.0 ** -(qz.arc_keepbits + 1)}
+        rec["arc"] = {
+            "method": "float32 mantissa rounded to nearest even",
+            "keepbits": qz.arc_keepbits,
+            "max_rel_error": 2.0 ** -(qz.arc_keepbits + 1),
+        }
     return json.dumps(rec, sort_keys=True)
 
 

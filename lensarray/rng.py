@@ -96,7 +96,7 @@ def pair_uniforms(root_seed: int, pair_ids: np.ndarray, stream: int, k: int, *, 
         u = _block_uniforms(root_seed, stream, attempt, int(sorted_blocks[a]), k)
         offs = ids[rows] % RNG_BLOCK
         if b - a > 1 and offs[-1] - offs[0] == b - a - 1 and (np.diff(offs) == 1).all():
-            out[rows] = u[:, offs[0]:offs[-1] + 1].T  # a run of consecutive ids: no gather
+            out[rows] = u[:, offs[0] : offs[-1] + 1].T  # a run of consecutive ids: no gather
         else:
             out[rows] = u[:, offs].T
     return out

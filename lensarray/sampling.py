@@ -142,10 +142,24 @@ def sample_params(pair_ids: np.ndarray, cfg, hosts: dict, *, attempt: int = 0) -
     src_color = np.stack([rel_r[b] - ref for b in bands], axis=1)
 
     psf_fwhm = np.asarray(hosts["psf_fwhm"], dtype=np.float32)
-    out = {"theta_e": theta_e, "lens_e1": lens_e1, "lens_e2": lens_e2, "lens_x": lens_x, "lens_y": lens_y,
-           "shear_g1": shear_g1, "shear_g2": shear_g2, "src_x": src_x, "src_y": src_y, "src_reff": src_reff,
-           "src_n": src_n, "src_e1": src_e1, "src_e2": src_e2, "src_color": src_color, "psf_fwhm": psf_fwhm,
-           "psf_beta": np.full(n, cfg.psf.moffat_beta if cfg.psf.model == "moffat" else np.nan)}
+    out = {
+        "theta_e": theta_e,
+        "lens_e1": lens_e1,
+        "lens_e2": lens_e2,
+        "lens_x": lens_x,
+        "lens_y": lens_y,
+        "shear_g1": shear_g1,
+        "shear_g2": shear_g2,
+        "src_x": src_x,
+        "src_y": src_y,
+        "src_reff": src_reff,
+        "src_n": src_n,
+        "src_e1": src_e1,
+        "src_e2": src_e2,
+        "src_color": src_color,
+        "psf_fwhm": psf_fwhm,
+        "psf_beta": np.full(n, cfg.psf.moffat_beta if cfg.psf.model == "moffat" else np.nan),
+    }
     if B.mode == "snr":
         out["target_snr"] = _target_snr(ub[:, 0], B)
     else:
@@ -154,8 +168,14 @@ def sample_params(pair_ids: np.ndarray, cfg, hosts: dict, *, attempt: int = 0) -
     return out
 
 
-def calibrate_flux(unit_arcs: np.ndarray, invvar: np.ndarray, target_snr: np.ndarray,
-                   snr_band_index: int, *, unit_snr: np.ndarray | None = None) -> np.ndarray:
+def calibrate_flux(
+    unit_arcs: np.ndarray,
+    invvar: np.ndarray,
+    target_snr: np.ndarray,
+    snr_band_index: int,
+    *,
+    unit_snr: np.ndarray | None = None,
+) -> np.ndarray:
     """Source flux (image units, S/N band, unlensed) that gives exactly ``target_snr``.
 
     Every S/N definition used (matched filter ``sqrt(sum(arc^2 invvar))``, aperture

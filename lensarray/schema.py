@@ -66,7 +66,9 @@ VARIABLES: dict[str, VarSpec] = {
     "host": VarSpec(_IMG, "float32", "nanomaggy", "host cutout, noise included"),
     "invvar": VarSpec(_IMG, "float32", "nanomaggy^-2", "inverse variance per pixel; 0 = no data"),
     "maskbits": VarSpec(_MASK, "int32", "", "Legacy Surveys DR10 MASKBITS per pixel (bits 0-16)"),
-    "arc": VarSpec(_IMG, "float32", "nanomaggy", "injected light: noise-free, PSF-convolved, after the core-mask policy"),
+    "arc": VarSpec(
+        _IMG, "float32", "nanomaggy", "injected light: noise-free, PSF-convolved, after the core-mask policy"
+    ),
     # lens
     "theta_e": VarSpec(_P, "float32", "arcsec", "SIE Einstein radius (lenstronomy product-average convention)", np.nan),
     "lens_e1": VarSpec(_P, "float32", "", "lens ellipticity e1 (lenstronomy convention)", np.nan),
@@ -88,14 +90,34 @@ VARIABLES: dict[str, VarSpec] = {
     "psf_beta": VarSpec(_P, "float32", "", "Moffat beta (NaN for a Gaussian PSF)", np.nan),
     # derived from the stored arc
     "arc_flux": VarSpec(_PB, "float32", "nanomaggy", "total stored arc flux per band", np.nan),
-    "arc_snr": VarSpec(_P, "float32", "", "matched-filter S/N sqrt(sum d^2 invvar) of d = lens - control in the S/N band", np.nan),
-    "arc_snr_aperture": VarSpec(_P, "float32", "", "aperture S/N sum(d) / sqrt(sum 1/invvar) of d = lens - control "
-                                "in the theta_E +/- w annulus around the lens centre, S/N band (w in attrs)", np.nan),
-    "core_flux_frac": VarSpec(_PB, "float32", "", "stored arc flux at r < diagnostics.core_radius from the "
-                              "core centre (stamp origin, or lens centre: attrs) / total stored arc flux", np.nan),
+    "arc_snr": VarSpec(
+        _P, "float32", "", "matched-filter S/N sqrt(sum d^2 invvar) of d = lens - control in the S/N band", np.nan
+    ),
+    "arc_snr_aperture": VarSpec(
+        _P,
+        "float32",
+        "",
+        "aperture S/N sum(d) / sqrt(sum 1/invvar) of d = lens - control "
+        "in the theta_E +/- w annulus around the lens centre, S/N band (w in attrs)",
+        np.nan,
+    ),
+    "core_flux_frac": VarSpec(
+        _PB,
+        "float32",
+        "",
+        "stored arc flux at r < diagnostics.core_radius from the "
+        "core centre (stamp origin, or lens centre: attrs) / total stored arc flux",
+        np.nan,
+    ),
     "mu": VarSpec(_P, "float32", "", "total magnification (lensed flux / unlensed flux, before PSF)", np.nan),
-    "inner_image_r": VarSpec(_P, "float32", "pixel", "analytic SIS radius |theta_E - beta| of the inner (counter) image from the lens centre, "
-                             "ignoring ellipticity and shear (beta = |src - lens|); NaN if none (beta >= theta_E)", np.nan),
+    "inner_image_r": VarSpec(
+        _P,
+        "float32",
+        "pixel",
+        "analytic SIS radius |theta_E - beta| of the inner (counter) image from the lens centre, "
+        "ignoring ellipticity and shear (beta = |src - lens|); NaN if none (beta >= theta_E)",
+        np.nan,
+    ),
     # host facts
     "ra": VarSpec(_P, "float64", "deg", "host right ascension (ICRS)", np.nan),
     "dec": VarSpec(_P, "float64", "deg", "host declination (ICRS)", np.nan),
@@ -113,8 +135,9 @@ IMAGE_VARS = tuple(k for k, v in VARIABLES.items() if v.dims in (_IMG, _MASK))
 PAIR_VARS = tuple(k for k in VARIABLES if k not in IMAGE_VARS)
 
 
-def template(n_pairs: int, bands: tuple[str, ...] | list[str], size: int, *, attrs: dict | None = None,
-             chunk_pairs: int = 16) -> xr.Dataset:
+def template(
+    n_pairs: int, bands: tuple[str, ...] | list[str], size: int, *, attrs: dict | None = None, chunk_pairs: int = 16
+) -> xr.Dataset:
     """A lazy, all-fill cube of the full schema (dask-backed; nothing is materialised).
 
     Parameters
@@ -151,15 +174,21 @@ def template(n_pairs: int, bands: tuple[str, ...] | list[str], size: int, *, att
 
 def template_attrs() -> dict[str, Any]:
     """Attributes every cube carries whatever its configuration (schema, code tables)."""
-    return {"schema_version": SCHEMA_VERSION, "split_names": list(SPLIT_NAMES),
-            "hard_negative_kinds": list(NEGATIVE_KINDS)}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "split_names": list(SPLIT_NAMES),
+        "hard_negative_kinds": list(NEGATIVE_KINDS),
+    }
 
 
 def template_coords(bands: tuple[str, ...] | list[str], size: int) -> dict[str, np.ndarray]:
     """The ``band``, ``y``, ``x`` coordinates of a cube (``pair`` is the caller's)."""
     bands = list(bands)
-    return {"band": np.array(bands, dtype="<U1" if all(len(b) == 1 for b in bands) else "<U8"),
-            "y": np.arange(size, dtype=np.int32), "x": np.arange(size, dtype=np.int32)}
+    return {
+        "band": np.array(bands, dtype="<U1" if all(len(b) == 1 for b in bands) else "<U8"),
+        "y": np.arange(size, dtype=np.int32),
+        "x": np.arange(size, dtype=np.int32),
+    }
 
 
 def check_schema_version(attrs: dict, *, where: str = "dataset", for_build: bool = False) -> int:
@@ -180,11 +209,14 @@ def check_schema_version(attrs: dict, *, where: str = "dataset", for_build: bool
         need = "'schema_version'/'config' attributes" if for_build else "'schema_version' attribute"
         raise CubeSchemaError(f"{where} is not a lensarray cube (no {need})")
     if for_build and int(ver) != SCHEMA_VERSION:
-        raise CubeSchemaError(f"{where} has schema_version {ver}; this lensarray builds {SCHEMA_VERSION}: "
-                              "resume it with the lensarray that created it")
+        raise CubeSchemaError(
+            f"{where} has schema_version {ver}; this lensarray builds {SCHEMA_VERSION}: "
+            "resume it with the lensarray that created it"
+        )
     if int(ver) > SCHEMA_VERSION:
         raise CubeSchemaError(
-            f"{where} has schema_version {ver}; this lensarray reads <= {SCHEMA_VERSION}: upgrade lensarray")
+            f"{where} has schema_version {ver}; this lensarray reads <= {SCHEMA_VERSION}: upgrade lensarray"
+        )
     return int(ver)
 
 

@@ -23,8 +23,17 @@ import numpy as np
 from .cube import SPLIT_NAMES
 from .errors import BadInputError
 
-__all__ = ["SplitPlan", "SplitError", "RegionTally", "plan_splits", "plan_splits_over_pairs", "planning_table",
-           "region_of", "check_split_integrity", "PROXIES"]
+__all__ = [
+    "SplitPlan",
+    "SplitError",
+    "RegionTally",
+    "plan_splits",
+    "plan_splits_over_pairs",
+    "planning_table",
+    "region_of",
+    "check_split_integrity",
+    "PROXIES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +68,10 @@ def region_of(ra: np.ndarray, dec: np.ndarray, brickname: np.ndarray | None, *, 
             num = digit[:, [0, 1, 2, 3, 5, 6, 7]]
             bad = ((num < 0) | (num > 9)).any(1) | ~np.isin(code[:, 4], [ord("p"), ord("m")])
             if bad.any():
-                raise SplitError(f"brickname = {str(np.asarray(brickname)[np.argmax(bad)])!r}: allowed DR10 brick "
-                                 "names RRRR[pm]DDD (e.g. 0001m040)")
+                raise SplitError(
+                    f"brickname = {str(np.asarray(brickname)[np.argmax(bad)])!r}: allowed DR10 brick "
+                    "names RRRR[pm]DDD (e.g. 0001m040)"
+                )
             ra_b = (digit[:, :4] @ np.array([1000, 100, 10, 1])) / 10.0
             dec_b = np.where(code[:, 4] == ord("p"), 1.0, -1.0) * (digit[:, 5:8] @ np.array([100, 10, 1])) / 10.0
         else:
@@ -96,16 +107,26 @@ class SplitPlan:
         return reg.astype(np.int32), split
 
     def to_json(self) -> str:
-        return json.dumps({"scheme": self.scheme, "nside": self.nside, "fractions": self.fractions,
-                           "achieved": self.achieved,
-                           "region_split": {str(k): int(v) for k, v in self.region_split.items()}})
+        return json.dumps(
+            {
+                "scheme": self.scheme,
+                "nside": self.nside,
+                "fractions": self.fractions,
+                "achieved": self.achieved,
+                "region_split": {str(k): int(v) for k, v in self.region_split.items()},
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> SplitPlan:
         d = json.loads(text)
-        return cls(scheme=d["scheme"], nside=int(d["nside"]), fractions=list(d["fractions"]),
-                   achieved=list(d.get("achieved", [])),
-                   region_split={int(k): int(v) for k, v in d["region_split"].items()})
+        return cls(
+            scheme=d["scheme"],
+            nside=int(d["nside"]),
+            fractions=list(d["fractions"]),
+            achieved=list(d.get("achieved", [])),
+            region_split={int(k): int(v) for k, v in d["region_split"].items()},
+        )
 
 
 def _cover_small(assign: np.ndarray, order: np.ndarray, n_reg: int) -> None:
@@ -120,6 +141,7 @@ def _cover_small(assign: np.ndarray, order: np.ndarray, n_reg: int) -> None:
 
 #: Difficulty proxies the planner balances between splits (columns of a planning table).
 PROXIES = ("psf_fwhm_r", "psfdepth_r", "theta_e", "theta_e_over_psf", "target_snr")
+
 
 @dataclass
 class RegionTally:
@@ -202,16 +224,23 @@ def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarr
     rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
     params = sample_balance_params(pair_ids, cfg)
     psf_r = np.asarray(props["psf_fwhm"])[:, rb]
-    out = {"ra": props["ra"], "dec": props["dec"], "brickname": props.get("brickname"), "psf_fwhm_r": psf_r,
-           "psfdepth_r": np.asarray(props["psfdepth"])[:, rb], "theta_e": params["theta_e"],
-           "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r}
+    out = {
+        "ra": props["ra"],
+        "dec": props["dec"],
+        "brickname": props.get("brickname"),
+        "psf_fwhm_r": psf_r,
+        "psfdepth_r": np.asarray(props["psfdepth"])[:, rb],
+        "theta_e": params["theta_e"],
+        "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r,
+    }
     if "target_snr" in params:
         out["target_snr"] = params["target_snr"]
     return out
 
 
-def plan_splits_over_pairs(cfg, host_properties: Callable[[np.ndarray], dict], *, block: int,
-                           progress: bool = False) -> SplitPlan:
+def plan_splits_over_pairs(
+    cfg, host_properties: Callable[[np.ndarray], dict], *, block: int, progress: bool = False
+) -> SplitPlan:
     """Plan the splits of all ``cfg.run.n_pairs`` pairs, drawing their facts block by block.
 
     Parameters
@@ -233,20 +262,37 @@ def plan_splits_over_pairs(cfg, host_properties: Callable[[np.ndarray], dict], *
 
     n = int(cfg.run.n_pairs)
     if cfg.splits.scheme == "none":
-        return plan_splits(RegionTally(scheme="none", nside=int(cfg.splits.nside), regions=np.zeros(1, np.int64),
-                                       counts=np.array([n])), cfg)
+        return plan_splits(
+            RegionTally(
+                scheme="none", nside=int(cfg.splits.nside), regions=np.zeros(1, np.int64), counts=np.array([n])
+            ),
+            cfg,
+        )
     t0 = time.perf_counter()
     tally = RegionTally(scheme=cfg.splits.scheme, nside=int(cfg.splits.nside))
-    with tqdm(total=n, disable=not progress, desc="split planning", unit="pair", unit_scale=True, file=sys.stderr,
-              mininterval=0.5, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=n,
+        disable=not progress,
+        desc="split planning",
+        unit="pair",
+        unit_scale=True,
+        file=sys.stderr,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    ) as bar:
         for a in range(0, n, int(block)):
             ids = np.arange(a, min(a + int(block), n), dtype=np.int64)
             tally.add(planning_table(ids, host_properties(ids), cfg))
             bar.update(ids.size)
     t1 = time.perf_counter()
     plan = plan_splits(tally, cfg)
-    logger.debug("split planning: %d pairs in %d regions, facts drawn in %.2f s, assignment searched in %.2f s",
-                n, tally.regions.size, t1 - t0, time.perf_counter() - t1)
+    logger.debug(
+        "split planning: %d pairs in %d regions, facts drawn in %.2f s, assignment searched in %.2f s",
+        n,
+        tally.regions.size,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
     return plan
 
 
@@ -277,16 +323,29 @@ def plan_splits(table: dict | RegionTally, cfg) -> SplitPlan:
     regions, counts = tally.regions, tally.counts
     n_reg = regions.size
     if sp.scheme == "none":
-        return SplitPlan(scheme="none", nside=sp.nside, fractions=[float(f) for f in sp.fractions],
-                         achieved=[1.0, 0.0, 0.0], region_split={int(r): 0 for r in regions})
+        return SplitPlan(
+            scheme="none",
+            nside=sp.nside,
+            fractions=[float(f) for f in sp.fractions],
+            achieved=[1.0, 0.0, 0.0],
+            region_split={int(r): 0 for r in regions},
+        )
     need = sp.min_test_regions + 2
     min_test = sp.min_test_regions
     if n_reg < need:
         min_test = max(1, min(sp.min_test_regions, n_reg - 2)) if n_reg >= 2 else 0
-        logger.warning("splits: only %d sky region(s) hold pairs (%d asked for: %d test + train + val); "
-                       "using the best region-disjoint split they allow%s", n_reg, need, sp.min_test_regions,
-                       " (all in train: one region)" if n_reg == 1 else
-                       " (no val split)" if n_reg == 2 else f" ({min_test} test region(s))")
+        logger.warning(
+            "splits: only %d sky region(s) hold pairs (%d asked for: %d test + train + val); "
+            "using the best region-disjoint split they allow%s",
+            n_reg,
+            need,
+            sp.min_test_regions,
+            " (all in train: one region)"
+            if n_reg == 1
+            else " (no val split)"
+            if n_reg == 2
+            else f" ({min_test} test region(s))",
+        )
     sums = tally.standardized_sums() if tally.proxies else np.zeros((n_reg, 0))
     fr = np.asarray(sp.fractions, dtype=np.float64)
     total = counts.sum()
@@ -318,8 +377,13 @@ def plan_splits(table: dict | RegionTally, cfg) -> SplitPlan:
         if s < best_score:
             best, best_score = assign.copy(), s
     achieved = [float(counts[best == s].sum() / total) for s in range(3)]
-    return SplitPlan(scheme=sp.scheme, nside=sp.nside, fractions=[float(f) for f in fr], achieved=achieved,
-                     region_split={int(r): int(s) for r, s in zip(regions, best, strict=True)})
+    return SplitPlan(
+        scheme=sp.scheme,
+        nside=sp.nside,
+        fractions=[float(f) for f in fr],
+        achieved=achieved,
+        region_split={int(r): int(s) for r, s in zip(regions, best, strict=True)},
+    )
 
 
 def check_split_integrity(data, cfg=None, *, tolerance: float = 0.1) -> dict:
@@ -360,8 +424,10 @@ def check_split_integrity(data, cfg=None, *, tolerance: float = 0.1) -> dict:
                 if key == "host_id":
                     both.discard(-1)
                 if both:
-                    problems.append(f"{len(both)} {key} value(s) in both {SPLIT_NAMES[a]} and {SPLIT_NAMES[b]}, "
-                                    f"e.g. {sorted(both)[:3]}")
+                    problems.append(
+                        f"{len(both)} {key} value(s) in both {SPLIT_NAMES[a]} and {SPLIT_NAMES[b]}, "
+                        f"e.g. {sorted(both)[:3]}"
+                    )
     fractions = [float((split == s).mean()) for s in range(3)]
     asked = None
     if cfg is not None:
@@ -375,5 +441,9 @@ def check_split_integrity(data, cfg=None, *, tolerance: float = 0.1) -> dict:
     n_regions = {SPLIT_NAMES[s]: int(np.unique(region[split == s]).size) for s in range(3)}
     if n_regions["test"] < 1 and assigned.any():
         problems.append("no region is held out for test")
-    return {"passed": not problems, "problems": problems, "fractions": dict(zip(SPLIT_NAMES, fractions, strict=True)),
-            "n_regions": n_regions}
+    return {
+        "passed": not problems,
+        "problems": problems,
+        "fractions": dict(zip(SPLIT_NAMES, fractions, strict=True)),
+        "n_regions": n_regions,
+    }

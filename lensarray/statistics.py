@@ -13,8 +13,19 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["THETA_E_EDGES", "THETA_E_PSF_EDGES", "REFF_EDGES", "PSF_EDGES", "theta_e_edges", "bin_index", "bin_masks",
-           "pair_resample_counts", "pair_resample_weights", "percentile_ci", "pair_bootstrap_ci"]
+__all__ = [
+    "THETA_E_EDGES",
+    "THETA_E_PSF_EDGES",
+    "REFF_EDGES",
+    "PSF_EDGES",
+    "theta_e_edges",
+    "bin_index",
+    "bin_masks",
+    "pair_resample_counts",
+    "pair_resample_weights",
+    "percentile_ci",
+    "pair_bootstrap_ci",
+]
 
 #: theta_E bin edges of every per-bin summary (diagnose and evaluate), arcsec.
 THETA_E_EDGES = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -52,8 +63,9 @@ def bin_masks(values, edges: Sequence[float]) -> Iterator[tuple[float, float, np
         yield float(lo), float(hi), idx == i
 
 
-def pair_resample_counts(groups, n_boot: int, seed: int, *, max_elements: int = 4_000_000
-                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def pair_resample_counts(
+    groups, n_boot: int, seed: int, *, max_elements: int = 4_000_000
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Bootstrap replicates resampling whole groups (pairs) with replacement, in batches.
 
     Yields ``(counts, inverse)``: ``counts (batch, n_groups)`` how often each group was drawn in
@@ -94,8 +106,15 @@ def percentile_ci(values, level: float = 0.95) -> tuple[float, float]:
     return float(np.quantile(v, a)), float(np.quantile(v, 1.0 - a))
 
 
-def pair_bootstrap_ci(fn: Callable[..., float], arrays: Sequence[np.ndarray], groups, *, n_boot: int = 200,
-                      seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def pair_bootstrap_ci(
+    fn: Callable[..., float],
+    arrays: Sequence[np.ndarray],
+    groups,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Percentile CI of ``fn(*arrays)`` over pair resamples (each array indexed by sample)."""
     base = np.arange(len(groups))
     vals = []

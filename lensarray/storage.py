@@ -18,8 +18,18 @@ from .errors import BadInputError
 if TYPE_CHECKING:
     import zarr
 
-__all__ = ["StorageError", "add_storage_arguments", "storage_options_from", "check_destination", "check_source",
-           "redact", "S3_TIMEOUTS", "zarr_array", "int_attr", "str_attr"]
+__all__ = [
+    "StorageError",
+    "add_storage_arguments",
+    "storage_options_from",
+    "check_destination",
+    "check_source",
+    "redact",
+    "S3_TIMEOUTS",
+    "zarr_array",
+    "int_attr",
+    "str_attr",
+]
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|key)", re.I)
 
@@ -48,8 +58,13 @@ def storage_options_from(args=None, cfg=None, env: Mapping[str, str] | None = No
     """fsspec ``storage_options`` for an ``s3://`` URL (an empty dict means library defaults)."""
     env = os.environ if env is None else env
     sec = getattr(cfg, "storage", None)
-    endpoint = (getattr(args, "endpoint_url", None) or (sec.endpoint_url if sec else "")
-                or env.get("LENSARRAY_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or "")
+    endpoint = (
+        getattr(args, "endpoint_url", None)
+        or (sec.endpoint_url if sec else "")
+        or env.get("LENSARRAY_S3_ENDPOINT")
+        or env.get("AWS_ENDPOINT_URL")
+        or ""
+    )
     profile = getattr(args, "profile", None) or (sec.profile if sec else "")
     anon = getattr(args, "anon", None)
     if anon is None:
@@ -145,8 +160,9 @@ def check_destination(url: str, storage_options: dict | None = None) -> None:
     except Exception as exc:  # botocore NoCredentialsError, EndpointConnectionError, ...
         name = type(exc).__name__
         if "Credential" in name or "credential" in str(exc):
-            raise StorageError(f"{url}: no S3 credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                               "--profile, or --anon)") from None
+            raise StorageError(
+                f"{url}: no S3 credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, --profile, or --anon)"
+            ) from None
         raise StorageError(f"{url}: cannot reach the S3 endpoint ({name}: {_one_line(exc)})") from None
 
 
@@ -225,7 +241,9 @@ def check_source(url: str, storage_options: dict | None = None, *, what: str = "
             if not stat.S_ISREG(st.st_mode):
                 raise StorageError(f"{what} = {url!r}: zarr.json is not a regular file")
             if st.st_size > MAX_METADATA_BYTES:
-                raise StorageError(f"{what} = {url!r}: zarr.json is {st.st_size} bytes; allowed <= {MAX_METADATA_BYTES}")
+                raise StorageError(
+                    f"{what} = {url!r}: zarr.json is {st.st_size} bytes; allowed <= {MAX_METADATA_BYTES}"
+                )
         return
     fs, path = _filesystem(url, storage_options, f"{what} = {url!r}")
     try:
@@ -237,8 +255,10 @@ def check_source(url: str, storage_options: dict | None = None, *, what: str = "
     except Exception as exc:  # botocore NoCredentialsError, EndpointConnectionError, timeouts ...
         name = type(exc).__name__
         if "Credential" in name or "credential" in str(exc):
-            raise StorageError(f"{what} = {url!r}: no S3 credentials found (set AWS_ACCESS_KEY_ID/"
-                               "AWS_SECRET_ACCESS_KEY, --profile, or --anon)") from None
+            raise StorageError(
+                f"{what} = {url!r}: no S3 credentials found (set AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, --profile, or --anon)"
+            ) from None
         raise StorageError(f"{what} = {url!r}: cannot reach the store ({name}: {_one_line(exc)})") from None
     size = info.get("size") or 0
     if size > MAX_METADATA_BYTES:

@@ -115,7 +115,7 @@ def zarr_store(url: str, storage_options: dict | None = None, *, read_only: bool
         return store
     from zarr.storage import LocalStore
 
-    path = url[len("file://"):] if url.startswith("file://") else url
+    path = url[len("file://") :] if url.startswith("file://") else url
     return LocalStore(path, read_only=read_only)
 
 
@@ -151,8 +151,7 @@ def store_exists(url: str, storage_options: dict | None = None) -> bool:
 def store_kind(url: str, storage_options: dict | None = None) -> str | None:
     """``"cube"``, ``"hosts"`` (a host cube from ``lensarray ingest``) or ``None`` (anything else)."""
     try:
-        attrs = dict(zarr.open_group(zarr_store(url, storage_options, read_only=True), mode="r",
-                                     zarr_format=3).attrs)
+        attrs = dict(zarr.open_group(zarr_store(url, storage_options, read_only=True), mode="r", zarr_format=3).attrs)
     except Exception:  # not a zarr v3 group at all
         return None
     if attrs.get("kind") == "lensarray-hosts":
@@ -181,20 +180,26 @@ def check_removable(url: str, storage_options: dict | None = None, *, kind: str 
         what = _KIND_NAMES.get(found, "not a lensarray store") if found else "not a lensarray store"
         what = f"holds {what}" if found else what
         raise StoreExistsError(f"{url} {what}, not {want}: refusing to remove it (choose another --out)")
-    group = zarr.open_group(zarr_store(url, storage_options, read_only=True), mode="r", zarr_format=3,
-                            use_consolidated=False)
+    group = zarr.open_group(
+        zarr_store(url, storage_options, read_only=True), mode="r", zarr_format=3, use_consolidated=False
+    )
     members = set(group.keys())
     if kind == "cube":
         allowed = set(VARIABLES) | set(_COORDS) | {DONE_VAR, DIGEST_VAR}
         members &= allowed
     files = [str(p) for p in fs.find(path, withdirs=False)]
     for f in files:
-        rel = f[len(path):].lstrip("/").split("/")
-        ok = (rel == ["zarr.json"] or rel == [LOCK_NAME]
-              or (len(rel) >= 2 and rel[0] in members and (rel[1:] == ["zarr.json"] or rel[1] == "c")))
+        rel = f[len(path) :].lstrip("/").split("/")
+        ok = (
+            rel == ["zarr.json"]
+            or rel == [LOCK_NAME]
+            or (len(rel) >= 2 and rel[0] in members and (rel[1:] == ["zarr.json"] or rel[1] == "c"))
+        )
         if not ok:
-            raise StoreExistsError(f"{url} holds {'/'.join(rel)!r}, which lensarray did not write: "
-                                   "refusing to remove it (choose another --out)")
+            raise StoreExistsError(
+                f"{url} holds {'/'.join(rel)!r}, which lensarray did not write: "
+                "refusing to remove it (choose another --out)"
+            )
 
 
 def remove_store(url: str, storage_options: dict | None = None, *, kind: str = "cube") -> None:
@@ -234,7 +239,10 @@ IMAGE_CODECS: dict[str, tuple[_Cname, int, _Shuffle]] = {
     "maskbits": ("zstd", 1, "noshuffle"),
 }
 #: Quantised planes ([quantize]) keep few significant bits: bit shuffle (host 3.5x, arc at 12 bits 1.9x).
-QUANTIZED_CODECS: dict[str, tuple[_Cname, int, _Shuffle]] = {"host": ("lz4", 5, "bitshuffle"), "arc": ("lz4", 5, "bitshuffle")}
+QUANTIZED_CODECS: dict[str, tuple[_Cname, int, _Shuffle]] = {
+    "host": ("lz4", 5, "bitshuffle"),
+    "arc": ("lz4", 5, "bitshuffle"),
+}
 
 
 def _codecs_for(name: str, quantized: set) -> list:
@@ -245,8 +253,10 @@ def _codecs_for(name: str, quantized: set) -> list:
     cname, level, shuffle = QUANTIZED_CODECS[name] if name in quantized else IMAGE_CODECS[name]
     if cname == "zstd" and shuffle == "noshuffle":
         return [ZstdCodec(level=level), Crc32cCodec()]
-    return [BloscCodec(cname=cname, clevel=level, shuffle=shuffle, typesize=np.dtype(VARIABLES[name].dtype).itemsize),
-            Crc32cCodec()]
+    return [
+        BloscCodec(cname=cname, clevel=level, shuffle=shuffle, typesize=np.dtype(VARIABLES[name].dtype).itemsize),
+        Crc32cCodec(),
+    ]
 
 
 def _encoding(ds: xr.Dataset, chunk_pairs: int, shard_pairs: int) -> dict:
@@ -257,16 +267,24 @@ def _encoding(ds: xr.Dataset, chunk_pairs: int, shard_pairs: int) -> dict:
         rest = tuple(var.shape[1:])
         compressors = _codecs_for(name, quantized)
         if var.ndim >= 3:
-            enc[name] = {"chunks": (chunk_pairs, *rest), "shards": (shard_pairs, *rest),
-                         "compressors": compressors}
+            enc[name] = {"chunks": (chunk_pairs, *rest), "shards": (shard_pairs, *rest), "compressors": compressors}
         else:
             enc[name] = {"chunks": (shard_pairs, *rest), "compressors": compressors}
     return enc
 
 
-def create_store(url: str, *, n_pairs: int, bands: list[str], size: int, chunk_pairs: int,
-                 shard_pairs: int, attrs: dict[str, Any], storage_options: dict | None = None,
-                 overwrite: bool = False) -> None:
+def create_store(
+    url: str,
+    *,
+    n_pairs: int,
+    bands: list[str],
+    size: int,
+    chunk_pairs: int,
+    shard_pairs: int,
+    attrs: dict[str, Any],
+    storage_options: dict | None = None,
+    overwrite: bool = False,
+) -> None:
     """Write the template (metadata and coordinates only), the empty ``shard_digest`` and
     ``shard_done`` arrays.
 
@@ -287,23 +305,41 @@ def create_store(url: str, *, n_pairs: int, bands: list[str], size: int, chunk_p
     ds.to_zarr(store, compute=False, zarr_format=3, mode="a", consolidated=False, encoding=enc)
     n_shards = len(shard_bounds(n_pairs, shard_pairs))
     group = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
-    group.create_array(DIGEST_VAR, shape=(n_shards, len(VARIABLES)), chunks=(1, len(VARIABLES)), dtype="uint32",
-                       fill_value=0, dimension_names=["shard", "variable"], compressors=[Crc32cCodec()],
-                       attributes={"variables": list(VARIABLES),
-                                   "description": "CRC-32 of each variable's bytes in the shard, seeded with "
-                                                  "(cube token, shard index, pair range, variable name)"})
-    group.create_array(DONE_VAR, shape=(n_shards,), chunks=(1,), dtype="int8", fill_value=0,
-                       dimension_names=["shard"], compressors=[Crc32cCodec()],
-                       attributes={"description": "1 once the shard's data and digest are fully written"})
+    group.create_array(
+        DIGEST_VAR,
+        shape=(n_shards, len(VARIABLES)),
+        chunks=(1, len(VARIABLES)),
+        dtype="uint32",
+        fill_value=0,
+        dimension_names=["shard", "variable"],
+        compressors=[Crc32cCodec()],
+        attributes={
+            "variables": list(VARIABLES),
+            "description": "CRC-32 of each variable's bytes in the shard, seeded with "
+            "(cube token, shard index, pair range, variable name)",
+        },
+    )
+    group.create_array(
+        DONE_VAR,
+        shape=(n_shards,),
+        chunks=(1,),
+        dtype="int8",
+        fill_value=0,
+        dimension_names=["shard"],
+        compressors=[Crc32cCodec()],
+        attributes={"description": "1 once the shard's data and digest are fully written"},
+    )
 
 
-def open_group(url: str, storage_options: dict | None = None, *,
-               mode: Literal["r", "r+", "a", "w", "w-"] = "r+") -> zarr.Group:
+def open_group(
+    url: str, storage_options: dict | None = None, *, mode: Literal["r", "r+", "a", "w", "w-"] = "r+"
+) -> zarr.Group:
     """The zarr group of a cube, for shard writes and raw reads."""
     # never the consolidated metadata: it is a convenience for plain xr.open_zarr, written once at
     # the end of a build; the arrays' own metadata is what lensarray checks and writes against
-    return zarr.open_group(zarr_store(url, storage_options, read_only=(mode == "r")), mode=mode,
-                           zarr_format=3, use_consolidated=False)
+    return zarr.open_group(
+        zarr_store(url, storage_options, read_only=(mode == "r")), mode=mode, zarr_format=3, use_consolidated=False
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -327,8 +363,15 @@ def _digest(token: str, shard_index: int, start: int, stop: int, name: str, data
     return zlib.crc32(memoryview(values).cast("B"), crc)
 
 
-def write_shard(group: zarr.Group, shard_index: int, start: int, stop: int,
-                arrays: dict[str, np.ndarray], *, token: str | None = None) -> None:
+def write_shard(
+    group: zarr.Group,
+    shard_index: int,
+    start: int,
+    stop: int,
+    arrays: dict[str, np.ndarray],
+    *,
+    token: str | None = None,
+) -> None:
     """Write every variable of pairs ``[start, stop)`` (one whole shard), its digest, then its
     done marker.
 
@@ -342,8 +385,17 @@ def write_shard(group: zarr.Group, shard_index: int, start: int, stop: int,
     _write_shard(group.store_path, dict(group.attrs), shard_index, start, stop, arrays, token=token)
 
 
-def _write_shard(root, attrs: dict, shard_index: int, start: int, stop: int, arrays: dict[str, np.ndarray], *,
-                 token: str | None = None, handles: list | None = None) -> None:
+def _write_shard(
+    root,
+    attrs: dict,
+    shard_index: int,
+    start: int,
+    stop: int,
+    arrays: dict[str, np.ndarray],
+    *,
+    token: str | None = None,
+    handles: list | None = None,
+) -> None:
     from zarr.core.sync import sync
 
     missing = [k for k in VARIABLES if k not in arrays]
@@ -388,15 +440,19 @@ async def _open_shard_arrays(root) -> list:
     existed) and the done marker, opened concurrently; :class:`CubeSchemaError` if one is missing."""
     names = list(VARIABLES)
     handles = await _gather_all([_open_array(root, name) for name in (*names, DIGEST_VAR, DONE_VAR)])
-    absent = [name for name, h in zip((*names, DIGEST_VAR, DONE_VAR), handles, strict=True)
-              if h is None and name != DIGEST_VAR]
+    absent = [
+        name
+        for name, h in zip((*names, DIGEST_VAR, DONE_VAR), handles, strict=True)
+        if h is None and name != DIGEST_VAR
+    ]
     if absent:
         raise CubeSchemaError(f"{root} is not a whole lensarray cube: no array {absent[0]!r}")
     return handles
 
 
-def _whole_chunk_objects(handles: list, names: list[str], data: dict[str, np.ndarray], start: int,
-                         stop: int) -> tuple[list, list]:
+def _whole_chunk_objects(
+    handles: list, names: list[str], data: dict[str, np.ndarray], start: int, stop: int
+) -> tuple[list, list]:
     """Encode, in this thread, every variable whose one stored object (a shard of an image plane,
     the one chunk of a per-pair variable) is exactly pairs ``[start, stop)``, with the array's
     own codecs (each codec's ``_encode_sync``; for image planes zarr's ``ShardingCodec`` encodes
@@ -425,11 +481,15 @@ def _whole_chunk_objects(handles: list, names: list[str], data: dict[str, np.nda
         codecs = list(meta.codecs)
         chunk = tuple(meta.chunk_grid.chunk_shape)
         values = data[name]
-        direct = (bool(codecs) and isinstance(codecs[0], ArrayBytesCodec)
-                  and all(isinstance(c, BytesBytesCodec) for c in codecs[1:])
-                  and all(hasattr(c, "_encode_sync") for c in codecs)
-                  and start % chunk[0] == 0 and (stop - start == chunk[0] or stop == meta.shape[0])
-                  and tuple(chunk[1:]) == tuple(meta.shape[1:]))
+        direct = (
+            bool(codecs)
+            and isinstance(codecs[0], ArrayBytesCodec)
+            and all(isinstance(c, BytesBytesCodec) for c in codecs[1:])
+            and all(hasattr(c, "_encode_sync") for c in codecs)
+            and start % chunk[0] == 0
+            and (stop - start == chunk[0] or stop == meta.shape[0])
+            and tuple(chunk[1:]) == tuple(meta.shape[1:])
+        )
         if not direct:
             rest.append((h, name))
             continue
@@ -437,8 +497,9 @@ def _whole_chunk_objects(handles: list, names: list[str], data: dict[str, np.nda
         key = meta.encode_chunk_key((start // chunk[0],) + (0,) * (len(chunk) - 1))
         fill_np = np.asarray(fill.item() if hasattr(fill, "item") else fill, dtype=values.dtype)
         sharded = isinstance(codecs[0], ShardingCodec)  # it elides fill-only inner chunks itself
-        if not sharded and np.array_equal(values, np.broadcast_to(fill_np, values.shape),
-                                          equal_nan=values.dtype.kind == "f"):
+        if not sharded and np.array_equal(
+            values, np.broadcast_to(fill_np, values.shape), equal_nan=values.dtype.kind == "f"
+        ):
             objects.append((h.store_path / key, None))  # zarr stores no chunk equal to the fill value
             continue
         if values.shape != chunk:
@@ -461,14 +522,23 @@ async def _store_object(path, buffer) -> None:
         await path.set(buffer)
 
 
-async def _write_shard_async(root, shard_index: int, start: int, stop: int, data: dict[str, np.ndarray],
-                             digests: np.ndarray, handles: list | None = None) -> None:
+async def _write_shard_async(
+    root,
+    shard_index: int,
+    start: int,
+    stop: int,
+    data: dict[str, np.ndarray],
+    digests: np.ndarray,
+    handles: list | None = None,
+) -> None:
     if handles is None:
         handles = await _open_shard_arrays(root)
     names = list(VARIABLES)
     objects, rest = _whole_chunk_objects(handles, names, data, start, stop)
-    await _gather_all([h.setitem(slice(start, stop), data[name]) for h, name in rest]
-                      + [_store_object(path, buffer) for path, buffer in objects])
+    await _gather_all(
+        [h.setitem(slice(start, stop), data[name]) for h, name in rest]
+        + [_store_object(path, buffer) for path, buffer in objects]
+    )
     digest_array, done_array = handles[-2], handles[-1]
     if digest_array is not None:  # cubes made before digests existed have none
         await digest_array.setitem(shard_index, digests)
@@ -499,9 +569,14 @@ def completed_shards(group: zarr.Group) -> np.ndarray:
     return np.asarray(_array(group, DONE_VAR)[:]) == 1
 
 
-def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
-                 on_shard: Callable[[int], None] | None = None,
-                 inspect: Callable[[str, np.ndarray], str | None] | None = None) -> dict[int, list[str]]:
+def check_shards(
+    group: zarr.Group,
+    shards=None,
+    *,
+    token: str | None = None,
+    on_shard: Callable[[int], None] | None = None,
+    inspect: Callable[[str, np.ndarray], str | None] | None = None,
+) -> dict[int, list[str]]:
     """Read every variable of each finished shard and compare it with the shard's digest.
 
     Returns ``{shard index: [problem, ...]}`` for every shard that is unreadable (checksum,
@@ -520,7 +595,7 @@ def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
     recorded = dict(_array(group, DIGEST_VAR).attrs).get("variables") if stored is not None else None
     order = [str(v) for v in recorded] if isinstance(recorded, list) else list(VARIABLES)
     bad: dict[int, list[str]] = {}
-    for i in (range(len(bounds)) if shards is None else shards):
+    for i in range(len(bounds)) if shards is None else shards:
         if not done[i]:
             continue
         a, b = bounds[i]
@@ -531,16 +606,20 @@ def check_shards(group: zarr.Group, shards=None, *, token: str | None = None,
             try:
                 data = np.asarray(_array(group, name)[a:b])
             except Exception as exc:  # checksum mismatch, truncated or undecodable chunk
-                bad.setdefault(i, []).append(f"{where}: {name} unreadable ({type(exc).__name__}: "
-                                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
+                bad.setdefault(i, []).append(
+                    f"{where}: {name} unreadable ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:160] if str(exc) else ''})"
+                )
                 continue
             found = inspect(name, data) if inspect else None
             if found:
                 bad.setdefault(i, []).append(f"{where}: {found}")
             if stored is not None and stored[i].any() and name in order:
                 if _digest(token, i, a, b, name, data) != int(stored[i][order.index(name)]):
-                    bad.setdefault(i, []).append(f"{where}: {name} does not match the shard's digest "
-                                                 "(a missing, swapped, stale or altered chunk)")
+                    bad.setdefault(i, []).append(
+                        f"{where}: {name} does not match the shard's digest "
+                        "(a missing, swapped, stale or altered chunk)"
+                    )
         if on_shard:
             on_shard(i)
     return bad
@@ -582,8 +661,16 @@ class StoreLock:
         self._made_root = False
 
     def _record(self, since: float) -> bytes:
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": since, "time": time.time(),
-                           "purpose": self.purpose, "nonce": self.nonce}).encode()
+        return json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": since,
+                "time": time.time(),
+                "purpose": self.purpose,
+                "nonce": self.nonce,
+            }
+        ).encode()
 
     def _read(self) -> dict | None:
         try:
@@ -658,9 +745,11 @@ class StoreLock:
 
     def _locked_message(self, rec: dict) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(rec.get("since", rec.get("time", 0)))))
-        return (f"{self.url} is being written by another lensarray {rec.get('purpose', 'writer')} "
-                f"(host {rec.get('host', '?')}, pid {rec.get('pid', '?')}, since {since}): wait for it to finish; "
-                f"a lock not refreshed for {LOCK_STALE_SECONDS:.0f} s is taken over")
+        return (
+            f"{self.url} is being written by another lensarray {rec.get('purpose', 'writer')} "
+            f"(host {rec.get('host', '?')}, pid {rec.get('pid', '?')}, since {since}): wait for it to finish; "
+            f"a lock not refreshed for {LOCK_STALE_SECONDS:.0f} s is taken over"
+        )
 
     def _refresh(self) -> None:
         while not self._stop.wait(LOCK_REFRESH_SECONDS):
@@ -724,8 +813,12 @@ def _config_difference(mine: dict, theirs: dict) -> list[str]:
     mine, theirs = dict(mine), dict(theirs)
     mine.pop("cluster", None), theirs.pop("cluster", None)
     keys = sorted(set(mine) | set(theirs))
-    return [f"{s}.{k}" for s in keys for k in sorted(set(mine.get(s, {})) | set(theirs.get(s, {})))
-            if mine.get(s, {}).get(k) != theirs.get(s, {}).get(k)]
+    return [
+        f"{s}.{k}"
+        for s in keys
+        for k in sorted(set(mine.get(s, {})) | set(theirs.get(s, {})))
+        if mine.get(s, {}).get(k) != theirs.get(s, {}).get(k)
+    ]
 
 
 def _shard_writes(ds: xr.Dataset, url: str, storage_options, bounds, todo, token: str, attrs: dict) -> list:
@@ -746,8 +839,19 @@ def _shard_writes(ds: xr.Dataset, url: str, storage_options, bounds, todo, token
     task = dask.delayed(_write_shard_task, pure=True)
     # the stored attrs the writer needs (quantisation record, token), not the whole planning JSON
     attrs = {"quantization": attrs.get("quantization", "")}
-    return [task(url, storage_options, i, *bounds[i], {k: parts[k][i] for k in VARIABLES}, token, attrs,
-                 dask_key_name=f"{prefix}-{i}") for i in todo]
+    return [
+        task(
+            url,
+            storage_options,
+            i,
+            *bounds[i],
+            {k: parts[k][i] for k in VARIABLES},
+            token,
+            attrs,
+            dask_key_name=f"{prefix}-{i}",
+        )
+        for i in todo
+    ]
 
 
 #: Per worker process: the opened arrays of the local cubes it writes, keyed by (path, cube
@@ -765,7 +869,7 @@ def _opened_arrays(url: str, token: str):
     from zarr.core.sync import sync
     from zarr.storage import StorePath
 
-    key = (os.path.abspath(url[len("file://"):] if url.startswith("file://") else url), token)
+    key = (os.path.abspath(url[len("file://") :] if url.startswith("file://") else url), token)
     if key not in _OPENED:
         root = StorePath(zarr_store(url))
         handles = sync(_open_shard_arrays(root))
@@ -775,8 +879,16 @@ def _opened_arrays(url: str, token: str):
     return _OPENED[key]
 
 
-def _write_shard_task(url: str, storage_options: dict | None, shard_index: int, start: int, stop: int,
-                      arrays: dict, token: str, attrs: dict) -> int:
+def _write_shard_task(
+    url: str,
+    storage_options: dict | None,
+    shard_index: int,
+    start: int,
+    stop: int,
+    arrays: dict,
+    token: str,
+    attrs: dict,
+) -> int:
     if _is_remote(url):
         write_shard(open_group(url, storage_options), shard_index, start, stop, arrays, token=token)
     else:
@@ -790,13 +902,30 @@ def _progress_bar(total: int, initial: int, enabled: bool, desc: str):
 
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="shard", file=sys.stderr,
-                mininterval=0.5, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not enabled,
+        desc=desc,
+        unit="shard",
+        file=sys.stderr,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
 
 
-def write_cube(ds: xr.Dataset, url: str, *, resume: bool = False, overwrite: bool = False, repair: bool = False,
-               client=None, storage_options: dict | None = None, progress: bool = False,
-               on_shard_done: Callable[[int], None] | None = None) -> WriteResult:
+def write_cube(
+    ds: xr.Dataset,
+    url: str,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    repair: bool = False,
+    client=None,
+    storage_options: dict | None = None,
+    progress: bool = False,
+    on_shard_done: Callable[[int], None] | None = None,
+) -> WriteResult:
     """Write a cube (lazy or in memory) to ``url`` in whole shards: the one writer.
 
     One task owns one shard (blocks are rechunked to shards when they differ), writes every
@@ -837,13 +966,17 @@ def write_cube(ds: xr.Dataset, url: str, *, resume: bool = False, overwrite: boo
     validate_cube(ds, where="the dataset to write")
     missing = [k for k in VARIABLES if k not in ds.variables]
     if missing or "config" not in ds.attrs or "shard_pairs" not in ds.attrs:
-        raise CubeSchemaError("the dataset to write is not a whole lensarray cube "
-                              f"({'missing ' + ', '.join(missing) if missing else 'no build attrs'}): "
-                              "make it with lensarray.lazy_cube")
+        raise CubeSchemaError(
+            "the dataset to write is not a whole lensarray cube "
+            f"({'missing ' + ', '.join(missing) if missing else 'no build attrs'}): "
+            "make it with lensarray.lazy_cube"
+        )
     n = int(ds.sizes["pair"])
     if n != int(ds.attrs.get("n_pairs", n)) or not np.array_equal(ds["pair"].values, np.arange(n)):
-        raise CubeSchemaError(f"the dataset to write holds {n} of its {ds.attrs.get('n_pairs')} pairs (a "
-                              "selection): only a whole cube, pairs 0..n-1, can be written")
+        raise CubeSchemaError(
+            f"the dataset to write holds {n} of its {ds.attrs.get('n_pairs')} pairs (a "
+            "selection): only a whole cube, pairs 0..n-1, can be written"
+        )
     shard_pairs, chunk_pairs = int(ds.attrs["shard_pairs"]), int(ds.attrs.get("chunk_pairs", ds.attrs["shard_pairs"]))
     bounds = shard_bounds(n, shard_pairs)
     check_destination(url, storage_options)
@@ -856,8 +989,9 @@ def write_cube(ds: xr.Dataset, url: str, *, resume: bool = False, overwrite: boo
         exists = store_exists(url, storage_options)
         if resume:
             if not exists:
-                raise StoreExistsError(f"--resume: nothing to resume at {url} (no cube there); "
-                                       "drop --resume to build it")
+                raise StoreExistsError(
+                    f"--resume: nothing to resume at {url} (no cube there); drop --resume to build it"
+                )
             stored = stored_cube_attrs(url, storage_options)
             diff = _config_difference(json.loads(ds.attrs["config"]), json.loads(stored["config"]))
             if diff:
@@ -869,9 +1003,16 @@ def write_cube(ds: xr.Dataset, url: str, *, resume: bool = False, overwrite: boo
                 raise StoreExistsError(f"{url} already exists: pass --overwrite to replace it or --resume to finish it")
             if exists:
                 remove_store(url, storage_options, kind="cube")
-            create_store(url, n_pairs=n, bands=[str(b) for b in ds["band"].values], size=int(ds.sizes["y"]),
-                         chunk_pairs=chunk_pairs, shard_pairs=shard_pairs, attrs=dict(ds.attrs),
-                         storage_options=storage_options)
+            create_store(
+                url,
+                n_pairs=n,
+                bands=[str(b) for b in ds["band"].values],
+                size=int(ds.sizes["y"]),
+                chunk_pairs=chunk_pairs,
+                shard_pairs=shard_pairs,
+                attrs=dict(ds.attrs),
+                storage_options=storage_options,
+            )
         group = open_group(url, storage_options)
         token = cube_token(dict(group.attrs))
         if repair:
@@ -928,8 +1069,14 @@ def _compute_here(writes: list, landed: Callable[[int], None]) -> None:
             dask.compute(*writes, scheduler="synchronous")
 
 
-def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str | dict | None = "shard",
-                 validate: bool = True, allow_incomplete: bool = False) -> xr.Dataset:
+def open_dataset(
+    url: str,
+    *,
+    storage_options: dict | None = None,
+    chunks: str | dict | None = "shard",
+    validate: bool = True,
+    allow_incomplete: bool = False,
+) -> xr.Dataset:
     """Open a cube lazily (see :func:`lensarray.cube.open_cube`)."""
     try:
         store = zarr_store(url, storage_options, read_only=True)
@@ -947,16 +1094,19 @@ def open_dataset(url: str, *, storage_options: dict | None = None, chunks: str |
     if done is None:
         # written without lensarray's writer (plain xarray to_zarr, e.g. a toy cube): there is no
         # completion record to trust or refuse; said once, opened as is
-        log.warning("%s has no shard completion record (not written by lensarray's writer): "
-                    "its completeness cannot be checked", url)
+        log.warning(
+            "%s has no shard completion record (not written by lensarray's writer): its completeness cannot be checked",
+            url,
+        )
     elif not done.all() and not allow_incomplete:
         raise IncompleteCubeError(_incomplete_message(url, done))
     # any other value goes to xarray as given ("auto", a dict, None)
     read_chunks: Any = {"pair": _int_attr(attrs, "shard_pairs", 256)} if chunks == "shard" else chunks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        ds = xr.open_zarr(store, chunks=read_chunks, consolidated=False, zarr_format=3,
-                          drop_variables=[DONE_VAR, DIGEST_VAR])
+        ds = xr.open_zarr(
+            store, chunks=read_chunks, consolidated=False, zarr_format=3, drop_variables=[DONE_VAR, DIGEST_VAR]
+        )
     if validate:
         validate_cube(ds, where=url)
     if done is not None and not done.all():
@@ -983,9 +1133,11 @@ def _ranges(idx) -> str:
 
 def _incomplete_message(url: str, done: np.ndarray) -> str:
     missing = np.flatnonzero(~done)
-    return (f"{url} is incomplete: {missing.size} of {done.size} shards not built (shards {_ranges(missing)}); "
-            f"finish it with `lensarray build --resume --out {url}` (or open with allow_incomplete=True "
-            "to read only the built pairs)")
+    return (
+        f"{url} is incomplete: {missing.size} of {done.size} shards not built (shards {_ranges(missing)}); "
+        f"finish it with `lensarray build --resume --out {url}` (or open with allow_incomplete=True "
+        "to read only the built pairs)"
+    )
 
 
 def cube_attrs(cfg, *, split_plan_json: str | None = None) -> dict[str, Any]:

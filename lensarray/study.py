@@ -47,25 +47,61 @@ def default_remedies(cfg: RunConfig, *, theta_e_min: float = 1.5) -> list[Remedy
     textbook = {"brightness.snr_calibrate": "unmasked"}
     out = [Remedy("unmasked", {"core_mask.policy": "none"}, "no remedy: the physical arc, core light included")]
     for r in (3.0, 5.0, 7.0):
-        out.append(Remedy(f"hard r={r:g}", {"core_mask.policy": "hard", "core_mask.radius": r, **textbook},
-                          f"arc zeroed at r < {r:g} px, S/N set before the mask"))
-    out.append(Remedy("taper 5/1", {"core_mask.policy": "taper", "core_mask.radius": 5.0, "core_mask.width": 1.0,
-                                    **textbook}, "arc x 0.5 (1 + tanh((r - 5) / 1)), S/N set before the mask"))
-    out.append(Remedy("core-matched control (taper 5/1)",
-                      {"core_mask.policy": "taper", "core_mask.radius": 5.0, "core_mask.width": 1.0,
-                       "core_mask.apply_to": "control", "brightness.snr_calibrate": "stored"},
-                      "the lens keeps its whole arc; the control receives the arc's core light x (1 - taper)"))
-    out.append(Remedy("core-matched control (hard r=5)",
-                      {"core_mask.policy": "hard", "core_mask.radius": 5.0, "core_mask.apply_to": "control",
-                       "brightness.snr_calibrate": "stored"},
-                      "the lens keeps its whole arc; the control receives the arc's light at r < 5 px"))
-    out.append(Remedy("calibrated after mask (hard r=5)",
-                      {"core_mask.policy": "hard", "core_mask.radius": 5.0, "brightness.snr_calibrate": "stored"},
-                      "arc zeroed at r < 5 px, S/N target set on the stored arc"))
+        out.append(
+            Remedy(
+                f"hard r={r:g}",
+                {"core_mask.policy": "hard", "core_mask.radius": r, **textbook},
+                f"arc zeroed at r < {r:g} px, S/N set before the mask",
+            )
+        )
+    out.append(
+        Remedy(
+            "taper 5/1",
+            {"core_mask.policy": "taper", "core_mask.radius": 5.0, "core_mask.width": 1.0, **textbook},
+            "arc x 0.5 (1 + tanh((r - 5) / 1)), S/N set before the mask",
+        )
+    )
+    out.append(
+        Remedy(
+            "core-matched control (taper 5/1)",
+            {
+                "core_mask.policy": "taper",
+                "core_mask.radius": 5.0,
+                "core_mask.width": 1.0,
+                "core_mask.apply_to": "control",
+                "brightness.snr_calibrate": "stored",
+            },
+            "the lens keeps its whole arc; the control receives the arc's core light x (1 - taper)",
+        )
+    )
+    out.append(
+        Remedy(
+            "core-matched control (hard r=5)",
+            {
+                "core_mask.policy": "hard",
+                "core_mask.radius": 5.0,
+                "core_mask.apply_to": "control",
+                "brightness.snr_calibrate": "stored",
+            },
+            "the lens keeps its whole arc; the control receives the arc's light at r < 5 px",
+        )
+    )
+    out.append(
+        Remedy(
+            "calibrated after mask (hard r=5)",
+            {"core_mask.policy": "hard", "core_mask.radius": 5.0, "brightness.snr_calibrate": "stored"},
+            "arc zeroed at r < 5 px, S/N target set on the stored arc",
+        )
+    )
     lo = max(theta_e_min, cfg.lens.theta_e_min)
     if lo < cfg.lens.theta_e_max:
-        out.append(Remedy(f"theta_E_min = {lo:g}\"", {"core_mask.policy": "none", "lens.theta_e_min": lo},
-                          f"no mask; Einstein radii below {lo:g}\" (arc inside the core box) not drawn"))
+        out.append(
+            Remedy(
+                f'theta_E_min = {lo:g}"',
+                {"core_mask.policy": "none", "lens.theta_e_min": lo},
+                f'no mask; Einstein radii below {lo:g}" (arc inside the core box) not drawn',
+            )
+        )
     return out
 
 
@@ -91,10 +127,13 @@ def _reduce_block(arrays: dict, cfg: RunConfig, side: int) -> dict:
     w_core = control_arc_weights(cfg.run.size, cm.policy, cm.radius, cm.width, cm.apply_to)
     host, arc = arrays["host"], arrays["arc"]
     sq = squares_by_role(central_stamps(host, arc, side, w_core))
-    return {"lens_sq": sq["lens"], "control_sq": sq["control"],
-            "lens_feat": stamp_features(host + arc).astype(np.float32),
-            "control_feat": stamp_features(control_stamp(host, arc, w_core)).astype(np.float32),
-            **{k: arrays[k] for k in ("theta_e", "hard_negative", "arc_flux", "arc_snr", "arc_snr_aperture")}}
+    return {
+        "lens_sq": sq["lens"],
+        "control_sq": sq["control"],
+        "lens_feat": stamp_features(host + arc).astype(np.float32),
+        "control_feat": stamp_features(control_stamp(host, arc, w_core)).astype(np.float32),
+        **{k: arrays[k] for k in ("theta_e", "hard_negative", "arc_flux", "arc_snr", "arc_snr_aperture")},
+    }
 
 
 def _baseline(lens_feat, control_feat, neg, pair_ids, *, seed: int, n_boot: int, fpr: float = 0.01) -> dict:
@@ -114,14 +153,24 @@ def _baseline(lens_feat, control_feat, neg, pair_ids, *, seed: int, n_boot: int,
     model = BaselineClassifier(seed=seed).model.fit(X[tr], lab[tr])
     score = model.predict_proba(X[~tr])[:, 1]
     y, g = lab[~tr], groups[~tr]
-    return {"auc": _auc(y, score), "auc_ci": list(_bootstrap(_auc, y, score, g, n_boot, seed)),
-            "recall_at_fpr": recall_at_fpr(y, score, fpr),
-            "recall_ci": list(_bootstrap(lambda a, b: recall_at_fpr(a, b, fpr), y, score, g, n_boot, seed + 1)),
-            "fpr": fpr, "n_test_pairs": int((~train).sum())}
+    return {
+        "auc": _auc(y, score),
+        "auc_ci": list(_bootstrap(_auc, y, score, g, n_boot, seed)),
+        "recall_at_fpr": recall_at_fpr(y, score, fpr),
+        "recall_ci": list(_bootstrap(lambda a, b: recall_at_fpr(a, b, fpr), y, score, g, n_boot, seed + 1)),
+        "fpr": fpr,
+        "n_test_pairs": int((~train).sum()),
+    }
 
 
-def verdict(row: dict, *, lr_auc_max: float, edge_frac_max: float, floor_frac_max: float = 0.05,
-            floor_frac_unmasked: float = 0.0) -> str:
+def verdict(
+    row: dict,
+    *,
+    lr_auc_max: float,
+    edge_frac_max: float,
+    floor_frac_max: float = 0.05,
+    floor_frac_unmasked: float = 0.0,
+) -> str:
     """A plain-words verdict of one remedy from its audit numbers.
 
     A remedy is usable when the disc AUC is below the gate, no mask edge is left, and it adds at
@@ -137,21 +186,32 @@ def verdict(row: dict, *, lr_auc_max: float, edge_frac_max: float, floor_frac_ma
     else:
         words.append(f"no core shortcut (disc AUC {disc:.2f})")
     if row["edge_probe"]["frac_sharp"] is not None and row["edge_probe"]["frac_sharp"] > edge_frac_max:
-        words.append(f"but the mask edge is a new feature ({row['edge_probe']['frac_sharp']:.0%} of lenses step at "
-                     f"r = {row['edge_probe']['radius_px']} px)")
+        words.append(
+            f"but the mask edge is a new feature ({row['edge_probe']['frac_sharp']:.0%} of lenses step at "
+            f"r = {row['edge_probe']['radius_px']} px)"
+        )
     extra = row["frac_below_floor"] - floor_frac_unmasked
     if extra > floor_frac_max:
-        words.append(f"{extra:.0%} more lenses than unmasked end below S/N {row['floor']:g} "
-                     f"({row['frac_below_floor']:.0%}): labels without a visible arc")
+        words.append(
+            f"{extra:.0%} more lenses than unmasked end below S/N {row['floor']:g} "
+            f"({row['frac_below_floor']:.0%}): labels without a visible arc"
+        )
     if ring is not None and ring >= lr_auc_max and disc < lr_auc_max:
         words.append(f"arc light just outside the core is visible (ring AUC {ring:.2f}): real signal, not a shortcut")
-    ok = disc < lr_auc_max and not (row["edge_probe"]["frac_sharp"] or 0) > edge_frac_max \
-        and extra <= floor_frac_max
+    ok = disc < lr_auc_max and not (row["edge_probe"]["frac_sharp"] or 0) > edge_frac_max and extra <= floor_frac_max
     return ("USABLE: " if ok else "NOT CLEAN: ") + "; ".join(words)
 
 
-def run_study(cfg: RunConfig, *, remedies: list[Remedy] | None = None, max_lr_pairs: int = 4000, n_boot: int = 200,
-              seed: int = 0, floor: float = 2.0, progress: bool = False) -> dict:
+def run_study(
+    cfg: RunConfig,
+    *,
+    remedies: list[Remedy] | None = None,
+    max_lr_pairs: int = 4000,
+    n_boot: int = 200,
+    seed: int = 0,
+    floor: float = 2.0,
+    progress: bool = False,
+) -> dict:
     """Build (in blocks, in memory), audit and compare every remedy.
 
     Parameters
@@ -211,10 +271,21 @@ def run_study(cfg: RunConfig, *, remedies: list[Remedy] | None = None, max_lr_pa
         t = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         m = min(max_lr_pairs, n)
         ids = np.arange(m)
-        lr = core_lr_from_squares({"lens": t["lens_sq"][:m], "control": t["control_sq"][:m]}, side, ids,
-                                  t["hard_negative"][:m], t["theta_e"][:m].astype(float), t["arc_flux"][:m],
-                                  pixel_scale=c.run.pixel_scale, box=D.core_box, core_radius=D.core_radius,
-                                  region=D.core_lr_region, theta_e_edges=edges, n_boot=n_boot, seed=seed)
+        lr = core_lr_from_squares(
+            {"lens": t["lens_sq"][:m], "control": t["control_sq"][:m]},
+            side,
+            ids,
+            t["hard_negative"][:m],
+            t["theta_e"][:m].astype(float),
+            t["arc_flux"][:m],
+            pixel_scale=c.run.pixel_scale,
+            box=D.core_box,
+            core_radius=D.core_radius,
+            region=D.core_lr_region,
+            theta_e_edges=edges,
+            n_boot=n_boot,
+            seed=seed,
+        )
         lens = t["hard_negative"] == 0
         snr = t["arc_snr"].astype(float)
         below = lens & ~(snr >= floor)
@@ -222,24 +293,45 @@ def run_study(cfg: RunConfig, *, remedies: list[Remedy] | None = None, max_lr_pa
         by_bin = []
         for lo, hi, in_bin in bin_masks(te, edges):
             sel = lens & in_bin
-            by_bin.append({"lo": lo, "hi": hi, "n_lenses": int(sel.sum()),
-                           "frac_below_floor": float(below[sel].mean()) if sel.any() else None})
+            by_bin.append(
+                {
+                    "lo": lo,
+                    "hi": hi,
+                    "n_lenses": int(sel.sum()),
+                    "frac_below_floor": float(below[sel].mean()) if sel.any() else None,
+                }
+            )
         ratio = t["arc_snr_aperture"][lens] / np.where(snr[lens] > 0, snr[lens], np.nan)
-        row = {"name": rem.name, "description": rem.description, "overrides": rem.overrides,
-               "regions": lr["regions"], "edge_probe": lr["edge_probe"], "floor": floor,
-               "frac_below_floor": float(below.sum() / max(lens.sum(), 1)), "below_floor_by_theta_e": by_bin,
-               "n_pairs": int(n), "n_lr_pairs": int(m),
-               "arc_snr_median": float(np.nanmedian(snr[lens])) if lens.any() else None,
-               "aperture_over_matched_median": float(np.nanmedian(ratio)) if lens.any() else None,
-               "baseline": _baseline(t["lens_feat"][:m], t["control_feat"][:m], t["hard_negative"][:m], ids,
-                                     seed=seed, n_boot=n_boot)}
+        row = {
+            "name": rem.name,
+            "description": rem.description,
+            "overrides": rem.overrides,
+            "regions": lr["regions"],
+            "edge_probe": lr["edge_probe"],
+            "floor": floor,
+            "frac_below_floor": float(below.sum() / max(lens.sum(), 1)),
+            "below_floor_by_theta_e": by_bin,
+            "n_pairs": int(n),
+            "n_lr_pairs": int(m),
+            "arc_snr_median": float(np.nanmedian(snr[lens])) if lens.any() else None,
+            "aperture_over_matched_median": float(np.nanmedian(ratio)) if lens.any() else None,
+            "baseline": _baseline(
+                t["lens_feat"][:m], t["control_feat"][:m], t["hard_negative"][:m], ids, seed=seed, n_boot=n_boot
+            ),
+        }
         rows.append(row)
     base = next((r["frac_below_floor"] for r in rows if r["name"] == "unmasked"), 0.0)
     for row in rows:
-        row["verdict"] = verdict(row, lr_auc_max=D.lr_auc_max, edge_frac_max=D.edge_frac_max,
-                                 floor_frac_unmasked=base)
-    return {"config": cfg.to_dict(), "n_pairs": int(n), "seed": cfg.run.seed, "floor": floor,
-            "theta_e_edges": list(edges), "lr_auc_max": D.lr_auc_max, "remedies": rows}
+        row["verdict"] = verdict(row, lr_auc_max=D.lr_auc_max, edge_frac_max=D.edge_frac_max, floor_frac_unmasked=base)
+    return {
+        "config": cfg.to_dict(),
+        "n_pairs": int(n),
+        "seed": cfg.run.seed,
+        "floor": floor,
+        "theta_e_edges": list(edges),
+        "lr_auc_max": D.lr_auc_max,
+        "remedies": rows,
+    }
 
 
 def _fmt_auc(part: dict | None) -> str:
@@ -254,15 +346,24 @@ def summary_rows(study: dict) -> list[dict]:
     out = []
     for r in study["remedies"]:
         b = r["baseline"]
-        rec = "n/a" if b.get("recall_at_fpr") is None else (
-            f"{b['recall_at_fpr']:.3f} [{b['recall_ci'][0]:.3f}, {b['recall_ci'][1]:.3f}]")
-        out.append({"remedy": r["name"], "disc AUC [95% CI]": _fmt_auc(r["regions"]["disc"]),
-                    "box AUC [95% CI]": _fmt_auc(r["regions"]["box"]),
-                    "ring AUC [95% CI]": _fmt_auc(r["regions"]["ring"]),
-                    "edge step (frac of lenses)": f"{r['edge_probe']['frac_sharp']:.3f}",
-                    f"lenses with S/N < {study['floor']:g}": f"{r['frac_below_floor']:.3f}",
-                    "baseline AUC [95% CI]": _fmt_auc({"auc": b.get("auc"), "ci": b.get("auc_ci")}),
-                    "baseline recall @ FPR 1% [95% CI]": rec, "verdict": r["verdict"]})
+        rec = (
+            "n/a"
+            if b.get("recall_at_fpr") is None
+            else (f"{b['recall_at_fpr']:.3f} [{b['recall_ci'][0]:.3f}, {b['recall_ci'][1]:.3f}]")
+        )
+        out.append(
+            {
+                "remedy": r["name"],
+                "disc AUC [95% CI]": _fmt_auc(r["regions"]["disc"]),
+                "box AUC [95% CI]": _fmt_auc(r["regions"]["box"]),
+                "ring AUC [95% CI]": _fmt_auc(r["regions"]["ring"]),
+                "edge step (frac of lenses)": f"{r['edge_probe']['frac_sharp']:.3f}",
+                f"lenses with S/N < {study['floor']:g}": f"{r['frac_below_floor']:.3f}",
+                "baseline AUC [95% CI]": _fmt_auc({"auc": b.get("auc"), "ci": b.get("auc_ci")}),
+                "baseline recall @ FPR 1% [95% CI]": rec,
+                "verdict": r["verdict"],
+            }
+        )
     return out
 
 
@@ -289,8 +390,7 @@ def _auc_figure(study: dict, region: str):
         y = np.array([b["auc"] for b in rows])
         lo = np.array([b["ci"][0] if b["ci"][0] is not None else b["auc"] for b in rows])
         hi = np.array([b["ci"][1] if b["ci"][1] is not None else b["auc"] for b in rows])
-        ax.errorbar(x, y, yerr=np.clip(np.stack([y - lo, hi - y]), 0, None), fmt="o-", ms=3, capsize=2,
-                    label=r["name"])
+        ax.errorbar(x, y, yerr=np.clip(np.stack([y - lo, hi - y]), 0, None), fmt="o-", ms=3, capsize=2, label=r["name"])
     ax.axhline(study["lr_auc_max"], color="red", lw=1)
     ax.axhline(0.5, color="grey", lw=0.8)
     ax.set_ylim(0.4, 1.02)
@@ -312,31 +412,55 @@ def write_study_report(study: dict, out_dir: str | Path) -> dict[str, Path]:
     md.write_text(markdown_table(study) + "\n", encoding="utf-8")
     rows = summary_rows(study)
     cfg = study["config"]
-    head = (f"<h1>lensarray remedy study</h1><p>{study['n_pairs']} pairs per remedy &middot; seed {study['seed']} "
-            f"&middot; theta_E {cfg['lens']['theta_e_min']:g}-{cfg['lens']['theta_e_max']:g}\" &middot; target S/N edges "
-            f"{cfg['brightness']['snr_edges']} fractions {cfg['brightness']['snr_fractions']} &middot; core radius "
-            f"{cfg['diagnostics']['core_radius']:g} px, box {cfg['diagnostics']['core_box']} px</p>")
-    verdicts = "<h2>Verdicts</h2><ul>" + "".join(
-        f"<li><b>{html.escape(r['name'])}</b>: {html.escape(r['verdict'])}</li>" for r in study["remedies"]) + "</ul>"
-    words = ("<p><b>disc</b>: pixels with r &lt; core radius, the core itself (the shortcut). <b>box</b>: the "
-             "published 10x10 box (corners at r = 7.07 px: it also sees arc light). <b>ring</b>: box minus disc "
-             "(arc light outside the core: real signal). <b>edge step</b>: fraction of lenses whose lens - control "
-             "light jumps from ~0 to significant across one pixel (a hard mask's edge). Baseline: gradient-boosted "
-             "trees on radial/azimuthal profile features, trained on 60% of pairs, scored on 40%.</p>")
-    figs = "".join(f"<figure><img alt='{reg}' src='data:image/png;base64,{png_b64(_auc_figure(study, reg))}'>"
-                   f"<figcaption>core LR AUC, {reg}</figcaption></figure>" for reg in ("disc", "box", "ring"))
-    per = "".join(details(f"{r['name']}: lenses below S/N {study['floor']:g} per theta_E bin",
-                          table(r["below_floor_by_theta_e"], [("lo", "θE lo (arcsec)"), ("hi", "θE hi (arcsec)"),
-                                                              ("n_lenses", "lenses"),
-                                                              ("frac_below_floor", "fraction below floor")]))
-                  for r in study["remedies"])
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px;vertical-align:top}th{background:#eee}"
-             "figure{display:inline-block;margin:.3em}figcaption{font-size:12px;text-align:center}"
-             "summary{cursor:pointer;font-weight:bold}")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lensarray study</title><style>{style}</style>"
-            f"</head><body>{head}{verdicts}<h2>Table</h2>{table(rows)}{words}<h2>Figures</h2>{figs}"
-            f"{details('S/N floor per theta_E bin', per)}</body></html>")
+    head = (
+        f"<h1>lensarray remedy study</h1><p>{study['n_pairs']} pairs per remedy &middot; seed {study['seed']} "
+        f'&middot; theta_E {cfg["lens"]["theta_e_min"]:g}-{cfg["lens"]["theta_e_max"]:g}" &middot; target S/N edges '
+        f"{cfg['brightness']['snr_edges']} fractions {cfg['brightness']['snr_fractions']} &middot; core radius "
+        f"{cfg['diagnostics']['core_radius']:g} px, box {cfg['diagnostics']['core_box']} px</p>"
+    )
+    verdicts = (
+        "<h2>Verdicts</h2><ul>"
+        + "".join(f"<li><b>{html.escape(r['name'])}</b>: {html.escape(r['verdict'])}</li>" for r in study["remedies"])
+        + "</ul>"
+    )
+    words = (
+        "<p><b>disc</b>: pixels with r &lt; core radius, the core itself (the shortcut). <b>box</b>: the "
+        "published 10x10 box (corners at r = 7.07 px: it also sees arc light). <b>ring</b>: box minus disc "
+        "(arc light outside the core: real signal). <b>edge step</b>: fraction of lenses whose lens - control "
+        "light jumps from ~0 to significant across one pixel (a hard mask's edge). Baseline: gradient-boosted "
+        "trees on radial/azimuthal profile features, trained on 60% of pairs, scored on 40%.</p>"
+    )
+    figs = "".join(
+        f"<figure><img alt='{reg}' src='data:image/png;base64,{png_b64(_auc_figure(study, reg))}'>"
+        f"<figcaption>core LR AUC, {reg}</figcaption></figure>"
+        for reg in ("disc", "box", "ring")
+    )
+    per = "".join(
+        details(
+            f"{r['name']}: lenses below S/N {study['floor']:g} per theta_E bin",
+            table(
+                r["below_floor_by_theta_e"],
+                [
+                    ("lo", "θE lo (arcsec)"),
+                    ("hi", "θE hi (arcsec)"),
+                    ("n_lenses", "lenses"),
+                    ("frac_below_floor", "fraction below floor"),
+                ],
+            ),
+        )
+        for r in study["remedies"]
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px;vertical-align:top}th{background:#eee}"
+        "figure{display:inline-block;margin:.3em}figcaption{font-size:12px;text-align:center}"
+        "summary{cursor:pointer;font-weight:bold}"
+    )
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lensarray study</title><style>{style}</style>"
+        f"</head><body>{head}{verdicts}<h2>Table</h2>{table(rows)}{words}<h2>Figures</h2>{figs}"
+        f"{details('S/N floor per theta_E bin', per)}</body></html>"
+    )
     h = out / "study.html"
     h.write_text(page, encoding="utf-8")
     return {"json": j, "md": md, "html": h}

@@ -67,12 +67,16 @@ def consumer_shards(n_shards: int, rank: int, world_size: int, worker: int, num_
 
 
 def _tensor_dict(batch: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"images": torch.from_numpy(batch["images"]),
-                           "labels": torch.from_numpy(batch["labels"].astype(np.int64)),
-                           "pair": torch.from_numpy(np.asarray(batch["pair"], dtype=np.int64)),
-                           "role": torch.from_numpy(np.asarray(batch["role"], dtype=np.int8))}
-    out["metadata"] = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) if v.dtype.kind in "fiu" else v
-                       for k, v in batch["metadata"].items()}
+    out: dict[str, Any] = {
+        "images": torch.from_numpy(batch["images"]),
+        "labels": torch.from_numpy(batch["labels"].astype(np.int64)),
+        "pair": torch.from_numpy(np.asarray(batch["pair"], dtype=np.int64)),
+        "role": torch.from_numpy(np.asarray(batch["role"], dtype=np.int8)),
+    }
+    out["metadata"] = {
+        k: torch.from_numpy(np.asarray(v, dtype=np.float32)) if v.dtype.kind in "fiu" else v
+        for k, v in batch["metadata"].items()
+    }
     return out
 
 
@@ -107,10 +111,21 @@ class LensArrayIterable(IterableDataset):
         :data:`lensarray.training.METADATA_VARS`).
     """
 
-    def __init__(self, url: str, split: str | None = "train", *, batch_size: int = 64, seed: int = 0,
-                 shuffle_buffer: int = 2048, augment: tuple[str, ...] = ("flip", "rot90"),
-                 centre_mask: dict | None = None, storage_options: dict | None = None,
-                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        split: str | None = "train",
+        *,
+        batch_size: int = 64,
+        seed: int = 0,
+        shuffle_buffer: int = 2048,
+        augment: tuple[str, ...] = ("flip", "rot90"),
+        centre_mask: dict | None = None,
+        storage_options: dict | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
         super().__init__()
         if not isinstance(url, str):
             raise TypeError("url: allowed a string location (each worker opens the store itself)")
@@ -147,10 +162,19 @@ class LensArrayIterable(IterableDataset):
         consumer = rank * num_workers + worker
         if not mine:
             return
-        for b in batches(self.url, self.split, batch_size=self.batch_size, seed=self.seed * 1009 + consumer,
-                         epoch=self.epoch, shuffle_buffer=self.shuffle_buffer, augment=self.augment,
-                         centre_mask=self.centre_mask, storage_options=self.storage_options, shards=mine,
-                         drop_last=self.drop_last):
+        for b in batches(
+            self.url,
+            self.split,
+            batch_size=self.batch_size,
+            seed=self.seed * 1009 + consumer,
+            epoch=self.epoch,
+            shuffle_buffer=self.shuffle_buffer,
+            augment=self.augment,
+            centre_mask=self.centre_mask,
+            storage_options=self.storage_options,
+            shards=mine,
+            drop_last=self.drop_last,
+        ):
             yield _tensor_dict(b)
 
 
@@ -188,8 +212,11 @@ class LensArrayPairs(Dataset):
         self.url, self.split, self.storage_options = url, split, storage_options
         group = open_group(url, storage_options, mode="r")
         codes = np.asarray(zarr_array(group, "split")[:])
-        self.pairs = (np.arange(codes.size, dtype=np.int64) if split is None
-                      else np.flatnonzero(codes == SPLIT_NAMES.index(split)).astype(np.int64))
+        self.pairs = (
+            np.arange(codes.size, dtype=np.int64)
+            if split is None
+            else np.flatnonzero(codes == SPLIT_NAMES.index(split)).astype(np.int64)
+        )
         self.hard_negative = np.asarray(zarr_array(group, "hard_negative")[:])[self.pairs]
         self._group: zarr.Group | None = None  # opened on first access in the process that reads
 
@@ -211,6 +238,9 @@ class LensArrayPairs(Dataset):
         p = int(self.pairs[index])
         host = np.asarray(zarr_array(self._group, "host")[p], dtype=np.float32)
         arc = np.asarray(zarr_array(self._group, "arc")[p], dtype=np.float32)
-        return {"lens": torch.from_numpy(host + arc), "control": torch.from_numpy(host),
-                "label": torch.tensor(int(self.hard_negative[index] == 0), dtype=torch.int64),
-                "pair": torch.tensor(p, dtype=torch.int64)}
+        return {
+            "lens": torch.from_numpy(host + arc),
+            "control": torch.from_numpy(host),
+            "label": torch.tensor(int(self.hard_negative[index] == 0), dtype=torch.int64),
+            "pair": torch.tensor(p, dtype=torch.int64),
+        }

@@ -60,10 +60,20 @@ def _augment(images: np.ndarray, rng: np.random.Generator, ops: tuple[str, ...])
     return out
 
 
-def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: int = 0, epoch: int = 0,
-            shuffle_buffer: int = 2048, augment: tuple[str, ...] = ("flip", "rot90"),
-            centre_mask: dict | None = None, storage_options: dict | None = None,
-            shards: list[int] | None = None, drop_last: bool = False) -> Iterator[dict[str, Any]]:
+def batches(
+    source,
+    split: str | None = "train",
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle_buffer: int = 2048,
+    augment: tuple[str, ...] = ("flip", "rot90"),
+    centre_mask: dict | None = None,
+    storage_options: dict | None = None,
+    shards: list[int] | None = None,
+    drop_last: bool = False,
+) -> Iterator[dict[str, Any]]:
     """Yield shuffled batches for one epoch.
 
     Parameters
@@ -112,7 +122,9 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
 
         group = open_group(str(source), storage_options, mode="r")
     n = int(ds.sizes["pair"])
-    shard_pairs = int(ds.attrs.get("shard_pairs", ds["host"].data.chunks[0][0] if hasattr(ds["host"].data, "chunks") else n))
+    shard_pairs = int(
+        ds.attrs.get("shard_pairs", ds["host"].data.chunks[0][0] if hasattr(ds["host"].data, "chunks") else n)
+    )
     n_shards = -(-n // shard_pairs)
     meta_vars = [v for v in METADATA_VARS if v in ds]
     # per-pair scalars (small) read here: under a distributed Client .values would otherwise
@@ -160,13 +172,22 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
         if centre_mask is not None:
             from .diagnostics.ablation import apply_centre_mask_spec
 
-            imgs = apply_centre_mask_spec(imgs, centre_mask, seed=int(seed) * 1000003 + int(epoch),
-                                          sample_ids=2 * pair + (1 - role),
-                                          psf_fwhm=meta_all["psf_fwhm"][pair] if "psf_fwhm" in meta_all else None,
-                                          pixel_scale=pixel_scale)
+            imgs = apply_centre_mask_spec(
+                imgs,
+                centre_mask,
+                seed=int(seed) * 1000003 + int(epoch),
+                sample_ids=2 * pair + (1 - role),
+                psf_fwhm=meta_all["psf_fwhm"][pair] if "psf_fwhm" in meta_all else None,
+                pixel_scale=pixel_scale,
+            )
         labels = ((role == 1) & (neg_all[pair] == 0)).astype(np.int8)
-        return {"images": np.ascontiguousarray(imgs, dtype=np.float32), "labels": labels, "pair": pair_ids[pair],
-                "role": role.astype(np.int8), "metadata": {v: meta_all[v][pair] for v in meta_vars}}
+        return {
+            "images": np.ascontiguousarray(imgs, dtype=np.float32),
+            "labels": labels,
+            "pair": pair_ids[pair],
+            "role": role.astype(np.int8),
+            "metadata": {v: meta_all[v][pair] for v in meta_vars},
+        }
 
     arc_is_lazy = hasattr(ds["arc"].data, "dask")
     from .masking import control_stamp, control_weights_of
@@ -209,7 +230,7 @@ def batches(source, split: str | None = "train", *, batch_size: int = 64, seed: 
             if sel.size == 0:
                 continue
             m = sel.size
-            slots, free = free[:2 * m], free[2 * m:]
+            slots, free = free[: 2 * m], free[2 * m :]
             pool_img[slots[:m]] = lens
             pool_img[slots[m:]] = control
             pool_rows[slots[:m], 0] = sel

@@ -5,9 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 
-def lenstronomy_image(p: dict, i: int, band: int, *, size: int = 64, pixel_scale: float = 0.262,
-                      supersample: int = 12, psf_model: str = "gaussian", psf_beta: float = 3.5,
-                      flux: float = 1.0, model=None):
+def lenstronomy_image(
+    p: dict,
+    i: int,
+    band: int,
+    *,
+    size: int = 64,
+    pixel_scale: float = 0.262,
+    supersample: int = 12,
+    psf_model: str = "gaussian",
+    psf_beta: float = 3.5,
+    flux: float = 1.0,
+    model=None,
+):
     """One band of one stamp from lenstronomy (SIE + SHEAR, SERSIC_ELLIPSE, Gaussian PSF),
     with its grid shifted by half a pixel so that its origin is our stamp origin (the centre of
     pixel size//2), and convolution on the supersampled grid (convolve, then integrate).
@@ -23,24 +33,47 @@ def lenstronomy_image(p: dict, i: int, band: int, *, size: int = 64, pixel_scale
     fwhm = float(p["psf_fwhm"][i][band])
     if model is None or model[1] != fwhm:
         ra0 = -(size - 1) / 2.0 * pixel_scale
-        data = ImageData(image_data=np.zeros((size, size)), ra_at_xy_0=ra0, dec_at_xy_0=ra0,
-                         transform_pix2angle=np.eye(2) * pixel_scale)
+        data = ImageData(
+            image_data=np.zeros((size, size)),
+            ra_at_xy_0=ra0,
+            dec_at_xy_0=ra0,
+            transform_pix2angle=np.eye(2) * pixel_scale,
+        )
         if psf_model == "gaussian":
             psf = PSF(psf_type="GAUSSIAN", fwhm=fwhm, truncation=6, pixel_size=pixel_scale)
         else:
             raise NotImplementedError
-        im = ImageModel(data, psf, lens_model_class=LensModel(["SIE", "SHEAR"]),
-                        source_model_class=LightModel(["SERSIC_ELLIPSE"]),
-                        kwargs_numerics={"supersampling_factor": supersample, "supersampling_convolution": True})
+        im = ImageModel(
+            data,
+            psf,
+            lens_model_class=LensModel(["SIE", "SHEAR"]),
+            source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+            kwargs_numerics={"supersampling_factor": supersample, "supersampling_convolution": True},
+        )
         model = (im, fwhm)
     g = lambda k: float(p.get(k, np.zeros(len(p["theta_e"])))[i])  # noqa: E731
-    kw_lens = [{"theta_E": g("theta_e"), "e1": g("lens_e1"), "e2": g("lens_e2"),
-                "center_x": g("lens_x") + half, "center_y": g("lens_y") + half},
-               {"gamma1": g("shear_g1"), "gamma2": g("shear_g2"), "ra_0": g("lens_x") + half,
-                "dec_0": g("lens_y") + half}]
+    kw_lens = [
+        {
+            "theta_E": g("theta_e"),
+            "e1": g("lens_e1"),
+            "e2": g("lens_e2"),
+            "center_x": g("lens_x") + half,
+            "center_y": g("lens_y") + half,
+        },
+        {"gamma1": g("shear_g1"), "gamma2": g("shear_g2"), "ra_0": g("lens_x") + half, "dec_0": g("lens_y") + half},
+    ]
     amp_unit = 1.0 / float(SersicElliptic().total_flux(amp=1, R_sersic=g("src_reff"), n_sersic=g("src_n")))
-    kw_src = [{"amp": flux * amp_unit, "R_sersic": g("src_reff"), "n_sersic": g("src_n"), "e1": g("src_e1"),
-               "e2": g("src_e2"), "center_x": g("src_x") + half, "center_y": g("src_y") + half}]
+    kw_src = [
+        {
+            "amp": flux * amp_unit,
+            "R_sersic": g("src_reff"),
+            "n_sersic": g("src_n"),
+            "e1": g("src_e1"),
+            "e2": g("src_e2"),
+            "center_x": g("src_x") + half,
+            "center_y": g("src_y") + half,
+        }
+    ]
     img = model[0].image(kwargs_lens=kw_lens, kwargs_source=kw_src)
     return np.asarray(img), model
 
@@ -50,12 +83,22 @@ def random_params(n: int, seed: int = 0, *, reff=(0.1, 0.6), theta_e=(0.5, 3.0),
     te = rng.uniform(*theta_e, n)
     beta = rng.uniform(0.05, 0.9, n) * te
     ang = rng.uniform(0, 2 * np.pi, n)
-    return {"theta_e": te, "lens_e1": rng.normal(0, 0.12, n), "lens_e2": rng.normal(0, 0.12, n),
-            "lens_x": rng.normal(0, 0.05, n), "lens_y": rng.normal(0, 0.05, n),
-            "shear_g1": rng.normal(0, 0.03, n), "shear_g2": rng.normal(0, 0.03, n),
-            "src_x": beta * np.cos(ang), "src_y": beta * np.sin(ang), "src_reff": rng.uniform(*reff, n),
-            "src_n": rng.uniform(0.7, 2.5, n), "src_e1": rng.normal(0, 0.15, n), "src_e2": rng.normal(0, 0.15, n),
-            "psf_fwhm": rng.uniform(1.0, 1.8, (n, nb))}
+    return {
+        "theta_e": te,
+        "lens_e1": rng.normal(0, 0.12, n),
+        "lens_e2": rng.normal(0, 0.12, n),
+        "lens_x": rng.normal(0, 0.05, n),
+        "lens_y": rng.normal(0, 0.05, n),
+        "shear_g1": rng.normal(0, 0.03, n),
+        "shear_g2": rng.normal(0, 0.03, n),
+        "src_x": beta * np.cos(ang),
+        "src_y": beta * np.sin(ang),
+        "src_reff": rng.uniform(*reff, n),
+        "src_n": rng.uniform(0.7, 2.5, n),
+        "src_e1": rng.normal(0, 0.15, n),
+        "src_e2": rng.normal(0, 0.15, n),
+        "psf_fwhm": rng.uniform(1.0, 1.8, (n, nb)),
+    }
 
 
 # ------------------------------------------------------------------ converged brute-force reference
@@ -65,12 +108,28 @@ def _models(p: dict, i: int):
     from lenstronomy.LightModel.Profiles.sersic import SersicElliptic
 
     g = lambda k: float(p.get(k, np.zeros(len(p["theta_e"])))[i])  # noqa: E731
-    kw_lens = [{"theta_E": g("theta_e"), "e1": g("lens_e1"), "e2": g("lens_e2"), "center_x": g("lens_x"),
-                "center_y": g("lens_y")},
-               {"gamma1": g("shear_g1"), "gamma2": g("shear_g2"), "ra_0": g("lens_x"), "dec_0": g("lens_y")}]
+    kw_lens = [
+        {
+            "theta_E": g("theta_e"),
+            "e1": g("lens_e1"),
+            "e2": g("lens_e2"),
+            "center_x": g("lens_x"),
+            "center_y": g("lens_y"),
+        },
+        {"gamma1": g("shear_g1"), "gamma2": g("shear_g2"), "ra_0": g("lens_x"), "dec_0": g("lens_y")},
+    ]
     amp = 1.0 / float(SersicElliptic().total_flux(amp=1, R_sersic=g("src_reff"), n_sersic=g("src_n")))
-    kw_src = [{"amp": amp, "R_sersic": g("src_reff"), "n_sersic": g("src_n"), "e1": g("src_e1"), "e2": g("src_e2"),
-               "center_x": g("src_x"), "center_y": g("src_y")}]
+    kw_src = [
+        {
+            "amp": amp,
+            "R_sersic": g("src_reff"),
+            "n_sersic": g("src_n"),
+            "e1": g("src_e1"),
+            "e2": g("src_e2"),
+            "center_x": g("src_x"),
+            "center_y": g("src_y"),
+        }
+    ]
     return LensModel(["SIE", "SHEAR"]), kw_lens, LightModel(["SERSIC_ELLIPSE"]), kw_src, g("theta_e") > 0
 
 
@@ -91,8 +150,14 @@ def _adaptive_flux(p: dict, i: int, size: int, pixel_scale: float, cells: int, t
     cx, cy = kw_src[0]["center_x"], kw_src[0]["center_y"]
     if lensed:
         ix, iy = LensEquationSolver(lens).image_position_from_source(
-            cx, cy, kw_lens, min_distance=0.03, search_window=size * pixel_scale, precision_limit=1e-12,
-            num_iter_max=200)
+            cx,
+            cy,
+            kw_lens,
+            min_distance=0.03,
+            search_window=size * pixel_scale,
+            precision_limit=1e-12,
+            num_iter_max=200,
+        )
         ix, iy = np.asarray(ix, float), np.asarray(iy, float)
     else:
         ix, iy = np.array([cx]), np.array([cy])
@@ -116,12 +181,20 @@ def _adaptive_flux(p: dict, i: int, size: int, pixel_scale: float, cells: int, t
         v8 = np.empty(px.shape)
         chunk = 40000
         flat_x, flat_y = px.reshape(-1, 64), py.reshape(-1, 64)
-        v8 = np.concatenate([sb(flat_x[a:a + chunk].ravel(), flat_y[a:a + chunk].ravel()).reshape(-1, 64)
-                             for a in range(0, len(x0), chunk)])
+        v8 = np.concatenate(
+            [
+                sb(flat_x[a : a + chunk].ravel(), flat_y[a : a + chunk].ravel()).reshape(-1, 64)
+                for a in range(0, len(x0), chunk)
+            ]
+        )
         qx = (x0[:, None, None] + side * g4[None, None, :]) * np.ones((1, 4, 1))
         qy = (y0[:, None, None] + side * g4[None, :, None]) * np.ones((1, 1, 4))
-        v4 = np.concatenate([sb(qx.reshape(-1, 16)[a:a + chunk].ravel(), qy.reshape(-1, 16)[a:a + chunk].ravel())
-                             .reshape(-1, 16) for a in range(0, len(x0), chunk)])
+        v4 = np.concatenate(
+            [
+                sb(qx.reshape(-1, 16)[a : a + chunk].ravel(), qy.reshape(-1, 16)[a : a + chunk].ravel()).reshape(-1, 16)
+                for a in range(0, len(x0), chunk)
+            ]
+        )
         area = side * side
         err = np.abs(v8.mean(axis=1) - v4.mean(axis=1)) * area
         holds = np.zeros(x0.size, bool)
@@ -167,8 +240,17 @@ def _moffat_pixel_kernel(fwhm_px: float, beta: float, size: int, cells: int, ove
     return k[np.ix_(pick, pick)], centre[pick]
 
 
-def reference_image(p: dict, i: int, *, size: int = 48, pixel_scale: float = 0.262, tol: float = 1e-7,
-                    cells: int = 16, psf_model: str = "gaussian", psf_beta: float = 3.5) -> tuple[np.ndarray, float]:
+def reference_image(
+    p: dict,
+    i: int,
+    *,
+    size: int = 48,
+    pixel_scale: float = 0.262,
+    tol: float = 1e-7,
+    cells: int = 16,
+    psf_model: str = "gaussian",
+    psf_beta: float = 3.5,
+) -> tuple[np.ndarray, float]:
     """Converged image of stamp ``i`` (all bands), independent of lensarray's kernel:
     lenstronomy's profiles integrated by adaptive cubature to ``tol`` per square
     (:func:`_adaptive_flux`), binned onto ``cells`` cells per pixel side, each cell convolved as
@@ -199,8 +281,17 @@ def reference_image(p: dict, i: int, *, size: int = 48, pixel_scale: float = 0.2
 # ------------------------------------------------------------------ parameter regions
 #: The accepted range (config.py [lens] [source] [psf] and the renderer's own checks): what every
 #: region draws from unless it narrows one axis to its hard corner.
-ACCEPTED = {"theta_e": (0.3, 3.5), "lens_e": 0.5, "shear": 0.2, "offset": 0.6, "beta_frac": (0.0, 2.0),
-            "reff": (0.05, 0.6), "n": (0.5, 4.0), "src_e": 0.6, "fwhm_px": (2.0, 7.0)}
+ACCEPTED = {
+    "theta_e": (0.3, 3.5),
+    "lens_e": 0.5,
+    "shear": 0.2,
+    "offset": 0.6,
+    "beta_frac": (0.0, 2.0),
+    "reff": (0.05, 0.6),
+    "n": (0.5, 4.0),
+    "src_e": 0.6,
+    "fwhm_px": (2.0, 7.0),
+}
 
 
 def _caustic_beta(p: dict, i: int, angle: float) -> tuple[float, float]:
@@ -228,8 +319,9 @@ def _caustic_beta(p: dict, i: int, angle: float) -> tuple[float, float]:
     return float(bx), float(by)
 
 
-def region_params(region: str, n: int, seed: int = 0, *, nb: int = 1, pixel_scale: float = 0.262,
-                  size: int = 48) -> dict:
+def region_params(
+    region: str, n: int, seed: int = 0, *, nb: int = 1, pixel_scale: float = 0.262, size: int = 48
+) -> dict:
     """``n`` random stamps of one parameter region, drawn over the accepted range (ACCEPTED) with
     the region's axis pushed to its corner:
 
@@ -283,9 +375,22 @@ def region_params(region: str, n: int, seed: int = 0, *, nb: int = 1, pixel_scal
     # little; those stamps' errors stay within the same absolute budget)
     beta = np.minimum(beta, np.maximum(0.8 * size / 2 * pixel_scale - te, 0.0))
     ang = rng.uniform(0, 2 * np.pi, n)
-    p = {"theta_e": te, "lens_e1": le1, "lens_e2": le2, "lens_x": lx, "lens_y": ly, "shear_g1": g1,
-         "shear_g2": g2, "src_x": lx + beta * np.cos(ang), "src_y": ly + beta * np.sin(ang), "src_reff": reff,
-         "src_n": sn, "src_e1": se1, "src_e2": se2, "psf_fwhm": fwhm}
+    p = {
+        "theta_e": te,
+        "lens_e1": le1,
+        "lens_e2": le2,
+        "lens_x": lx,
+        "lens_y": ly,
+        "shear_g1": g1,
+        "shear_g2": g2,
+        "src_x": lx + beta * np.cos(ang),
+        "src_y": ly + beta * np.sin(ang),
+        "src_reff": reff,
+        "src_n": sn,
+        "src_e1": se1,
+        "src_e2": se2,
+        "psf_fwhm": fwhm,
+    }
     if region == "caustic":
         for i in range(n):
             p["src_x"][i], p["src_y"][i] = _caustic_beta(p, i, ang[i])

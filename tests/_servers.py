@@ -23,8 +23,11 @@ def moto_s3(monkeypatch=None):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
-    env = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret-value",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing-key-id",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret-value",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -52,13 +55,29 @@ class DaskProcesses:
         self.procs: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
         sched_log = log_dir / "scheduler.log"
-        self.scheduler = self._spawn([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                      "--no-dashboard"], sched_log)
+        self.scheduler = self._spawn(
+            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"], sched_log
+        )
         self.address = self._wait_for(sched_log, r"Scheduler at:\s+(tcp://[\d.:]+)")
         for i in range(n_workers):
             log = log_dir / f"worker{i}.log"
-            w = self._spawn([str(BIN / "dask"), "worker", self.address, "--nworkers", "1", "--nthreads", "1",
-                             "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"], log)
+            w = self._spawn(
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    self.address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--name",
+                    f"w{i}",
+                ],
+                log,
+            )
             self.workers.append(w)
         for i in range(n_workers):
             self._wait_for(log_dir / f"worker{i}.log", r"Registered to:")

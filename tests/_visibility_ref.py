@@ -15,7 +15,7 @@ def _interp(rings, profiles):
 def _per_ring(rings, flat, fn, which=None):
     out = np.zeros((flat.shape[0], rings.nbin))
     for k in range(rings.nbin) if which is None else which:
-        out[:, k] = fn(flat[:, rings.order[rings.bounds[k]:rings.bounds[k + 1]]])
+        out[:, k] = fn(flat[:, rings.order[rings.bounds[k] : rings.bounds[k + 1]]])
     return out
 
 

@@ -7,8 +7,9 @@ import pytest
 from lensarray.config import RunConfig
 
 
-def small_config(n: int = 48, *, shard: int = 16, chunk: int = 8, size: int | None = 48, seed: int | None = 7,
-                 **over) -> RunConfig:
+def small_config(
+    n: int = 48, *, shard: int = 16, chunk: int = 8, size: int | None = 48, seed: int | None = 7, **over
+) -> RunConfig:
     """A validated configuration for fast synchronous builds.
 
     ``size`` / ``seed`` ``None`` keep the embedded default (what ``lensarray build`` uses without

@@ -17,8 +17,13 @@ N_PAIRS = 48
 
 
 def _cfg(**over):
-    base = {"run.n_pairs": N_PAIRS, "run.chunk_pairs": 16, "run.shard_pairs": 16, "cluster.kind": "none",
-            "run.seed": 77}
+    base = {
+        "run.n_pairs": N_PAIRS,
+        "run.chunk_pairs": 16,
+        "run.shard_pairs": 16,
+        "cluster.kind": "none",
+        "run.seed": 77,
+    }
     base.update(over)
     return RunConfig().replace(**base).validate()
 
@@ -27,10 +32,19 @@ def _cfg(**over):
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("acc")
     out = {}
-    for name, over in (("plain", {}), ("hard5", {"core_mask.policy": "hard", "core_mask.radius": 5.0,
-                                                  # mask_core keeps the arcs' brightness: the build
-                                                  # that calibrates S/N before the mask
-                                                  "brightness.snr_calibrate": "unmasked"})):
+    for name, over in (
+        ("plain", {}),
+        (
+            "hard5",
+            {
+                "core_mask.policy": "hard",
+                "core_mask.radius": 5.0,
+                # mask_core keeps the arcs' brightness: the build
+                # that calibrates S/N before the mask
+                "brightness.snr_calibrate": "unmasked",
+            },
+        ),
+    ):
         path = str(root / f"{name}.zarr")
         build(_cfg(**over), path, progress=False)
         out[name] = open_cube(path)
@@ -59,8 +73,12 @@ def test_mask_core_on_a_plain_cube_is_the_cube_built_with_the_policy(built):
         np.testing.assert_array_equal(masked[k].values, hard[k].values, err_msg=k)
     # one format: the accessor records the policy exactly as the build of that policy does
     assert masked.attrs["core_mask_policy"] == hard.attrs["core_mask_policy"]
-    assert json.loads(masked.attrs["core_mask_policy"]) == {"policy": "hard", "radius_px": 5.0, "width_px": 1.0,
-                                                            "apply_to": "arc"}
+    assert json.loads(masked.attrs["core_mask_policy"]) == {
+        "policy": "hard",
+        "radius_px": 5.0,
+        "width_px": 1.0,
+        "apply_to": "arc",
+    }
     assert np.all(masked["arc"].values[..., radius_grid(plain.sizes["x"]) < 5.0] == 0)
 
 

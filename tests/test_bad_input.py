@@ -39,8 +39,15 @@ def _env(**extra):
 
 def cli(*args, cwd, env=None, timeout=120, preexec_fn=None):
     t0 = time.monotonic()
-    r = subprocess.run([LENSARRAY, *map(str, args)], cwd=cwd, env=env or _env(), capture_output=True, text=True,
-                       timeout=timeout, preexec_fn=preexec_fn)
+    r = subprocess.run(
+        [LENSARRAY, *map(str, args)],
+        cwd=cwd,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+    )
     return r.returncode, r.stdout, r.stderr, time.monotonic() - t0
 
 
@@ -83,8 +90,9 @@ def work(tmp_path_factory, make_cfg):
     toy_cube(48, kind="core", seed=3).to_zarr(root / "core.zarr", mode="w", consolidated=False)
     toy_cube(48, kind="ring", seed=3).to_zarr(root / "ring.zarr", mode="w", consolidated=False)
     other = toy_cube(48, kind="null", seed=4)
-    other.attrs["config"] = json.dumps({**json.loads(other.attrs["config"]),
-                                        "lens": {**json.loads(other.attrs["config"])["lens"], "theta_e_max": 2.0}})
+    other.attrs["config"] = json.dumps(
+        {**json.loads(other.attrs["config"]), "lens": {**json.loads(other.attrs["config"])["lens"], "theta_e_max": 2.0}}
+    )
     other.to_zarr(root / "othernull.zarr", mode="w", consolidated=False)
     (root / "afile").write_text("a user's file\n")
     (root / "bad_memory.toml").write_text('[cluster]\nmemory_limit = "huge"\n')
@@ -106,8 +114,9 @@ def work(tmp_path_factory, make_cfg):
     iv = np.full((3, 64, 64), 50.0, np.float32)
     iv[1, 2, 2] = np.nan
     (root / "cutouts").mkdir()
-    np.savez(root / "cutouts" / "nan_invvar.npz", cutout=np.random.default_rng(0).normal(0, .01, (3, 64, 64)),
-             invvar=iv)
+    np.savez(
+        root / "cutouts" / "nan_invvar.npz", cutout=np.random.default_rng(0).normal(0, 0.01, (3, 64, 64)), invvar=iv
+    )
     return root
 
 
@@ -119,10 +128,14 @@ CASES = [
     ("--scheduler garbage", ["build", "--out", "new.zarr", "--pairs", "8", "--scheduler", "garbage!!"]),
     ("cluster.address garbage", ["build", "--out", "new.zarr", "--pairs", "8", "--config", "bad_address.toml"]),
     ("--workers -1", ["build", "--out", "new.zarr", "--pairs", "8", "--workers", "-1"]),
-    ("diagnose unreachable --scheduler", ["diagnose", "ring.zarr", "--out", "rep", "--scheduler",
-                                          f"tcp://127.0.0.1:{CLOSED}"]),
-    ("diagnose old --address unreachable", ["diagnose", "ring.zarr", "--out", "rep", "--address",
-                                            f"tcp://127.0.0.1:{CLOSED}"]),
+    (
+        "diagnose unreachable --scheduler",
+        ["diagnose", "ring.zarr", "--out", "rep", "--scheduler", f"tcp://127.0.0.1:{CLOSED}"],
+    ),
+    (
+        "diagnose old --address unreachable",
+        ["diagnose", "ring.zarr", "--out", "rep", "--address", f"tcp://127.0.0.1:{CLOSED}"],
+    ),
     ("--hosts missing", ["build", "--out", "new.zarr", "--pairs", "8", "--hosts", "missing.zarr"]),
     ("--hosts a lens cube", ["build", "--out", "new.zarr", "--pairs", "8", "--hosts", "cube.zarr"]),
     ("--hosts a regular file", ["build", "--out", "new.zarr", "--pairs", "8", "--hosts", "afile"]),
@@ -134,8 +147,10 @@ CASES = [
     ("ingest NaN invvar", ["ingest", "cutouts", "--out", "h.zarr", "--no-progress"]),
     ("ingest --overwrite a lens cube", ["ingest", "cutouts", "--out", "cube.zarr", "--overwrite"]),
     ("ingest missing SRC", ["ingest", "nothing_here", "--out", "h.zarr"]),
-    ("inspect s3 without credentials", ["inspect", "s3://bucket/cube.zarr", "--endpoint-url",
-                                        f"http://127.0.0.1:{CLOSED}"]),
+    (
+        "inspect s3 without credentials",
+        ["inspect", "s3://bucket/cube.zarr", "--endpoint-url", f"http://127.0.0.1:{CLOSED}"],
+    ),
     ("inspect missing store", ["inspect", "missing.zarr"]),
     ("inspect corrupt zarr.json", ["inspect", "corrupt.zarr"]),
     ("verify corrupt zarr.json", ["verify", "corrupt.zarr"]),
@@ -158,18 +173,29 @@ CASES = [
 ]
 
 #: what each refusal must name (the field or the file), checked on the one line
-NAMES = {"--memory-limit garbage": "--memory-limit", "cluster.memory_limit garbage": "cluster.memory_limit",
-         "--scheduler garbage": "--scheduler", "cluster.address garbage": "cluster.address",
-         "diagnose unreachable --scheduler": "cannot reach scheduler", "--hosts missing": "--hosts",
-         "--hosts a lens cube": "not a lensarray host cube", "build --out under a file": "is a file",
-         "ingest NaN invvar": "nan_invvar.npz", "ingest --overwrite a lens cube": "holds a lensarray cube",
-         "inspect s3 without credentials": "no S3 credentials", "inspect FIFO zarr.json": "not a regular file",
-         "verify declared 10^9 pairs": "declared host shape", "verify lying shard_pairs": "shard_pairs",
-         "preview --stretch 0": "--stretch", "preview unknown extension": ".png",
-         "diagnose --null not a null cube": "not a null-injection cube",
-         "diagnose --null of another config": "lens.theta_e_max",
-         "diagnose --config bad threshold": "diagnostics.lr_auc_max",
-         "--pairs abc (argparse type error)": "--pairs", "build without --out": "--out"}
+NAMES = {
+    "--memory-limit garbage": "--memory-limit",
+    "cluster.memory_limit garbage": "cluster.memory_limit",
+    "--scheduler garbage": "--scheduler",
+    "cluster.address garbage": "cluster.address",
+    "diagnose unreachable --scheduler": "cannot reach scheduler",
+    "--hosts missing": "--hosts",
+    "--hosts a lens cube": "not a lensarray host cube",
+    "build --out under a file": "is a file",
+    "ingest NaN invvar": "nan_invvar.npz",
+    "ingest --overwrite a lens cube": "holds a lensarray cube",
+    "inspect s3 without credentials": "no S3 credentials",
+    "inspect FIFO zarr.json": "not a regular file",
+    "verify declared 10^9 pairs": "declared host shape",
+    "verify lying shard_pairs": "shard_pairs",
+    "preview --stretch 0": "--stretch",
+    "preview unknown extension": ".png",
+    "diagnose --null not a null cube": "not a null-injection cube",
+    "diagnose --null of another config": "lens.theta_e_max",
+    "diagnose --config bad threshold": "diagnostics.lr_auc_max",
+    "--pairs abc (argparse type error)": "--pairs",
+    "build without --out": "--out",
+}
 
 #: filled by the tests, printed at the end of the module (the tally of the closing note)
 TALLY: list[tuple[str, str]] = []
@@ -188,8 +214,22 @@ def test_refused_in_one_line_nothing_written(work, label, argv):
 
 
 def test_a_clean_build_prints_no_traceback(work):
-    rc, out, err, _ = cli("build", "--out", "clean.zarr", "--pairs", "8", "--shard-pairs", "4", "--chunk-pairs", "4",
-                          "--workers", "1", "--no-progress", cwd=work, timeout=300)
+    rc, out, err, _ = cli(
+        "build",
+        "--out",
+        "clean.zarr",
+        "--pairs",
+        "8",
+        "--shard-pairs",
+        "4",
+        "--chunk-pairs",
+        "4",
+        "--workers",
+        "1",
+        "--no-progress",
+        cwd=work,
+        timeout=300,
+    )
     assert rc == 0, err
     for bad in ("Traceback", "Unclosed client session", "Cannot synchronously wait", "Error"):
         assert bad not in err, err
@@ -202,8 +242,20 @@ def test_disk_full_is_one_line_with_the_resume_hint_and_resumable(work):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
 
-    args = ["build", "--out", "full.zarr", "--pairs", "16", "--shard-pairs", "8", "--chunk-pairs", "4",
-            "--workers", "0", "--no-progress"]
+    args = [
+        "build",
+        "--out",
+        "full.zarr",
+        "--pairs",
+        "16",
+        "--shard-pairs",
+        "8",
+        "--chunk-pairs",
+        "4",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     rc, out, err, _ = cli(*args, cwd=work, timeout=300, preexec_fn=limited)
     line = assert_one_line_refusal(rc, err, "disk full")
     assert "--resume --out full.zarr" in line
@@ -255,8 +307,19 @@ def test_auditor_sets_the_bar_not_the_cube(work, tmp_path):
     cfg["diagnostics"]["lr_auc_max"] = 1.0
     ds.attrs["config"] = json.dumps(cfg)
     ds.to_zarr(tmp_path / "lenient.zarr", mode="w", consolidated=False)
-    rc, out, err, _ = cli("diagnose", tmp_path / "lenient.zarr", "--out", tmp_path / "rep", "--bootstrap", "10",
-                          "--no-progress", "--ablation", "none", cwd=tmp_path, timeout=300)
+    rc, out, err, _ = cli(
+        "diagnose",
+        tmp_path / "lenient.zarr",
+        "--out",
+        tmp_path / "rep",
+        "--bootstrap",
+        "10",
+        "--no-progress",
+        "--ablation",
+        "none",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert rc == 1, err
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     gate = next(g for g in rep["gates"] if g["name"] == "core_lr_auc")
@@ -265,9 +328,21 @@ def test_auditor_sets_the_bar_not_the_cube(work, tmp_path):
     assert rep["cube_config"]["diagnostics"]["lr_auc_max"] == 1.0  # shown beside, never used
     # the auditor's own --config moves the bar
     (tmp_path / "audit.toml").write_text("[diagnostics]\nlr_auc_max = 0.999\n")
-    rc, out, err, _ = cli("diagnose", tmp_path / "lenient.zarr", "--out", tmp_path / "rep2", "--bootstrap", "10",
-                          "--no-progress", "--ablation", "none", "--config", tmp_path / "audit.toml", cwd=tmp_path,
-                          timeout=300)
+    rc, out, err, _ = cli(
+        "diagnose",
+        tmp_path / "lenient.zarr",
+        "--out",
+        tmp_path / "rep2",
+        "--bootstrap",
+        "10",
+        "--no-progress",
+        "--ablation",
+        "none",
+        "--config",
+        tmp_path / "audit.toml",
+        cwd=tmp_path,
+        timeout=300,
+    )
     rep = json.loads((tmp_path / "rep2" / "report.json").read_text())
     assert next(g for g in rep["gates"] if g["name"] == "core_lr_auc")["threshold"] == 0.999
     assert rep["thresholds"]["source"] == "auditor configuration"

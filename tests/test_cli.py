@@ -151,13 +151,20 @@ def test_s3_commands_leave_no_unclosed_session(tmp_path, make_cfg):
 
     with moto_s3() as endpoint:
         make_bucket(endpoint, "cubes")
-        build(make_cfg(4, shard=4, chunk=4, size=None, seed=None), "s3://cubes/c.zarr",
-              storage_options={"endpoint_url": endpoint})
+        build(
+            make_cfg(4, shard=4, chunk=4, size=None, seed=None),
+            "s3://cubes/c.zarr",
+            storage_options={"endpoint_url": endpoint},
+        )
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         exe = str(Path(sys.executable).parent / "lensarray")
-        for argv in (["inspect", "s3://cubes/c.zarr"], ["verify", "s3://cubes/c.zarr", "--sample", "1", "--no-progress"]):
-            r = subprocess.run([exe, *argv, "--endpoint-url", endpoint], capture_output=True, text=True, env=env,
-                               timeout=300)
+        for argv in (
+            ["inspect", "s3://cubes/c.zarr"],
+            ["verify", "s3://cubes/c.zarr", "--sample", "1", "--no-progress"],
+        ):
+            r = subprocess.run(
+                [exe, *argv, "--endpoint-url", endpoint], capture_output=True, text=True, env=env, timeout=300
+            )
             assert r.returncode == 0, r.stderr
             assert "Unclosed" not in r.stderr and "Traceback" not in r.stderr, r.stderr
         # a host cube on S3 is read with the flags' storage options (HostCube gets them)
@@ -167,10 +174,34 @@ def test_s3_commands_leave_no_unclosed_session(tmp_path, make_cfg):
             HostCube("s3://cubes/c.zarr", {"endpoint_url": endpoint}, field="--hosts")
         rng = np.random.default_rng(0)
         for i in range(3):
-            np.savez(tmp_path / f"h{i}.npz", cutout=rng.normal(0, 0.01, (3, 64, 64)).astype(np.float32),
-                     meta_ra=10.0 + 30 * i, meta_dec=-5.0)
+            np.savez(
+                tmp_path / f"h{i}.npz",
+                cutout=rng.normal(0, 0.01, (3, 64, 64)).astype(np.float32),
+                meta_ra=10.0 + 30 * i,
+                meta_dec=-5.0,
+            )
         assert main(["ingest", str(tmp_path), "--out", "s3://cubes/h.zarr", "--endpoint-url", endpoint]) == 0
-        assert main(["build", "--hosts", "s3://cubes/h.zarr", "--out", "s3://cubes/r.zarr", "--pairs", "4",
-                     "--shard-pairs", "4", "--chunk-pairs", "4", "--workers", "0", "--no-progress",
-                     "--endpoint-url", endpoint]) == 0
+        assert (
+            main(
+                [
+                    "build",
+                    "--hosts",
+                    "s3://cubes/h.zarr",
+                    "--out",
+                    "s3://cubes/r.zarr",
+                    "--pairs",
+                    "4",
+                    "--shard-pairs",
+                    "4",
+                    "--chunk-pairs",
+                    "4",
+                    "--workers",
+                    "0",
+                    "--no-progress",
+                    "--endpoint-url",
+                    endpoint,
+                ]
+            )
+            == 0
+        )
         assert HostCube("s3://cubes/h.zarr", {"endpoint_url": endpoint}).n_hosts == 3

@@ -46,7 +46,7 @@ def test_every_variable_and_coordinate_is_labelled_and_its_units_parse(cube_url)
         # CF: string and flag variables carry no units; every numeric quantity does
         assert ("units" in attrs) == (not coded and ds[name].dtype.kind not in "US"), name
     assert u.Unit(ds["host"].attrs["units"]) == u.nanomaggy
-    assert u.Unit(ds["invvar"].attrs["units"]) == u.nanomaggy ** -2
+    assert u.Unit(ds["invvar"].attrs["units"]) == u.nanomaggy**-2
     assert u.Unit(ds["theta_e"].attrs["units"]) == u.arcsec
 
 
@@ -70,9 +70,13 @@ def test_flags_decode_with_cf_xarray(cube_url):
 def test_flag_meanings_match_the_schema_codes():
     attrs = conventions.attrs_for("split", "", "", "int8")
     assert dict(zip(attrs["flag_meanings"].split(), attrs["flag_values"], strict=True)) == {
-        "unassigned": -1, "train": 0, "val": 1, "test": 2}
+        "unassigned": -1,
+        "train": 0,
+        "val": 1,
+        "test": 2,
+    }
     mb = conventions.attrs_for("maskbits", "", "", "int32")
     names = mb["flag_meanings"].split()
     assert names[1] == "BRIGHT" and names[12] == "GALAXY" and names[16] == "SUB_BLOB"
-    assert mb["flag_masks"] == [2 ** b for b in range(17)]
+    assert mb["flag_masks"] == [2**b for b in range(17)]
     assert "units" not in mb and "units" not in attrs

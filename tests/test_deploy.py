@@ -22,8 +22,9 @@ def _strip_none(obj):
 def _crd_schema(kind_file: str) -> dict:
     import dask_kubernetes
 
-    crd_dir = (Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm"
-               / "dask-kubernetes-operator" / "crds")
+    crd_dir = (
+        Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm" / "dask-kubernetes-operator" / "crds"
+    )
     crd = yaml.safe_load((crd_dir / kind_file).read_text())
     return _strip_none(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]), crd
 
@@ -97,8 +98,10 @@ def test_local_cluster_workers_get_the_malloc_settings():
 
     from lensarray.cluster import WORKER_MALLOC_ENV, local_cluster
 
-    with local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
-            Client(lc) as client:
+    with (
+        local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
         env = next(iter(client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}).values()))
     assert env == {k: str(v) for k, v in WORKER_MALLOC_ENV.items()}
 
@@ -108,9 +111,15 @@ def test_make_cluster_spec_from_config_validates_against_the_crd():
     from lensarray.config import RunConfig
 
     schema, crd = _crd_schema("daskcluster.yaml")
-    cfg = RunConfig().replace(**{"cluster.image": "registry.example/lensarray:9.9", "cluster.workers": 5,
-                                 "cluster.memory_limit": "3GiB", "cluster.threads_per_worker": 2,
-                                 "cluster.k8s_secret": "my-s3"})
+    cfg = RunConfig().replace(
+        **{
+            "cluster.image": "registry.example/lensarray:9.9",
+            "cluster.workers": 5,
+            "cluster.memory_limit": "3GiB",
+            "cluster.threads_per_worker": 2,
+            "cluster.k8s_secret": "my-s3",
+        }
+    )
     spec = make_cluster_spec(cfg)
     jsonschema.validate(_strip_none(spec), schema)  # the exact spec KubeCluster is given
     assert spec["apiVersion"] == f"{crd['spec']['group']}/{crd['spec']['versions'][0]['name']}"

@@ -37,10 +37,16 @@ def _gate(res, name):
 
 # -- known answers on whole cubes ----------------------------------------------------------
 
+
 def test_clean_ring_cube_passes_every_gate(ring_result):
     res, _ = ring_result
-    assert {g["name"] for g in res["gates"]} == {"core_lr_auc", "mask_edge", "null_identity", "metadata_leak_auc",
-                                                  "systematics_role_flags"}
+    assert {g["name"] for g in res["gates"]} == {
+        "core_lr_auc",
+        "mask_edge",
+        "null_identity",
+        "metadata_leak_auc",
+        "systematics_role_flags",
+    }
     assert res["passed"], res["gates"]
     assert res["core_lr"]["auc"] < 0.65
     assert res["null_identity"]["passed"]  # identical stamps through the whole training path
@@ -92,11 +98,14 @@ def test_null_cube_passes_null_gate_but_core_cube_as_null_fails():
     assert g["passed"] is False and g["value"] >= 1  # lens and control differ from the loader on
 
 
-@pytest.mark.parametrize("leak, flagged, sys_flag", [
-    ("coordinate", "exposure_id", True),
-    ("nodata", "nodata_flux_count", True),
-    ("nan", "nan_count", True),
-])
+@pytest.mark.parametrize(
+    "leak, flagged, sys_flag",
+    [
+        ("coordinate", "exposure_id", True),
+        ("nodata", "nodata_flux_count", True),
+        ("nan", "nan_count", True),
+    ],
+)
 def test_planted_per_sample_leaks_are_flagged(leak, flagged, sys_flag):
     ds = toy_cube(96, kind="ring", seed=8, leak=leak)
     table = pair_table(ds, progress=False)
@@ -138,14 +147,17 @@ def test_pair_table_independent_of_chunking():
 
 def test_diagnose_under_a_distributed_client_records_worker_memory():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
-            distributed.Client(lc):
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc,
+        distributed.Client(lc),
+    ):
         res, _ = diagnose(toy_cube(48, seed=11), progress=True, n_boot=10, ablation=None)
     assert "worker_peak_rss_mib" in res["memory"] and len(res["memory"]["worker_peak_rss_mib"]) == 1
     assert res["core_lr"]["n_pairs"] == 48
 
 
 # -- unit checks -----------------------------------------------------------------------------
+
 
 def test_core_flux_fraction_geometry():
     size = 64

@@ -10,7 +10,7 @@ def _stamps(n=6, nb=3, size=64, seed=1):
     rng = np.random.default_rng(seed)
     st = rng.normal(0.0, 0.01, size=(n, nb, size, size)).astype(np.float32)
     c = size // 2
-    st[:, :, c - 2:c + 3, c - 2:c + 3] += 100.0  # a very bright core to be hidden
+    st[:, :, c - 2 : c + 3, c - 2 : c + 3] += 100.0  # a very bright core to be hidden
     return st
 
 
@@ -49,8 +49,9 @@ def test_uniform_radii_in_range_and_psf_mode_radius():
     _, radii = centre_mask(st, mode="uniform", r_mask=(3, 7), seed=0, return_radii=True, annulus=(10, 15))
     assert radii.min() >= 3 and radii.max() <= 7 and radii.std() > 0.8
     fwhm = np.array([1.31] * 200)
-    out, radii = centre_mask(st, mode="psf", psf_fwhm=fwhm, pixel_scale=0.262, seed=0, return_radii=True,
-                             annulus=(10, 15))
+    out, radii = centre_mask(
+        st, mode="psf", psf_fwhm=fwhm, pixel_scale=0.262, seed=0, return_radii=True, annulus=(10, 15)
+    )
     assert np.allclose(radii, 0.5 * 1.31 / 0.262)  # 2.5 px: r=2 masked, r=3 kept
     assert out[0, 0, 16, 18].item() != st[0, 0, 16, 18].item()
     assert out[0, 0, 16, 19].item() == st[0, 0, 16, 19].item()
@@ -65,12 +66,15 @@ def test_nan_donors_are_skipped():
     assert np.isfinite(out[0, 0][r < 4]).all()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(mode="box"), "mode"),
-    (dict(mode="psf"), "psf_fwhm"),
-    (dict(mode="fixed", r_mask=-1), "r_mask"),
-    (dict(mode="uniform", r_mask=(7, 3)), "r_mask"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mode="box"), "mode"),
+        (dict(mode="psf"), "psf_fwhm"),
+        (dict(mode="fixed", r_mask=-1), "r_mask"),
+        (dict(mode="uniform", r_mask=(7, 3)), "r_mask"),
+    ],
+)
 def test_bad_input_names_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         centre_mask(_stamps(n=1), **kwargs)

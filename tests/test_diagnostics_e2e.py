@@ -22,8 +22,11 @@ N_PAIRS = 128
 def cubes(tmp_path_factory, make_cfg):
     root = tmp_path_factory.mktemp("e2e")
     out = {}
-    for name, over in (("plain", {}), ("hard5", {"core_mask.policy": "hard", "core_mask.radius": 5.0}),
-                       ("null", {"run.null": True})):
+    for name, over in (
+        ("plain", {}),
+        ("hard5", {"core_mask.policy": "hard", "core_mask.radius": 5.0}),
+        ("null", {"run.null": True}),
+    ):
         path = str(root / f"{name}.zarr")
         cfg = make_cfg(N_PAIRS, shard=64, chunk=16, size=64, seed=2026, **over)
         pipeline.build(cfg, path, progress=False)
@@ -50,14 +53,26 @@ def test_hard_mask_empties_the_core(cubes):
     for band, info in res["core_flux"]["bands"].items():
         assert info["q75"] == pytest.approx(0.0, abs=1e-6), band
     arc = ds["arc"].isel(pair=slice(0, 16)).values
-    yy, xx = np.mgrid[0:arc.shape[-1], 0:arc.shape[-1]]
+    yy, xx = np.mgrid[0 : arc.shape[-1], 0 : arc.shape[-1]]
     c = arc.shape[-1] // 2
     assert np.all(arc[..., np.hypot(yy - c, xx - c) < 5.0] == 0)
 
 
 def test_cli_on_real_cubes_null_gate(cubes, tmp_path):
-    rc = main(["diagnose", cubes["plain"], "--null", cubes["null"], "--out", str(tmp_path), "--no-fail",
-               "--bootstrap", "20", "--no-progress"])
+    rc = main(
+        [
+            "diagnose",
+            cubes["plain"],
+            "--null",
+            cubes["null"],
+            "--out",
+            str(tmp_path),
+            "--no-fail",
+            "--bootstrap",
+            "20",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     rep = json.loads((tmp_path / "report.json").read_text())
     gates = {g["name"]: g for g in rep["gates"]}

@@ -66,11 +66,14 @@ def test_reff_sweep_and_cli_outputs(tmp_path):
     assert (tmp_path / "reff.png").stat().st_size > 5000
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--points", "1"], "--points"),
-    (["--psf-fwhm", "0"], "--psf-fwhm"),
-    (["--theta-e", "50"], "--theta-e"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--points", "1"], "--points"),
+        (["--psf-fwhm", "0"], "--psf-fwhm"),
+        (["--theta-e", "50"], "--theta-e"),
+    ],
+)
 def test_experiment_bad_input(tmp_path, capsys, args, needle):
     assert main(["experiment", "reff", "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip()

@@ -66,8 +66,27 @@ def test_bad_scores_file(tmp_path, cube, capsys):
 
 def test_baseline_end_to_end_cli(tmp_path, capsys):
     out = tmp_path / "c.zarr"
-    assert main(["build", "--out", str(out), "--pairs", "300", "--shard-pairs", "100", "--chunk-pairs", "20",
-                 "--workers", "0", "--no-progress", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--out",
+                str(out),
+                "--pairs",
+                "300",
+                "--shard-pairs",
+                "100",
+                "--chunk-pairs",
+                "20",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", str(out), "--baseline", "--out", str(tmp_path / "ev"), "--bootstrap", "20"]) == 0
     res = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert set(res) == {"baseline", "baseline_centre_masked"}
@@ -98,13 +117,32 @@ def test_hard_negatives_in_diagnose_and_anchors_in_evaluate(tmp_path, capsys, ma
     assert not st["is_lens"].values[np.repeat(ds["hard_negative"].values > 0, 2)].any()
     for i in range(3):
         _fits(tmp_path / f"a{i}.fits", seed=i)
-    assert main(["ingest", *(str(tmp_path / f"a{i}.fits") for i in range(3)), "--out", str(tmp_path / "anch.zarr")]) == 0
-    assert main(["evaluate", url, "--baseline", "--anchors", str(tmp_path / "anch.zarr"), "--out",
-                 str(tmp_path / "ev"), "--bootstrap", "10"]) == 0
+    assert (
+        main(["ingest", *(str(tmp_path / f"a{i}.fits") for i in range(3)), "--out", str(tmp_path / "anch.zarr")]) == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                url,
+                "--baseline",
+                "--anchors",
+                str(tmp_path / "anch.zarr"),
+                "--out",
+                str(tmp_path / "ev"),
+                "--bootstrap",
+                "10",
+            ]
+        )
+        == 0
+    )
     out = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert out["baseline"]["anchors"]["n"] == 3
-    assert "ring" in out["baseline"]["hard_negatives"] or "spiral" in out["baseline"]["hard_negatives"] \
+    assert (
+        "ring" in out["baseline"]["hard_negatives"]
+        or "spiral" in out["baseline"]["hard_negatives"]
         or "tidal" in out["baseline"]["hard_negatives"]
+    )
 
 
 def test_baseline_progress_is_opt_in(cube, capsys):

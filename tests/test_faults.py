@@ -35,14 +35,27 @@ def reference(tmp_path_factory, make_cfg):
 
 
 def _cli(out, *extra):
-    return [LENSARRAY, "build", "--out", out, "--pairs", str(N), "--shard-pairs", str(SHARD), "--chunk-pairs", "4",
-            "--no-progress", *extra]
+    return [
+        LENSARRAY,
+        "build",
+        "--out",
+        out,
+        "--pairs",
+        str(N),
+        "--shard-pairs",
+        str(SHARD),
+        "--chunk-pairs",
+        "4",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_sigkilled_client_resumes_and_writes_only_missing_shards(tmp_path, reference):
     out = str(tmp_path / "c.zarr")
-    proc = subprocess.Popen(_cli(out, "--workers", "0"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cli(out, "--workers", "0"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     before = sigkill_after_shards(proc, out)
     n_total = before.size
     assert 0 < before.sum() < n_total, "the kill must land mid-build"
@@ -115,8 +128,9 @@ def test_unreachable_scheduler_is_one_line(tmp_path):
         port = s.getsockname()[1]
     out = str(tmp_path / "x.zarr")
     t0 = time.time()
-    res = subprocess.run(_cli(out, "--scheduler", f"tcp://127.0.0.1:{port}"), capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        _cli(out, "--scheduler", f"tcp://127.0.0.1:{port}"), capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 2 and "cannot reach scheduler" in res.stderr, res.stderr
     assert len([ln for ln in res.stderr.splitlines() if "error" in ln]) == 1
     assert time.time() - t0 < 60
@@ -165,18 +179,52 @@ def test_store_of_another_schema_version_is_refused_and_untouched(tmp_path, make
 
 def test_resume_refuses_a_store_of_another_schema_version(tmp_path, make_cfg):
     out, before = _future_store(tmp_path, make_cfg)
-    res = subprocess.run([LENSARRAY, "build", "--out", str(out), "--pairs", "8", "--shard-pairs", "8",
-                          "--chunk-pairs", "4", "--workers", "0", "--no-progress", "--resume"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [
+            LENSARRAY,
+            "build",
+            "--out",
+            str(out),
+            "--pairs",
+            "8",
+            "--shard-pairs",
+            "8",
+            "--chunk-pairs",
+            "4",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert _snapshot(out) == before
     assert res.returncode == 2 and "schema_version 99" in res.stderr, res.stderr
 
 
 def test_progress_prints_under_a_distributed_client(tmp_path):
     """dask.diagnostics.ProgressBar is silent under a Client; the build's bar must not be."""
-    res = subprocess.run([LENSARRAY, "build", "--out", str(tmp_path / "p.zarr"), "--pairs", "16",
-                          "--shard-pairs", "8", "--chunk-pairs", "4", "--workers", "1"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            LENSARRAY,
+            "build",
+            "--out",
+            str(tmp_path / "p.zarr"),
+            "--pairs",
+            "16",
+            "--shard-pairs",
+            "8",
+            "--chunk-pairs",
+            "4",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert "dashboard" in res.stderr and "2/2" in res.stderr, res.stderr
 
@@ -187,9 +235,15 @@ def test_concurrent_cube_and_null_twin_on_one_scheduler_both_complete(tmp_path, 
     procs = DaskProcesses(2, tmp_path)
     try:
         outs = {"cube": tmp_path / "cube.zarr", "null": tmp_path / "null.zarr"}
-        runs = {k: subprocess.Popen(_cli(str(o), "--scheduler", procs.address, *(["--null"] if k == "null" else [])),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                for k, o in outs.items()}
+        runs = {
+            k: subprocess.Popen(
+                _cli(str(o), "--scheduler", procs.address, *(["--null"] if k == "null" else [])),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for k, o in outs.items()
+        }
         for k, p in runs.items():
             err = p.communicate(timeout=600)[1]
             assert p.returncode == 0, (k, err)
@@ -207,16 +261,23 @@ def test_concurrent_cube_and_null_twin_on_one_scheduler_both_complete(tmp_path, 
 
 def test_a_second_writer_on_a_store_being_written_is_refused(tmp_path):
     out = tmp_path / "busy.zarr"
-    first = subprocess.Popen(_cli(str(out), "--workers", "0", "--pairs", "256"), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        _cli(str(out), "--workers", "0", "--pairs", "256"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     t0 = time.time()
     while not (out / "lensarray.lock").exists() and time.time() - t0 < 120 and first.poll() is None:
         time.sleep(0.05)
     assert first.poll() is None, "the first build must still be writing"
     # all three at once, while the first writes
-    others = {tuple(extra): subprocess.Popen(_cli(str(out), "--workers", "0", "--pairs", "256", *extra),
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-              for extra in (["--resume"], ["--overwrite"], [])}
+    others = {
+        tuple(extra): subprocess.Popen(
+            _cli(str(out), "--workers", "0", "--pairs", "256", *extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for extra in (["--resume"], ["--overwrite"], [])
+    }
     for extra, p in others.items():
         err = p.communicate(timeout=300)[1]
         assert p.returncode == 2, (extra, err)

@@ -47,8 +47,11 @@ def _reference(ds):
     bad = ((iv <= 0).any(axis=1) | (mb != 0)).reshape(n, -1).mean(axis=1)
     counts = {}
     for r, st in (("lens", host + arc), ("control", host)):
-        counts[r] = {"nan_count": np.isnan(st).sum(axis=(1, 2, 3)), "inf_count": np.isinf(st).sum(axis=(1, 2, 3)),
-                     "nodata_flux_count": ((iv <= 0) & (st != 0)).sum(axis=(1, 2, 3))}
+        counts[r] = {
+            "nan_count": np.isnan(st).sum(axis=(1, 2, 3)),
+            "inf_count": np.isinf(st).sum(axis=(1, 2, 3)),
+            "nodata_flux_count": ((iv <= 0) & (st != 0)).sum(axis=(1, 2, 3)),
+        }
     return inv_med, bits, bad, counts
 
 
@@ -69,8 +72,9 @@ def test_summary_by_role_and_split_equals_numpy(cube):
             for k in ("nan_count", "inf_count", "nodata_flux_count"):
                 assert int(g[k]) == counts[role][k][sel].sum(), (k, role, name)
             ref_q = np.quantile(inv_med[sel], INVVAR_QUANTILES, axis=0).T  # (band, quantile)
-            np.testing.assert_allclose(g["invvar_median_quantile"].transpose("band", "quantile").values, ref_q,
-                                       rtol=1e-12)
+            np.testing.assert_allclose(
+                g["invvar_median_quantile"].transpose("band", "quantile").values, ref_q, rtol=1e-12
+            )
 
 
 def test_summary_by_is_lens_counts_samples(cube):

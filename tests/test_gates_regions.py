@@ -76,8 +76,11 @@ def test_every_theta_e_table_of_diagnose_spans_the_cube_prior():
     cfg["lens"].update(theta_e_min=lo, theta_e_max=hi)
     ds.attrs["config"] = json.dumps(cfg)
     res, _ = diagnose(ds, n_boot=20, progress=False, ablation=None)
-    tables = [res["core_lr"]["by_theta_e"], res["inner_image"]["by_theta_e"],
-              *(b["by_theta_e"] for b in res["core_flux"]["bands"].values())]
+    tables = [
+        res["core_lr"]["by_theta_e"],
+        res["inner_image"]["by_theta_e"],
+        *(b["by_theta_e"] for b in res["core_flux"]["bands"].values()),
+    ]
     for rows in tables:
         assert rows[0]["lo"] == pytest.approx(lo) and rows[-1]["hi"] == pytest.approx(hi)
 

@@ -18,9 +18,17 @@ def _r_band(model="gaussian"):
 
 
 def _mog(p, cfg):
-    return render_galaxies(p["host_reff"], p["host_n"], p["host_e1"], p["host_e2"], p["psf_fwhm"],
-                           size=cfg.run.size, pixel_scale=cfg.run.pixel_scale, psf_model=cfg.psf.model,
-                           psf_beta=cfg.psf.moffat_beta).astype(np.float64)
+    return render_galaxies(
+        p["host_reff"],
+        p["host_n"],
+        p["host_e1"],
+        p["host_e2"],
+        p["psf_fwhm"],
+        size=cfg.run.size,
+        pixel_scale=cfg.run.pixel_scale,
+        psf_model=cfg.psf.model,
+        psf_beta=cfg.psf.moffat_beta,
+    ).astype(np.float64)
 
 
 @pytest.mark.parametrize("model, ids", [("gaussian", np.arange(20, 24)), ("moffat", np.arange(24, 26))])
@@ -34,8 +42,10 @@ def test_mog_hosts_match_the_converged_reference_and_beat_v01(model, ids):
     err_new = np.abs(new - conv).max(axis=(2, 3)) / peak
     err_old = np.abs(old - conv).max(axis=(2, 3)) / peak
     diff = np.abs(new - old).max(axis=(2, 3)) / peak
-    print(f"{model}: max |MoG - converged| {err_new.max():.2%} of peak, |v0.1 - converged| {err_old.max():.1%}, "
-          f"|MoG - v0.1| {diff.max():.1%}")
+    print(
+        f"{model}: max |MoG - converged| {err_new.max():.2%} of peak, |v0.1 - converged| {err_old.max():.1%}, "
+        f"|MoG - v0.1| {diff.max():.1%}"
+    )
     assert err_new.max() < 0.006  # measured 0.13-0.31%; the reference itself converges to ~0.2%
     # v0.1 put a 3x3 sub-pixel sample on the cusp (r = 0): a spurious central point source
     assert (err_new < err_old).all()
@@ -58,8 +68,9 @@ def test_orientation_and_symmetry():
     """e1 > 0 elongates along x, e2 > 0 along the diagonal x = y (angles from +x towards +y,
     y = row), and every host is point-symmetric about the stamp origin (pixel 32, 32)."""
     yy, xx = np.mgrid[0:64, 0:64] - 32
-    imgs = render_galaxies([1.5, 1.5], [2.5, 2.5], [0.3, 0.0], [0.0, 0.3], np.full((2, 1), 1.2), size=64,
-                           pixel_scale=0.262)[:, 0]
+    imgs = render_galaxies(
+        [1.5, 1.5], [2.5, 2.5], [0.3, 0.0], [0.0, 0.3], np.full((2, 1), 1.2), size=64, pixel_scale=0.262
+    )[:, 0]
     m = lambda im, a: (im * a).sum() / im.sum()  # noqa: E731
     assert m(imgs[0], xx**2) > 1.5 * m(imgs[0], yy**2)
     assert m(imgs[1], xx * yy) > 0.3 * m(imgs[1], xx**2)

@@ -43,8 +43,7 @@ def test_hosts_are_chunk_independent_and_consistent(cfg):
 def test_brick_names_match_real_dr10():
     ra = [0.10618843, 0.06109889, 0.26156697, 0.25441706, 359.85571289, 0.69431657]
     dec = [-3.95577168, -5.95079136, -37.32427216, -0.55785072, -3.04931903, 27.08937073]
-    assert brickname_of(ra, dec).tolist() == ["0001m040", "0001m060", "0001m372", "0003m005", "3598m030",
-                                              "0006p270"]
+    assert brickname_of(ra, dec).tolist() == ["0001m040", "0001m060", "0001m372", "0003m005", "3598m030", "0006p270"]
     # an even number of columns per row (1440 on the equator, 1286 at Dec 27); poles are one brick
     assert brickname_of([0.1, 359.9], [0.0, 0.0]).tolist() == ["0001p000", "3598p000"]
     assert brickname_of([10.0, 300.0], [-89.99, 89.99]).tolist() == ["1800m900", "1800p900"]

@@ -13,7 +13,7 @@ def _fits(path, bands="grz", shape=(3, 80, 80), scale=0.262, data=None, seed=0):
 
     rng = np.random.default_rng(seed)
     img = data if data is not None else rng.normal(0, 0.005, shape).astype(np.float32)
-    yy, xx = np.mgrid[0:shape[-2], 0:shape[-1]]
+    yy, xx = np.mgrid[0 : shape[-2], 0 : shape[-1]]
     img = img + 0.5 * np.exp(-((yy - shape[-2] // 2) ** 2 + (xx - shape[-1] // 2) ** 2) / 8.0)
     h = fits.Header()
     h["BANDS"] = bands
@@ -42,15 +42,20 @@ def test_fits_npz_parquet_and_bad_files(tmp_path, capsys):
     hwc = np.random.default_rng(1).normal(0, 0.01, (70, 70, 3)).astype(np.float32)
     np.savez(tmp_path / "stamp.npz", cutout=hwc, meta_ra=10.0, meta_dec=-5.0)
     stamp = np.random.default_rng(2).normal(0, 0.01, (3, 64, 64)).astype(np.float32)
-    pq.write_table(pa.table({"stamp": [stamp.ravel().tolist()], "size": [64], "ra": [20.0], "dec": [1.0]}),
-                   tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"stamp": [stamp.ravel().tolist()], "size": [64], "ra": [20.0], "dec": [1.0]}), tmp_path / "t.parquet"
+    )
     out = tmp_path / "hosts.zarr"
     rc = main(["ingest", str(tmp_path), "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 0
     assert "accepted 4, rejected 4" in err
-    for name, why in (("gr.fits", "missing band"), ("fine.fits", "pixel scale"), ("nan.fits", "NaN"),
-                      ("text.fits", "not a FITS")):
+    for name, why in (
+        ("gr.fits", "missing band"),
+        ("fine.fits", "pixel scale"),
+        ("nan.fits", "NaN"),
+        ("text.fits", "not a FITS"),
+    ):
         assert any(name in line and why in line for line in err.splitlines()), (name, err)
     hc = HostCube(str(out))
     assert hc.n_hosts == 4
@@ -165,8 +170,7 @@ def test_ingest_recurses_folders_with_a_glob(tmp_path):
     assert sorted(p.rsplit("/", 1)[-1] for p in found) == ["deep.npz", "top.npz", "x.fits"]
     only_npz = expand_inputs([str(tmp_path)], pattern="*.npz")
     assert sorted(p.rsplit("/", 1)[-1] for p in only_npz) == ["deep.npz", "top.npz"]
-    assert main(["ingest", str(tmp_path), "--glob", "*.npz", "--out", str(tmp_path / "h.zarr"),
-                 "--workers", "0"]) == 0
+    assert main(["ingest", str(tmp_path), "--glob", "*.npz", "--out", str(tmp_path / "h.zarr"), "--workers", "0"]) == 0
     assert HostCube(str(tmp_path / "h.zarr")).n_hosts == 2
 
 
@@ -198,8 +202,27 @@ def test_six_real_dr10_hosts_in_three_regions_build_a_cube(tmp_path, caplog):
     hosts = str(tmp_path / "h.zarr")
     assert main(["ingest", str(shared_data() / "cutouts" / "dr10_npz"), "--out", hosts]) == 0
     out = str(tmp_path / "real.zarr")
-    assert main(["build", "--hosts", hosts, "--out", out, "--pairs", "12", "--shard-pairs", "4",
-                 "--chunk-pairs", "4", "--workers", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--hosts",
+                hosts,
+                "--out",
+                out,
+                "--pairs",
+                "12",
+                "--shard-pairs",
+                "4",
+                "--chunk-pairs",
+                "4",
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ds = open_cube(out, chunks=None)
     split, region = ds["split"].values, ds["region"].values
     assert ds.sizes["pair"] == 12 and set(np.unique(split).tolist()) == {0, 1, 2}

@@ -84,10 +84,12 @@ def test_unbuilt_pairs_are_never_served(tmp_path, capsys, cfg):
     assert sorted(np.concatenate([b["pair"] for b in got]).tolist()) == sorted(2 * built.tolist())
     assert all(np.isfinite(b["images"]).all() for b in got)
     # the commands refuse in one line (exit 2); none computes a result from fill values
-    for argv in (["diagnose", url, "--out", str(tmp_path / "d"), "--no-progress"],
-                 ["preview", url, "--out", str(tmp_path / "p.png")],
-                 ["evaluate", url, "--baseline", "--out", str(tmp_path / "e")],
-                 ["inspect", url]):
+    for argv in (
+        ["diagnose", url, "--out", str(tmp_path / "d"), "--no-progress"],
+        ["preview", url, "--out", str(tmp_path / "p.png")],
+        ["evaluate", url, "--baseline", "--out", str(tmp_path / "e")],
+        ["inspect", url],
+    ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "incomplete" in err[0] and "--resume" in err[0], (argv, err)
@@ -116,15 +118,25 @@ FAULTS = {
     "deleted arc shard file": (lambda c, r: _delete(c / "arc" / "c" / "3" / "0" / "0" / "0"), [3], "arc"),
     "arc shard 0 copied over shard 1": (
         lambda c, r: shutil.copyfile(c / "arc" / "c" / "0" / "0" / "0" / "0", c / "arc" / "c" / "1" / "0" / "0" / "0"),
-        [1], "arc"),
+        [1],
+        "arc",
+    ),
     "shard 2 copied over shard 0 with its digest": (
-        lambda c, r: [shutil.copyfile(c / v / "c" / "2", c / v / "c" / "0") for v in ("theta_e", "src_x")]
-        + [shutil.copyfile(c / "shard_digest" / "c" / "2" / "0", c / "shard_digest" / "c" / "0" / "0")],
-        [0], "theta_e"),
+        lambda c, r: (
+            [shutil.copyfile(c / v / "c" / "2", c / v / "c" / "0") for v in ("theta_e", "src_x")]
+            + [shutil.copyfile(c / "shard_digest" / "c" / "2" / "0", c / "shard_digest" / "c" / "0" / "0")]
+        ),
+        [0],
+        "theta_e",
+    ),
     "stale shard from another cube (data, digest, marker)": (
-        lambda c, r: [shutil.copyfile(r / v / "c" / "1", c / v / "c" / "1") for v in ("theta_e", "mu")]
-        + [shutil.copyfile(r / "shard_digest" / "c" / "1" / "0", c / "shard_digest" / "c" / "1" / "0")],
-        [1], "theta_e"),
+        lambda c, r: (
+            [shutil.copyfile(r / v / "c" / "1", c / v / "c" / "1") for v in ("theta_e", "mu")]
+            + [shutil.copyfile(r / "shard_digest" / "c" / "1" / "0", c / "shard_digest" / "c" / "1" / "0")]
+        ),
+        [1],
+        "theta_e",
+    ),
     "truncated host shard file": (lambda c, r: _truncate(c / "host" / "c" / "2" / "0" / "0" / "0"), [2], "host"),
     "truncated per-pair chunk": (lambda c, r: _truncate(c / "arc_snr" / "c" / "0"), [0], "arc_snr"),
 }
@@ -162,8 +174,22 @@ def test_repair_without_damage_rewrites_nothing(reference, tmp_path, cfg):
 
 
 def _cli(out, *extra):
-    return [LENSARRAY, "build", "--out", str(out), "--pairs", "48", "--shard-pairs", "8", "--chunk-pairs", "4",
-            "--workers", "0", "--no-progress", *extra]
+    return [
+        LENSARRAY,
+        "build",
+        "--out",
+        str(out),
+        "--pairs",
+        "48",
+        "--shard-pairs",
+        "8",
+        "--chunk-pairs",
+        "4",
+        "--workers",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_sigkilled_build_is_refused_by_open_then_verify_resume_repair(tmp_path, make_cfg):
@@ -176,12 +202,17 @@ def test_sigkilled_build_is_refused_by_open_then_verify_resume_repair(tmp_path, 
     res = subprocess.run([LENSARRAY, "verify", str(out), "--no-progress"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "not complete" in res.stderr
     # the killed writer's lock names a dead pid on this host: taken over at once; no flags = stored config
-    res = subprocess.run([LENSARRAY, "build", "--out", str(out), "--resume", "--repair", "--workers", "0",
-                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [LENSARRAY, "build", "--out", str(out), "--resume", "--repair", "--workers", "0", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert f"wrote {done.size - int(done.sum())} shards" in res.stderr
-    res = subprocess.run([LENSARRAY, "verify", str(out), "--no-progress", "--sample", "3"], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [LENSARRAY, "verify", str(out), "--no-progress", "--sample", "3"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     ref = tmp_path / "ref.zarr"
     pipeline.build(make_cfg(48, shard=8, chunk=4, size=None, seed=None), str(ref))  # as _cli builds it

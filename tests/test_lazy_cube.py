@@ -15,8 +15,21 @@ from lensarray.cube import VARIABLES, open_cube
 
 
 def _cfg(n=40, **over):
-    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": 16, "run.chunk_pairs": 8, "run.size": 32,
-                                  "cluster.kind": "none", "run.seed": 11, **over}).validate()
+    return (
+        RunConfig()
+        .replace(
+            **{
+                "run.n_pairs": n,
+                "run.shard_pairs": 16,
+                "run.chunk_pairs": 8,
+                "run.size": 32,
+                "cluster.kind": "none",
+                "run.seed": 11,
+                **over,
+            }
+        )
+        .validate()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +60,9 @@ def _assert_same(a: xr.Dataset, b: xr.Dataset):
 @pytest.mark.parametrize("chunk_pairs", [7, 16])
 def test_lazy_equals_built_for_two_chunkings(built, chunk_pairs):
     lazy = lensarray.lazy_cube(_cfg(), chunk_pairs=chunk_pairs)
-    assert lazy["arc"].chunks[0][0] == chunk_pairs and all(isinstance(lazy[k].data, dask.array.Array) for k in VARIABLES)
+    assert lazy["arc"].chunks[0][0] == chunk_pairs and all(
+        isinstance(lazy[k].data, dask.array.Array) for k in VARIABLES
+    )
     ds = open_cube(built)
     with dask.config.set(scheduler="synchronous"):
         _assert_same(lazy, ds)
@@ -100,9 +115,10 @@ def test_real_hosts_work_the_same_way(tmp_path):
     ds = open_cube(url)
     hc = HostCube(hosts)
     with dask.config.set(scheduler="synchronous"):
-        for lazy in (lensarray.lazy_cube(_cfg(n=24, **{"run.shard_pairs": 8, "run.chunk_pairs": 4}), hosts=hc,
-                                         chunk_pairs=5),
-                     lensarray.lazy_cube(cfg, chunk_pairs=8)):
+        for lazy in (
+            lensarray.lazy_cube(_cfg(n=24, **{"run.shard_pairs": 8, "run.chunk_pairs": 4}), hosts=hc, chunk_pairs=5),
+            lensarray.lazy_cube(cfg, chunk_pairs=8),
+        ):
             assert lazy.lensarray.config["hosts"]["source"] == hosts
             _assert_same(lazy, ds)
     # the hosts really are the ingested pixels (not synthetic): each pair's host is one of them
@@ -149,6 +165,5 @@ def test_store_and_schema_never_import_the_cube_module():
         tree = ast.parse((root / name).read_text())
         imported = {a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {(n.module or "").split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.module
-                     for a in n.names}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.module for a in n.names}
         assert not imported & banned, (name, imported & banned)

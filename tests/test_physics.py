@@ -25,11 +25,23 @@ SCALE = 0.262
 
 
 def _one(**kw):
-    base = {"theta_e": 1.2, "lens_e1": 0.0, "lens_e2": 0.0, "src_x": 0.0, "src_y": 0.0, "src_reff": 0.15,
-            "src_n": 1.0, "src_e1": 0.0, "src_e2": 0.0, "psf_fwhm": [[1.2]]}
+    base = {
+        "theta_e": 1.2,
+        "lens_e1": 0.0,
+        "lens_e2": 0.0,
+        "src_x": 0.0,
+        "src_y": 0.0,
+        "src_reff": 0.15,
+        "src_n": 1.0,
+        "src_e1": 0.0,
+        "src_e2": 0.0,
+        "psf_fwhm": [[1.2]],
+    }
     base.update(kw)
-    return {k: np.atleast_1d(np.asarray(v, dtype=float)) if k != "psf_fwhm" else np.asarray(v, float)
-            for k, v in base.items()}
+    return {
+        k: np.atleast_1d(np.asarray(v, dtype=float)) if k != "psf_fwhm" else np.asarray(v, float)
+        for k, v in base.items()
+    }
 
 
 # ---------------------------------------------------------------- lenstronomy agreement
@@ -48,8 +60,10 @@ def test_matches_lenstronomy_within_1pct_of_peak_and_half_pct_flux(lenstronomy_c
     img, _ = render_unit_arcs(p)
     err = np.abs(img - refs).max(axis=(2, 3)) / refs.max(axis=(2, 3))
     flux = np.abs(img.sum(axis=(2, 3)) / refs.sum(axis=(2, 3)) - 1)
-    print(f"lenstronomy: worst pixel error {err.max():.4f} of peak, median {np.median(err):.4f}, "
-          f"worst flux error {flux.max():.4f}")
+    print(
+        f"lenstronomy: worst pixel error {err.max():.4f} of peak, median {np.median(err):.4f}, "
+        f"worst flux error {flux.max():.4f}"
+    )
     assert err.max() <= 0.01
     assert flux.max() <= 0.005
 
@@ -62,8 +76,10 @@ def test_sie_deflection_matches_lenstronomy():
     x, y = rng.normal(size=500), rng.normal(size=500)
     lm = LensModel(["SIE", "SHEAR"])
     for e1, e2 in ((0.2, -0.1), (0.0, 0.0), (-0.3, 0.25)):
-        kw = [{"theta_E": 1.1, "e1": e1, "e2": e2, "center_x": 0.05, "center_y": -0.1},
-              {"gamma1": 0.04, "gamma2": -0.03, "ra_0": 0.05, "dec_0": -0.1}]
+        kw = [
+            {"theta_E": 1.1, "e1": e1, "e2": e2, "center_x": 0.05, "center_y": -0.1},
+            {"gamma1": 0.04, "gamma2": -0.03, "ra_0": 0.05, "dec_0": -0.1},
+        ]
         bx, by = lm.ray_shooting(x, y, kw)
         mx, my = ray_shoot(x, y, 1.1, e1, e2, 0.05, -0.1, 0.04, -0.03)
         np.testing.assert_allclose(mx, bx, atol=1e-7)

@@ -24,10 +24,14 @@ REGIONS = ("default", "cusp", "compact", "elliptical", "narrow_psf", "caustic", 
 @functools.cache
 def _cases(region: str, psf_model: str = "gaussian", psf_beta: float = 3.5):
     p = region_params(region, N_PER_REGION, seed=1000 + REGIONS.index(region), nb=1, size=SIZE)
-    fine = [reference_image(p, i, size=SIZE, tol=1e-7, cells=16, psf_model=psf_model, psf_beta=psf_beta)[0]
-            for i in range(N_PER_REGION)]
-    coarse = [reference_image(p, i, size=SIZE, tol=1e-6, cells=8, psf_model=psf_model, psf_beta=psf_beta)[0]
-              for i in range(N_PER_REGION)]
+    fine = [
+        reference_image(p, i, size=SIZE, tol=1e-7, cells=16, psf_model=psf_model, psf_beta=psf_beta)[0]
+        for i in range(N_PER_REGION)
+    ]
+    coarse = [
+        reference_image(p, i, size=SIZE, tol=1e-6, cells=8, psf_model=psf_model, psf_beta=psf_beta)[0]
+        for i in range(N_PER_REGION)
+    ]
     return p, np.array(fine), np.array(coarse)
 
 
@@ -50,8 +54,10 @@ def test_renderer_within_1pct_of_peak_and_half_pct_flux(region):
     p, ref, _ = _cases(region)
     img, _, est = render_unit_arcs(p, size=SIZE, bands=("r",), return_error=True)
     pix, flux, low = _errors(img, ref)
-    print(f"{region}: worst pixel {pix.max():.4f} of peak, flux {flux.max():.4f}, "
-          f"estimated {est['pixel_frac_peak'].max():.4f}")
+    print(
+        f"{region}: worst pixel {pix.max():.4f} of peak, flux {flux.max():.4f}, "
+        f"estimated {est['pixel_frac_peak'].max():.4f}"
+    )
     assert pix.max() <= 0.01, pix
     assert flux.max() <= 0.005, flux
     assert low.min() >= -1e-6  # no negative pixels (float32 round-off aside)
@@ -72,8 +78,16 @@ def test_moffat_within_1pct_of_peak_and_half_pct_flux(region, beta):
 def test_symmetric_input_renders_symmetric_and_non_negative():
     """Round lens at the origin, cusped compact source on the diagonal, narrowest accepted PSF:
     the image equals its transpose; a source on the x axis gives an image mirror-symmetric in y."""
-    base = {"theta_e": [1.3], "lens_e1": [0.0], "lens_e2": [0.0], "src_reff": [0.05], "src_n": [4.0],
-            "src_e1": [0.0], "src_e2": [0.0], "psf_fwhm": [[2.0 * 0.262]]}
+    base = {
+        "theta_e": [1.3],
+        "lens_e1": [0.0],
+        "lens_e2": [0.0],
+        "src_reff": [0.05],
+        "src_n": [4.0],
+        "src_e1": [0.0],
+        "src_e2": [0.0],
+        "psf_fwhm": [[2.0 * 0.262]],
+    }
     diag, _ = render_unit_arcs({**base, "src_x": [0.21], "src_y": [0.21]}, size=SIZE, bands=("r",))
     img = diag[0, 0]
     assert np.abs(img - img.T).max() <= 1e-4 * img.max()
@@ -101,25 +115,50 @@ def test_render_arcs_forwards_every_setting():
     p, _, _ = _cases("default")
     p = {**p, "src_mag": np.full((N_PER_REGION, 1), 21.0)}
     flux = 10 ** ((22.5 - 21.0) / 2.5)
-    for kw in ({"method": "dense", "supersample": 8}, {"tolerance": 1e-3}, {"psf_model": "moffat", "psf_beta": 4.0},
-               {"supersample": 12}):
+    for kw in (
+        {"method": "dense", "supersample": 8},
+        {"tolerance": 1e-3},
+        {"psf_model": "moffat", "psf_beta": 4.0},
+        {"supersample": 12},
+    ):
         unit, _ = render_unit_arcs(p, size=SIZE, bands=("r",), **kw)
         arcs = render_arcs(p, size=SIZE, bands=("r",), **kw)
         np.testing.assert_allclose(arcs, unit * flux, rtol=1e-5)
     arcs, est = render_arcs(p, size=SIZE, bands=("r",), return_error=True)
     assert est["pixel_frac_peak"].shape == (N_PER_REGION, 1)
-    for kw, field in (({"tolerance": 0.0}, "tolerance"), ({"method": "x"}, "method"),
-                      ({"psf_model": "moffat", "psf_beta": 1.2}, "psf_beta")):
+    for kw, field in (
+        ({"tolerance": 0.0}, "tolerance"),
+        ({"method": "x"}, "method"),
+        ({"psf_model": "moffat", "psf_beta": 1.2}, "psf_beta"),
+    ):
         with pytest.raises(ValueError, match=field) as exc:
             render_arcs(p, size=SIZE, bands=("r",), **kw)
         assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("key, value, field", [("src_n", 4.5, "src_n"), ("src_reff", 0.03, "src_reff"),
-                                               ("theta_e", 4.0, "theta_e"), ("psf_fwhm", [[0.4]], "psf_fwhm")])
+@pytest.mark.parametrize(
+    "key, value, field",
+    [
+        ("src_n", 4.5, "src_n"),
+        ("src_reff", 0.03, "src_reff"),
+        ("theta_e", 4.0, "theta_e"),
+        ("psf_fwhm", [[0.4]], "psf_fwhm"),
+    ],
+)
 def test_renderer_refuses_outside_the_verified_range_in_one_line(key, value, field):
-    p = {"theta_e": [1.0], "lens_e1": [0.0], "lens_e2": [0.0], "src_x": [0.2], "src_y": [0.0], "src_reff": [0.2],
-         "src_n": [1.0], "src_e1": [0.0], "src_e2": [0.0], "psf_fwhm": [[1.2]], "src_mag": [[21.0]]}
+    p = {
+        "theta_e": [1.0],
+        "lens_e1": [0.0],
+        "lens_e2": [0.0],
+        "src_x": [0.2],
+        "src_y": [0.0],
+        "src_reff": [0.2],
+        "src_n": [1.0],
+        "src_e1": [0.0],
+        "src_e2": [0.0],
+        "psf_fwhm": [[1.2]],
+        "src_mag": [[21.0]],
+    }
     p[key] = value if key == "psf_fwhm" else [value]
     for fn in (render_unit_arcs, render_arcs):
         with pytest.raises(ValueError, match=field) as exc:
@@ -127,9 +166,17 @@ def test_renderer_refuses_outside_the_verified_range_in_one_line(key, value, fie
         assert "allowed" in str(exc.value) and "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("dotted, value", [("source.n_max", 6.0), ("source.reff_min", 0.01), ("lens.theta_e_max", 5.0),
-                                           ("lens.offset_sigma", 0.5), ("psf.moffat_beta", 1.5),
-                                           ("render.tolerance", 0.5)])
+@pytest.mark.parametrize(
+    "dotted, value",
+    [
+        ("source.n_max", 6.0),
+        ("source.reff_min", 0.01),
+        ("lens.theta_e_max", 5.0),
+        ("lens.offset_sigma", 0.5),
+        ("psf.moffat_beta", 1.5),
+        ("render.tolerance", 0.5),
+    ],
+)
 def test_config_refuses_outside_the_verified_range(dotted, value):
     with pytest.raises(ConfigError, match=dotted.replace(".", r"\.") + r" = .*allowed range"):
         RunConfig().replace(**{dotted: value}).validate()

@@ -31,8 +31,10 @@ def test_bit_identical_for_other_shards_chunks_and_workers(ref, tmp_path, make_c
     pipeline.build(make_cfg(**{"run.shard_pairs": 24, "run.chunk_pairs": 4}), other, progress=False)
     _same(ref, other)
     dist = str(tmp_path / "d.zarr")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
-            Client(lc) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
         pipeline.build(make_cfg(**{"run.shard_pairs": 8, "run.chunk_pairs": 8}), dist, progress=False, client=client)
     _same(ref, dist)
 
@@ -72,8 +74,27 @@ def test_null_and_hard_mask(tmp_path, ref, make_cfg):
 
 def test_cli_build_inspect_preview_verify(tmp_path, capsys):
     out = str(tmp_path / "c.zarr")
-    assert main(["build", "--out", out, "--pairs", "16", "--shard-pairs", "8", "--chunk-pairs", "4",
-                 "--workers", "0", "--no-progress", "--core-mask", "taper:4:1"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--out",
+                out,
+                "--pairs",
+                "16",
+                "--shard-pairs",
+                "8",
+                "--chunk-pairs",
+                "4",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--core-mask",
+                "taper:4:1",
+            ]
+        )
+        == 0
+    )
     assert main(["inspect", out, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["pairs"] == 16 and info["shards_done"] == 2 and info["core_mask_policy"]["policy"] == "taper"
@@ -85,8 +106,25 @@ def test_cli_build_inspect_preview_verify(tmp_path, capsys):
 
 def test_verify_detects_corruption(tmp_path, capsys):
     out = tmp_path / "c.zarr"
-    assert main(["build", "--out", str(out), "--pairs", "16", "--shard-pairs", "8", "--chunk-pairs", "4",
-                 "--workers", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--out",
+                str(out),
+                "--pairs",
+                "16",
+                "--shard-pairs",
+                "8",
+                "--chunk-pairs",
+                "4",
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     chunk = out / "arc" / "c" / "1" / "0" / "0" / "0"
     data = bytearray(chunk.read_bytes())
     data[len(data) // 3] ^= 0xFF
@@ -96,12 +134,15 @@ def test_verify_detects_corruption(tmp_path, capsys):
     assert "shard 1" in err and "arc" in err
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--pairs", "0"], "run.n_pairs = 0"),
-    (["--core-mask", "box:3"], "--core-mask"),
-    (["--shard-pairs", "10", "--chunk-pairs", "4"], "multiple of run.chunk_pairs"),
-    (["--workers", "-1"], "--workers"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--pairs", "0"], "run.n_pairs = 0"),
+        (["--core-mask", "box:3"], "--core-mask"),
+        (["--shard-pairs", "10", "--chunk-pairs", "4"], "multiple of run.chunk_pairs"),
+        (["--workers", "-1"], "--workers"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
     out = tmp_path / "bad.zarr"
     assert main(["build", "--out", str(out), *argv]) == 2

@@ -29,8 +29,13 @@ def test_config_dump_loads_back_to_the_default_and_documents_every_field(tmp_pat
     for sec in dataclasses.fields(cfg):
         assert sec.name in data
         for f in dataclasses.fields(getattr(cfg, sec.name)):
-            at = lines.index(next(ln for ln in lines if ln.startswith(f"{f.name} = ")
-                                  and lines.index(ln) > lines.index(f"[{sec.name}]")))
+            at = lines.index(
+                next(
+                    ln
+                    for ln in lines
+                    if ln.startswith(f"{f.name} = ") and lines.index(ln) > lines.index(f"[{sec.name}]")
+                )
+            )
             comment = lines[at - 1]
             assert comment.startswith("# ") and f.metadata["doc"] in comment, f"{sec.name}.{f.name}"
             if f.metadata.get("range"):
@@ -67,8 +72,9 @@ def test_config_validates_a_file_in_one_line_per_problem(tmp_path, capsys):
 def test_plan_predicts_the_build(tmp_path, capsys, make_cfg):
     cfg = make_cfg(96, shard=32, chunk=8, size=32, seed=11)
     toml = tmp_path / "run.toml"
-    toml.write_text("[run]\nn_pairs = 96\nshard_pairs = 32\nchunk_pairs = 8\nsize = 32\nseed = 11\n"
-                    "[cluster]\nkind = \"none\"\n")
+    toml.write_text(
+        '[run]\nn_pairs = 96\nshard_pairs = 32\nchunk_pairs = 8\nsize = 32\nseed = 11\n[cluster]\nkind = "none"\n'
+    )
     assert load_config(toml).to_dict() == cfg.to_dict()
     assert main(["plan", str(toml), "--json", "--calibrate", "16", "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)

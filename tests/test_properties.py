@@ -52,8 +52,9 @@ def test_a_pairs_uniforms_depend_on_the_pair_alone(ids, k, wider, attempt):
     got = pair_uniforms(11, ids, Stream.LENS, k, attempt=attempt)
     assert got.shape == (ids.size, k) and (got >= 0).all() and (got < 1).all()
     # each row is the pair drawn alone, and the first k columns of a wider draw of it
-    alone = np.concatenate([pair_uniforms(11, ids[i:i + 1], Stream.LENS, k + wider, attempt=attempt)[:, :k]
-                            for i in range(ids.size)])
+    alone = np.concatenate(
+        [pair_uniforms(11, ids[i : i + 1], Stream.LENS, k + wider, attempt=attempt)[:, :k] for i in range(ids.size)]
+    )
     np.testing.assert_array_equal(got, alone)
     # ... and its row in a run of consecutive ids around it (the fast path of whole chunks)
     lo = max(int(ids.min()) - 5, 0)
@@ -61,9 +62,11 @@ def test_a_pairs_uniforms_depend_on_the_pair_alone(ids, k, wider, attempt):
         run = pair_uniforms(11, np.arange(lo, int(ids.max()) + 6), Stream.LENS, k, attempt=attempt)
         np.testing.assert_array_equal(got, run[ids - lo])
     # another stream, attempt or seed gives other numbers
-    for other in (pair_uniforms(11, ids, Stream.SOURCE, k, attempt=attempt),
-                  pair_uniforms(11, ids, Stream.LENS, k, attempt=attempt + 1),
-                  pair_uniforms(12, ids, Stream.LENS, k, attempt=attempt)):
+    for other in (
+        pair_uniforms(11, ids, Stream.SOURCE, k, attempt=attempt),
+        pair_uniforms(11, ids, Stream.LENS, k, attempt=attempt + 1),
+        pair_uniforms(12, ids, Stream.LENS, k, attempt=attempt),
+    ):
         assert not (other == got).any()
 
 
@@ -74,8 +77,10 @@ def test_split_planning_over_pairs_does_not_depend_on_its_block(make_cfg, block)
 
     cfg = make_cfg(700)
     props = lambda ids: synthetic_host_properties(ids, cfg)  # noqa: E731
-    assert plan_splits_over_pairs(cfg, props, block=block).to_json() == \
-        plan_splits_over_pairs(cfg, props, block=700).to_json()
+    assert (
+        plan_splits_over_pairs(cfg, props, block=block).to_json()
+        == plan_splits_over_pairs(cfg, props, block=700).to_json()
+    )
 
 
 @settings(max_examples=200, deadline=None)

@@ -70,8 +70,13 @@ def test_quantize_config_ranges_are_one_line_errors():
 
 
 def _cfg(n, shard, chunk, **over):
-    return RunConfig().replace(**{"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": chunk,
-                                  "cluster.kind": "none", **over}).validate()
+    return (
+        RunConfig()
+        .replace(
+            **{"run.n_pairs": n, "run.shard_pairs": shard, "run.chunk_pairs": chunk, "cluster.kind": "none", **over}
+        )
+        .validate()
+    )
 
 
 def _du(path):

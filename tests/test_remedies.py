@@ -68,15 +68,22 @@ def test_aperture_snr_known_answer():
     assert got[0] == pytest.approx(2 * np.sqrt(npix))
     # off-centre lens: the annulus follows the lens centre
     shifted = np.roll(arc, 3, axis=-1)
-    assert aperture_snr(shifted, iv, np.array([8.0]), 2.0, centre=(np.array([3.0]), np.array([0.0])))[0] == \
-        pytest.approx(2 * np.sqrt(npix))
+    assert aperture_snr(shifted, iv, np.array([8.0]), 2.0, centre=(np.array([3.0]), np.array([0.0])))[
+        0
+    ] == pytest.approx(2 * np.sqrt(npix))
     assert aperture_snr(arc, iv, np.array([8.0]), 2.0)[0] < matched_filter_snr(arc, iv)[0] * 1.0001
 
 
 def test_snr_floor_labels_or_redraws_never_a_silent_lens(base):
     cfg0, phys = base
-    cfg = cfg0.replace(**{"core_mask.policy": "hard", "core_mask.radius": 7.0, "brightness.snr_calibrate": "unmasked",
-                          "brightness.snr_floor": 2.0})
+    cfg = cfg0.replace(
+        **{
+            "core_mask.policy": "hard",
+            "core_mask.radius": 7.0,
+            "brightness.snr_calibrate": "unmasked",
+            "brightness.snr_floor": 2.0,
+        }
+    )
     out = render_pairs(IDS, cfg, physical=phys)
     code = NEGATIVE_KINDS.index("below_snr_floor")
     below = out["arc_snr"] < 2.0
@@ -101,8 +108,9 @@ def test_null_cube_keeps_its_labels(base):
 
 
 def _cube_from(out, cfg):
-    ds = template(IDS.size, list(cfg.run.bands), cfg.run.size, attrs={"config": cfg.to_json(), **policy_attrs(cfg)},
-                  chunk_pairs=8)
+    ds = template(
+        IDS.size, list(cfg.run.bands), cfg.run.size, attrs={"config": cfg.to_json(), **policy_attrs(cfg)}, chunk_pairs=8
+    )
     for k, v in out.items():
         ds[k] = (ds[k].dims, v, ds[k].attrs)
     return ds
@@ -110,11 +118,18 @@ def _cube_from(out, cfg):
 
 def test_core_matched_control_one_function_everywhere(base, tmp_path):
     cfg0, phys = base
-    cfg = cfg0.replace(**{"core_mask.policy": "taper", "core_mask.radius": 5.0, "core_mask.width": 1.0,
-                          "core_mask.apply_to": "control"})
+    cfg = cfg0.replace(
+        **{
+            "core_mask.policy": "taper",
+            "core_mask.radius": 5.0,
+            "core_mask.width": 1.0,
+            "core_mask.apply_to": "control",
+        }
+    )
     out = render_pairs(IDS, cfg, physical=phys)
-    whole = render_pairs(IDS, cfg0.replace(**{"brightness.snr_calibrate": "stored", "core_mask.policy": "none"}),
-                         physical=phys)
+    whole = render_pairs(
+        IDS, cfg0.replace(**{"brightness.snr_calibrate": "stored", "core_mask.policy": "none"}), physical=phys
+    )
     # the lens keeps its physical arc (same shape as the unmasked arc, only the brightness scale differs)
     ratio = out["arc"][:, 1].sum(axis=(1, 2)) / whole["arc"][:, 1].sum(axis=(1, 2))
     np.testing.assert_allclose(out["arc"][:, 1], whole["arc"][:, 1] * ratio[:, None, None], rtol=1e-4, atol=1e-9)
@@ -134,8 +149,10 @@ def test_core_matched_control_one_function_everywhere(base, tmp_path):
     # the core pixels of lens and control are (nearly) identical: the taper leaves ~0 arc at r << 5
     lens = st.where(st.role == "lens", drop=True).values
     c = 32
-    assert np.abs(lens[:, :, c - 1:c + 2, c - 1:c + 2] - ctrl[:, :, c - 1:c + 2, c - 1:c + 2]).max() < \
-        1e-3 * np.abs(out["arc"]).max()
+    assert (
+        np.abs(lens[:, :, c - 1 : c + 2, c - 1 : c + 2] - ctrl[:, :, c - 1 : c + 2, c - 1 : c + 2]).max()
+        < 1e-3 * np.abs(out["arc"]).max()
+    )
 
     # the training loader hands out the same control stamps
     from lensarray.training import batches
@@ -165,11 +182,13 @@ def test_core_matched_control_one_function_everywhere(base, tmp_path):
     np.testing.assert_allclose(ds.lensarray.arc_snr().values, out["arc_snr"], rtol=1e-4)
     ctrl32 = expect_control.astype(np.float32).astype(np.float64)
     core = core_pixels(64, spec.core_radius)
-    np.testing.assert_allclose(table["core_mean"].sel(role="control").values, ctrl32[..., core].mean(axis=-1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        table["core_mean"].sel(role="control").values, ctrl32[..., core].mean(axis=-1), rtol=1e-6
+    )
     sl = central_slice(64, spec.side)
-    np.testing.assert_array_equal(table["central"].sel(role="control").values,
-                                  expect_control.astype(np.float32)[..., sl, sl])
+    np.testing.assert_array_equal(
+        table["central"].sel(role="control").values, expect_control.astype(np.float32)[..., sl, sl]
+    )
 
 
 def test_control_stamp_is_host_without_core_matching():
@@ -185,8 +204,13 @@ def test_policies_recorded_in_attrs():
 
     attrs = cube_attrs(cfg)
     cal = json.loads(attrs["arc_snr_calibration"])
-    assert cal == {"definition": "matched_filter", "applies_to": "auto", "floor": 0.5, "floor_action": "label",
-                   "floor_redraws": 8}
+    assert cal == {
+        "definition": "matched_filter",
+        "applies_to": "auto",
+        "floor": 0.5,
+        "floor_action": "label",
+        "floor_redraws": 8,
+    }
     assert "lens - control" in attrs["arc_snr_definition"]
     assert "theta_E" in attrs["arc_snr_aperture_definition"] and "0.5 arcsec" in attrs["arc_snr_aperture_definition"]
     assert attrs["control_stamp"] == "host" and attrs["core_centre"] == "stamp"

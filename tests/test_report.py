@@ -54,8 +54,21 @@ def test_passing_cube_exit_0_and_json_has_every_figure(ring_report):
     assert [s["identical"] for s in rep["null_identity"]["steps"]] == [True] * 4
     assert gates["core_lr_auc"]["threshold"] == 0.65
     assert rep["core_lr"]["region"] == "disc" and set(rep["core_lr_regions"]) == {"disc", "box", "ring"}
-    for key in ("core_flux", "inner_image", "core_lr", "core_lr_masked", "null_identity", "systematics", "leakage",
-                "visibility", "arc_snr", "config", "package_version", "memory", "edge_probe"):
+    for key in (
+        "core_flux",
+        "inner_image",
+        "core_lr",
+        "core_lr_masked",
+        "null_identity",
+        "systematics",
+        "leakage",
+        "visibility",
+        "arc_snr",
+        "config",
+        "package_version",
+        "memory",
+        "edge_probe",
+    ):
         assert rep[key] is not None, key
     assert rep["config"]["diagnostics"]["core_box"] == 10
     assert rep["memory"]["process_peak_rss_mib"] > 50
@@ -64,20 +77,52 @@ def test_passing_cube_exit_0_and_json_has_every_figure(ring_report):
 
 
 def test_failing_gate_exit_1_unless_no_fail(stores, tmp_path):
-    assert main(["diagnose", stores["core"], "--out", str(tmp_path / "a"), "--bootstrap", "10", "--no-progress",
-                 "--ablation", "none"]) == 1
+    assert (
+        main(
+            [
+                "diagnose",
+                stores["core"],
+                "--out",
+                str(tmp_path / "a"),
+                "--bootstrap",
+                "10",
+                "--no-progress",
+                "--ablation",
+                "none",
+            ]
+        )
+        == 1
+    )
     rep = json.loads((tmp_path / "a" / "report.json").read_text())
     assert not next(g for g in rep["gates"] if g["name"] == "core_lr_auc")["passed"]
-    assert main(["diagnose", stores["core"], "--out", str(tmp_path / "b"), "--bootstrap", "10", "--no-progress",
-                 "--ablation", "none", "--no-fail"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                stores["core"],
+                "--out",
+                str(tmp_path / "b"),
+                "--bootstrap",
+                "10",
+                "--no-progress",
+                "--ablation",
+                "none",
+                "--no-fail",
+            ]
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--max-lr-pairs", "3"], "--max-lr-pairs"),
-    (["--anchors", "/nonexistent/anchors"], "--anchors"),
-    (["--null", "/nonexistent/null.zarr"], "--null"),
-    (["--ablation", "fixed", "--r-mask", "-2"], "--r-mask"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--max-lr-pairs", "3"], "--max-lr-pairs"),
+        (["--anchors", "/nonexistent/anchors"], "--anchors"),
+        (["--null", "/nonexistent/null.zarr"], "--null"),
+        (["--ablation", "fixed", "--r-mask", "-2"], "--r-mask"),
+    ],
+)
 def test_bad_input_exit_2_one_line(stores, tmp_path, capsys, extra, needle):
     rc = main(["diagnose", stores["ring"], "--out", str(tmp_path / "x"), *extra])
     err = capsys.readouterr().err.strip()
@@ -94,8 +139,12 @@ def test_console_script_runs(stores, tmp_path):
     exe = shutil.which("lensarray", path=os.path.dirname(sys.executable)) or shutil.which("lensarray")
     if exe is None:
         pytest.skip("console script not installed")
-    p = subprocess.run([exe, "diagnose", stores["core"], "--out", str(tmp_path / "r"), "--bootstrap", "10",
-                        "--ablation", "none"], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [exe, "diagnose", stores["core"], "--out", str(tmp_path / "r"), "--bootstrap", "10", "--ablation", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 1, p.stderr
     assert re.search(r"FAIL\s+core_lr_auc", p.stdout)
     assert re.search(r"NOT RUN\s+null_identity", p.stdout)  # no null cube: not run, never pass
@@ -120,14 +169,26 @@ def test_report_html_renders_in_headless_chromium(ring_report, tmp_path):
     page = (out / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # self-contained
     # a probe copy: after load, write every image's decoded size into the DOM
-    probe = page.replace("</body>", "<script>window.addEventListener('load',()=>{const d=document.createElement('pre');"
-                         "d.id='probe';d.textContent=JSON.stringify([...document.images].map(i=>[i.naturalWidth,"
-                         "i.naturalHeight,i.complete]));document.body.appendChild(d);});</script></body>")
+    probe = page.replace(
+        "</body>",
+        "<script>window.addEventListener('load',()=>{const d=document.createElement('pre');"
+        "d.id='probe';d.textContent=JSON.stringify([...document.images].map(i=>[i.naturalWidth,"
+        "i.naturalHeight,i.complete]));document.body.appendChild(d);});</script></body>",
+    )
     probe_path = tmp_path / "probe.html"
     probe_path.write_text(probe)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
     dom = subprocess.run([exe, *flags, "--dump-dom", probe_path.as_uri()], capture_output=True, text=True, timeout=120)
     m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout)
     assert m, dom.stderr[-2000:]
@@ -135,8 +196,12 @@ def test_report_html_renders_in_headless_chromium(ring_report, tmp_path):
     assert len(sizes) >= 6  # core flux, LR AUC, arc_snr, systematics, visibility, examples (+ anchors)
     assert all(w > 200 and h > 150 and ok for w, h, ok in sizes), sizes
     shot = tmp_path / "shot.png"
-    subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1200,2400", (out / "report.html").as_uri()],
-                   capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [exe, *flags, f"--screenshot={shot}", "--window-size=1200,2400", (out / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     import matplotlib.image as mpimg
 
     img = mpimg.imread(shot)
@@ -145,8 +210,22 @@ def test_report_html_renders_in_headless_chromium(ring_report, tmp_path):
 
 
 def test_gate_not_run_is_never_pass(stores, tmp_path):
-    assert main(["diagnose", stores["ring"], "--out", str(tmp_path / "r"), "--bootstrap", "10", "--no-progress",
-                 "--ablation", "none"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                stores["ring"],
+                "--out",
+                str(tmp_path / "r"),
+                "--bootstrap",
+                "10",
+                "--no-progress",
+                "--ablation",
+                "none",
+            ]
+        )
+        == 0
+    )
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     null = next(g for g in rep["gates"] if g["name"] == "null_identity")
     assert null["status"] == "not run" and null["passed"] is None

@@ -60,8 +60,24 @@ def test_build_open_verify_resume_on_s3(s3, tmp_path, cfg):
 
 
 def test_cli_build_and_inspect_on_s3(s3, capsys):
-    rc = main(["build", "--out", "s3://cubes/cli.zarr", "--pairs", "8", "--shard-pairs", "8",
-               "--chunk-pairs", "4", "--workers", "0", "--endpoint-url", s3, "--no-progress"])
+    rc = main(
+        [
+            "build",
+            "--out",
+            "s3://cubes/cli.zarr",
+            "--pairs",
+            "8",
+            "--shard-pairs",
+            "8",
+            "--chunk-pairs",
+            "4",
+            "--workers",
+            "0",
+            "--endpoint-url",
+            s3,
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert main(["inspect", "s3://cubes/cli.zarr", "--endpoint-url", s3, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

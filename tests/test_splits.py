@@ -19,8 +19,14 @@ def _table(n=5000, seed=1, dec_range=(-60, 30)):
     ra = rng.uniform(0, 360, n)
     dec = np.degrees(np.arcsin(rng.uniform(*np.sin(np.radians(dec_range)), n)))
     psf = rng.uniform(1.0, 1.8, n) + 0.3 * (dec > 0)  # a sky-dependent systematic
-    return {"ra": ra, "dec": dec, "brickname": np.array(["0000p000"] * n), "psf_fwhm_r": psf,
-            "theta_e": rng.uniform(0.5, 3, n), "host_id": np.arange(n)}
+    return {
+        "ra": ra,
+        "dec": dec,
+        "brickname": np.array(["0000p000"] * n),
+        "psf_fwhm_r": psf,
+        "theta_e": rng.uniform(0.5, 3, n),
+        "host_id": np.arange(n),
+    }
 
 
 @pytest.fixture
@@ -51,7 +57,7 @@ def test_assignment_is_chunk_independent_and_round_trips_json(cfg_of):
     t = _table()
     plan = plan_splits(t, cfg_of())
     whole = plan.assign(t["ra"], t["dec"])
-    parts = [plan.assign(t["ra"][a:a + 333], t["dec"][a:a + 333]) for a in range(0, 5000, 333)]
+    parts = [plan.assign(t["ra"][a : a + 333], t["dec"][a : a + 333]) for a in range(0, 5000, 333)]
     np.testing.assert_array_equal(whole[1], np.concatenate([p[1] for p in parts]))
     again = SplitPlan.from_json(plan.to_json()).assign(t["ra"], t["dec"])
     np.testing.assert_array_equal(whole[1], again[1])
@@ -120,8 +126,9 @@ def test_integrity_check_catches_leaks():
 
 
 def test_region_of_brick_scheme_uses_brick_names():
-    r = region_of(np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array(["0001m040", "3590p300"]),
-                  scheme="bricks", nside=8)
+    r = region_of(
+        np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array(["0001m040", "3590p300"]), scheme="bricks", nside=8
+    )
     assert r[0] != r[1]
 
 
@@ -148,7 +155,7 @@ def test_a_plan_from_blocks_equals_the_plan_from_the_whole_table(cfg_of, scheme)
     whole = plan_splits(t, cfg)
     tally = RegionTally(scheme=scheme, nside=8)
     for a in range(0, 3000, 701):  # blocks that do not divide the table
-        tally.add({k: v[a:a + 701] for k, v in t.items()})
+        tally.add({k: v[a : a + 701] for k, v in t.items()})
     assert plan_splits(tally, cfg).to_json() == whole.to_json()
     ref = RegionTally.of_table(t, cfg)
     np.testing.assert_array_equal(tally.counts, ref.counts)

@@ -35,8 +35,7 @@ def fake_render(pair_ids, cfg, plan=None):
 @pytest.fixture
 def fake(monkeypatch):
     monkeypatch.setattr(pipeline, "render_pairs", fake_render)
-    monkeypatch.setattr(pipeline, "plan_build",
-                        lambda cfg, **kw: pipeline.BuildPlan(config_json=cfg.to_json()))
+    monkeypatch.setattr(pipeline, "plan_build", lambda cfg, **kw: pipeline.BuildPlan(config_json=cfg.to_json()))
 
 
 def cfg_of(n=50, shard=16, chunk=4, **over):
@@ -160,8 +159,9 @@ def _host_cube(tmp_path):
     return out
 
 
-@pytest.mark.parametrize("occupant", ["folder with user files", "plain file", "host cube", "foreign zarr",
-                                      "cube with a user file inside"])
+@pytest.mark.parametrize(
+    "occupant", ["folder with user files", "plain file", "host cube", "foreign zarr", "cube with a user file inside"]
+)
 def test_overwrite_never_removes_what_lensarray_did_not_write(tmp_path, fake, occupant, capsys):
     from lensarray.cli import main
 
@@ -205,13 +205,16 @@ def test_overwrite_replaces_a_lensarray_cube_and_checks_inputs_first(tmp_path):
     assert open_cube(str(url)).sizes["pair"] == 24
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--out", ""], "--out ''"),
-    (["--out", "{d}/absent/c.zarr"], "does not exist"),
-    (["--out", "{d}/file.txt/c.zarr"], "is a file"),
-    (["--out", "{d}/nothing.zarr", "--resume"], "nothing to resume"),
-    (["--out", "{d}/thesis", "--resume"], "not a lensarray cube"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--out", ""], "--out ''"),
+        (["--out", "{d}/absent/c.zarr"], "does not exist"),
+        (["--out", "{d}/file.txt/c.zarr"], "is a file"),
+        (["--out", "{d}/nothing.zarr", "--resume"], "nothing to resume"),
+        (["--out", "{d}/thesis", "--resume"], "not a lensarray cube"),
+    ],
+)
 def test_destination_errors_are_one_line_and_touch_nothing(tmp_path, capsys, argv, needle):
     from lensarray.cli import main
 
@@ -233,8 +236,14 @@ def _lock_file(url, **rec):
     import socket
     import time
 
-    base = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "time": time.time(),
-            "purpose": "build", "nonce": "someone-else"}
+    base = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": time.time(),
+        "time": time.time(),
+        "purpose": "build",
+        "nonce": "someone-else",
+    }
     base.update(rec)
     (url / "lensarray.lock").write_text(json.dumps(base))
 
@@ -342,8 +351,15 @@ def test_shard_writer_stores_zarrs_own_bytes(tmp_path, quantize):
     roots = {}
     for kind in ("writer", "zarr"):
         roots[kind] = tmp_path / f"{kind}.zarr"
-        create_store(str(roots[kind]), n_pairs=40, bands=list(cfg.run.bands), size=16, chunk_pairs=8,
-                     shard_pairs=16, attrs=cube_attrs(cfg))
+        create_store(
+            str(roots[kind]),
+            n_pairs=40,
+            bands=list(cfg.run.bands),
+            size=16,
+            chunk_pairs=8,
+            shard_pairs=16,
+            attrs=cube_attrs(cfg),
+        )
         g = open_group(str(roots[kind]))
         for i, (a, b) in enumerate(shard_bounds(40, 16)):
             part = {k: v[a:b] for k, v in arrays.items()}

@@ -11,16 +11,28 @@ from lensarray.study import Remedy, default_remedies, run_study, verdict
 
 def test_default_remedies_cover_the_issue():
     names = [r.name for r in default_remedies(RunConfig())]
-    for want in ("unmasked", "hard r=3", "hard r=5", "hard r=7", "taper 5/1", "core-matched control (taper 5/1)", "core-matched control (hard r=5)",
-                 "calibrated after mask (hard r=5)", 'theta_E_min = 1.5"'):
+    for want in (
+        "unmasked",
+        "hard r=3",
+        "hard r=5",
+        "hard r=7",
+        "taper 5/1",
+        "core-matched control (taper 5/1)",
+        "core-matched control (hard r=5)",
+        "calibrated after mask (hard r=5)",
+        'theta_E_min = 1.5"',
+    ):
         assert want in names
 
 
 @pytest.fixture(scope="module")
 def small_study():
     cfg = RunConfig().replace(**{"run.n_pairs": 96, "brightness.snr_edges": [20.0, 40.0, 80.0, 160.0, 400.0]})
-    rem = [r for r in default_remedies(cfg) if r.name in ("unmasked", "hard r=5", "calibrated after mask (hard r=5)",
-                                                          "core-matched control (taper 5/1)")]
+    rem = [
+        r
+        for r in default_remedies(cfg)
+        if r.name in ("unmasked", "hard r=5", "calibrated after mask (hard r=5)", "core-matched control (taper 5/1)")
+    ]
     return run_study(cfg, remedies=rem, n_boot=20, floor=2.0)
 
 
@@ -44,8 +56,12 @@ def test_study_rows_have_every_number(small_study):
 
 
 def test_verdict_words():
-    row = {"regions": {"disc": {"auc": 0.52}, "ring": {"auc": 0.8}}, "edge_probe": {"frac_sharp": 0.0, "radius_px": 5},
-           "frac_below_floor": 0.02, "floor": 2.0}
+    row = {
+        "regions": {"disc": {"auc": 0.52}, "ring": {"auc": 0.8}},
+        "edge_probe": {"frac_sharp": 0.0, "radius_px": 5},
+        "frac_below_floor": 0.02,
+        "floor": 2.0,
+    }
     v = verdict(row, lr_auc_max=0.65, edge_frac_max=0.05)
     assert v.startswith("USABLE") and "ring AUC 0.80" in v
     row["regions"]["disc"]["auc"] = 0.9
@@ -64,12 +80,15 @@ def test_cli_writes_one_report(tmp_path, capsys):
     assert (tmp_path / "study.md").read_text().startswith("| remedy |")
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--pairs", "5"], "--pairs"),
-    (["--only", "nonsense"], "--only"),
-    (["--snr-scale", "-1"], "--snr-scale"),
-    (["--config", "/nonexistent.toml"], "config file"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--pairs", "5"], "--pairs"),
+        (["--only", "nonsense"], "--only"),
+        (["--snr-scale", "-1"], "--snr-scale"),
+        (["--config", "/nonexistent.toml"], "config file"),
+    ],
+)
 def test_bad_input_exit_2_one_line(tmp_path, capsys, extra, needle):
     rc = main(["study", "--out", str(tmp_path), *extra])
     err = capsys.readouterr().err.strip()

@@ -21,8 +21,12 @@ N_PAIRS, N_SHARDS = 32, 4  # the session's ``small_cube``: 4 shards of 8 pairs
 
 def _stored(url):
     g = zarr.open_group(url, mode="r")
-    return (np.asarray(g["host"][:]), np.asarray(g["arc"][:]), np.asarray(g["split"][:]),
-            np.asarray(g["hard_negative"][:]))
+    return (
+        np.asarray(g["host"][:]),
+        np.asarray(g["arc"][:]),
+        np.asarray(g["split"][:]),
+        np.asarray(g["hard_negative"][:]),
+    )
 
 
 def _pairs(loader) -> list[int]:
@@ -85,8 +89,7 @@ def forked(small_cube):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, small_cube], capture_output=True, text=True,
-                         timeout=500)
+    res = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, small_cube], capture_output=True, text=True, timeout=500)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -115,8 +118,12 @@ def test_consumer_shards_cover_every_shard_exactly_once():
     for n_shards in (1, 5, 17):
         for world in (1, 2, 3):
             for workers in (1, 2, 4):
-                got = [s for r in range(world) for w in range(workers)
-                       for s in consumer_shards(n_shards, r, world, w, workers)]
+                got = [
+                    s
+                    for r in range(world)
+                    for w in range(workers)
+                    for s in consumer_shards(n_shards, r, world, w, workers)
+                ]
                 assert sorted(got) == list(range(n_shards))
 
 

@@ -11,9 +11,18 @@ import sys
 
 from ..errors import BadInputError
 
-__all__ = ["fail", "BadInputError", "add_cluster_arguments", "add_storage_arguments", "client_from_args",
-           "storage_options_from_args", "progress_enabled", "command_config", "open_cube_from_args",
-           "one_line"]
+__all__ = [
+    "fail",
+    "BadInputError",
+    "add_cluster_arguments",
+    "add_storage_arguments",
+    "client_from_args",
+    "storage_options_from_args",
+    "progress_enabled",
+    "command_config",
+    "open_cube_from_args",
+    "one_line",
+]
 
 
 def one_line(message: object) -> str:

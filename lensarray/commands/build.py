@@ -30,17 +30,24 @@ def add_arguments(p) -> None:
     p.add_argument("--config", help="TOML run configuration (default: the embedded default)")
     p.add_argument("--pairs", type=int, help="number of pairs (run.n_pairs)")
     p.add_argument("--seed", type=int, help="root seed (run.seed); same seed = bit-identical cube")
-    p.add_argument("--core-mask", metavar="POLICY",
-                   help="core-mask policy at injection: none | hard:R | taper:R:W (R, W in pixels)")
-    p.add_argument("--null", action="store_true", default=None,
-                   help="null injection: scale every arc to zero, change nothing else")
+    p.add_argument(
+        "--core-mask",
+        metavar="POLICY",
+        help="core-mask policy at injection: none | hard:R | taper:R:W (R, W in pixels)",
+    )
+    p.add_argument(
+        "--null", action="store_true", default=None, help="null injection: scale every arc to zero, change nothing else"
+    )
     p.add_argument("--hosts", metavar="HOSTCUBE", help="inject into hosts from a host cube made by `lensarray ingest`")
     p.add_argument("--shard-pairs", type=int, help="pairs per Zarr shard (write unit)")
     p.add_argument("--chunk-pairs", type=int, help="pairs per inner Zarr chunk (read unit)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--resume", action="store_true", help="finish an interrupted build at --out")
-    p.add_argument("--repair", action="store_true",
-                   help="with --resume: check every finished shard's digest and rewrite the bad ones")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="with --resume: check every finished shard's digest and rewrite the bad ones",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     add_cluster_arguments(p)
 
@@ -50,9 +57,14 @@ def config_from_args(args):
     from ..config import ConfigError, load_config
     from ..masking import parse_core_mask
 
-    over = {"run.n_pairs": args.pairs, "run.seed": args.seed, "run.null": args.null,
-            "run.shard_pairs": args.shard_pairs, "run.chunk_pairs": args.chunk_pairs,
-            "hosts.source": args.hosts}
+    over = {
+        "run.n_pairs": args.pairs,
+        "run.seed": args.seed,
+        "run.null": args.null,
+        "run.shard_pairs": args.shard_pairs,
+        "run.chunk_pairs": args.chunk_pairs,
+        "hosts.source": args.hosts,
+    }
     if args.core_mask is not None:
         try:
             policy, radius, width = parse_core_mask(args.core_mask)
@@ -63,7 +75,9 @@ def config_from_args(args):
     if getattr(args, "workers", None) is not None:
         if args.workers < 0:
             raise ConfigError(f"--workers = {args.workers}: allowed >= 0 (0 = synchronous)")
-        cluster["cluster.workers" if args.workers > 0 else "cluster.kind"] = args.workers if args.workers > 0 else "none"
+        cluster["cluster.workers" if args.workers > 0 else "cluster.kind"] = (
+            args.workers if args.workers > 0 else "none"
+        )
     if getattr(args, "resume", False) and args.config is None and all(v is None for v in over.values()):
         return _stored_config(args).replace(**cluster).validate()
     return load_config(args.config, **over, **cluster)
@@ -106,7 +120,15 @@ def run(args) -> int:
     if not (args.overwrite or args.resume) and exists:
         raise StoreExistsError(f"{args.out} already exists: pass --overwrite to replace it or --resume to finish it")
     with client_from_args(args, cfg) as client:
-        result = build(cfg, args.out, overwrite=args.overwrite, resume=args.resume, repair=args.repair,
-                       client=client, progress=progress_enabled(args), storage_options=options)
+        result = build(
+            cfg,
+            args.out,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            repair=args.repair,
+            client=client,
+            progress=progress_enabled(args),
+            storage_options=options,
+        )
     print(result, file=sys.stderr)
     return 0

@@ -71,8 +71,10 @@ def config_toml(cfg) -> str:
         A :class:`lensarray.config.RunConfig` (storage fields included: they are empty by default
         and never stored in a cube).
     """
-    lines = ["# lensarray run configuration (every field; `lensarray config --dump` writes the default)",
-             "# Each field: its meaning, then the allowed values; a file may give any subset."]
+    lines = [
+        "# lensarray run configuration (every field; `lensarray config --dump` writes the default)",
+        "# Each field: its meaning, then the allowed values; a file may give any subset.",
+    ]
     for sec in dataclasses.fields(cfg):
         section = getattr(cfg, sec.name)
         lines += ["", f"[{sec.name}]", f"# {(type(section).__doc__ or '').strip().splitlines()[0]}"]

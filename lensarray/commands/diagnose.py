@@ -32,22 +32,40 @@ HELP = "audit a cube (core LR, null test, leakage, systematics, anchors) and wri
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="cube location (local path or fsspec URL)")
-    p.add_argument("--null", metavar="NULLSTORE",
-                   help="null twin of STORE (the same configuration built with --null) for the null LR gate")
-    p.add_argument("--anchors", metavar="ANCHORS",
-                   help="anchor population: another cube, or cutout files (directory, glob or comma list of .npz/.fits)")
+    p.add_argument(
+        "--null",
+        metavar="NULLSTORE",
+        help="null twin of STORE (the same configuration built with --null) for the null LR gate",
+    )
+    p.add_argument(
+        "--anchors",
+        metavar="ANCHORS",
+        help="anchor population: another cube, or cutout files (directory, glob or comma list of .npz/.fits)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory for report.json and report.html")
-    p.add_argument("--config", metavar="TOML",
-                   help="the auditor's configuration: its [diagnostics] section sets the gate thresholds and core "
-                        "geometry (default: lensarray's defaults; never the audited cube's own) and its [cluster] "
-                        "section where the audit runs")
+    p.add_argument(
+        "--config",
+        metavar="TOML",
+        help="the auditor's configuration: its [diagnostics] section sets the gate thresholds and core "
+        "geometry (default: lensarray's defaults; never the audited cube's own) and its [cluster] "
+        "section where the audit runs",
+    )
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a gate fails")
-    p.add_argument("--max-lr-pairs", type=int, default=20000, metavar="N",
-                   help="at most N pairs enter the core LR (seeded subsample beyond)")
+    p.add_argument(
+        "--max-lr-pairs",
+        type=int,
+        default=20000,
+        metavar="N",
+        help="at most N pairs enter the core LR (seeded subsample beyond)",
+    )
     p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap resamples per CI")
     p.add_argument("--seed", type=int, default=0, help="seed of the LR subsample, bootstraps and ablation")
-    p.add_argument("--ablation", choices=("uniform", "fixed", "psf", "none"), default="uniform",
-                   help="centre-mask mode of the masked LR (uniform: r_mask in [3, 7] px)")
+    p.add_argument(
+        "--ablation",
+        choices=("uniform", "fixed", "psf", "none"),
+        default="uniform",
+        help="centre-mask mode of the masked LR (uniform: r_mask in [3, 7] px)",
+    )
     p.add_argument("--r-mask", type=float, default=5.0, metavar="PX", help="mask radius for --ablation fixed (pixels)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--address", dest="scheduler", help=argparse.SUPPRESS)  # the old name of --scheduler
@@ -95,18 +113,34 @@ def run(args: argparse.Namespace) -> int:
     anchors = open_cube_from_args(args.anchors, args, cfg, what="--anchors") if anchors_is_cube else args.anchors
     if null_ds is not None:
         check_null_twin(ds, null_ds, where=f"--null = {args.null!r}")
-    ablation = None if args.ablation == "none" else (
-        {"mode": "uniform", "r_mask": (3.0, 7.0)} if args.ablation == "uniform" else
-        {"mode": "fixed", "r_mask": args.r_mask} if args.ablation == "fixed" else
-        {"mode": "psf", "pixel_scale": float(ds.attrs.get("pixel_scale", 0.262))})
+    ablation = (
+        None
+        if args.ablation == "none"
+        else (
+            {"mode": "uniform", "r_mask": (3.0, 7.0)}
+            if args.ablation == "uniform"
+            else {"mode": "fixed", "r_mask": args.r_mask}
+            if args.ablation == "fixed"
+            else {"mode": "psf", "pixel_scale": float(ds.attrs.get("pixel_scale", 0.262))}
+        )
+    )
     with client_from_args(args, cfg):
         try:  # only once every input is good and the cluster is up
             os.makedirs(args.out, exist_ok=True)
         except OSError as exc:
             raise BadInputError(f"--out = {args.out!r}: cannot create directory ({exc.strerror})") from None
-        res, extras = diagnose(ds, null_ds=null_ds, anchors=anchors, max_lr_pairs=args.max_lr_pairs, seed=args.seed,
-                               n_boot=args.bootstrap, ablation=ablation, progress=progress_enabled(args),
-                               config=cfg if args.config else None, source=args.store)
+        res, extras = diagnose(
+            ds,
+            null_ds=null_ds,
+            anchors=anchors,
+            max_lr_pairs=args.max_lr_pairs,
+            seed=args.seed,
+            n_boot=args.bootstrap,
+            ablation=ablation,
+            progress=progress_enabled(args),
+            config=cfg if args.config else None,
+            source=args.store,
+        )
     res["null_source"] = args.null
     res["anchors_source"] = args.anchors
     paths = write_report(res, extras, args.out)

@@ -31,13 +31,23 @@ def add_arguments(p) -> None:
     p.add_argument("store", help="cube location")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--scores", help="per-stamp scores (.npz or .csv with pair, role, score)")
-    src.add_argument("--baseline", action="store_true",
-                     help="train the built-in scikit-learn baseline on train, score test; with and without centre mask")
-    p.add_argument("--anchors", metavar="HOSTCUBE",
-                   help="known real lenses as a host cube (lensarray ingest): recall of the baseline on them")
-    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"), help="split to evaluate (default test)")
+    src.add_argument(
+        "--baseline",
+        action="store_true",
+        help="train the built-in scikit-learn baseline on train, score test; with and without centre mask",
+    )
+    p.add_argument(
+        "--anchors",
+        metavar="HOSTCUBE",
+        help="known real lenses as a host cube (lensarray ingest): recall of the baseline on them",
+    )
+    p.add_argument(
+        "--split", default="test", choices=("train", "val", "test", "all"), help="split to evaluate (default test)"
+    )
     p.add_argument("--fpr", type=float, default=0.01, help="false positive rate for recall (default 0.01)")
-    p.add_argument("--centre-mask", default="uniform", help="baseline ablation mask: fixed:R | uniform | psf (default uniform)")
+    p.add_argument(
+        "--centre-mask", default="uniform", help="baseline ablation mask: fixed:R | uniform | psf (default uniform)"
+    )
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for CIs (default 200)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
@@ -66,7 +76,12 @@ def plot_completeness(res: dict, path: Path, title: str) -> None:
     fig = Figure(figsize=(12, 3.6))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    for ax, key, label in zip(axes, ("by_theta_e", "by_psf", "by_arc_snr"), ("theta_E [arcsec]", "PSF FWHM r [arcsec]", "arc S/N"), strict=True):
+    for ax, key, label in zip(
+        axes,
+        ("by_theta_e", "by_psf", "by_arc_snr"),
+        ("theta_E [arcsec]", "PSF FWHM r [arcsec]", "arc S/N"),
+        strict=True,
+    ):
         rows = res[key]
         x = [0.5 * (r["lo"] + r["hi"]) for r in rows]
         ax.plot(x, [r["completeness"] for r in rows], "o-", label="completeness")
@@ -113,11 +128,15 @@ def run(args) -> int:
         results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap)
     else:
         for name, cm in (("baseline", None), ("baseline_centre_masked", mask)):
-            scores, facts = baseline_scores(ds, centre_mask=cm, anchor_images=anchor_images,
-                                            progress=progress_enabled(args))
+            scores, facts = baseline_scores(
+                ds, centre_mask=cm, anchor_images=anchor_images, progress=progress_enabled(args)
+            )
             anchor_scores = facts.pop("anchor_scores", None)
-            anchors = None if anchor_scores is None else ScoreTable(
-                np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)
+            anchors = (
+                None
+                if anchor_scores is None
+                else ScoreTable(np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)
+            )
             res = evaluate_scores(ds, scores, split=split, fpr=args.fpr, n_boot=args.bootstrap, anchors=anchors)
             res["training"] = facts
             res["centre_mask"] = cm
@@ -125,10 +144,17 @@ def run(args) -> int:
     for name, res in results.items():
         plot_completeness(res, out / f"completeness_{name}.png", f"{name}: AUC {res['auc']:.3f}")
         lo, hi = res["recall_ci95"]
-        print(f"{name:<24} AUC {res['auc']:.3f} [{res['auc_ci95'][0]:.3f}, {res['auc_ci95'][1]:.3f}]   "
-              f"recall@FPR={args.fpr:g} {res['recall_at_fpr']:.3f} [{lo:.3f}, {hi:.3f}]   n={res['n_stamps']}"
-              + (f"   anchors recall {res['anchors']['recall_at_threshold']:.2f} of {res['anchors']['n']}"
-                 if res.get("anchors") else ""))
-    (out / "evaluation.json").write_text(json.dumps(results, indent=1, default=lambda o: None if o is None else float(o)))
+        print(
+            f"{name:<24} AUC {res['auc']:.3f} [{res['auc_ci95'][0]:.3f}, {res['auc_ci95'][1]:.3f}]   "
+            f"recall@FPR={args.fpr:g} {res['recall_at_fpr']:.3f} [{lo:.3f}, {hi:.3f}]   n={res['n_stamps']}"
+            + (
+                f"   anchors recall {res['anchors']['recall_at_threshold']:.2f} of {res['anchors']['n']}"
+                if res.get("anchors")
+                else ""
+            )
+        )
+    (out / "evaluation.json").write_text(
+        json.dumps(results, indent=1, default=lambda o: None if o is None else float(o))
+    )
     print(f"wrote {out / 'evaluation.json'}", file=sys.stderr)
     return 0

@@ -18,8 +18,15 @@ from ..errors import BadInputError
 NAME = "experiment"
 HELP = "core flux fraction vs src_reff, source offset or theta_E (table + plot)"
 
-_RANGES = {"points": (2, 1000), "theta_e": (0.05, 10.0), "reff": (0.01, 5.0), "offset": (-5.0, 5.0),
-           "psf_fwhm": (0.1, 5.0), "core_radius": (0.5, 64.0), "src_n": (0.3, 6.0)}
+_RANGES = {
+    "points": (2, 1000),
+    "theta_e": (0.05, 10.0),
+    "reff": (0.01, 5.0),
+    "offset": (-5.0, 5.0),
+    "psf_fwhm": (0.1, 5.0),
+    "core_radius": (0.5, 64.0),
+    "src_n": (0.3, 6.0),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,13 +49,23 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"{flag} = {v}: allowed range [{lo}, {hi}]")
     from ..diagnostics.experiments import run_experiment, write_experiment
 
-    res = run_experiment(args.name, n_points=args.points, theta_e=args.theta_e, src_reff=args.reff,
-                         offset=args.offset, src_n=args.src_n, psf_fwhm=args.psf_fwhm, core_radius=args.core_radius)
+    res = run_experiment(
+        args.name,
+        n_points=args.points,
+        theta_e=args.theta_e,
+        src_reff=args.reff,
+        offset=args.offset,
+        src_n=args.src_n,
+        psf_fwhm=args.psf_fwhm,
+        core_radius=args.core_radius,
+    )
     paths = write_experiment(res, args.out)
     band = res["bands"][1] if len(res["bands"]) > 1 else res["bands"][0]
     print(f"{res['param']:>10}  core_flux_frac[{band}]  no-PSF  inner_image_r_px")
     for r in res["rows"]:
         inner = "-" if r["inner_image_r_px"] is None else f"{r['inner_image_r_px']:.2f}"
-        print(f"{r[res['param']]:>10.3f}  {r[f'core_flux_frac_{band}']:>18.4f}  {r[f'core_flux_frac_nopsf_{band}']:>6.4f}  {inner}")
+        print(
+            f"{r[res['param']]:>10.3f}  {r[f'core_flux_frac_{band}']:>18.4f}  {r[f'core_flux_frac_nopsf_{band}']:>6.4f}  {inner}"
+        )
     print(f"written: {paths['csv']} {paths['json']} {paths['png']}")
     return 0

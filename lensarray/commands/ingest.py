@@ -24,15 +24,22 @@ HELP = "build a host cube from real cutouts (FITS, npz/npy, parquet)"
 
 def add_arguments(p) -> None:
     p.add_argument("sources", nargs="+", metavar="SRC", help="files, folders (searched recursively) or globs")
-    p.add_argument("--glob", default="*", metavar="PATTERN",
-                   help="file-name pattern inside folders, e.g. '*.fits' (hidden files are skipped)")
+    p.add_argument(
+        "--glob",
+        default="*",
+        metavar="PATTERN",
+        help="file-name pattern inside folders, e.g. '*.fits' (hidden files are skipped)",
+    )
     p.add_argument("--out", required=True, help="host cube to write (local path or s3://...)")
     p.add_argument("--size", type=int, default=64, help="stamp side in pixels (crop/pad about the centre; default 64)")
     p.add_argument("--bands", default="g,r,z", help="bands in stored order (default g,r,z)")
     p.add_argument("--pixel-scale", type=float, default=0.262, help="required pixel scale, arcsec (default 0.262)")
     p.add_argument("--psf-fwhm", help="PSF FWHM per band, arcsec, e.g. 1.5,1.35,1.3 (default: DR10 medians)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing host cube (only a host cube; inputs are checked first)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing host cube (only a host cube; inputs are checked first)",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     add_cluster_arguments(p)
 
@@ -69,9 +76,17 @@ def run(args) -> int:
     paths = expand_inputs(args.sources, pattern=args.glob)
     if not paths:
         raise BadInputError(f"no input files matched {args.sources} (--glob {args.glob!r})")
-    report = ingest(paths, args.out, size=args.size, bands=bands, pixel_scale=args.pixel_scale,
-                    psf_fwhm=psf, overwrite=args.overwrite, storage_options=options,
-                    progress=progress_enabled(args))
+    report = ingest(
+        paths,
+        args.out,
+        size=args.size,
+        bands=bands,
+        pixel_scale=args.pixel_scale,
+        psf_fwhm=psf,
+        overwrite=args.overwrite,
+        storage_options=options,
+        progress=progress_enabled(args),
+    )
     for line in report.lines():
         print(line, file=sys.stderr)
     print(f"wrote {args.out}: {len(report.accepted)} hosts")

@@ -78,8 +78,12 @@ def _summary(v: np.ndarray) -> dict:
     finite = v[np.isfinite(v)]
     if finite.size == 0:
         return {"min": None, "median": None, "max": None, "nan": int(v.size)}
-    return {"min": float(finite.min()), "median": float(np.median(finite)), "max": float(finite.max()),
-            "nan": int(v.size - finite.size)}
+    return {
+        "min": float(finite.min()),
+        "median": float(np.median(finite)),
+        "max": float(finite.max()),
+        "nan": int(v.size - finite.size),
+    }
 
 
 def run(args) -> int:

@@ -39,8 +39,13 @@ def add_arguments(p) -> None:
     p.add_argument("--shard-pairs", type=int, help="pairs per Zarr shard (run.shard_pairs)")
     p.add_argument("--chunk-pairs", type=int, help="pairs per inner Zarr chunk (run.chunk_pairs)")
     p.add_argument("--workers", type=int, help="workers the build will run on (cluster.workers)")
-    p.add_argument("--calibrate", type=int, default=32, metavar="N",
-                   help="pairs rendered to measure the cost per pair and bytes per pair (default: %(default)s)")
+    p.add_argument(
+        "--calibrate",
+        type=int,
+        default=32,
+        metavar="N",
+        help="pairs rendered to measure the cost per pair and bytes per pair (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     add_storage_arguments(p)  # a host cube on S3; plan starts no cluster (--workers only scales the estimate)
@@ -60,8 +65,15 @@ def _encoded_bytes(cfg, arrays: dict[str, np.ndarray], n: int) -> int:
     chunk = min(cfg.run.chunk_pairs, n)
     with tempfile.TemporaryDirectory(prefix="lensarray-plan-") as tmp:
         url = f"{tmp}/calibration.zarr"
-        create_store(url, n_pairs=n, bands=list(cfg.run.bands), size=cfg.run.size, chunk_pairs=chunk,
-                     shard_pairs=n, attrs=cube_attrs(cfg))
+        create_store(
+            url,
+            n_pairs=n,
+            bands=list(cfg.run.bands),
+            size=cfg.run.size,
+            chunk_pairs=chunk,
+            shard_pairs=n,
+            attrs=cube_attrs(cfg),
+        )
         write_shard(open_group(url), 0, 0, n, arrays)
         return int(fsspec.filesystem("file").du(url))
 
@@ -130,13 +142,25 @@ def plan_summary(cfg, *, calibrate: int = 32, progress=None, storage_options: di
 
     workers = 1 if cfg.cluster.kind == "none" else cfg.cluster.workers * cfg.cluster.threads_per_worker
     n_shards = len(shard_bounds(r.n_pairs, r.shard_pairs))
-    return {"pairs": r.n_pairs, "shards": n_shards, "shard_pairs": r.shard_pairs, "chunk_pairs": r.chunk_pairs,
-            "bands": list(r.bands), "size": r.size, "regions": n_regions, "splits": splits,
-            "calibration_pairs": int(ids.size), "planning_seconds": planning, "first_call_seconds": first_call,
-            "seconds_per_pair": per_pair, "workers": workers,
-            "expected_seconds": per_pair * r.n_pairs / workers + planning,
-            "bytes_per_pair": on_disk, "expected_bytes": int(on_disk * r.n_pairs),
-            "uncompressed_bytes": int(raw * r.n_pairs)}
+    return {
+        "pairs": r.n_pairs,
+        "shards": n_shards,
+        "shard_pairs": r.shard_pairs,
+        "chunk_pairs": r.chunk_pairs,
+        "bands": list(r.bands),
+        "size": r.size,
+        "regions": n_regions,
+        "splits": splits,
+        "calibration_pairs": int(ids.size),
+        "planning_seconds": planning,
+        "first_call_seconds": first_call,
+        "seconds_per_pair": per_pair,
+        "workers": workers,
+        "expected_seconds": per_pair * r.n_pairs / workers + planning,
+        "bytes_per_pair": on_disk,
+        "expected_bytes": int(on_disk * r.n_pairs),
+        "uncompressed_bytes": int(raw * r.n_pairs),
+    }
 
 
 def _size(n: float) -> str:
@@ -156,18 +180,22 @@ def _duration(s: float) -> str:
 
 
 def _text(out: dict) -> str:
-    lines = [f"pairs        {out['pairs']:,} in {out['shards']:,} shards of {out['shard_pairs']} "
-             f"(inner chunks of {out['chunk_pairs']}); bands {' '.join(out['bands'])}, {out['size']}x{out['size']} px"]
+    lines = [
+        f"pairs        {out['pairs']:,} in {out['shards']:,} shards of {out['shard_pairs']} "
+        f"(inner chunks of {out['chunk_pairs']}); bands {' '.join(out['bands'])}, {out['size']}x{out['size']} px"
+    ]
     if out["splits"]:
         lines.append(f"regions      {out['regions']:,}")
         for name, s in out["splits"].items():
             lines.append(f"  {name:<10} {s['pairs']:>10,} pairs in {s['regions']:,} regions")
-    lines += [f"time         {_duration(out['expected_seconds'])} on {out['workers']} worker thread(s) "
-              f"({out['seconds_per_pair'] * 1e3:.2f} ms/pair measured on {out['calibration_pairs']} pairs here; "
-              f"split planning {_duration(out['planning_seconds'])}; first-call compilation "
-              f"{_duration(out['first_call_seconds'])} per worker)",
-              f"disk         {_size(out['expected_bytes'])} ({_size(out['bytes_per_pair'])}/pair compressed; "
-              f"{_size(out['uncompressed_bytes'])} uncompressed)"]
+    lines += [
+        f"time         {_duration(out['expected_seconds'])} on {out['workers']} worker thread(s) "
+        f"({out['seconds_per_pair'] * 1e3:.2f} ms/pair measured on {out['calibration_pairs']} pairs here; "
+        f"split planning {_duration(out['planning_seconds'])}; first-call compilation "
+        f"{_duration(out['first_call_seconds'])} per worker)",
+        f"disk         {_size(out['expected_bytes'])} ({_size(out['bytes_per_pair'])}/pair compressed; "
+        f"{_size(out['uncompressed_bytes'])} uncompressed)",
+    ]
     return "\n".join(lines)
 
 
@@ -186,15 +214,16 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     stages = ("split planning", "compilation", "calibration render", "calibration write")
-    with tqdm(total=len(stages), desc="plan", unit="step", file=sys.stderr,
-              disable=args.no_progress or None) as bar:
+    with tqdm(total=len(stages), desc="plan", unit="step", file=sys.stderr, disable=args.no_progress or None) as bar:
+
         def step(name: str) -> None:
             if name != stages[0]:
                 bar.update(1)
             bar.set_postfix_str(name)
 
-        out = plan_summary(cfg, calibrate=args.calibrate, progress=step,
-                           storage_options=storage_options_from_args(args, cfg))
+        out = plan_summary(
+            cfg, calibrate=args.calibrate, progress=step, storage_options=storage_options_from_args(args, cfg)
+        )
         bar.update(bar.total - bar.n)
     print(json.dumps(out, indent=2) if args.json else _text(out))
     return 0

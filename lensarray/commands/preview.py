@@ -94,9 +94,15 @@ def run(args) -> int:
         amax = float(np.nanmax(arc)) if np.isfinite(arc).any() else 0.0
         arc_stretch = max(amax / 3.0, 1e-6)
         label = "negative" if int(part["hard_negative"].values[k]) else "lens"
-        panels = [(host + arc, args.stretch, f"{label} #{int(part['pair'].values[k])}"),
-                  (control_stamp(host, arc, w_core), args.stretch, "control"),
-                  (arc, arc_stretch, f"arc  thetaE={float(part['theta_e'].values[k]):.2f}\" S/N={float(part['arc_snr'].values[k]):.1f}")]
+        panels = [
+            (host + arc, args.stretch, f"{label} #{int(part['pair'].values[k])}"),
+            (control_stamp(host, arc, w_core), args.stretch, "control"),
+            (
+                arc,
+                arc_stretch,
+                f'arc  thetaE={float(part["theta_e"].values[k]):.2f}" S/N={float(part["arc_snr"].values[k]):.1f}',
+            ),
+        ]
         for j, (img, stretch, title) in enumerate(panels):
             ax = axes[k, j]
             ax.imshow(_rgb(img, bands, stretch, args.q), origin="lower", interpolation="nearest")

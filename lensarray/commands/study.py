@@ -24,12 +24,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory for study.html/.json/.md")
     p.add_argument("--pairs", type=int, default=2000, metavar="N", help="pairs per remedy (default 2000)")
     p.add_argument("--seed", type=int, default=None, help="root seed (default: the configuration's)")
-    p.add_argument("--snr-scale", type=float, default=1.0, metavar="K",
-                   help="multiply brightness.snr_edges by K (e.g. to reach the published S/N scale)")
-    p.add_argument("--floor", type=float, default=2.0, metavar="SNR",
-                   help="matched-filter S/N below which a lens counts as having no visible arc (default 2)")
-    p.add_argument("--theta-e-min", type=float, default=1.5, metavar="ARCSEC",
-                   help="theta_E_min of the 'theta_E_min raised' remedy (default 1.5)")
+    p.add_argument(
+        "--snr-scale",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="multiply brightness.snr_edges by K (e.g. to reach the published S/N scale)",
+    )
+    p.add_argument(
+        "--floor",
+        type=float,
+        default=2.0,
+        metavar="SNR",
+        help="matched-filter S/N below which a lens counts as having no visible arc (default 2)",
+    )
+    p.add_argument(
+        "--theta-e-min",
+        type=float,
+        default=1.5,
+        metavar="ARCSEC",
+        help="theta_E_min of the 'theta_E_min raised' remedy (default 1.5)",
+    )
     p.add_argument("--only", metavar="NAMES", help="comma list of remedy names to run (default all)")
     p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap resamples per CI (default 200)")
     p.add_argument("--max-lr-pairs", type=int, default=20000, metavar="N", help="pairs fed to the LR and baseline")
@@ -62,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if bad:
             raise BadInputError(f"--only {bad[0]!r}: allowed names {', '.join(names)}")
         remedies = [r for r in remedies if r.name in want]
-    study = run_study(cfg, remedies=remedies, max_lr_pairs=args.max_lr_pairs, n_boot=args.bootstrap,
-                      floor=args.floor, progress=True)
+    study = run_study(
+        cfg, remedies=remedies, max_lr_pairs=args.max_lr_pairs, n_boot=args.bootstrap, floor=args.floor, progress=True
+    )
     paths = write_study_report(study, args.out)
     from ..study import markdown_table
 

@@ -32,17 +32,27 @@ def add_arguments(p) -> None:
     p.add_argument("store", help="cube location (local path or s3://...)")
     p.add_argument("--sample", type=int, default=8, help="pairs to re-render and compare (default 8; 0 = none)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-    p.add_argument("--hosts", metavar="HOSTCUBE",
-                   help="host cube the cube was built from, to re-render real-host pairs (verify never opens a "
-                        "URL named inside the cube it checks; without it those pairs are not re-rendered)")
+    p.add_argument(
+        "--hosts",
+        metavar="HOSTCUBE",
+        help="host cube the cube was built from, to re-render real-host pairs (verify never opens a "
+        "URL named inside the cube it checks; without it those pairs are not re-rendered)",
+    )
     add_cluster_arguments(p)
 
 
 IMAGE_CHECKS = ("host", "invvar", "arc")
 
 
-def verify_store(url: str, storage_options: dict | None = None, *, sample: int = 8,
-                 progress: bool = False, hosts_url: str | None = None, notes: list[str] | None = None) -> list[str]:
+def verify_store(
+    url: str,
+    storage_options: dict | None = None,
+    *,
+    sample: int = 8,
+    progress: bool = False,
+    hosts_url: str | None = None,
+    notes: list[str] | None = None,
+) -> list[str]:
     """Every problem found in the cube at ``url`` (an empty list means it is whole).
 
     ``hosts_url`` is the host cube to re-render real-host pairs from, given by the caller: the
@@ -80,7 +90,9 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
         if not bad.any():
             return None
         pairs = np.unique(np.nonzero(bad)[0])
-        return f"{name} has {int(bad.sum())} NaN/inf pixels in {pairs.size} pair(s) (first offsets {pairs[:10].tolist()})"
+        return (
+            f"{name} has {int(bad.sum())} NaN/inf pixels in {pairs.size} pair(s) (first offsets {pairs[:10].tolist()})"
+        )
 
     # every finished shard is read once: checksums on read, digest of content bound to the
     # shard's index and the cube, finite pixels
@@ -95,7 +107,7 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
         ids = np.unique(np.linspace(0, n - 1, min(sample, n)).astype(np.int64))
         from ..quantize import apply_quantization
 
-        fresh = (render_pairs(ids, cfg, plan) if cfg.hosts.source == "synthetic" or plan.hosts_url else None)
+        fresh = render_pairs(ids, cfg, plan) if cfg.hosts.source == "synthetic" or plan.hosts_url else None
         if fresh is None and notes is not None:
             notes.append(f"re-render skipped: built from host cube {cfg.hosts.source!r}; pass --hosts to check it")
         if fresh is None:
@@ -105,8 +117,11 @@ def verify_store(url: str, storage_options: dict | None = None, *, sample: int =
             stored = np.stack([np.asarray(zarr_array(group, name)[int(i)]) for i in ids])
             same = np.array_equal(stored, fresh[name], equal_nan=stored.dtype.kind == "f")
             if not same:
-                diff = [int(i) for k, i in enumerate(ids)
-                        if not np.array_equal(stored[k], fresh[name][k], equal_nan=stored.dtype.kind == "f")]
+                diff = [
+                    int(i)
+                    for k, i in enumerate(ids)
+                    if not np.array_equal(stored[k], fresh[name][k], equal_nan=stored.dtype.kind == "f")
+                ]
                 problems.append(f"{name}: stored values differ from a re-render for pairs {diff}")
     return problems
 
@@ -124,8 +139,14 @@ def run(args) -> int:
 
         HostCube(args.hosts, storage_options_from_args(args), field="--hosts")
     notes: list[str] = []
-    problems = verify_store(args.store, storage_options_from_args(args), sample=args.sample,
-                            progress=progress_enabled(args), hosts_url=args.hosts, notes=notes)
+    problems = verify_store(
+        args.store,
+        storage_options_from_args(args),
+        sample=args.sample,
+        progress=progress_enabled(args),
+        hosts_url=args.hosts,
+        notes=notes,
+    )
     for note in notes:
         print(f"lensarray verify: {note}", file=sys.stderr)
     if problems:

@@ -15,13 +15,15 @@ def current_client():
     """The active ``distributed.Client`` or ``None`` (threads scheduler then)."""
     try:
         from distributed import get_client
+
         return get_client()
     except (ImportError, ValueError):
         return None
 
 
-def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = False,
-                  sink: Callable[[int, Any], None] | None = None) -> list:
+def compute_tasks(
+    tasks: Sequence[Any], *, desc: str, progress: bool = False, sink: Callable[[int, Any], None] | None = None
+) -> list:
     """Compute dask ``Delayed`` tasks, results in input order, with a tqdm bar.
 
     Under a distributed Client ``dask.diagnostics`` callbacks see nothing, so futures are
@@ -64,13 +66,14 @@ def compute_tasks(tasks: Sequence[Any], *, desc: str, progress: bool = False,
     step = 8 * (os.cpu_count() or 1)
     with bar:
         for a in range(0, len(tasks), step):
-            for i, res in enumerate(dask.compute(*tasks[a:a + step], scheduler="threads"), start=a):
+            for i, res in enumerate(dask.compute(*tasks[a : a + step], scheduler="threads"), start=a):
                 sink(i, res)
     return [None] * len(tasks)
 
 
 def peak_memory() -> dict:
     """Peak resident memory (ru_maxrss, MiB) of this process and, under a Client, of each worker."""
+
     def _self_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 

@@ -19,9 +19,16 @@ __all__ = ["centre_mask", "mask_radii", "apply_centre_mask_spec", "MASK_MODES"]
 MASK_MODES = ("fixed", "uniform", "psf")
 
 
-def mask_radii(n: int, nb: int, *, r_mask: float | tuple[float, float] = 5.0, mode: str = "fixed",
-               psf_fwhm: np.ndarray | None = None, pixel_scale: float = 0.262,
-               rng: np.random.Generator | None = None) -> np.ndarray:
+def mask_radii(
+    n: int,
+    nb: int,
+    *,
+    r_mask: float | tuple[float, float] = 5.0,
+    mode: str = "fixed",
+    psf_fwhm: np.ndarray | None = None,
+    pixel_scale: float = 0.262,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Mask radius per stamp and band, pixels, shape ``(n, nb)``.
 
     Parameters
@@ -66,10 +73,18 @@ def mask_radii(n: int, nb: int, *, r_mask: float | tuple[float, float] = 5.0, mo
     return 0.5 * f / pixel_scale
 
 
-def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0, mode: str = "fixed",
-                psf_fwhm: np.ndarray | None = None, pixel_scale: float = 0.262, seed: int = 0,
-                sample_ids: np.ndarray | None = None, annulus: tuple[float, float] | None = None,
-                return_radii: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def centre_mask(
+    stamps: np.ndarray,
+    *,
+    r_mask: float | tuple[float, float] = 5.0,
+    mode: str = "fixed",
+    psf_fwhm: np.ndarray | None = None,
+    pixel_scale: float = 0.262,
+    seed: int = 0,
+    sample_ids: np.ndarray | None = None,
+    annulus: tuple[float, float] | None = None,
+    return_radii: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Replace pixels at r < r_mask with random draws from the same stamp's outer annulus, per band.
 
     Parameters
@@ -114,7 +129,9 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
     if squeeze:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
-        raise ValueError(f"stamps has shape {np.shape(stamps)}: allowed (n, band, y, x) or (band, y, x) with square stamps")
+        raise ValueError(
+            f"stamps has shape {np.shape(stamps)}: allowed (n, band, y, x) or (band, y, x) with square stamps"
+        )
     n, nb, size, _ = arr.shape
     r_in, r_out = annulus if annulus is not None else (max(size // 2 - 12, 0), size // 2 - 2)
     rad = radius_grid(size)
@@ -134,8 +151,15 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
     if mode == "uniform" and gens is not None:
         radii = np.concatenate([mask_radii(1, nb, r_mask=r_mask, mode=mode, rng=g) for g in gens])
     else:
-        radii = mask_radii(n, nb, r_mask=r_mask, mode=mode, psf_fwhm=psf_fwhm, pixel_scale=pixel_scale,
-                           rng=None if gens is not None else batch_rng)
+        radii = mask_radii(
+            n,
+            nb,
+            r_mask=r_mask,
+            mode=mode,
+            psf_fwhm=psf_fwhm,
+            pixel_scale=pixel_scale,
+            rng=None if gens is not None else batch_rng,
+        )
     r_max = float(radii.max()) if radii.size else 0.0
     target_flat = np.flatnonzero(rad.ravel() < r_max)
     out = arr.copy()
@@ -168,8 +192,15 @@ def centre_mask(stamps: np.ndarray, *, r_mask: float | tuple[float, float] = 5.0
     return (result, radii) if return_radii else result
 
 
-def apply_centre_mask_spec(stamps: np.ndarray, spec: dict, *, seed: int, sample_ids: np.ndarray | None = None,
-                           psf_fwhm: np.ndarray | None = None, pixel_scale: float | None = None) -> np.ndarray:
+def apply_centre_mask_spec(
+    stamps: np.ndarray,
+    spec: dict,
+    *,
+    seed: int,
+    sample_ids: np.ndarray | None = None,
+    psf_fwhm: np.ndarray | None = None,
+    pixel_scale: float | None = None,
+) -> np.ndarray:
     """Apply a centre-mask spec (:func:`centre_mask` keywords, as diagnose, the training loader and
     evaluation take it) to stamps: the one place a spec becomes a call.
 

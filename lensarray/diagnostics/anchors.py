@@ -22,8 +22,15 @@ from scipy import stats
 from ..errors import BadInputError
 from .features import CENTRAL_RADIUS_PX, central_brightness
 
-__all__ = ["read_anchor_cutouts", "iter_anchor_cutouts", "anchor_brightness", "cube_central_brightness", "compare_brightness",
-           "cliffs_delta", "AnchorError"]
+__all__ = [
+    "read_anchor_cutouts",
+    "iter_anchor_cutouts",
+    "anchor_brightness",
+    "cube_central_brightness",
+    "compare_brightness",
+    "cliffs_delta",
+    "AnchorError",
+]
 
 REF_SCALE = 0.262
 
@@ -148,8 +155,13 @@ def cube_central_brightness(ds: xr.Dataset, *, progress: bool = False, chunk_pai
     bands = [str(b) for b in ds["band"].values]
     k = bands.index("r") if "r" in bands else 0
     scale = float(ds.attrs.get("pixel_scale", REF_SCALE))
-    fn = dask.delayed(lambda h: central_brightness(np.asarray(h, np.float64), radius_px=CENTRAL_RADIUS_PX * REF_SCALE / scale)
-                      * (REF_SCALE / scale) ** 2, pure=True)
+    fn = dask.delayed(
+        lambda h: (
+            central_brightness(np.asarray(h, np.float64), radius_px=CENTRAL_RADIUS_PX * REF_SCALE / scale)
+            * (REF_SCALE / scale) ** 2
+        ),
+        pure=True,
+    )
     host = ds["host"].isel(band=k).data
     host = host if isinstance(host, da.Array) else da.from_array(np.asarray(host), chunks=(chunk_pairs, -1, -1))
     tasks = [fn(block) for block in host.rechunk({1: -1, 2: -1}).to_delayed().ravel()]
@@ -165,8 +177,9 @@ def _bootstrap_medians(rng: np.random.Generator, x: np.ndarray, n_boot: int) -> 
     """Medians of ``n_boot`` resamples of ``x``, drawn in row blocks; the same values as one
     ``rng.choice(x, (n_boot, x.size))`` draw (int64 bounded draws are sequential, unbuffered)."""
     rows = max(1, _BOOT_BLOCK // max(x.size, 1))
-    return np.concatenate([np.median(rng.choice(x, (min(rows, n_boot - i), x.size)), axis=1)
-                           for i in range(0, n_boot, rows)])
+    return np.concatenate(
+        [np.median(rng.choice(x, (min(rows, n_boot - i), x.size)), axis=1) for i in range(0, n_boot, rows)]
+    )
 
 
 def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
@@ -189,19 +202,26 @@ def compare_brightness(hosts: np.ndarray, anchors: np.ndarray, *, n_boot: int = 
     n_dropped = int(np.sum(~(np.isfinite(a) & (a > 0))))
     h, a = h[np.isfinite(h)], a[np.isfinite(a) & (a > 0)]
     if h.size < 2 or a.size < 2:
-        raise AnchorError(f"anchors: need >= 2 finite brightness values on each side (hosts {h.size}, anchors {a.size})")
+        raise AnchorError(
+            f"anchors: need >= 2 finite brightness values on each side (hosts {h.size}, anchors {a.size})"
+        )
     rng = np.random.default_rng(seed)
     boots = _bootstrap_medians(rng, h, n_boot) / _bootstrap_medians(rng, a, n_boot)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ad = stats.anderson_ksamp([h, a])
     return {
-        "n_hosts": int(h.size), "n_anchors": int(a.size), "n_anchors_dropped_no_coverage": n_dropped,
-        "host_median": float(np.median(h)), "anchor_median": float(np.median(a)),
+        "n_hosts": int(h.size),
+        "n_anchors": int(a.size),
+        "n_anchors_dropped_no_coverage": n_dropped,
+        "host_median": float(np.median(h)),
+        "anchor_median": float(np.median(a)),
         "ratio_of_medians": float(np.median(h) / np.median(a)),
         "ratio_ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
-        "ks_stat": float(stats.ks_2samp(h, a).statistic), "ks_pvalue": float(stats.ks_2samp(h, a).pvalue),
-        "ad_stat": float(ad.statistic), "ad_pvalue": float(ad.pvalue),
+        "ks_stat": float(stats.ks_2samp(h, a).statistic),
+        "ks_pvalue": float(stats.ks_2samp(h, a).pvalue),
+        "ad_stat": float(ad.statistic),
+        "ad_pvalue": float(ad.pvalue),
         "cliffs_delta": cliffs_delta(h, a),
         "unit": "nanomaggy per 0.262 arcsec pixel, median within r < 2.1 arcsec (r band)",
     }

@@ -47,17 +47,40 @@ from .snr import arc_snr_distribution
 from .systematics import systematics_by_class
 from .visibility import visibility_summary
 
-__all__ = ["diagnose", "core_lr_on_cube", "core_lr_from_table", "core_lr_from_squares", "snr_definitions",
-           "check_null_twin", "DEFAULT_ABLATION", "DIAGNOSE_STORED", "MAX_VISIBILITY_PAIRS"]
+__all__ = [
+    "diagnose",
+    "core_lr_on_cube",
+    "core_lr_from_table",
+    "core_lr_from_squares",
+    "snr_definitions",
+    "check_null_twin",
+    "DEFAULT_ABLATION",
+    "DIAGNOSE_STORED",
+    "MAX_VISIBILITY_PAIRS",
+]
 
 #: The centre-mask ablation measured in the report: per stamp r_mask uniform in [3, 7] px.
 DEFAULT_ABLATION = {"mode": "uniform", "r_mask": (3.0, 7.0)}
 #: Stored per-pair variables diagnose reads (in the pixel-pass tasks): the injection truth its
 #: summaries bin by, the stored quantities it re-measures, the labels and the host facts the
 #: leakage audit reads (:data:`~lensarray.diagnostics.leakage.HOST_FACTS`).
-DIAGNOSE_STORED = tuple(dict.fromkeys(
-    ("theta_e", "psf_fwhm", "src_reff", "core_flux_frac", "arc_flux", "arc_snr", "arc_snr_aperture", "inner_image_r",
-     "hard_negative", "split") + tuple(v for v in HOST_FACTS if v != "pair")))
+DIAGNOSE_STORED = tuple(
+    dict.fromkeys(
+        (
+            "theta_e",
+            "psf_fwhm",
+            "src_reff",
+            "core_flux_frac",
+            "arc_flux",
+            "arc_snr",
+            "arc_snr_aperture",
+            "inner_image_r",
+            "hard_negative",
+            "split",
+        )
+        + tuple(v for v in HOST_FACTS if v != "pair")
+    )
+)
 #: The visibility proxy (ring medians per stamp, ~0.4 ms a stamp: more than the rest of the pixel
 #: pass per pair) is measured on at most this many pairs (a seeded subsample): its summary is a
 #: median per arc_snr bin and a rank correlation, which 2,000 pairs pin to ~0.02 (5,000 cost
@@ -65,10 +88,22 @@ DIAGNOSE_STORED = tuple(dict.fromkeys(
 MAX_VISIBILITY_PAIRS = 2000
 
 
-def core_lr_from_squares(sq: dict, side: int, pair_ids: np.ndarray, hard_negative: np.ndarray,
-                         theta_e: np.ndarray, arc_flux: np.ndarray, *, pixel_scale: float, box: int,
-                         core_radius: float, region: str = "disc", theta_e_edges=THETA_E_EDGES, n_boot: int = 200,
-                         seed: int = 0) -> dict:
+def core_lr_from_squares(
+    sq: dict,
+    side: int,
+    pair_ids: np.ndarray,
+    hard_negative: np.ndarray,
+    theta_e: np.ndarray,
+    arc_flux: np.ndarray,
+    *,
+    pixel_scale: float,
+    box: int,
+    core_radius: float,
+    region: str = "disc",
+    theta_e_edges=THETA_E_EDGES,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict:
     """Core LR on the disc, box and ring, and the mask-edge probe, from central squares.
 
     Parameters
@@ -103,17 +138,31 @@ def core_lr_from_squares(sq: dict, side: int, pair_ids: np.ndarray, hard_negativ
     del X
     regions = {}
     for reg in REGIONS:
-        regions[reg] = auc_summary(y, scores[reg], groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot,
-                                   seed=seed)
+        regions[reg] = auc_summary(
+            y, scores[reg], groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot, seed=seed
+        )
         regions[reg].update(region=reg, n_pixels=int(masks[reg].sum()), meaning=REGION_MEANING[reg])
-    edge = mask_edge_probe(sq["lens"], sq["control"], side, is_lens=neg == 0,
-                           reference=arc_level(arc_flux, np.asarray(theta_e, float) / pixel_scale))
+    edge = mask_edge_probe(
+        sq["lens"],
+        sq["control"],
+        side,
+        is_lens=neg == 0,
+        reference=arc_level(arc_flux, np.asarray(theta_e, float) / pixel_scale),
+    )
     return {"plain": regions[region], "regions": regions, "edge_probe": edge, "masked": None}
 
 
-def core_lr_from_table(table: xr.Dataset, *, box: int, core_radius: float, region: str = "disc",
-                       theta_e_edges=THETA_E_EDGES, n_boot: int = 200, seed: int = 0,
-                       ablation: dict | None = None) -> dict:
+def core_lr_from_table(
+    table: xr.Dataset,
+    *,
+    box: int,
+    core_radius: float,
+    region: str = "disc",
+    theta_e_edges=THETA_E_EDGES,
+    n_boot: int = 200,
+    seed: int = 0,
+    ablation: dict | None = None,
+) -> dict:
     """Core LR AUCs (disc / box / ring, the centre-masked stamps, hard negatives) and the
     mask-edge probe from the central squares of a per-pair table (see :func:`core_lr_on_cube`)."""
     if region not in REGIONS:
@@ -126,9 +175,21 @@ def core_lr_from_table(table: xr.Dataset, *, box: int, core_radius: float, regio
     ids = table["lr_pair"].values
     theta_e = table["theta_e"].values[lr_pos].astype(float)
     sq = squares_by_role(table["central"].values)
-    out = core_lr_from_squares(sq, side, ids, neg, theta_e, table["arc_flux"].values[lr_pos],
-                               pixel_scale=float(table.attrs["pixel_scale"]), box=box, core_radius=core_radius,
-                               region=region, theta_e_edges=edges, n_boot=n_boot, seed=seed)
+    out = core_lr_from_squares(
+        sq,
+        side,
+        ids,
+        neg,
+        theta_e,
+        table["arc_flux"].values[lr_pos],
+        pixel_scale=float(table.attrs["pixel_scale"]),
+        box=box,
+        core_radius=core_radius,
+        region=region,
+        theta_e_edges=edges,
+        n_boot=n_boot,
+        seed=seed,
+    )
     mask = region_masks(side, core_radius, box)[region]
     y = np.concatenate([neg == 0, np.zeros(m, bool)])
     groups = np.concatenate([ids, ids])
@@ -152,10 +213,21 @@ def core_lr_from_table(table: xr.Dataset, *, box: int, core_radius: float, regio
     return out
 
 
-def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: int = 0, n_boot: int = 200,
-                    ablation: dict | None = None, progress: bool = False, config: RunConfig | None = None,
-                    core_radius: float | None = None, region: str | None = None, theta_e_edges=None,
-                    edge_radius: float = 0.0) -> dict:
+def core_lr_on_cube(
+    ds: xr.Dataset,
+    *,
+    box: int,
+    max_pairs: int = 20000,
+    seed: int = 0,
+    n_boot: int = 200,
+    ablation: dict | None = None,
+    progress: bool = False,
+    config: RunConfig | None = None,
+    core_radius: float | None = None,
+    region: str | None = None,
+    theta_e_edges=None,
+    edge_radius: float = 0.0,
+) -> dict:
     """Core LR AUC of a cube on the disc, the published box and the ring between them (and of
     the centre-masked stamps when ``ablation`` is given), plus the mask-edge probe, reading only
     the pixels of the LR subsample (a cube used for nothing else).
@@ -200,12 +272,22 @@ def core_lr_on_cube(ds: xr.Dataset, *, box: int, max_pairs: int = 20000, seed: i
     n = int(ds.sizes["pair"])
     idx = lr_subsample(n, max_pairs, seed)
     sub = ds.isel(pair=idx)
-    spec = measure_spec(sub, cfg, ablation=ablation, seed=seed, tables=False, box=box, core_radius=core_radius,
-                        edge_radius=edge_radius)
-    table = pair_table(sub, spec=spec, lr_index=np.arange(idx.size), progress=progress,
-                       stored=("theta_e", "arc_flux", "hard_negative"))
-    out = core_lr_from_table(table, box=box, core_radius=core_radius, region=region, theta_e_edges=theta_e_edges,
-                             n_boot=n_boot, seed=seed, ablation=ablation)
+    spec = measure_spec(
+        sub, cfg, ablation=ablation, seed=seed, tables=False, box=box, core_radius=core_radius, edge_radius=edge_radius
+    )
+    table = pair_table(
+        sub, spec=spec, lr_index=np.arange(idx.size), progress=progress, stored=("theta_e", "arc_flux", "hard_negative")
+    )
+    out = core_lr_from_table(
+        table,
+        box=box,
+        core_radius=core_radius,
+        region=region,
+        theta_e_edges=theta_e_edges,
+        n_boot=n_boot,
+        seed=seed,
+        ablation=ablation,
+    )
     out["subsample"] = _subsample_facts(n, idx, max_pairs, seed)
     out["max_abs_arc"] = float(np.nanmax(table["arc_abs_max"].values)) if idx.size else 0.0
     return out
@@ -227,8 +309,13 @@ def snr_definitions(pairs, is_lens: np.ndarray) -> dict | None:
     def quant(v):
         return [float(x) for x in np.quantile(v, q)] if v.size else [None] * len(q)
 
-    return {"quantiles": list(q), "matched_filter": quant(mf[ok]), "aperture": quant(ap[ok]),
-            "ratio_aperture_over_matched": quant(ap[ok] / mf[ok]), "n_lenses": int(ok.sum())}
+    return {
+        "quantiles": list(q),
+        "matched_filter": quant(mf[ok]),
+        "aperture": quant(ap[ok]),
+        "ratio_aperture_over_matched": quant(ap[ok] / mf[ok]),
+        "n_lenses": int(ok.sum()),
+    }
 
 
 def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k: int = 6) -> dict:
@@ -243,9 +330,15 @@ def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k:
         cand = order[np.unique(np.linspace(0, order.size - 1, min(k, order.size)).round().astype(int))]
     sub = ds.isel(pair=np.sort(cand), band=b)[["host", "arc", "theta_e", "arc_snr"]].compute()
     w_core = control_weights_of(ds.attrs, int(ds.sizes["x"]))
-    return {"pair": sub["pair"].values, "host": sub["host"].values, "arc": sub["arc"].values,
-            "control": control_stamp(sub["host"].values, sub["arc"].values, w_core),
-            "theta_e": sub["theta_e"].values, "arc_snr": sub["arc_snr"].values, "band": bands[b]}
+    return {
+        "pair": sub["pair"].values,
+        "host": sub["host"].values,
+        "arc": sub["arc"].values,
+        "control": control_stamp(sub["host"].values, sub["arc"].values, w_core),
+        "theta_e": sub["theta_e"].values,
+        "arc_snr": sub["arc_snr"].values,
+        "band": bands[b],
+    }
 
 
 #: Sections of a cube's recorded configuration that a null twin may differ in (besides run.null).
@@ -263,25 +356,44 @@ def check_null_twin(ds: xr.Dataset, null_ds: xr.Dataset, *, where: str = "--null
         d["run"].pop("null", None)
         for sec in _TWIN_IGNORED:
             d.pop(sec, None)
-    diff = [f"{s}.{k}" for s in sorted(set(mine) | set(theirs))
-            for k in sorted(set(mine.get(s, {})) | set(theirs.get(s, {})))
-            if mine.get(s, {}).get(k) != theirs.get(s, {}).get(k)]
+    diff = [
+        f"{s}.{k}"
+        for s in sorted(set(mine) | set(theirs))
+        for k in sorted(set(mine.get(s, {})) | set(theirs.get(s, {})))
+        if mine.get(s, {}).get(k) != theirs.get(s, {}).get(k)
+    ]
     if diff:
-        raise BadInputError(f"{where}: not a null twin of STORE: its configuration differs in {', '.join(diff[:6])}"
-                            + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
-                            + "; allowed the same configuration built with --null")
-    if ds.sizes.get("pair") != null_ds.sizes.get("pair") or not np.array_equal(ds["pair"].values, null_ds["pair"].values):
-        raise BadInputError(f"{where}: not a null twin of STORE: it holds other pairs "
-                            f"({null_ds.sizes.get('pair')} vs {ds.sizes.get('pair')})")
+        raise BadInputError(
+            f"{where}: not a null twin of STORE: its configuration differs in {', '.join(diff[:6])}"
+            + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+            + "; allowed the same configuration built with --null"
+        )
+    if ds.sizes.get("pair") != null_ds.sizes.get("pair") or not np.array_equal(
+        ds["pair"].values, null_ds["pair"].values
+    ):
+        raise BadInputError(
+            f"{where}: not a null twin of STORE: it holds other pairs "
+            f"({null_ds.sizes.get('pair')} vs {ds.sizes.get('pair')})"
+        )
     for name in ("theta_e", "host_id"):
         if name in ds and name in null_ds and not np.array_equal(ds[name].values, null_ds[name].values, equal_nan=True):
             raise BadInputError(f"{where}: not a null twin of STORE: per-pair {name} differs")
 
 
-def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None, max_lr_pairs: int = 20000,
-             seed: int = 0, n_boot: int = 200, ablation: dict | None = DEFAULT_ABLATION, progress: bool = False,
-             config: RunConfig | None = None, source: str | None = None,
-             max_visibility_pairs: int = MAX_VISIBILITY_PAIRS) -> tuple[dict, dict]:
+def diagnose(
+    ds: xr.Dataset,
+    *,
+    null_ds: xr.Dataset | None = None,
+    anchors=None,
+    max_lr_pairs: int = 20000,
+    seed: int = 0,
+    n_boot: int = 200,
+    ablation: dict | None = DEFAULT_ABLATION,
+    progress: bool = False,
+    config: RunConfig | None = None,
+    source: str | None = None,
+    max_visibility_pairs: int = MAX_VISIBILITY_PAIRS,
+) -> tuple[dict, dict]:
     """Run every diagnostic on a cube, reading its pixels once.
 
     Parameters
@@ -329,60 +441,103 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     # the central squares also hold the annuli the mask-edge probe reads around the core mask
     edge_radius = max(cfg.core_mask.radius, D.core_radius)
     spec = measure_spec(ds, cfg, ablation=ablation, seed=seed, edge_radius=edge_radius)
-    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress,
-                       stored=DIAGNOSE_STORED)
+    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress, stored=DIAGNOSE_STORED)
     stages = {"pixel_pass": time.perf_counter() - t0}
 
     def lap(name: str) -> None:
         stages[name] = time.perf_counter() - t0 - sum(stages.values())
+
     bands = list(table.attrs["bands"])
     is_lens = np.asarray(table["is_lens"].values, bool)
     theta_e = table["theta_e"].values
     arc_snr = table["arc_snr"].values
     ps = spec.pixel_scale
-    res: dict = {"package_version": __version__, "source": source, "n_pairs": n, "bands": bands,
-                 "stamp_size": int(ds.sizes["x"]), "config": cfg.to_dict(),
-                 "thresholds": {"source": "auditor configuration" if config is not None else "lensarray defaults",
-                                **dataclasses.asdict(bar)},
-                 "cube_config": {"diagnostics": cube_cfg.to_dict()["diagnostics"], "recorded": cube_cfg.to_dict()},
-                 "core_mask_policy": ds.attrs.get("core_mask_policy", cfg.core_mask.policy)}
+    res: dict = {
+        "package_version": __version__,
+        "source": source,
+        "n_pairs": n,
+        "bands": bands,
+        "stamp_size": int(ds.sizes["x"]),
+        "config": cfg.to_dict(),
+        "thresholds": {
+            "source": "auditor configuration" if config is not None else "lensarray defaults",
+            **dataclasses.asdict(bar),
+        },
+        "cube_config": {"diagnostics": cube_cfg.to_dict()["diagnostics"], "recorded": cube_cfg.to_dict()},
+        "core_mask_policy": ds.attrs.get("core_mask_policy", cfg.core_mask.policy),
+    }
     cff = table["core_flux_frac_measured"].values
     te_edges = theta_e_edges(cfg.lens.theta_e_min, cfg.lens.theta_e_max)  # bins from the cube's own prior
-    res["core_flux"] = core_flux_summary(cff, theta_e, table["psf_fwhm"].values, table["src_reff"].values, bands,
-                                         stored=table["core_flux_frac"].values if "core_flux_frac" in table else None,
-                                         is_lens=is_lens, theta_e_edges=te_edges)
+    res["core_flux"] = core_flux_summary(
+        cff,
+        theta_e,
+        table["psf_fwhm"].values,
+        table["src_reff"].values,
+        bands,
+        stored=table["core_flux_frac"].values if "core_flux_frac" in table else None,
+        is_lens=is_lens,
+        theta_e_edges=te_edges,
+    )
     inner = table["inner_image_r"].values if "inner_image_r" in table else None
     inner_src = "stored inner_image_r"
     if inner is None or not np.isfinite(inner).any():
         # a cube without inner_image_r (rare): its source and lens positions, read for this only
         pos = ds[[v for v in ("src_x", "src_y", "lens_x", "lens_y") if v in ds.variables]].reset_coords(drop=True)
         pos = pos.compute()
-        inner = inner_image_radius_px(theta_e, pos["src_x"].values, pos["src_y"].values, pixel_scale=ps,
-                                      lens_x=pos["lens_x"].values if "lens_x" in pos else 0.0,
-                                      lens_y=pos["lens_y"].values if "lens_y" in pos else 0.0) \
-            if "src_x" in pos else np.full(n, np.nan)
+        inner = (
+            inner_image_radius_px(
+                theta_e,
+                pos["src_x"].values,
+                pos["src_y"].values,
+                pixel_scale=ps,
+                lens_x=pos["lens_x"].values if "lens_x" in pos else 0.0,
+                lens_y=pos["lens_y"].values if "lens_y" in pos else 0.0,
+            )
+            if "src_x" in pos
+            else np.full(n, np.nan)
+        )
         inner_src = "SIS theta_E - |beta| from stored theta_e, src_x, src_y (lens_x, lens_y)"
-    res["inner_image"] = inner_image_summary(np.asarray(inner)[is_lens], np.asarray(theta_e)[is_lens],
-                                             theta_e_edges=te_edges)
+    res["inner_image"] = inner_image_summary(
+        np.asarray(inner)[is_lens], np.asarray(theta_e)[is_lens], theta_e_edges=te_edges
+    )
     res["inner_image"]["source"] = inner_src
 
     lap("core_flux_inner_image")
     box = D.core_box
-    lr = core_lr_from_table(table, box=box, core_radius=D.core_radius, region=D.core_lr_region,
-                            theta_e_edges=te_edges,
-                            n_boot=n_boot, seed=seed, ablation=ablation)
+    lr = core_lr_from_table(
+        table,
+        box=box,
+        core_radius=D.core_radius,
+        region=D.core_lr_region,
+        theta_e_edges=te_edges,
+        n_boot=n_boot,
+        seed=seed,
+        ablation=ablation,
+    )
     res["core_lr"] = lr["plain"]
     res["core_lr"]["subsample"] = _subsample_facts(n, lr_idx, max_lr_pairs, seed)
     res["core_lr"]["box"] = box
     res["core_lr_regions"] = lr["regions"]
     res["edge_probe"] = lr["edge_probe"]
-    res["policies"] = {k: ds.attrs.get(k) for k in ("core_mask_policy", "control_stamp", "arc_snr_calibration",
-                                                   "arc_snr_definition", "arc_snr_aperture_definition",
-                                                   "core_centre") if k in ds.attrs}
+    res["policies"] = {
+        k: ds.attrs.get(k)
+        for k in (
+            "core_mask_policy",
+            "control_stamp",
+            "arc_snr_calibration",
+            "arc_snr_definition",
+            "arc_snr_aperture_definition",
+            "core_centre",
+        )
+        if k in ds.attrs
+    }
     kinds = table["hard_negative"].values if "hard_negative" in table else np.zeros(n, np.int8)
-    res["below_snr_floor"] = {"floor": cfg.brightness.snr_floor, "action": cfg.brightness.snr_floor_action,
-                              "n_labelled": int((kinds == NEGATIVE_KINDS.index("below_snr_floor")).sum()),
-                              "n_pairs": n}
+    res["below_snr_floor"] = {
+        "floor": cfg.brightness.snr_floor,
+        "action": cfg.brightness.snr_floor_action,
+        "n_labelled": int((kinds == NEGATIVE_KINDS.index("below_snr_floor")).sum()),
+        "n_pairs": n,
+    }
     res["core_lr_masked"] = lr["masked"]
     res["core_lr_hard_negatives"] = lr["hard_negatives"]
     # the masked squares (~140 MB for 20,000 LR pairs) are done with; the plain ones stay in extras
@@ -404,11 +559,20 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     vis = table["visibility"]
     measured = np.asarray(table["visibility_measured"].values, bool)
     lens_vis, ctrl_vis = vis.sel(role="lens").values, vis.sel(role="control").values
-    res["visibility"] = visibility_summary(lens_vis[is_lens & measured], ctrl_vis[is_lens & measured],
-                                           arc_snr[is_lens & measured], cfg.brightness.snr_edges)
+    res["visibility"] = visibility_summary(
+        lens_vis[is_lens & measured],
+        ctrl_vis[is_lens & measured],
+        arc_snr[is_lens & measured],
+        cfg.brightness.snr_edges,
+    )
     res["visibility"]["n_pairs_measured"] = int(measured.sum())
-    res["arc_snr"] = arc_snr_distribution(arc_snr, cfg.brightness.snr_edges, cfg.brightness.snr_fractions,
-                                          measured=table["arc_snr_measured"].values, is_lens=is_lens)
+    res["arc_snr"] = arc_snr_distribution(
+        arc_snr,
+        cfg.brightness.snr_edges,
+        cfg.brightness.snr_fractions,
+        measured=table["arc_snr_measured"].values,
+        is_lens=is_lens,
+    )
     res["anchors"] = None
     host_cb = table["central_brightness"].sel(role="control").values
     anchor_vals = None
@@ -430,9 +594,16 @@ def diagnose(ds: xr.Dataset, *, null_ds: xr.Dataset | None = None, anchors=None,
     res["elapsed_s"] = round(time.perf_counter() - t0, 2)
     res["elapsed_by_stage_s"] = {k: round(v, 3) for k, v in stages.items()}
     res["memory"] = peak_memory()
-    extras = {"theta_e": np.asarray(theta_e), "is_lens": is_lens, "arc_snr": np.asarray(arc_snr),
-              "lens_visibility": lens_vis, "control_visibility": ctrl_vis,
-              "host_central_brightness": host_cb, "anchor_central_brightness": anchor_vals,
-              "core_flux_frac": cff, "table": table,
-              "examples": examples}
+    extras = {
+        "theta_e": np.asarray(theta_e),
+        "is_lens": is_lens,
+        "arc_snr": np.asarray(arc_snr),
+        "lens_visibility": lens_vis,
+        "control_visibility": ctrl_vis,
+        "host_central_brightness": host_cb,
+        "anchor_central_brightness": anchor_vals,
+        "core_flux_frac": cff,
+        "table": table,
+        "examples": examples,
+    }
     return res, extras

@@ -23,17 +23,31 @@ def binned_quantiles(values: np.ndarray, by: np.ndarray, edges) -> list[dict]:
     for lo, hi, m in bin_masks(by, list(edges)):
         v = values[m & np.isfinite(values)]
         q = np.quantile(v, [0.25, 0.5, 0.75]) if v.size else [None] * 3
-        rows.append({"lo": float(lo), "hi": float(hi), "count": int(v.size),
-                     "median": None if q[1] is None else float(q[1]),
-                     "q25": None if q[0] is None else float(q[0]),
-                     "q75": None if q[2] is None else float(q[2]),
-                     "iqr": None if q[0] is None else float(q[2] - q[0])})
+        rows.append(
+            {
+                "lo": float(lo),
+                "hi": float(hi),
+                "count": int(v.size),
+                "median": None if q[1] is None else float(q[1]),
+                "q25": None if q[0] is None else float(q[0]),
+                "q75": None if q[2] is None else float(q[2]),
+                "iqr": None if q[0] is None else float(q[2] - q[0]),
+            }
+        )
     return rows
 
 
-def core_flux_summary(core_flux_frac: np.ndarray, theta_e: np.ndarray, psf_fwhm: np.ndarray,
-                      src_reff: np.ndarray, bands: list[str], *, stored: np.ndarray | None = None,
-                      is_lens: np.ndarray | None = None, theta_e_edges=None) -> dict:
+def core_flux_summary(
+    core_flux_frac: np.ndarray,
+    theta_e: np.ndarray,
+    psf_fwhm: np.ndarray,
+    src_reff: np.ndarray,
+    bands: list[str],
+    *,
+    stored: np.ndarray | None = None,
+    is_lens: np.ndarray | None = None,
+    theta_e_edges=None,
+) -> dict:
     """Per band: overall median/IQR and the binned tables by theta_E, theta_E/PSF and src_reff.
 
     ``theta_e_edges`` (arcsec): the theta_E bins, default :data:`lensarray.statistics.THETA_E_EDGES`
@@ -62,12 +76,17 @@ def core_flux_summary(core_flux_frac: np.ndarray, theta_e: np.ndarray, psf_fwhm:
         fin = v[np.isfinite(v)]
         q = np.quantile(fin, [0.25, 0.5, 0.75]) if fin.size else [np.nan] * 3
         by_band[band] = {
-            "count": int(fin.size), "median": _f(q[1]), "q25": _f(q[0]), "q75": _f(q[2]),
+            "count": int(fin.size),
+            "median": _f(q[1]),
+            "q25": _f(q[0]),
+            "q75": _f(q[2]),
             "frac_gt_0p1": _f(np.mean(fin > 0.1)) if fin.size else None,
-            "by_theta_e": binned_quantiles(v, np.asarray(theta_e)[sel],
-                                           THETA_E_EDGES if theta_e_edges is None else theta_e_edges),
-            "by_theta_e_over_psf": binned_quantiles(v, (np.asarray(theta_e)[sel] / np.asarray(psf_fwhm)[sel, b]),
-                                                    THETA_E_PSF_EDGES),
+            "by_theta_e": binned_quantiles(
+                v, np.asarray(theta_e)[sel], THETA_E_EDGES if theta_e_edges is None else theta_e_edges
+            ),
+            "by_theta_e_over_psf": binned_quantiles(
+                v, (np.asarray(theta_e)[sel] / np.asarray(psf_fwhm)[sel, b]), THETA_E_PSF_EDGES
+            ),
             "by_src_reff": binned_quantiles(v, np.asarray(src_reff)[sel], REFF_EDGES),
         }
     if stored is not None:

@@ -30,10 +30,23 @@ from sklearn.metrics import roc_auc_score
 from ..geometry import central_slice, radius_grid
 from ..statistics import THETA_E_EDGES, bin_masks, pair_resample_counts, percentile_ci, theta_e_edges
 
-__all__ = ["THETA_E_EDGES", "REGIONS", "REGION_MEANING", "oof_scores", "oof_scores_by_subset", "fold_of",
-           "bootstrap_auc", "core_lr_auc", "auc_summary",
-           "region_masks", "region_columns", "select_region", "theta_e_edges", "mask_edge_probe", "arc_level"]
-
+__all__ = [
+    "THETA_E_EDGES",
+    "REGIONS",
+    "REGION_MEANING",
+    "oof_scores",
+    "oof_scores_by_subset",
+    "fold_of",
+    "bootstrap_auc",
+    "core_lr_auc",
+    "auc_summary",
+    "region_masks",
+    "region_columns",
+    "select_region",
+    "theta_e_edges",
+    "mask_edge_probe",
+    "arc_level",
+]
 
 
 def fold_of(labels: np.ndarray, groups: np.ndarray, n_splits: int = 5) -> tuple[np.ndarray, int]:
@@ -49,9 +62,15 @@ def fold_of(labels: np.ndarray, groups: np.ndarray, n_splits: int = 5) -> tuple[
     return (np.random.default_rng(0).permutation(n_groups) % k)[inv].astype(np.int64), k
 
 
-def oof_scores_by_subset(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                         subsets: Mapping[str, np.ndarray], *, n_splits: int = 5,
-                         ridge: float | None = None) -> dict[str, np.ndarray]:
+def oof_scores_by_subset(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    subsets: Mapping[str, np.ndarray],
+    *,
+    n_splits: int = 5,
+    ridge: float | None = None,
+) -> dict[str, np.ndarray]:
     """Out-of-fold scores of a ridge-regularised linear discriminant, one per feature subset.
 
     The model is Fisher's linear discriminant on standardised features (scikit-learn's
@@ -104,11 +123,11 @@ def oof_scores_by_subset(features: np.ndarray, labels: np.ndarray, groups: np.nd
     # scores are evaluated in float64
     blocks = range(0, X.shape[0], 4096)
     mu = X.mean(axis=0, dtype=np.float64)
-    var = sum(np.square(X[a:a + 4096] - mu).sum(axis=0) for a in blocks) / max(X.shape[0], 1)
+    var = sum(np.square(X[a : a + 4096] - mu).sum(axis=0) for a in blocks) / max(X.shape[0], 1)
     scale = 1.0 / np.where(var > 0, np.sqrt(var), 1.0)
     Z = np.empty(X.shape, np.float32)
     for a in blocks:
-        Z[a:a + 4096] = (X[a:a + 4096] - mu) * scale
+        Z[a : a + 4096] = (X[a : a + 4096] - mu) * scale
     del X
     p = Z.shape[1]
     cnt = np.zeros((k, 2))
@@ -122,8 +141,10 @@ def oof_scores_by_subset(features: np.ndarray, labels: np.ndarray, groups: np.nd
             m = y[rows] == c
             cnt[f, c] = m.sum()
             sums[f, c] = Zf[m].sum(axis=0, dtype=np.float64)
-    cols = {name: (np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx, np.int64))
-            for name, idx in subsets.items()}
+    cols = {
+        name: (np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx, np.int64))
+        for name, idx in subsets.items()
+    }
     out = {name: np.zeros(y.size) for name in cols}
     for f in range(k):
         n_c = cnt.sum(axis=0) - cnt[f]
@@ -146,16 +167,17 @@ def oof_scores_by_subset(features: np.ndarray, labels: np.ndarray, groups: np.nd
     return {name: np.round(v, 9) for name, v in out.items()}
 
 
-def oof_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_splits: int = 5,
-               ridge: float | None = None) -> np.ndarray:
+def oof_scores(
+    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_splits: int = 5, ridge: float | None = None
+) -> np.ndarray:
     """Out-of-fold scores of the core discriminant on all ``features`` (:func:`oof_scores_by_subset`)."""
     p = np.asarray(features).shape[1]
-    return oof_scores_by_subset(features, labels, groups, {"all": np.arange(p)}, n_splits=n_splits,
-                                ridge=ridge)["all"]
+    return oof_scores_by_subset(features, labels, groups, {"all": np.arange(p)}, n_splits=n_splits, ridge=ridge)["all"]
 
 
-def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, n_boot: int = 200,
-                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_auc(
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, n_boot: int = 200, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the AUC, resampling whole pairs (groups) with replacement.
 
     A resample is a weight per sample (how often its group was drawn:
@@ -183,9 +205,17 @@ def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, *,
     return percentile_ci(aucs, level)
 
 
-def core_lr_auc(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-                theta_e: np.ndarray | None = None, theta_e_edges=THETA_E_EDGES, n_splits: int = 5,
-                n_boot: int = 200, seed: int = 0) -> dict:
+def core_lr_auc(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    theta_e: np.ndarray | None = None,
+    theta_e_edges=THETA_E_EDGES,
+    n_splits: int = 5,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict:
     """Cross-validated AUC of the core discriminant (:func:`oof_scores`), overall and per theta_E
     bin, with bootstrap CIs (:func:`auc_summary`).
 
@@ -201,12 +231,19 @@ def core_lr_auc(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
         Einstein radius of every sample's pair, arcsec (for the per-bin AUCs).
     """
     scores = oof_scores(features, labels, groups, n_splits=n_splits)
-    return auc_summary(labels, scores, groups, theta_e=theta_e, theta_e_edges=theta_e_edges, n_boot=n_boot,
-                       seed=seed)
+    return auc_summary(labels, scores, groups, theta_e=theta_e, theta_e_edges=theta_e_edges, n_boot=n_boot, seed=seed)
 
 
-def auc_summary(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, theta_e: np.ndarray | None = None,
-                theta_e_edges=THETA_E_EDGES, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+def auc_summary(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    *,
+    theta_e: np.ndarray | None = None,
+    theta_e_edges=THETA_E_EDGES,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
     """AUC of out-of-fold ``scores`` for ``labels``, overall and per theta_E bin (arcsec), with
     pair-bootstrap CIs (:func:`bootstrap_auc`; ``groups`` the pair of every sample).
 
@@ -219,18 +256,25 @@ def auc_summary(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, t
     labels = np.asarray(labels).astype(int)
     groups = np.asarray(groups)
     by_bin: list[dict[str, Any]] = []
-    out: dict[str, Any] = {"auc": float(roc_auc_score(labels, scores)),
-                           "ci": list(bootstrap_auc(labels, scores, groups, n_boot=n_boot, seed=seed)),
-                           "n_samples": int(labels.size), "n_pairs": int(np.unique(groups).size),
-                           "by_theta_e": by_bin}
+    out: dict[str, Any] = {
+        "auc": float(roc_auc_score(labels, scores)),
+        "ci": list(bootstrap_auc(labels, scores, groups, n_boot=n_boot, seed=seed)),
+        "n_samples": int(labels.size),
+        "n_pairs": int(np.unique(groups).size),
+        "by_theta_e": by_bin,
+    }
     if theta_e is not None:
         for lo, hi, m in bin_masks(theta_e, list(theta_e_edges)):
-            row: dict[str, Any] = {"lo": lo, "hi": hi, "n_pairs": int(np.unique(groups[m]).size), "auc": None,
-                                   "ci": [None, None]}
+            row: dict[str, Any] = {
+                "lo": lo,
+                "hi": hi,
+                "n_pairs": int(np.unique(groups[m]).size),
+                "auc": None,
+                "ci": [None, None],
+            }
             if m.any() and np.unique(labels[m]).size == 2:
                 row["auc"] = float(roc_auc_score(labels[m], scores[m]))
-                row["ci"] = list(bootstrap_auc(labels[m], scores[m], groups[m], n_boot=max(50, n_boot // 2),
-                                               seed=seed))
+                row["ci"] = list(bootstrap_auc(labels[m], scores[m], groups[m], n_boot=max(50, n_boot // 2), seed=seed))
             by_bin.append(row)
     return out
 
@@ -245,7 +289,7 @@ REGIONS = ("disc", "box", "ring")
 REGION_MEANING = {
     "disc": "pixels with r < core radius: the core itself (what a 'bright core' shortcut uses)",
     "box": "the central core_box x core_box square of published core-LR numbers; its corners reach "
-           "r = box/sqrt(2), so it also sees arc light outside the core (for small theta_E the arc itself)",
+    "r = box/sqrt(2), so it also sees arc light outside the core (for small theta_E the arc itself)",
     "ring": "the box minus the disc: arc light near but outside the core (real signal, not a shortcut)",
 }
 
@@ -285,8 +329,16 @@ def region_columns(masks: Mapping[str, np.ndarray], union: np.ndarray, n_bands: 
     return out
 
 
-def mask_edge_probe(lens: np.ndarray, control: np.ndarray, side: int, *, is_lens: np.ndarray | None = None,
-                    reference: np.ndarray | None = None, ratio_max: float = 1e-3, significant: float = 0.1) -> dict:
+def mask_edge_probe(
+    lens: np.ndarray,
+    control: np.ndarray,
+    side: int,
+    *,
+    is_lens: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+    ratio_max: float = 1e-3,
+    significant: float = 0.1,
+) -> dict:
     """Does the light lens - control step from ~0 to significant across one pixel, at any radius?
 
     A hard core mask does exactly that at its radius (zero inside, the arc outside); light that
@@ -333,9 +385,14 @@ def mask_edge_probe(lens: np.ndarray, control: np.ndarray, side: int, *, is_lens
         step = (outer >= significant * peak) & (peak > 0) & (np.abs(inner) <= ratio_max * outer)
         rows.append({"radius_px": R, "frac_sharp": float(step.mean()) if step.size else float("nan")})
     best = max(rows, key=lambda x: -1 if not np.isfinite(x["frac_sharp"]) else x["frac_sharp"]) if rows else None
-    return {"frac_sharp": best["frac_sharp"] if best else float("nan"),
-            "radius_px": best["radius_px"] if best else None, "by_radius": rows, "n_lenses": int(keep.sum()),
-            "ratio_max": ratio_max, "significant": significant}
+    return {
+        "frac_sharp": best["frac_sharp"] if best else float("nan"),
+        "radius_px": best["radius_px"] if best else None,
+        "by_radius": rows,
+        "n_lenses": int(keep.sum()),
+        "ratio_max": ratio_max,
+        "significant": significant,
+    }
 
 
 def arc_level(arc_flux: np.ndarray, theta_e_px: np.ndarray) -> np.ndarray:

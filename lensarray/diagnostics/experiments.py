@@ -42,10 +42,23 @@ EXPERIMENTS = {
 }
 
 
-def run_experiment(name: str, *, n_points: int = 10, theta_e: float = 1.5, src_reff: float = 0.3,
-                   offset: float = 0.2, src_n: float = 1.0, psf_fwhm: float = 1.3, core_radius: float = 5.0,
-                   size: int = 64, pixel_scale: float = 0.262, bands=("g", "r", "z"), supersample: int = 4,
-                   lo: float | None = None, hi: float | None = None) -> dict:
+def run_experiment(
+    name: str,
+    *,
+    n_points: int = 10,
+    theta_e: float = 1.5,
+    src_reff: float = 0.3,
+    offset: float = 0.2,
+    src_n: float = 1.0,
+    psf_fwhm: float = 1.3,
+    core_radius: float = 5.0,
+    size: int = 64,
+    pixel_scale: float = 0.262,
+    bands=("g", "r", "z"),
+    supersample: int = 4,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> dict:
     """Sweep one parameter and measure the core flux fraction of the rendered arcs.
 
     Parameters
@@ -77,16 +90,26 @@ def run_experiment(name: str, *, n_points: int = 10, theta_e: float = 1.5, src_r
     hi = spec.hi if hi is None else hi
     values = np.linspace(lo, hi, n_points)
     n, nb = n_points, len(bands)
-    params = {k: np.zeros(n) for k in ("lens_e1", "lens_e2", "lens_x", "lens_y", "shear_g1", "shear_g2",
-                                       "src_y", "src_e1", "src_e2")}
-    params.update(theta_e=np.full(n, theta_e), src_x=np.full(n, offset), src_reff=np.full(n, src_reff),
-                  src_n=np.full(n, src_n))
+    params = {
+        k: np.zeros(n)
+        for k in ("lens_e1", "lens_e2", "lens_x", "lens_y", "shear_g1", "shear_g2", "src_y", "src_e1", "src_e2")
+    }
+    params.update(
+        theta_e=np.full(n, theta_e), src_x=np.full(n, offset), src_reff=np.full(n, src_reff), src_n=np.full(n, src_n)
+    )
     params[spec.param] = values.copy()
     cols = {}
     for label, fwhm in (("", psf_fwhm), ("_nopsf", NO_PSF_FWHM)):
         p = dict(params, psf_fwhm=np.full((n, nb), fwhm))
-        arcs, mu = render_unit_arcs(p, size=size, pixel_scale=pixel_scale, bands=tuple(bands),
-                                    supersample=supersample, psf_model="gaussian", psf_beta=3.5)
+        arcs, mu = render_unit_arcs(
+            p,
+            size=size,
+            pixel_scale=pixel_scale,
+            bands=tuple(bands),
+            supersample=supersample,
+            psf_model="gaussian",
+            psf_beta=3.5,
+        )
         cols["core_flux_frac" + label] = core_flux_fraction(np.asarray(arcs), core_radius=core_radius)
         if label == "":
             cols["mu"] = np.asarray(mu, float)
@@ -100,12 +123,29 @@ def run_experiment(name: str, *, n_points: int = 10, theta_e: float = 1.5, src_r
         row["mu"] = float(cols["mu"][i])
         row["inner_image_r_px"] = None if not np.isfinite(inner[i]) else float(inner[i])
         rows.append(row)
-    fixed = {"theta_e": theta_e, "src_reff": src_reff, "src_x": offset, "src_y": 0.0, "src_n": src_n,
-             "psf_fwhm": psf_fwhm, "core_radius_px": core_radius, "size": size, "pixel_scale": pixel_scale,
-             "supersample": supersample, "psf_model": "gaussian", "lens": "SIS (e = 0, no shear)"}
+    fixed = {
+        "theta_e": theta_e,
+        "src_reff": src_reff,
+        "src_x": offset,
+        "src_y": 0.0,
+        "src_n": src_n,
+        "psf_fwhm": psf_fwhm,
+        "core_radius_px": core_radius,
+        "size": size,
+        "pixel_scale": pixel_scale,
+        "supersample": supersample,
+        "psf_model": "gaussian",
+        "lens": "SIS (e = 0, no shear)",
+    }
     fixed.pop({"src_reff": "src_reff", "src_x": "src_x", "theta_e": "theta_e"}[spec.param])
-    return {"experiment": name, "param": spec.param, "unit": spec.unit, "bands": list(bands), "fixed": fixed,
-            "rows": rows}
+    return {
+        "experiment": name,
+        "param": spec.param,
+        "unit": spec.unit,
+        "bands": list(bands),
+        "fixed": fixed,
+        "rows": rows,
+    }
 
 
 def write_experiment(result: dict, out_dir: str | Path) -> dict[str, Path]:
@@ -128,11 +168,15 @@ def write_experiment(result: dict, out_dir: str | Path) -> dict[str, Path]:
     FigureCanvasAgg(fig)  # no pyplot: the caller's matplotlib backend is left alone
     ax = fig.subplots()
     for band in result["bands"]:
-        ax.plot(x, [r[f"core_flux_frac_{band}"] for r in rows], "o-", label=f"{band}, PSF {result['fixed']['psf_fwhm']}\"")
+        ax.plot(
+            x, [r[f"core_flux_frac_{band}"] for r in rows], "o-", label=f'{band}, PSF {result["fixed"]["psf_fwhm"]}"'
+        )
     ax.plot(x, [r[f"core_flux_frac_nopsf_{result['bands'][0]}"] for r in rows], "k--", label="no PSF")
     ax.set_xlabel(f"{result['param']} ({result['unit']})")
     ax.set_ylabel(f"core flux fraction (r < {result['fixed']['core_radius_px']:g} px)")
-    fixed = ", ".join(f"{k}={v}" for k, v in result["fixed"].items() if k in ("theta_e", "src_reff", "src_x", "psf_fwhm"))
+    fixed = ", ".join(
+        f"{k}={v}" for k, v in result["fixed"].items() if k in ("theta_e", "src_reff", "src_x", "psf_fwhm")
+    )
     ax.set_title(f"experiment {result['experiment']}: {fixed}", fontsize=9)
     ax.legend(fontsize=8)
     fig.savefig(paths["png"], dpi=100, bbox_inches="tight")

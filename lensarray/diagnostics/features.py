@@ -33,9 +33,23 @@ from ._compute import compute_tasks
 from .ablation import apply_centre_mask_spec
 from .visibility import nan_quantile_rows, visibility_proxy
 
-__all__ = ["cube_config", "MeasureSpec", "measure_spec", "pair_measures", "pair_table", "lr_subsample",
-           "central_brightness", "central_stamps", "squares_by_role", "core_box_features", "stored_pair_vars",
-           "N_MASKBITS", "ROLES", "CENTRAL_RADIUS_PX", "MEASURED_AS"]
+__all__ = [
+    "cube_config",
+    "MeasureSpec",
+    "measure_spec",
+    "pair_measures",
+    "pair_table",
+    "lr_subsample",
+    "central_brightness",
+    "central_stamps",
+    "squares_by_role",
+    "core_box_features",
+    "stored_pair_vars",
+    "N_MASKBITS",
+    "ROLES",
+    "CENTRAL_RADIUS_PX",
+    "MEASURED_AS",
+]
 
 #: DR10 MASKBITS has bits 0-16.
 N_MASKBITS = 17
@@ -45,8 +59,11 @@ CENTRAL_RADIUS_PX = 8.0
 #: light for a core-matched control: :func:`lensarray.masking.control_stamp`).
 ROLES = ("lens", "control")
 #: Measured quantities that the cube also stores: their names in the measures Dataset.
-MEASURED_AS = {"arc_flux": "arc_flux_measured", "arc_snr": "arc_snr_measured",
-               "core_flux_frac": "core_flux_frac_measured"}
+MEASURED_AS = {
+    "arc_flux": "arc_flux_measured",
+    "arc_snr": "arc_snr_measured",
+    "core_flux_frac": "core_flux_frac_measured",
+}
 #: Pairs processed at once inside a chunk task: float64 temporaries stay a few MB whatever the
 #: chunk (a shard-sized dask chunk may hold thousands of pairs).
 SUB_BATCH = 32
@@ -61,8 +78,11 @@ def cube_config(ds: xr.Dataset) -> RunConfig:
     try:
         return config_from_dict(data)
     except ConfigError as exc:  # written by another version: audit with the defaults, say so
-        warnings.warn(f"cube configuration not understood ({str(exc).splitlines()[-1].strip()}); "
-                      "using the default configuration for thresholds and bins", stacklevel=2)
+        warnings.warn(
+            f"cube configuration not understood ({str(exc).splitlines()[-1].strip()}); "
+            "using the default configuration for thresholds and bins",
+            stacklevel=2,
+        )
         return RunConfig()
 
 
@@ -117,13 +137,23 @@ class MeasureSpec:
 
     @property
     def ablation_kwargs(self) -> dict | None:
-        return None if self.ablation is None else {k: (tuple(v) if isinstance(v, list) else v)
-                                                   for k, v in self.ablation}
+        return (
+            None if self.ablation is None else {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.ablation}
+        )
 
 
-def measure_spec(ds: xr.Dataset, config: RunConfig | None = None, *, ablation: dict | None = None, seed: int = 0,
-                 tables: bool = True, box: int | None = None, core_radius: float | None = None,
-                 edge_radius: float = 0.0, side: int | None = None) -> MeasureSpec:
+def measure_spec(
+    ds: xr.Dataset,
+    config: RunConfig | None = None,
+    *,
+    ablation: dict | None = None,
+    seed: int = 0,
+    tables: bool = True,
+    box: int | None = None,
+    core_radius: float | None = None,
+    edge_radius: float = 0.0,
+    side: int | None = None,
+) -> MeasureSpec:
     """The :class:`MeasureSpec` of a cube under a configuration (default: the cube's own);
     ``box`` and ``core_radius`` override ``diagnostics.core_box`` / ``core_radius`` (pixels);
     ``edge_radius`` (pixels) is the largest radius the mask-edge probe must see (e.g. the core
@@ -135,18 +165,30 @@ def measure_spec(ds: xr.Dataset, config: RunConfig | None = None, *, ablation: d
     size = int(ds.sizes["x"])
     core_radius = float(cfg.diagnostics.core_radius if core_radius is None else core_radius)
     box = int(cfg.diagnostics.core_box if box is None else box)
-    abl = None if ablation is None else tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
-                                                     for k, v in ablation.items()))
-    return MeasureSpec(core_radius=core_radius, snr_band=snr_band, ref_band=ref_band,
-                       pixel_scale=float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale)), box=box,
-                       side=int(side) if side is not None else central_side(size, core_radius, box, edge_radius),
-                       ablation=abl, seed=int(seed), tables=tables, core_centre=str(cfg.diagnostics.core_centre),
-                       w_core=control_weights_of(ds.attrs, size))
+    abl = (
+        None
+        if ablation is None
+        else tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in ablation.items()))
+    )
+    return MeasureSpec(
+        core_radius=core_radius,
+        snr_band=snr_band,
+        ref_band=ref_band,
+        pixel_scale=float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale)),
+        box=box,
+        side=int(side) if side is not None else central_side(size, core_radius, box, edge_radius),
+        ablation=abl,
+        seed=int(seed),
+        tables=tables,
+        core_centre=str(cfg.diagnostics.core_centre),
+        w_core=control_weights_of(ds.attrs, size),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # the per-chunk kernel
 # ---------------------------------------------------------------------------------------------
+
 
 @njit(cache=True)
 def _select_quantile(buf, m, q):
@@ -157,13 +199,34 @@ def _select_quantile(buf, m, q):
     lo = int(math.floor(pos))
     part = np.partition(buf[:m], lo)
     vlo = part[lo]
-    vhi = part[lo + 1:m].min() if lo + 1 < m else vlo
+    vhi = part[lo + 1 : m].min() if lo + 1 < m else vlo
     return vlo + (pos - lo) * (vhi - vlo)
 
 
 @njit(cache=True)
-def _pixel_kernel(host, arc, invvar, maskbits, core, central, w_core, matched, ref_band, n_bits,
-                  inv_sum, inv_med, inv_zero, mb_frac, bad_frac, nan_c, inf_c, nodata_c, out_core, core_mean, cbright):
+def _pixel_kernel(
+    host,
+    arc,
+    invvar,
+    maskbits,
+    core,
+    central,
+    w_core,
+    matched,
+    ref_band,
+    n_bits,
+    inv_sum,
+    inv_med,
+    inv_zero,
+    mb_frac,
+    bad_frac,
+    nan_c,
+    inf_c,
+    nodata_c,
+    out_core,
+    core_mean,
+    cbright,
+):
     """Invvar / mask-bit statistics and per-role stamp counts of each pair, in one sweep of its
     pixels (images flattened to ``(n, band, pixel)``; role 0 = lens = host + arc, 1 = control =
     host, or host + arc * w_core when ``matched`` (the core-matched control))."""
@@ -280,8 +343,9 @@ _TABLE_VARS = {
 # table keeps ~7 significant digits, 0.24 kB a pair instead of 0.45
 
 
-def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: MeasureSpec,
-                 lens_px: tuple | None = None) -> dict:
+def _table_batch(
+    host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: MeasureSpec, lens_px: tuple | None = None
+) -> dict:
     n, nb, size, _ = host.shape
     a64 = np.asarray(arc, np.float64)
     core = core_pixels(size, spec.core_radius)
@@ -296,16 +360,45 @@ def _table_batch(host, arc, invvar, maskbits, theta_e, psf_fwhm, in_vis, spec: M
         out["arc_snr_measured"] = matched_filter_snr(signal, invvar[:, spec.snr_band])
     f8 = lambda *s: np.empty((n, *s), np.float64)  # noqa: E731
     i4 = lambda *s: np.empty((n, *s), np.int32)  # noqa: E731
-    out.update(invvar_sum=f8(nb), invvar_median=f8(nb), invvar_zero_frac=f8(nb), maskbit_frac=f8(N_MASKBITS),
-               bad_pixel_frac=f8(), nan_count=i4(2), inf_count=i4(2), nodata_flux_count=i4(2),
-               flux_outside_core=f8(2, nb), core_mean=f8(2, nb), central_brightness=f8(2))
+    out.update(
+        invvar_sum=f8(nb),
+        invvar_median=f8(nb),
+        invvar_zero_frac=f8(nb),
+        maskbit_frac=f8(N_MASKBITS),
+        bad_pixel_frac=f8(),
+        nan_count=i4(2),
+        inf_count=i4(2),
+        nodata_flux_count=i4(2),
+        flux_outside_core=f8(2, nb),
+        core_mean=f8(2, nb),
+        central_brightness=f8(2),
+    )
     flat = lambda a, *shape: np.ascontiguousarray(a).reshape(*shape)  # noqa: E731
-    _pixel_kernel(flat(host, n, nb, -1), flat(arc, n, nb, -1), flat(invvar, n, nb, -1),
-                  flat(maskbits, n, -1), core.ravel(), core_pixels(size, CENTRAL_RADIUS_PX).ravel(),
-                  np.zeros(size * size, np.float32) if spec.w_core is None else
-                  np.ascontiguousarray(spec.w_core, np.float32).ravel(), spec.w_core is not None, spec.ref_band, N_MASKBITS, out["invvar_sum"], out["invvar_median"], out["invvar_zero_frac"],
-                  out["maskbit_frac"], out["bad_pixel_frac"], out["nan_count"], out["inf_count"],
-                  out["nodata_flux_count"], out["flux_outside_core"], out["core_mean"], out["central_brightness"])
+    _pixel_kernel(
+        flat(host, n, nb, -1),
+        flat(arc, n, nb, -1),
+        flat(invvar, n, nb, -1),
+        flat(maskbits, n, -1),
+        core.ravel(),
+        core_pixels(size, CENTRAL_RADIUS_PX).ravel(),
+        np.zeros(size * size, np.float32)
+        if spec.w_core is None
+        else np.ascontiguousarray(spec.w_core, np.float32).ravel(),
+        spec.w_core is not None,
+        spec.ref_band,
+        N_MASKBITS,
+        out["invvar_sum"],
+        out["invvar_median"],
+        out["invvar_zero_frac"],
+        out["maskbit_frac"],
+        out["bad_pixel_frac"],
+        out["nan_count"],
+        out["inf_count"],
+        out["nodata_flux_count"],
+        out["flux_outside_core"],
+        out["core_mean"],
+        out["central_brightness"],
+    )
     vis = np.full((n, 2), np.nan)
     sel = np.flatnonzero(in_vis)
     if sel.size:
@@ -343,9 +436,12 @@ def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
     if kw is not None:
         sl = central_slice(host.shape[-1], spec.side)
         ids = np.asarray(pair_id, np.int64)
-        masked = [apply_centre_mask_spec(st, kw, seed=spec.seed, sample_ids=2 * ids + r, psf_fwhm=psf_fwhm,
-                                         pixel_scale=spec.pixel_scale)[..., sl, sl]
-                  for r, st in enumerate((lens, control))]
+        masked = [
+            apply_centre_mask_spec(
+                st, kw, seed=spec.seed, sample_ids=2 * ids + r, psf_fwhm=psf_fwhm, pixel_scale=spec.pixel_scale
+            )[..., sl, sl]
+            for r, st in enumerate((lens, control))
+        ]
         out["central_masked"] = np.stack(masked, axis=1)
     return out
 
@@ -363,14 +459,27 @@ def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: t
     pair_id, in_lr, in_vis = np.asarray(inp["pair_id"]), np.asarray(inp["in_lr"], bool), np.asarray(inp["in_vis"], bool)
     lens_px = None
     if spec.core_centre == "lens":
-        lens_px = (np.asarray(inp["lens_x"], np.float64) / spec.pixel_scale,
-                   np.asarray(inp["lens_y"], np.float64) / spec.pixel_scale)
+        lens_px = (
+            np.asarray(inp["lens_x"], np.float64) / spec.pixel_scale,
+            np.asarray(inp["lens_y"], np.float64) / spec.pixel_scale,
+        )
     parts, cparts, amax = [], [], []
     for i in range(0, len(host), SUB_BATCH):
         s = slice(i, i + SUB_BATCH)
         if spec.tables:
-            parts.append(_table_batch(host[s], arc[s], invvar[s], maskbits[s], theta_e[s], psf_fwhm[s], in_vis[s], spec,
-                                      None if lens_px is None else (lens_px[0][s], lens_px[1][s])))
+            parts.append(
+                _table_batch(
+                    host[s],
+                    arc[s],
+                    invvar[s],
+                    maskbits[s],
+                    theta_e[s],
+                    psf_fwhm[s],
+                    in_vis[s],
+                    spec,
+                    None if lens_px is None else (lens_px[0][s], lens_px[1][s]),
+                )
+            )
         else:  # the squares-only pass (core_lr_on_cube) reports the largest |arc| it saw
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN arc gives NaN
@@ -378,8 +487,11 @@ def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: t
         lr = np.flatnonzero(in_lr[s]) + i
         if lr.size:
             cparts.append(_central_batch(host[lr], arc[lr], psf_fwhm[lr], pair_id[lr], spec))
-    out = {k: np.concatenate([p[k] for p in parts]).astype(_TABLE_VARS[k][1], copy=False) for k in parts[0]} \
-        if parts else {}
+    out = (
+        {k: np.concatenate([p[k] for p in parts]).astype(_TABLE_VARS[k][1], copy=False) for k in parts[0]}
+        if parts
+        else {}
+    )
     if not spec.tables:
         out["arc_abs_max"] = np.concatenate(amax).astype(np.float32) if amax else np.zeros(0, np.float32)
     if cparts:
@@ -391,8 +503,9 @@ def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: t
 _INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
 
 
-def _blocks(ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, stored: tuple[str, ...] = (),
-            default_chunk: int = 256):
+def _blocks(
+    ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, stored: tuple[str, ...] = (), default_chunk: int = 256
+):
     """One fused dask task per pair chunk (``Delayed`` returning the chunk's dict), the chunk
     sizes and the number of core-LR pairs per chunk."""
     import dask.array as da
@@ -421,8 +534,11 @@ def _blocks(ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, stored: tupl
 
     lr, vis = flags(lr_index), flags(vis_index if vis_index is not None else np.arange(n))
     names += ["pair_id", "in_lr", "in_vis"]
-    arrays += [da.from_array(ds["pair"].values, chunks=(chunks,)), da.from_array(lr, chunks=(chunks,)),
-               da.from_array(vis, chunks=(chunks,))]
+    arrays += [
+        da.from_array(ds["pair"].values, chunks=(chunks,)),
+        da.from_array(lr, chunks=(chunks,)),
+        da.from_array(vis, chunks=(chunks,)),
+    ]
     # blockwise fuses each chunk's zarr reads into its reduction task (a task taking the arrays
     # as inputs let the scheduler read them on different workers and ship ~40 MB per shard);
     # every trailing dimension is one chunk and gets its own index letter
@@ -430,10 +546,18 @@ def _blocks(ds: xr.Dataset, spec: MeasureSpec, lr_index, vis_index, stored: tupl
     letters = iter("abcdefghijklmnoqrstuvwxyz")
     for a in arrays:
         args += [a, "p" + "".join(next(letters) for _ in range(a.ndim - 1))]
-    obj = da.blockwise(_measure_block, "p", *args, concatenate=True, dtype=object, meta=np.empty((0,), object),
-                       spec=spec, names=tuple(names), stored=tuple(stored))
-    lr_counts = [int(c) for c in np.add.reduceat(lr.astype(np.int64), np.r_[0, np.cumsum(chunks)[:-1]])] \
-        if n else []
+    obj = da.blockwise(
+        _measure_block,
+        "p",
+        *args,
+        concatenate=True,
+        dtype=object,
+        meta=np.empty((0,), object),
+        spec=spec,
+        names=tuple(names),
+        stored=tuple(stored),
+    )
+    lr_counts = [int(c) for c in np.add.reduceat(lr.astype(np.int64), np.r_[0, np.cumsum(chunks)[:-1]])] if n else []
     return list(obj.to_delayed().ravel()), list(chunks), lr_counts
 
 
@@ -471,26 +595,44 @@ def stored_pair_vars(ds: xr.Dataset, names=None) -> tuple[str, ...]:
 
 def _coords(ds: xr.Dataset, spec: MeasureSpec, lr_index) -> dict:
     off = np.arange(spec.side) - spec.side // 2
-    c = {"pair": ds["pair"].values, "band": ds["band"].values, "bit": np.arange(N_MASKBITS),
-         "role": np.array(ROLES), "cy": off, "cx": off}
+    c = {
+        "pair": ds["pair"].values,
+        "band": ds["band"].values,
+        "bit": np.arange(N_MASKBITS),
+        "role": np.array(ROLES),
+        "cy": off,
+        "cx": off,
+    }
     c["lr_pair"] = ds["pair"].values[np.asarray(lr_index, np.int64)] if lr_index is not None else np.zeros(0, np.int64)
     return c
 
 
 def _attrs(spec: MeasureSpec) -> dict:
-    return {"core_radius_px": spec.core_radius, "core_box": spec.box, "central_side": spec.side,
-            "snr_band_index": spec.snr_band, "pixel_scale": spec.pixel_scale, "core_centre": spec.core_centre,
-            "ablation": json.dumps(spec.ablation_kwargs) if spec.ablation is not None else "",
-            "description": "per-pair measures of the one pixel pass (lensarray.diagnostics.features)"}
+    return {
+        "core_radius_px": spec.core_radius,
+        "core_box": spec.box,
+        "central_side": spec.side,
+        "snr_band_index": spec.snr_band,
+        "pixel_scale": spec.pixel_scale,
+        "core_centre": spec.core_centre,
+        "ablation": json.dumps(spec.ablation_kwargs) if spec.ablation is not None else "",
+        "description": "per-pair measures of the one pixel pass (lensarray.diagnostics.features)",
+    }
 
 
 def _item(res: dict, name: str, shape: tuple, dtype) -> np.ndarray:
     return res[name] if name in res else np.zeros((0, *shape), dtype)  # a chunk without LR pairs
 
 
-def pair_measures(ds: xr.Dataset, *, config: RunConfig | None = None, spec: MeasureSpec | None = None,
-                  lr_index: np.ndarray | None = None, vis_index: np.ndarray | None = None,
-                  stored=()) -> xr.Dataset:
+def pair_measures(
+    ds: xr.Dataset,
+    *,
+    config: RunConfig | None = None,
+    spec: MeasureSpec | None = None,
+    lr_index: np.ndarray | None = None,
+    vis_index: np.ndarray | None = None,
+    stored=(),
+) -> xr.Dataset:
     """The per-pair measures of a cube as a lazy (dask-backed) Dataset: one task per pair chunk.
 
     Parameters
@@ -527,16 +669,25 @@ def pair_measures(ds: xr.Dataset, *, config: RunConfig | None = None, spec: Meas
     data_vars = {}
     for name, (dims, shape, dt) in layout.items():
         lens = lr_counts if dims[0] == "lr_pair" else chunks
-        parts = [da.from_delayed(get(b, name, shape, dt), shape=(m, *shape), dtype=dt)
-                 for b, m in zip(blocks, lens, strict=True)]
+        parts = [
+            da.from_delayed(get(b, name, shape, dt), shape=(m, *shape), dtype=dt)
+            for b, m in zip(blocks, lens, strict=True)
+        ]
         data = da.concatenate(parts) if parts else da.zeros((0, *shape), dtype=dt)
         data_vars[name] = (dims, data, ds[name].attrs if name in stored else {})
     return xr.Dataset(data_vars, coords=_coords(ds, spec, lr_index), attrs=_attrs(spec))
 
 
-def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | None = None,
-               spec: MeasureSpec | None = None, lr_index: np.ndarray | None = None,
-               vis_index: np.ndarray | None = None, stored=None) -> xr.Dataset:
+def pair_table(
+    ds: xr.Dataset,
+    *,
+    progress: bool = True,
+    config: RunConfig | None = None,
+    spec: MeasureSpec | None = None,
+    lr_index: np.ndarray | None = None,
+    vis_index: np.ndarray | None = None,
+    stored=None,
+) -> xr.Dataset:
     """:func:`pair_measures` computed (numpy-backed), plus the cube's stored per-pair variables.
 
     Chunk results are written into preallocated arrays as they arrive (with a tqdm bar, under a
@@ -551,8 +702,9 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
     layout = _layout(ds, spec, names)
     n = int(ds.sizes["pair"])
     n_lr = int(sum(lr_counts))
-    arrays = {k: np.empty(((n_lr if dims[0] == "lr_pair" else n), *shape), dt)
-              for k, (dims, shape, dt) in layout.items()}
+    arrays = {
+        k: np.empty(((n_lr if dims[0] == "lr_pair" else n), *shape), dt) for k, (dims, shape, dt) in layout.items()
+    }
     starts = np.r_[0, np.cumsum(chunks)[:-1]].astype(int) if chunks else np.zeros(0, int)
     lr_starts = np.r_[0, np.cumsum(lr_counts)[:-1]].astype(int) if lr_counts else np.zeros(0, int)
 
@@ -560,11 +712,14 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
         for k, (dims, _, _) in layout.items():
             if k in res:
                 a = lr_starts[i] if dims[0] == "lr_pair" else starts[i]
-                arrays[k][a:a + len(res[k])] = res[k]
+                arrays[k][a : a + len(res[k])] = res[k]
 
     compute_tasks(blocks, desc="diagnose: per-pair table", progress=progress, sink=sink)
-    table = xr.Dataset({k: (layout[k][0], v, ds[k].attrs if k in names else {}) for k, v in arrays.items()},
-                       coords=_coords(ds, spec, lr_index), attrs=_attrs(spec))
+    table = xr.Dataset(
+        {k: (layout[k][0], v, ds[k].attrs if k in names else {}) for k, v in arrays.items()},
+        coords=_coords(ds, spec, lr_index),
+        attrs=_attrs(spec),
+    )
     neg = table["hard_negative"].values if "hard_negative" in table else np.zeros(n, np.int8)
     vis = np.zeros(n, bool)
     vis[np.asarray(vis_index if vis_index is not None else np.arange(n), np.int64)] = True
@@ -574,8 +729,15 @@ def pair_table(ds: xr.Dataset, *, progress: bool = True, config: RunConfig | Non
     return table
 
 
-def core_box_features(ds: xr.Dataset, pair_index: np.ndarray, *, box: int, ablation: dict | None = None,
-                      seed: int = 0, progress: bool = True) -> dict:
+def core_box_features(
+    ds: xr.Dataset,
+    pair_index: np.ndarray,
+    *,
+    box: int,
+    ablation: dict | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Central ``box x box`` squares of the lens and control stamps of the pairs ``pair_index``
     (positional), from the pixel pass (:func:`pair_table` with ``tables=False``).
 

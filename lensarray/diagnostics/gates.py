@@ -57,34 +57,77 @@ def evaluate_gates(results: dict, thresholds: DiagnosticsSection) -> list[Gate]:
     """
     lr = results["core_lr"]
     region = lr.get("region", thresholds.core_lr_region)
-    gates = [_lt("core_lr_auc", lr["auc"], thresholds.lr_auc_max,
-                 f"core logistic-regression AUC on the {region} pixels (all bands, GroupKFold by pair)",
-                 "can the core pixels alone tell a lens from its control? 0.5: no; near 1: a bright-core shortcut",
-                 lr.get("ci"))]
+    gates = [
+        _lt(
+            "core_lr_auc",
+            lr["auc"],
+            thresholds.lr_auc_max,
+            f"core logistic-regression AUC on the {region} pixels (all bands, GroupKFold by pair)",
+            "can the core pixels alone tell a lens from its control? 0.5: no; near 1: a bright-core shortcut",
+            lr.get("ci"),
+        )
+    ]
     edge = results.get("edge_probe")
     if edge is not None:
         v = edge.get("frac_sharp")
-        gates.append(_lt("mask_edge", v, thresholds.edge_frac_max,
-                         f"largest fraction of lenses whose lens - control light steps from ~0 to significant "
-                         f"across one pixel (at r = {edge.get('radius_px')} px)",
-                         "a sharp circular edge (hard mask) is a feature no real lens has; seeing-blurred light has none"))
+        gates.append(
+            _lt(
+                "mask_edge",
+                v,
+                thresholds.edge_frac_max,
+                f"largest fraction of lenses whose lens - control light steps from ~0 to significant "
+                f"across one pixel (at r = {edge.get('radius_px')} px)",
+                "a sharp circular edge (hard mask) is a feature no real lens has; seeing-blurred light has none",
+            )
+        )
     ni = results.get("null_identity")
     if ni is None:
-        gates.append(Gate("null_identity", None, "bit-identical", None, "every step identical",
-                          "null lens and control stamps through loader, augmentations, centre mask, dtype",
-                          "not run: give a null-injection cube (build --null) to check it"))
+        gates.append(
+            Gate(
+                "null_identity",
+                None,
+                "bit-identical",
+                None,
+                "every step identical",
+                "null lens and control stamps through loader, augmentations, centre mask, dtype",
+                "not run: give a null-injection cube (build --null) to check it",
+            )
+        )
     else:
         bad = [s["step"] for s in ni["steps"] if not s["identical"]]
-        gates.append(Gate("null_identity", float(len(bad)), 0.0, bool(ni["passed"]), "no step differs",
-                          f"null lens and control stamps through the training path ({ni['n_pairs']} pairs)",
-                          "identical: no processing step leaks the label" if ni["passed"] else
-                          f"differ after: {', '.join(bad) or 'dtype'}"))
+        gates.append(
+            Gate(
+                "null_identity",
+                float(len(bad)),
+                0.0,
+                bool(ni["passed"]),
+                "no step differs",
+                f"null lens and control stamps through the training path ({ni['n_pairs']} pairs)",
+                "identical: no processing step leaks the label"
+                if ni["passed"]
+                else f"differ after: {', '.join(bad) or 'dtype'}",
+            )
+        )
     leak = results["leakage"]["max_auc_sym"]
-    gates.append(_lt("metadata_leak_auc", leak if leak is not None else 0.5, thresholds.leak_auc_max,
-                     f"largest max(AUC, 1-AUC) of any audited per-sample variable ({results['leakage']['worst']})",
-                     "could a variable other than the pixels give the label away?"))
+    gates.append(
+        _lt(
+            "metadata_leak_auc",
+            leak if leak is not None else 0.5,
+            thresholds.leak_auc_max,
+            f"largest max(AUC, 1-AUC) of any audited per-sample variable ({results['leakage']['worst']})",
+            "could a variable other than the pixels give the label away?",
+        )
+    )
     nflags = results["systematics"]["n_flags"]
-    gates.append(Gate("systematics_role_flags", float(nflags), 0.0, nflags == 0, "value == threshold",
-                      "number of lens/control differences other than the arc",
-                      "NaNs, dead-pixel flux, invvar or mask differences between the roles"))
+    gates.append(
+        Gate(
+            "systematics_role_flags",
+            float(nflags),
+            0.0,
+            nflags == 0,
+            "value == threshold",
+            "number of lens/control differences other than the arc",
+            "NaNs, dead-pixel flux, invvar or mask differences between the roles",
+        )
+    )
     return gates

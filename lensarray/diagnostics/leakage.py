@@ -31,8 +31,19 @@ from .systematics import per_sample_variables
 
 __all__ = ["HOST_FACTS", "feature_auc", "metadata_leakage"]
 
-HOST_FACTS = ("pair", "ra", "dec", "brickname", "region", "split", "psf_fwhm", "psfdepth", "host_mag",
-              "host_reff", "host_id")
+HOST_FACTS = (
+    "pair",
+    "ra",
+    "dec",
+    "brickname",
+    "region",
+    "split",
+    "psf_fwhm",
+    "psfdepth",
+    "host_mag",
+    "host_reff",
+    "host_id",
+)
 
 
 def feature_auc(values: np.ndarray, labels: np.ndarray) -> float:
@@ -101,8 +112,9 @@ def metadata_leakage(table: xr.Dataset, ds: xr.Dataset | None = None, *, thresho
     for name in ("invvar_sum", "invvar_median", "invvar_zero_frac", "bad_pixel_frac"):
         for cname, v in _columns(name, table[name].values, bands):
             cols.append((cname, "pixel statistic", both(v)))
-    cols.append(("maskbit_any_frac", "pixel statistic",
-                 both(table["maskbit_frac"].values.astype(np.float64).sum(axis=1))))
+    cols.append(
+        ("maskbit_any_frac", "pixel statistic", both(table["maskbit_frac"].values.astype(np.float64).sum(axis=1)))
+    )
     for name in ("nan_count", "inf_count", "nodata_flux_count"):
         cols.append((name, "stamp statistic", roles(name)))
     if ds is not None:
@@ -113,11 +125,21 @@ def metadata_leakage(table: xr.Dataset, ds: xr.Dataset | None = None, *, thresho
     for cname, kind, v in cols:
         auc = feature_auc(v, labels)
         sym = max(auc, 1 - auc) if np.isfinite(auc) else float("nan")
-        audited.append({"name": cname, "kind": kind, "auc": _r(auc), "auc_sym": _r(sym),
-                        "flagged": bool(np.isfinite(sym) and sym > threshold)})
+        audited.append(
+            {
+                "name": cname,
+                "kind": kind,
+                "auc": _r(auc),
+                "auc_sym": _r(sym),
+                "flagged": bool(np.isfinite(sym) and sym > threshold),
+            }
+        )
     signal = []
-    measured = np.asarray(table["visibility_measured"].values, bool) if "visibility_measured" in table.coords \
+    measured = (
+        np.asarray(table["visibility_measured"].values, bool)
+        if "visibility_measured" in table.coords
         else np.ones(n, bool)
+    )
     for name in ("flux_outside_core", "core_mean", "central_brightness", "visibility"):
         v = roles(name)
         # the visibility proxy is measured on a subsample: its AUC on those samples only
@@ -127,9 +149,14 @@ def metadata_leakage(table: xr.Dataset, ds: xr.Dataset | None = None, *, thresho
             signal.append({"name": cname, "auc": _r(auc)})
     syms = [a["auc_sym"] for a in audited if a["auc_sym"] is not None]
     worst = max(audited, key=lambda a: -1 if a["auc_sym"] is None else a["auc_sym"]) if audited else None
-    return {"threshold": threshold, "audited": audited, "signal": signal,
-            "max_auc_sym": max(syms) if syms else None, "worst": worst["name"] if worst else None,
-            "flagged": [a["name"] for a in audited if a["flagged"]]}
+    return {
+        "threshold": threshold,
+        "audited": audited,
+        "signal": signal,
+        "max_auc_sym": max(syms) if syms else None,
+        "worst": worst["name"] if worst else None,
+        "flagged": [a["name"] for a in audited if a["flagged"]],
+    }
 
 
 def _r(x):

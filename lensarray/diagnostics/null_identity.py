@@ -16,8 +16,9 @@ import xarray as xr
 __all__ = ["null_identity"]
 
 
-def null_identity(null_ds: xr.Dataset, *, centre_mask: dict | None = None, seed: int = 0,
-                  max_pairs: int = 2048) -> dict:
+def null_identity(
+    null_ds: xr.Dataset, *, centre_mask: dict | None = None, seed: int = 0, max_pairs: int = 2048
+) -> dict:
     """Pass/fail identity check of a null cube through the training path.
 
     Parameters
@@ -44,16 +45,22 @@ def null_identity(null_ds: xr.Dataset, *, centre_mask: dict | None = None, seed:
     cm = dict(centre_mask or {"mode": "uniform", "r_mask": (3.0, 7.0)})
     lens: dict[int, np.ndarray] = {}
     control: dict[int, np.ndarray] = {}
-    for batch in batches(null_ds, split=None, batch_size=256, seed=seed, augment=(), centre_mask=None,
-                         shuffle_buffer=0):
+    for batch in batches(
+        null_ds, split=None, batch_size=256, seed=seed, augment=(), centre_mask=None, shuffle_buffer=0
+    ):
         for img, p, role in zip(batch["images"], batch["pair"], batch["role"], strict=True):
             (lens if role == 1 else control)[int(p)] = img
         if len(set(lens) & set(control)) >= max_pairs:
             break
     pairs = sorted(set(lens) & set(control))[:max_pairs]
     if not pairs:
-        return {"passed": False, "n_pairs": 0, "steps": [], "max_abs_arc": None,
-                "reason": "the loader returned no complete pair"}
+        return {
+            "passed": False,
+            "n_pairs": 0,
+            "steps": [],
+            "max_abs_arc": None,
+            "reason": "the loader returned no complete pair",
+        }
     L = np.stack([lens[p] for p in pairs])
     C = np.stack([control[p] for p in pairs])
     ids = np.asarray(pairs, np.int64)
@@ -77,10 +84,21 @@ def null_identity(null_ds: xr.Dataset, *, centre_mask: dict | None = None, seed:
         return apply_centre_mask_spec(stamps, cm, seed=seed, sample_ids=ids, psf_fwhm=psf, pixel_scale=scale)
 
     steps.append(("centre-mask transform", masked(aug_l), masked(aug_c)))
-    steps.append(("dtype float32", np.ascontiguousarray(steps[-1][1], dtype=np.float32),
-                  np.ascontiguousarray(steps[-1][2], dtype=np.float32)))
-    rows = [{"step": name, "n_differing_pairs": differing(a, b), "identical": differing(a, b) == 0,
-             "dtype": str(a.dtype)} for name, a, b in steps]
+    steps.append(
+        (
+            "dtype float32",
+            np.ascontiguousarray(steps[-1][1], dtype=np.float32),
+            np.ascontiguousarray(steps[-1][2], dtype=np.float32),
+        )
+    )
+    rows = [
+        {"step": name, "n_differing_pairs": differing(a, b), "identical": differing(a, b) == 0, "dtype": str(a.dtype)}
+        for name, a, b in steps
+    ]
     max_arc = float(np.abs(null_ds["arc"].isel(pair=ids).values).max())
-    return {"passed": all(r["identical"] for r in rows) and rows[-1]["dtype"] == "float32", "n_pairs": len(pairs),
-            "steps": rows, "max_abs_arc": max_arc}
+    return {
+        "passed": all(r["identical"] for r in rows) and rows[-1]["dtype"] == "float32",
+        "n_pairs": len(pairs),
+        "steps": rows,
+        "max_abs_arc": max_arc,
+    }

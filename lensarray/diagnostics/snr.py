@@ -9,8 +9,14 @@ from ..statistics import bin_index
 __all__ = ["arc_snr_distribution"]
 
 
-def arc_snr_distribution(arc_snr: np.ndarray, edges, target_fractions, *, measured: np.ndarray | None = None,
-                         is_lens: np.ndarray | None = None) -> dict:
+def arc_snr_distribution(
+    arc_snr: np.ndarray,
+    edges,
+    target_fractions,
+    *,
+    measured: np.ndarray | None = None,
+    is_lens: np.ndarray | None = None,
+) -> dict:
     """Fraction of injections per configured arc_snr bin next to the target fraction.
 
     Parameters
@@ -38,11 +44,18 @@ def arc_snr_distribution(arc_snr: np.ndarray, edges, target_fractions, *, measur
     n = max(v.size, 1)
     idx = bin_index(v, edges)
     counts = np.bincount(idx[idx >= 0], minlength=len(edges) - 1)
-    rows = [{"lo": lo, "hi": hi, "count": int(c), "fraction": float(c / n), "target": float(t),
-             "diff": float(c / n - t)} for lo, hi, c, t in zip(edges[:-1], edges[1:], counts, target_fractions, strict=True)]
-    out = {"n": int(v.size), "bins": rows, "below": int(np.sum(v < edges[0])), "above": int(np.sum(v > edges[-1])),
-           "max_abs_fraction_diff": float(max(abs(r["diff"]) for r in rows)) if rows else None,
-           "median": float(np.median(v)) if v.size else None}
+    rows = [
+        {"lo": lo, "hi": hi, "count": int(c), "fraction": float(c / n), "target": float(t), "diff": float(c / n - t)}
+        for lo, hi, c, t in zip(edges[:-1], edges[1:], counts, target_fractions, strict=True)
+    ]
+    out = {
+        "n": int(v.size),
+        "bins": rows,
+        "below": int(np.sum(v < edges[0])),
+        "above": int(np.sum(v > edges[-1])),
+        "max_abs_fraction_diff": float(max(abs(r["diff"]) for r in rows)) if rows else None,
+        "median": float(np.median(v)) if v.size else None,
+    }
     if measured is not None:
         m = np.asarray(measured, float)[sel]
         with np.errstate(all="ignore"):

@@ -20,8 +20,15 @@ import xarray as xr
 from ..cube import SPLIT_NAMES
 from .features import ROLES
 
-__all__ = ["ROLE_COUNTS", "INVVAR_QUANTILES", "ClassSystematics", "GroupSystematics", "class_summary",
-           "systematics_by_class", "per_sample_variables"]
+__all__ = [
+    "ROLE_COUNTS",
+    "INVVAR_QUANTILES",
+    "ClassSystematics",
+    "GroupSystematics",
+    "class_summary",
+    "systematics_by_class",
+    "per_sample_variables",
+]
 
 #: Per-sample stamp counts compared between roles (an exact equality is expected).
 ROLE_COUNTS = ("nan_count", "inf_count", "nodata_flux_count")
@@ -95,19 +102,44 @@ def class_summary(table: xr.Dataset, by: tuple[str, ...] = ("role", "split")) ->
     if bad or not by:
         raise ValueError(f"by = {by!r}: allowed a non-empty tuple of {', '.join(allowed)}")
     s = _samples(table)
-    groups = {"role": np.array(ROLES), "split": np.arange(len(SPLIT_NAMES), dtype=np.int64),
-              "is_lens": np.array([True, False]), "hard_negative": None}
+    groups = {
+        "role": np.array(ROLES),
+        "split": np.arange(len(SPLIT_NAMES), dtype=np.int64),
+        "is_lens": np.array([True, False]),
+        "hard_negative": None,
+    }
     keys = [s[k] for k in by]
     expected = tuple(groups[k] if groups[k] is not None else np.unique(np.asarray(s[k].values)) for k in by)
     s = s.chunk({"sample": -1}) if any(hasattr(v.data, "dask") for v in s.data_vars.values()) else s
-    counts = xarray_reduce(s[list(ROLE_COUNTS)], *keys, func="sum", dim="sample", expected_groups=expected,
-                           fill_value=0)
-    means = xarray_reduce(s[["maskbit_frac", "bad_pixel_frac"]], *keys, func="nanmean", dim="sample",
-                          expected_groups=expected, fill_value=np.nan)
-    n = xarray_reduce(xr.ones_like(s["bad_pixel_frac"], dtype=np.int64).rename("n"), *keys, func="sum",
-                      dim="sample", expected_groups=expected, fill_value=0)
-    quant = xarray_reduce(s["invvar_median"], *keys, func="nanquantile", q=list(INVVAR_QUANTILES),
-                          method="blockwise", dim="sample", expected_groups=expected, fill_value=np.nan)
+    counts = xarray_reduce(
+        s[list(ROLE_COUNTS)], *keys, func="sum", dim="sample", expected_groups=expected, fill_value=0
+    )
+    means = xarray_reduce(
+        s[["maskbit_frac", "bad_pixel_frac"]],
+        *keys,
+        func="nanmean",
+        dim="sample",
+        expected_groups=expected,
+        fill_value=np.nan,
+    )
+    n = xarray_reduce(
+        xr.ones_like(s["bad_pixel_frac"], dtype=np.int64).rename("n"),
+        *keys,
+        func="sum",
+        dim="sample",
+        expected_groups=expected,
+        fill_value=0,
+    )
+    quant = xarray_reduce(
+        s["invvar_median"],
+        *keys,
+        func="nanquantile",
+        q=list(INVVAR_QUANTILES),
+        method="blockwise",
+        dim="sample",
+        expected_groups=expected,
+        fill_value=np.nan,
+    )
     out = xr.merge([n.rename("n"), means, counts, quant.rename("invvar_median_quantile")])
     if "role" in out.dims:
         out = out.sel(role=list(ROLES))
@@ -159,8 +191,10 @@ class GroupSystematics:
             n=int(summ["n"]),
             bad_pixel_frac_mean=_finite_or_none(summ["bad_pixel_frac"]),
             maskbit_frac_mean=[_finite_or_none(v) for v in summ["maskbit_frac"].values],
-            invvar_median_q05_q50_q95={b: ([_finite_or_none(v) for v in q[i]] if np.isfinite(q[i]).any()
-                                           else [None] * len(INVVAR_QUANTILES)) for i, b in enumerate(bands)},
+            invvar_median_q05_q50_q95={
+                b: ([_finite_or_none(v) for v in q[i]] if np.isfinite(q[i]).any() else [None] * len(INVVAR_QUANTILES))
+                for i, b in enumerate(bands)
+            },
             bands=list(bands),
             role_count_totals={k: int(summ[k]) for k in ROLE_COUNTS},
         )
@@ -241,15 +275,19 @@ def systematics_by_class(table: xr.Dataset, ds: xr.Dataset | None = None) -> Cla
         a, b = table[k].sel(role="lens").values, table[k].sel(role="control").values
         differ = a != b
         if differ.any():
-            flags.append(f"{k}: lens and control stamps differ in {int(differ.sum())} of {n} pairs "
-                         f"(lens total {int(np.sum(a))}, control total {int(np.sum(b))})")
+            flags.append(
+                f"{k}: lens and control stamps differ in {int(differ.sum())} of {n} pairs "
+                f"(lens total {int(np.sum(a))}, control total {int(np.sum(b))})"
+            )
     if ds is not None:
         for name, vals in per_sample_variables(ds).items():
             a, b = vals[:, 0], vals[:, 1]
             differ = ~((a == b) | (_isnan(a) & _isnan(b)))
             if differ.any():
-                flags.append(f"{name}: per-sample variable differs between lens and control in "
-                             f"{int(np.sum(differ.reshape(n, -1).any(axis=1)))} of {n} pairs")
+                flags.append(
+                    f"{name}: per-sample variable differs between lens and control in "
+                    f"{int(np.sum(differ.reshape(n, -1).any(axis=1)))} of {n} pairs"
+                )
     return ClassSystematics(by_role=by_role, by_split=by_split, flags=flags)
 
 

@@ -28,9 +28,18 @@ ARC_KINDS = ("ring", "core", "null", "ringonly", "blob")
 LEAKS = ("coordinate", "negatives_invvar", "nodata", "nan")
 
 
-def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("g", "r", "z"),
-             seed: int = 0, chunk_pairs: int = 32, leak: str | None = None,
-             snr_range: tuple[float, float] = (10.0, 40.0), hard_mask: float | None = None) -> xr.Dataset:
+def toy_cube(
+    n_pairs: int = 256,
+    *,
+    kind: str = "ring",
+    size: int = 64,
+    bands=("g", "r", "z"),
+    seed: int = 0,
+    chunk_pairs: int = 32,
+    leak: str | None = None,
+    snr_range: tuple[float, float] = (10.0, 40.0),
+    hard_mask: float | None = None,
+) -> xr.Dataset:
     """A schema-complete cube held in numpy (wrapped as dask by ``chunk()``).
 
     Parameters
@@ -71,7 +80,10 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     prof /= prof.sum(axis=(1, 2), keepdims=True)
     sigma_pix = np.array([0.004, 0.006, 0.012])[:nb]
     invvar = np.broadcast_to((1.0 / sigma_pix**2)[None, :, None, None], (n, nb, size, size)).copy()
-    host = host_flux[:, :, None, None] * prof[:, None] + rng.normal(size=(n, nb, size, size)) * sigma_pix[None, :, None, None]
+    host = (
+        host_flux[:, :, None, None] * prof[:, None]
+        + rng.normal(size=(n, nb, size, size)) * sigma_pix[None, :, None, None]
+    )
     maskbits = np.zeros((n, size, size), np.int32)
     hit = rng.random(n) < 0.1
     maskbits[hit, :4, :] = 1 << 1
@@ -79,8 +91,11 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     if kind == "ring":
         r0 = theta_e / ps
         phase = rng.uniform(-np.pi, np.pi, n)
-        shape = np.exp(-0.5 * ((rad[None] - r0[:, None, None]) / 1.2) ** 2) * \
-            (1 + np.cos(phi[None] - phase[:, None, None])) / 2
+        shape = (
+            np.exp(-0.5 * ((rad[None] - r0[:, None, None]) / 1.2) ** 2)
+            * (1 + np.cos(phi[None] - phase[:, None, None]))
+            / 2
+        )
     elif kind == "core":
         shape = np.exp(-0.5 * (rad[None] / 1.5) ** 2) * np.ones((n, 1, 1))
     elif kind == "ringonly":
@@ -116,27 +131,46 @@ def toy_cube(n_pairs: int = 256, *, kind: str = "ring", size: int = 64, bands=("
     elif leak == "nan":
         arc[rng.random(n) < 0.2, :, 0, 0] = np.nan
 
-    ds = template(n, list(bands), size, attrs={"config": cfg.to_json(), "pixel_scale": ps, "zero_point": 22.5,
-                                               "unit": "nanomaggy",
-                                               "core_mask_policy": "none" if hard_mask is None else f"hard:{hard_mask}"},
-                  chunk_pairs=chunk_pairs)
+    ds = template(
+        n,
+        list(bands),
+        size,
+        attrs={
+            "config": cfg.to_json(),
+            "pixel_scale": ps,
+            "zero_point": 22.5,
+            "unit": "nanomaggy",
+            "core_mask_policy": "none" if hard_mask is None else f"hard:{hard_mask}",
+        },
+        chunk_pairs=chunk_pairs,
+    )
     ch = {"pair": chunk_pairs}
     vals = {
-        "host": host.astype(np.float32), "arc": arc.astype(np.float32), "invvar": invvar.astype(np.float32),
-        "maskbits": maskbits, "theta_e": theta_e.astype(np.float32), "psf_fwhm": psf.astype(np.float32),
+        "host": host.astype(np.float32),
+        "arc": arc.astype(np.float32),
+        "invvar": invvar.astype(np.float32),
+        "maskbits": maskbits,
+        "theta_e": theta_e.astype(np.float32),
+        "psf_fwhm": psf.astype(np.float32),
         "host_mag": host_mag.astype(np.float32) * np.ones((1, nb), np.float32),
         "src_reff": rng.uniform(0.1, 0.6, n).astype(np.float32),
-        "src_x": rng.uniform(-0.5, 0.5, n).astype(np.float32), "src_y": rng.uniform(-0.5, 0.5, n).astype(np.float32),
-        "hard_negative": hard_negative, "split": rng.integers(0, 3, n).astype(np.int8),
-        "ra": rng.uniform(0, 360, n), "dec": rng.uniform(-30, 30, n),
-        "psfdepth": np.full((n, nb), 24.5, np.float32), "host_reff": (reff_px * ps).astype(np.float32),
+        "src_x": rng.uniform(-0.5, 0.5, n).astype(np.float32),
+        "src_y": rng.uniform(-0.5, 0.5, n).astype(np.float32),
+        "hard_negative": hard_negative,
+        "split": rng.integers(0, 3, n).astype(np.int8),
+        "ra": rng.uniform(0, 360, n),
+        "dec": rng.uniform(-30, 30, n),
+        "psfdepth": np.full((n, nb), 24.5, np.float32),
+        "host_reff": (reff_px * ps).astype(np.float32),
         "host_id": np.arange(n, dtype=np.int64),
     }
     # derived exactly as the build derives them (from the stored float32 arc)
-    vals.update(arc_statistics(vals["arc"], vals["invvar"], core_radius=cfg.diagnostics.core_radius,
-                               snr_band_index=r_idx))
-    vals["inner_image_r"] = inner_image_radius_px(vals["theta_e"], vals["src_x"], vals["src_y"],
-                                                  pixel_scale=ps).astype(np.float32)
+    vals.update(
+        arc_statistics(vals["arc"], vals["invvar"], core_radius=cfg.diagnostics.core_radius, snr_band_index=r_idx)
+    )
+    vals["inner_image_r"] = inner_image_radius_px(vals["theta_e"], vals["src_x"], vals["src_y"], pixel_scale=ps).astype(
+        np.float32
+    )
     for k, v in vals.items():
         ds[k] = (ds[k].dims, v, ds[k].attrs)
     if leak == "coordinate":

@@ -167,13 +167,23 @@ def visibility_proxy(images: np.ndarray, theta_e_px: np.ndarray, fwhm_px: np.nda
     theta_e_px = np.ascontiguousarray(np.broadcast_to(np.asarray(theta_e_px, np.float64), (n,)))
     fwhm_px = np.ascontiguousarray(np.broadcast_to(np.asarray(fwhm_px, np.float64), (n,)))
     out = np.empty(n)
-    _visibility_kernel(np.ascontiguousarray(images.reshape(n, -1)), theta_e_px, fwhm_px, rings.rad,
-                       rings.order, rings.bounds, rings.lo, rings.w, out)
+    _visibility_kernel(
+        np.ascontiguousarray(images.reshape(n, -1)),
+        theta_e_px,
+        fwhm_px,
+        rings.rad,
+        rings.order,
+        rings.bounds,
+        rings.lo,
+        rings.w,
+        out,
+    )
     return out
 
 
-def visibility_summary(lens_vis: np.ndarray, control_vis: np.ndarray, arc_snr: np.ndarray,
-                       snr_edges: list[float]) -> dict:
+def visibility_summary(
+    lens_vis: np.ndarray, control_vis: np.ndarray, arc_snr: np.ndarray, snr_edges: list[float]
+) -> dict:
     """How the visibility proxy tracks arc_snr.
 
     Returns the Spearman correlation of lens visibility with arc_snr, and per arc_snr bin the
@@ -188,12 +198,22 @@ def visibility_summary(lens_vis: np.ndarray, control_vis: np.ndarray, arc_snr: n
     rows = []
     for lo, hi, m in bin_masks(arc_snr, list(snr_edges)):
         m = ok & m
-        rows.append({"arc_snr_lo": lo, "arc_snr_hi": hi, "count": int(m.sum()),
-                     "lens_visibility_median": _med(lens_vis[m]),
-                     "control_visibility_median": _med(control_vis[m]),
-                     "frac_visible_gt3": float(np.mean(lens_vis[m] > 3)) if m.any() else None})
-    return {"spearman_rho_vs_arc_snr": None if not np.isfinite(rho) else float(rho),
-            "control_median": _med(control_vis), "lens_median": _med(lens_vis), "by_arc_snr": rows}
+        rows.append(
+            {
+                "arc_snr_lo": lo,
+                "arc_snr_hi": hi,
+                "count": int(m.sum()),
+                "lens_visibility_median": _med(lens_vis[m]),
+                "control_visibility_median": _med(control_vis[m]),
+                "frac_visible_gt3": float(np.mean(lens_vis[m] > 3)) if m.any() else None,
+            }
+        )
+    return {
+        "spearman_rho_vs_arc_snr": None if not np.isfinite(rho) else float(rho),
+        "control_median": _med(control_vis),
+        "lens_median": _med(lens_vis),
+        "by_arc_snr": rows,
+    }
 
 
 def _med(v: np.ndarray):

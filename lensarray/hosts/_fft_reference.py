@@ -32,8 +32,9 @@ def _unit_sersic(props: dict, a: int, b: int, size: int, scale: float, ss: int) 
     off = ((np.arange(size * ss) + 0.5) / ss - 0.5 - size // 2) * scale
     col = lambda k: np.asarray(props[k][a:b], dtype=np.float64)[:, None, None]  # noqa: E731
     amp = 1.0 / sersic_total_flux(1.0, col("host_reff"), col("host_n"))
-    sb = sersic_ellipse(off[None, None, :], off[None, :, None], amp, col("host_reff"), col("host_n"),
-                        col("host_e1"), col("host_e2"))
+    sb = sersic_ellipse(
+        off[None, None, :], off[None, :, None], amp, col("host_reff"), col("host_n"), col("host_e1"), col("host_e2")
+    )
     return sb * (scale / ss) ** 2
 
 
@@ -92,7 +93,8 @@ def fft_synthetic_hosts(pair_ids: np.ndarray, cfg, props: dict) -> dict[str, np.
     n, nb = images.shape[:2]
     sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / scale
     sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(
-        4.0 * np.pi * sig_psf**2)
+        4.0 * np.pi * sig_psf**2
+    )
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / (size - 1) - 0.5
     host = np.empty_like(images)
     invvar = np.empty_like(images)

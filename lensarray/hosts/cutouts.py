@@ -25,8 +25,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..geometry import radius_grid
 
-__all__ = ["Cutout", "IngestReport", "read_cutouts", "ingest", "HostCube", "HOST_SCHEMA_VERSION",
-           "DEFAULT_PSF_FWHM"]
+__all__ = ["Cutout", "IngestReport", "read_cutouts", "ingest", "HostCube", "HOST_SCHEMA_VERSION", "DEFAULT_PSF_FWHM"]
 
 HOST_SCHEMA_VERSION = 1
 
@@ -137,8 +136,19 @@ def _read_fits(path: Path, bands: list[str]) -> list[Cutout]:
             if "WGT" in names:
                 iv = np.asarray(hdul["WGT"].data, dtype=np.float64) / scale**2
             ra, dec = _centre_radec(h, img.shape)
-            return [Cutout(img[None].astype(np.float32), None if iv is None else iv[None].astype(np.float32), None,
-                           ra, dec, pixel_scale_of(h) or np.nan, str(path), psf_fwhm=None, brickname=band)]
+            return [
+                Cutout(
+                    img[None].astype(np.float32),
+                    None if iv is None else iv[None].astype(np.float32),
+                    None,
+                    ra,
+                    dec,
+                    pixel_scale_of(h) or np.nan,
+                    str(path),
+                    psf_fwhm=None,
+                    brickname=band,
+                )
+            ]
         primary = next((h for h in hdul if h.data is not None and h.data.ndim == 3), None)
         if primary is None:
             raise IngestError("no 3-plane (band, y, x) image HDU")
@@ -243,14 +253,24 @@ def _read_parquet(path: Path, bands: list[str], pixel_scale: float) -> list[Cuto
         iv = row.get("invvar")
         if iv is not None:
             iv = np.asarray(iv, dtype=np.float32).reshape(arr.shape)
-        out.append(Cutout(arr, iv, None, float(row.get("ra", np.nan) or np.nan), float(row.get("dec", np.nan) or np.nan),
-                          float(row.get("pixel_scale", pixel_scale) or pixel_scale), f"{path}[{i}]",
-                          brickname=str(row.get("brickname", "") or "")))
+        out.append(
+            Cutout(
+                arr,
+                iv,
+                None,
+                float(row.get("ra", np.nan) or np.nan),
+                float(row.get("dec", np.nan) or np.nan),
+                float(row.get("pixel_scale", pixel_scale) or pixel_scale),
+                f"{path}[{i}]",
+                brickname=str(row.get("brickname", "") or ""),
+            )
+        )
     return out
 
 
-def read_cutouts(paths: Iterable[str | Path], *, bands: Sequence[str] = ("g", "r", "z"),
-                 pixel_scale: float = 0.262) -> Iterator[tuple[str, Cutout | None, str]]:
+def read_cutouts(
+    paths: Iterable[str | Path], *, bands: Sequence[str] = ("g", "r", "z"), pixel_scale: float = 0.262
+) -> Iterator[tuple[str, Cutout | None, str]]:
     """Yield ``(source, Cutout | None, reason)`` for every input; DES-style single-band coadds
     (``*_g.fits``, ``*_r.fits``, ...) in one folder are merged into one multi-band cutout."""
     bands = list(bands)
@@ -289,9 +309,16 @@ def read_cutouts(paths: Iterable[str | Path], *, bands: Sequence[str] = ("g", "r
             yield key, None, f"single-band files differ in shape {sorted(shapes)}"
             continue
         img = np.concatenate([per_band[b].image for b in bands])
-        iv = None if any(per_band[b].invvar is None for b in bands) else np.concatenate([per_band[b].invvar for b in bands])
-        yield f"{key}_[{''.join(bands)}].fits", Cutout(img, iv, None, first.ra, first.dec, first.pixel_scale,
-                                                       f"{key}_[{''.join(bands)}].fits"), ""
+        iv = (
+            None
+            if any(per_band[b].invvar is None for b in bands)
+            else np.concatenate([per_band[b].invvar for b in bands])
+        )
+        yield (
+            f"{key}_[{''.join(bands)}].fits",
+            Cutout(img, iv, None, first.ra, first.dec, first.pixel_scale, f"{key}_[{''.join(bands)}].fits"),
+            "",
+        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -305,7 +332,7 @@ def _crop(a: np.ndarray, size: int) -> np.ndarray:
     y0, x0 = max(cy - c, 0), max(cx - c, 0)
     y1, x1 = min(cy - c + size, h), min(cx - c + size, w)
     oy, ox = y0 - (cy - c), x0 - (cx - c)
-    out[..., oy:oy + y1 - y0, ox:ox + x1 - x0] = a[..., y0:y1, x0:x1]
+    out[..., oy : oy + y1 - y0, ox : ox + x1 - x0] = a[..., y0:y1, x0:x1]
     return out
 
 
@@ -329,8 +356,9 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
     if c.invvar is not None:
         _check_invvar(c, c.invvar)
     if np.isfinite(c.pixel_scale) and abs(c.pixel_scale - pixel_scale) > 0.01 * pixel_scale:
-        raise IngestError(f"pixel scale {c.pixel_scale:.3f}\"/pix; allowed {pixel_scale}\"/pix +/- 1% "
-                          "(resample it first)")
+        raise IngestError(
+            f'pixel scale {c.pixel_scale:.3f}"/pix; allowed {pixel_scale}"/pix +/- 1% (resample it first)'
+        )
     if min(c.image.shape[-2:]) < size // 2:
         raise IngestError(f"image {c.image.shape[-2:]} is smaller than half the stamp ({size} px)")
     if not np.isfinite(c.image).all():
@@ -370,17 +398,37 @@ def _prepare(c: Cutout, size: int, pixel_scale: float, bands: list[str], psf_fwh
             brick = str(brickname_of(np.array([ra]), np.array([dec]))[0])
         except ImportError:
             brick = ""
-    return {"host": img.astype(np.float32), "invvar": iv, "maskbits": mb, "ra": ra, "dec": dec,
-            "brickname": brick, "psf_fwhm": fwhm, "psfdepth": depth.astype(np.float32),
-            "host_mag": mag.astype(np.float32), "invvar_estimated": estimated, "source": c.source}
+    return {
+        "host": img.astype(np.float32),
+        "invvar": iv,
+        "maskbits": mb,
+        "ra": ra,
+        "dec": dec,
+        "brickname": brick,
+        "psf_fwhm": fwhm,
+        "psfdepth": depth.astype(np.float32),
+        "host_mag": mag.astype(np.float32),
+        "invvar_estimated": estimated,
+        "source": c.source,
+    }
 
 
 # ----------------------------------------------------------------------------------------
 # host cube
 # ----------------------------------------------------------------------------------------
-def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scale: float = 0.262,
-           psf_fwhm: dict | None = None, overwrite: bool = False, storage_options: dict | None = None,
-           batch: int = 256, progress: bool = False) -> IngestReport:
+def ingest(
+    paths,
+    out: str,
+    *,
+    size: int = 64,
+    bands=("g", "r", "z"),
+    pixel_scale: float = 0.262,
+    psf_fwhm: dict | None = None,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+    batch: int = 256,
+    progress: bool = False,
+) -> IngestReport:
     """Build a host cube at ``out`` from cutout files, streaming ``batch`` hosts at a time.
 
     Returns an :class:`IngestReport`; raises :class:`IngestError` when no file is usable. Every
@@ -422,31 +470,45 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
         accepted.append(src)
     report.accepted = accepted
     if not accepted:
-        raise IngestError("no usable cutout among the inputs: " + "; ".join(f"{s}: {w}" for s, w in report.rejected[:5]))
+        raise IngestError(
+            "no usable cutout among the inputs: " + "; ".join(f"{s}: {w}" for s, w in report.rejected[:5])
+        )
     if exists:  # inputs are good: only now is the old host cube replaced
         remove_store(out, storage_options, kind="hosts")
     n, nb = len(accepted), len(bands)
     ds = xr.Dataset(
-        {"host": (("host_index", "band", "y", "x"), np.zeros((n, nb, size, size), np.float32)),
-         "invvar": (("host_index", "band", "y", "x"), np.zeros((n, nb, size, size), np.float32)),
-         "maskbits": (("host_index", "y", "x"), np.zeros((n, size, size), np.int32)),
-         "ra": ("host_index", np.zeros(n)), "dec": ("host_index", np.zeros(n)),
-         "brickname": ("host_index", np.full(n, "", dtype="<U8")),
-         "psf_fwhm": (("host_index", "band"), np.zeros((n, nb), np.float32)),
-         "psfdepth": (("host_index", "band"), np.zeros((n, nb), np.float32)),
-         "host_mag": (("host_index", "band"), np.zeros((n, nb), np.float32)),
-         "host_id": ("host_index", np.arange(n, dtype=np.int64)),
-         "invvar_estimated": ("host_index", np.zeros(n, bool)),
-         "source": ("host_index", np.array(accepted, dtype=f"<U{max(len(a) for a in accepted)}"))},
+        {
+            "host": (("host_index", "band", "y", "x"), np.zeros((n, nb, size, size), np.float32)),
+            "invvar": (("host_index", "band", "y", "x"), np.zeros((n, nb, size, size), np.float32)),
+            "maskbits": (("host_index", "y", "x"), np.zeros((n, size, size), np.int32)),
+            "ra": ("host_index", np.zeros(n)),
+            "dec": ("host_index", np.zeros(n)),
+            "brickname": ("host_index", np.full(n, "", dtype="<U8")),
+            "psf_fwhm": (("host_index", "band"), np.zeros((n, nb), np.float32)),
+            "psfdepth": (("host_index", "band"), np.zeros((n, nb), np.float32)),
+            "host_mag": (("host_index", "band"), np.zeros((n, nb), np.float32)),
+            "host_id": ("host_index", np.arange(n, dtype=np.int64)),
+            "invvar_estimated": ("host_index", np.zeros(n, bool)),
+            "source": ("host_index", np.array(accepted, dtype=f"<U{max(len(a) for a in accepted)}")),
+        },
         coords={"host_index": np.arange(n, dtype=np.int64), "band": np.array(bands)},
-        attrs={"kind": "lensarray-hosts", "host_schema_version": HOST_SCHEMA_VERSION, "pixel_scale": pixel_scale,
-               "unit": "nanomaggy", "size": size, "bands": json.dumps(bands),
-               "psf_fwhm_note": "DR10 median per band unless given (cutouts carry no PSF)"})
+        attrs={
+            "kind": "lensarray-hosts",
+            "host_schema_version": HOST_SCHEMA_VERSION,
+            "pixel_scale": pixel_scale,
+            "unit": "nanomaggy",
+            "size": size,
+            "bands": json.dumps(bands),
+            "psf_fwhm_note": "DR10 median per band unless given (cutouts carry no PSF)",
+        },
+    )
     import dask.array as da
 
     lazy = ds.copy()
     for name in ("host", "invvar", "maskbits"):
-        lazy[name] = lazy[name].copy(data=da.zeros(ds[name].shape, dtype=ds[name].dtype, chunks=(16,) + ds[name].shape[1:]))
+        lazy[name] = lazy[name].copy(
+            data=da.zeros(ds[name].shape, dtype=ds[name].dtype, chunks=(16,) + ds[name].shape[1:])
+        )
     store = zarr_store(out, storage_options)
     lazy[["host", "invvar", "maskbits"]].to_zarr(store, compute=False, zarr_format=3, mode="w-", consolidated=False)
     group = zarr.open_group(store, mode="r+", zarr_format=3)
@@ -466,12 +528,12 @@ def ingest(paths, out: str, *, size: int = 64, bands=("g", "r", "z"), pixel_scal
         i += 1
         if len(buf["host"]) == batch:
             for k in buf:
-                pixels[k][i - batch:i] = np.stack(buf[k])
+                pixels[k][i - batch : i] = np.stack(buf[k])
                 buf[k] = []
     if buf["host"]:
         m = len(buf["host"])
         for k in buf:
-            pixels[k][i - m:i] = np.stack(buf[k])
+            pixels[k][i - m : i] = np.stack(buf[k])
     table = ds.drop_vars(["host", "invvar", "maskbits"])
     table.to_zarr(store, mode="a", zarr_format=3, consolidated=False)
     return report
@@ -504,18 +566,22 @@ class HostCube:
         except StorageError as exc:
             raise IngestError(str(exc)) from None
         try:
-            self.ds = xr.open_zarr(zarr_store(url, storage_options, read_only=True), consolidated=False,
-                                   zarr_format=3)
+            self.ds = xr.open_zarr(zarr_store(url, storage_options, read_only=True), consolidated=False, zarr_format=3)
         except Exception as exc:
             raise IngestError(f"{field} = {url!r}: not a readable host cube ({type(exc).__name__})") from None
         if self.ds.attrs.get("kind") != "lensarray-hosts":
-            raise IngestError(f"{field} = {url!r}: not a lensarray host cube (allowed a cube made by `lensarray ingest`)")
+            raise IngestError(
+                f"{field} = {url!r}: not a lensarray host cube (allowed a cube made by `lensarray ingest`)"
+            )
         need = ("host", "invvar", "maskbits", "ra", "dec", "brickname", "psf_fwhm", "psfdepth", "host_mag", "host_id")
         missing = [k for k in need if k not in self.ds.variables]
         if missing or "host_index" not in self.ds.sizes or self.ds.sizes["host_index"] > MAX_HOSTS:
-            raise IngestError(f"{field} = {url!r}: damaged host cube (missing {missing} or more than {MAX_HOSTS} hosts)")
-        self._table = {k: self.ds[k].values for k in ("ra", "dec", "brickname", "psf_fwhm", "psfdepth",
-                                                          "host_mag", "host_id")}
+            raise IngestError(
+                f"{field} = {url!r}: damaged host cube (missing {missing} or more than {MAX_HOSTS} hosts)"
+            )
+        self._table = {
+            k: self.ds[k].values for k in ("ra", "dec", "brickname", "psf_fwhm", "psfdepth", "host_mag", "host_id")
+        }
 
     @property
     def n_hosts(self) -> int:
@@ -548,8 +614,11 @@ def expand_inputs(items, *, pattern: str = "*") -> list[str]:
     for item in items:
         if os.path.isdir(item):
             root = Path(item)
-            out += sorted(str(p) for p in root.rglob(pattern)
-                          if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+            out += sorted(
+                str(p)
+                for p in root.rglob(pattern)
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            )
         elif any(ch in item for ch in "*?["):
             out += sorted(glob.glob(item))
         else:

@@ -144,9 +144,19 @@ def _sum_gaussians(a, b, c, w, target, rad, out):  # pragma: no cover - compiled
                 r[yi] *= e2a
 
 
-def render_galaxies(reff, n_sersic, e1, e2, psf_fwhm, *, size: int, pixel_scale: float,
-                    psf_model: str = "gaussian", psf_beta: float = 3.5,
-                    merge_fraction: float = MERGE_FRACTION) -> np.ndarray:
+def render_galaxies(
+    reff,
+    n_sersic,
+    e1,
+    e2,
+    psf_fwhm,
+    *,
+    size: int,
+    pixel_scale: float,
+    psf_model: str = "gaussian",
+    psf_beta: float = 3.5,
+    merge_fraction: float = MERGE_FRACTION,
+) -> np.ndarray:
     """Unit-flux PSF-convolved Sersic galaxies centred on the stamp origin.
 
     Parameters
@@ -178,8 +188,14 @@ def render_galaxies(reff, n_sersic, e1, e2, psf_fwhm, *, size: int, pixel_scale:
     # covariance of a unit-variance component, pixels^2: R diag(1/q, q) R^T (R_e / pixel)^2, the
     # product-average radius sqrt(q x'^2 + y'^2 / q) of sersic_ellipse
     scale2 = (reff / pixel_scale) ** 2
-    shape = np.stack([scale2 * (cos * cos / q + sin * sin * q), scale2 * cos * sin * (1.0 / q - q),
-                      scale2 * (sin * sin / q + cos * cos * q)], axis=-1)  # (n, 3): xx, xy, yy
+    shape = np.stack(
+        [
+            scale2 * (cos * cos / q + sin * sin * q),
+            scale2 * cos * sin * (1.0 / q - q),
+            scale2 * (sin * sin / q + cos * cos * q),
+        ],
+        axis=-1,
+    )  # (n, 3): xx, xy, yy
     if psf_model == "gaussian":
         psf_w, psf_v = np.ones(1), np.ones(1)
         psf_var = (fwhm * FWHM_TO_SIGMA / pixel_scale) ** 2  # (n, nb): scales psf_v
@@ -211,11 +227,18 @@ def render_galaxies(reff, n_sersic, e1, e2, psf_fwhm, *, size: int, pixel_scale:
     # exp(-0.5 [x y] C^-1 [x y]^T), C^-1 = [[cyy, -cxy], [-cxy, cxx]] / det
     rad = size // 2
     half = np.zeros((n * nb, 2 * rad + 1, rad + 1))
-    _sum_gaussians(-0.5 * cyy / det, 0.5 * cxy / det, -0.5 * cxx / det, tw / (2.0 * np.pi * np.sqrt(det)),
-                   target.astype(np.int64), rad, half)
+    _sum_gaussians(
+        -0.5 * cyy / det,
+        0.5 * cxy / det,
+        -0.5 * cxx / det,
+        tw / (2.0 * np.pi * np.sqrt(det)),
+        target.astype(np.int64),
+        rad,
+        half,
+    )
     half = half.reshape(n, nb, 2 * rad + 1, rad + 1).transpose(0, 1, 3, 2)  # (n, nb, y >= 0, x)
     out = np.empty((n, nb, size, size), dtype=np.float32)
     # point symmetry about the origin: the rows above it are the rows below, reversed
-    out[:, :, rad:, :] = half[:, :, :size - rad, :size]
+    out[:, :, rad:, :] = half[:, :, : size - rad, :size]
     out[:, :, :rad, :] = half[:, :, rad:0:-1, ::-1][..., :size]
     return out

@@ -126,26 +126,51 @@ def synthetic_host_properties(pair_ids: np.ndarray, cfg) -> dict[str, np.ndarray
     v = pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS + 100, 2 + 2 * len(bands))
     v = np.clip(v, 1e-12, 1 - 1e-12)
     psf_r = np.clip(c["psf_r"][0] * np.exp(c["psf_r"][1] * ndtri(v[:, 0])), 0.8, 2.6)
-    psf = np.stack([np.clip(psf_r * c["psf_ratio"][b] * np.exp(0.05 * ndtri(v[:, 2 + k])), 0.7, 3.0)
-                    for k, b in enumerate(bands)], axis=1)
+    psf = np.stack(
+        [np.clip(psf_r * c["psf_ratio"][b] * np.exp(0.05 * ndtri(v[:, 2 + k])), 0.7, 3.0) for k, b in enumerate(bands)],
+        axis=1,
+    )
     des = dec < c["des_dec_max"]
-    depth = np.stack([np.where(des, c["depth_des"][b], c["depth_decals"][b])
-                      + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(bands) + k]), -3, 3)
-                      for k, b in enumerate(bands)], axis=1)
-    return {"ra": ra, "dec": dec, "brickname": brickname_of(ra, dec),
-            "psf_fwhm": psf.astype(np.float32), "psfdepth": depth.astype(np.float32),
-            "host_mag": host_mag.astype(np.float32), "host_reff": reff.astype(np.float32),
-            "host_n": n_sersic.astype(np.float32), "host_e1": (e * np.cos(2 * ang)).astype(np.float32),
-            "host_e2": (e * np.sin(2 * ang)).astype(np.float32), "host_id": ids.copy()}
+    depth = np.stack(
+        [
+            np.where(des, c["depth_des"][b], c["depth_decals"][b])
+            + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(bands) + k]), -3, 3)
+            for k, b in enumerate(bands)
+        ],
+        axis=1,
+    )
+    return {
+        "ra": ra,
+        "dec": dec,
+        "brickname": brickname_of(ra, dec),
+        "psf_fwhm": psf.astype(np.float32),
+        "psfdepth": depth.astype(np.float32),
+        "host_mag": host_mag.astype(np.float32),
+        "host_reff": reff.astype(np.float32),
+        "host_n": n_sersic.astype(np.float32),
+        "host_e1": (e * np.cos(2 * ang)).astype(np.float32),
+        "host_e2": (e * np.sin(2 * ang)).astype(np.float32),
+        "host_id": ids.copy(),
+    }
 
 
 def _host_images(props: dict, cfg) -> np.ndarray:
     """Noise-free PSF-convolved host galaxies (n, band, size, size), nanomaggy: mixtures of
     Gaussians convolved analytically with the PSF (:mod:`lensarray.hosts.mog`)."""
-    unit = render_galaxies(props["host_reff"], props["host_n"], props["host_e1"], props["host_e2"],
-                           props["psf_fwhm"], size=cfg.run.size, pixel_scale=cfg.run.pixel_scale,
-                           psf_model=cfg.psf.model, psf_beta=cfg.psf.moffat_beta)
-    unit *= mag_to_nmgy(np.asarray(props["host_mag"], np.float64), cfg.run.zero_point).astype(np.float32)[:, :, None, None]
+    unit = render_galaxies(
+        props["host_reff"],
+        props["host_n"],
+        props["host_e1"],
+        props["host_e2"],
+        props["psf_fwhm"],
+        size=cfg.run.size,
+        pixel_scale=cfg.run.pixel_scale,
+        psf_model=cfg.psf.model,
+        psf_beta=cfg.psf.moffat_beta,
+    )
+    unit *= mag_to_nmgy(np.asarray(props["host_mag"], np.float64), cfg.run.zero_point).astype(np.float32)[
+        :, :, None, None
+    ]
     return unit
 
 
@@ -176,8 +201,12 @@ def draw_mask_feature(m: np.random.Generator, maskbits: np.ndarray, invvar: np.n
     else:  # missing data strip at an edge
         w = int(m.integers(2, 9))
         side = int(m.integers(0, 4))
-        sl = [(slice(0, w), slice(None)), (slice(-w, None), slice(None)),
-              (slice(None), slice(0, w)), (slice(None), slice(-w, None))][side]
+        sl = [
+            (slice(0, w), slice(None)),
+            (slice(-w, None), slice(None)),
+            (slice(None), slice(0, w)),
+            (slice(None), slice(-w, None)),
+        ][side]
         invvar[:, sl[0], sl[1]] = 0.0
         host[:, sl[0], sl[1]] = 0.0
 
@@ -206,8 +235,7 @@ def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     grads = (0.1 * draws[:, :2] - 0.05).astype(np.float32)  # uniform in [-0.05, 0.05)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size - 1) - np.float32(0.5)
     plane = np.float32(1.0) + grads[:, 0, None, None] * xx + grads[:, 1, None, None] * yy  # (n, y, x)
-    invvar = round_mantissa((1.0 / sky_sigma**2).astype(np.float32)[:, :, None, None] * plane[:, None],
-                            INVVAR_KEEPBITS)
+    invvar = round_mantissa((1.0 / sky_sigma**2).astype(np.float32)[:, :, None, None] * plane[:, None], INVVAR_KEEPBITS)
     normals /= np.sqrt(invvar)
     host = images
     host += normals

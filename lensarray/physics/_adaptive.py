@@ -56,9 +56,11 @@ from numba import njit
 
 __all__ = ["trace_cells"]
 
+
 @njit(cache=True, inline="always")
-def _flux_at(x, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn,
-             amp_e, bq, f, bf):
+def _flux_at(
+    x, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf
+):
     """Unit-source surface brightness at image position (x, y), the squared elliptical source
     radius there and ``2 kappa`` of the SIE (for the footprint bound)."""
     dx = x - lx
@@ -136,16 +138,64 @@ def _point_moments(vals, m, mom):
 
 
 @njit(cache=True)
-def _cell_sum(y0, x0, step, m, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2,
-              half_inv_n, bn, amp_e, bq, f, bf, mom, vals):
+def _cell_sum(
+    y0,
+    x0,
+    step,
+    m,
+    theta_e,
+    q,
+    cphi,
+    sphi,
+    lx,
+    ly,
+    g1,
+    g2,
+    sx,
+    sy,
+    sq,
+    cs_src,
+    ss_src,
+    log_rs2,
+    half_inv_n,
+    bn,
+    amp_e,
+    bq,
+    f,
+    bf,
+    mom,
+    vals,
+):
     """Mean surface brightness over an m x m midpoint grid starting at (x0, y0) with ``step``
     (the cell: side ``m step``), its moments in ``mom`` (:func:`_point_moments`); ``vals`` is
     scratch of at least m^2."""
     for a in range(m):
         y = y0 + (a + 0.5) * step
         for b in range(m):
-            v, _, _ = _flux_at(x0 + (b + 0.5) * step, y, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src,
-                               ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+            v, _, _ = _flux_at(
+                x0 + (b + 0.5) * step,
+                y,
+                theta_e,
+                q,
+                cphi,
+                sphi,
+                lx,
+                ly,
+                g1,
+                g2,
+                sx,
+                sy,
+                sq,
+                cs_src,
+                ss_src,
+                log_rs2,
+                half_inv_n,
+                bn,
+                amp_e,
+                bq,
+                f,
+                bf,
+            )
             vals[a * m + b] = v
     return _point_moments(vals, m, mom)
 
@@ -167,8 +217,39 @@ _MAX_EVALS = 16384  # per cell: bounds the cost on a caustic, where the bound on
 
 
 @njit(cache=True)
-def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2,
-                half_inv_n, bn, amp_e, bq, f, bf, gamma, inv_sqrt_qs, rs, two_n, log_gamma_2n2, rel, mom):
+def _square_sum(
+    x0,
+    y0,
+    side,
+    tol,
+    theta_e,
+    q,
+    cphi,
+    sphi,
+    lx,
+    ly,
+    g1,
+    g2,
+    sx,
+    sy,
+    sq,
+    cs_src,
+    ss_src,
+    log_rs2,
+    half_inv_n,
+    bn,
+    amp_e,
+    bq,
+    f,
+    bf,
+    gamma,
+    inv_sqrt_qs,
+    rs,
+    two_n,
+    log_gamma_2n2,
+    rel,
+    mom,
+):
     """Flux (unit source) over the square [x0, x0 + side] x [y0, y0 + side] by adaptive
     quadtree cubature around a Sersic cusp, its error estimate and the evaluations it took.
 
@@ -211,9 +292,30 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
     st_r = np.empty((_STACK, 4))
     st_k = np.empty((_STACK, 4))
     for c in range(4):
-        v, rr2, tk = _flux_at(x0 + (c % 2 + 0.5) * 0.5 * side, y0 + (c // 2 + 0.5) * 0.5 * side, theta_e, q, cphi,
-                              sphi, lx, ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq,
-                              f, bf)
+        v, rr2, tk = _flux_at(
+            x0 + (c % 2 + 0.5) * 0.5 * side,
+            y0 + (c // 2 + 0.5) * 0.5 * side,
+            theta_e,
+            q,
+            cphi,
+            sphi,
+            lx,
+            ly,
+            g1,
+            g2,
+            sx,
+            sy,
+            sq,
+            cs_src,
+            ss_src,
+            log_rs2,
+            half_inv_n,
+            bn,
+            amp_e,
+            bq,
+            f,
+            bf,
+        )
         st_v[0, c], st_r[0, c], st_k[0, c] = v, rr2, tk
     st_x[0], st_y[0], st_s[0], st_t[0] = x0, y0, side, tol
     top = 1
@@ -245,8 +347,30 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
         for a in range(4):
             yy = y + (a + 0.5) * 0.25 * s
             for b in range(4):
-                v, rr2, tk = _flux_at(x + (b + 0.5) * 0.25 * s, yy, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy,
-                                      sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+                v, rr2, tk = _flux_at(
+                    x + (b + 0.5) * 0.25 * s,
+                    yy,
+                    theta_e,
+                    q,
+                    cphi,
+                    sphi,
+                    lx,
+                    ly,
+                    g1,
+                    g2,
+                    sx,
+                    sy,
+                    sq,
+                    cs_src,
+                    ss_src,
+                    log_rs2,
+                    half_inv_n,
+                    bn,
+                    amp_e,
+                    bq,
+                    f,
+                    bf,
+                )
                 quad[(a // 2) * 2 + b // 2] += v
                 vals[a * 4 + b] = v
                 rrs[a * 4 + b] = rr2
@@ -264,8 +388,9 @@ def _square_sum(x0, y0, side, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, s
         stake = 0.0
         if holds and two_n > 2.0:
             # the most magnifying of the quadrants' bounds (``soft``: the smallest |1 - 2 kappa|)
-            stake = _cusp_stake(lam * 0.7072 * s * inv_sqrt_qs, 1.0 - soft, gamma, bn, half_inv_n, rs, two_n,
-                                log_gamma_2n2)
+            stake = _cusp_stake(
+                lam * 0.7072 * s * inv_sqrt_qs, 1.0 - soft, gamma, bn, half_inv_n, rs, two_n, log_gamma_2n2
+            )
         if root:
             # no pixel can err by more than the largest relative error of the cells it sums, so
             # a cell need not be integrated better than a fraction of its own flux
@@ -390,8 +515,30 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
             yc = (i - 1 - half) * h
             for j in range(size + 2):
                 xc = (j - 1 - half) * h
-                v0, rr2, two_kappa = _flux_at(xc, yc, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq, cs_src,
-                                              ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf)
+                v0, rr2, two_kappa = _flux_at(
+                    xc,
+                    yc,
+                    theta_e,
+                    q,
+                    cphi,
+                    sphi,
+                    lx,
+                    ly,
+                    g1,
+                    g2,
+                    sx,
+                    sy,
+                    sq,
+                    cs_src,
+                    ss_src,
+                    log_rs2,
+                    half_inv_n,
+                    bn,
+                    amp_e,
+                    bq,
+                    f,
+                    bf,
+                )
                 grid[i, j] = v0
                 lam = max(1.0, abs(1.0 - two_kappa)) + gamma
                 zone[i, j] = math.sqrt(rr2) - lam * 0.7072 * h * inv_sqrt_qs < r_zone
@@ -428,17 +575,41 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                 mean1 = 0.0
                 for c in range(4):
                     a, b = c // 2, c % 2
-                    vc, rr2c, tk = _flux_at(xc + (b - 0.5) * hc, yc + (a - 0.5) * hc, theta_e, q, cphi, sphi, lx,
-                                            ly, g1, g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e,
-                                            bq, f, bf)
+                    vc, rr2c, tk = _flux_at(
+                        xc + (b - 0.5) * hc,
+                        yc + (a - 0.5) * hc,
+                        theta_e,
+                        q,
+                        cphi,
+                        sphi,
+                        lx,
+                        ly,
+                        g1,
+                        g2,
+                        sx,
+                        sy,
+                        sq,
+                        cs_src,
+                        ss_src,
+                        log_rs2,
+                        half_inv_n,
+                        bn,
+                        amp_e,
+                        bq,
+                        f,
+                        bf,
+                    )
                     v1[c] = vc
                     lam_c = max(1.0, abs(1.0 - tk)) + gamma
                     reach = lam_c * 0.7072 * hc * inv_sqrt_qs
                     close[c] = math.sqrt(rr2c) - reach < rs
                     # the quadtree only where the cusp can matter: the bound of its root square
                     # (which would otherwise just cost more than L2)
-                    cusp[c] = (math.sqrt(rr2c) < reach and two_n > 2.0
-                               and _cusp_stake(reach, tk, gamma, bn, half_inv_n, rs, two_n, log_gamma_2n2) > tol)
+                    cusp[c] = (
+                        math.sqrt(rr2c) < reach
+                        and two_n > 2.0
+                        and _cusp_stake(reach, tk, gamma, bn, half_inv_n, rs, two_n, log_gamma_2n2) > tol
+                    )
                     mean1 += 0.25 * vc
                 evals += 4
                 corr1 = (mean1 - v0) / 3.0
@@ -457,9 +628,39 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                     if cusp[c]:
                         # the footprint may hold the source centre of a cusped (n > 1) profile:
                         # the quadtree follows the cusp down to the tolerance
-                        fl, err_c, ev = _square_sum(x0, y0, hc, tol, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy,
-                                                    sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf,
-                                                    gamma, inv_sqrt_qs, rs, two_n, log_gamma_2n2, rel, mom)
+                        fl, err_c, ev = _square_sum(
+                            x0,
+                            y0,
+                            hc,
+                            tol,
+                            theta_e,
+                            q,
+                            cphi,
+                            sphi,
+                            lx,
+                            ly,
+                            g1,
+                            g2,
+                            sx,
+                            sy,
+                            sq,
+                            cs_src,
+                            ss_src,
+                            log_rs2,
+                            half_inv_n,
+                            bn,
+                            amp_e,
+                            bq,
+                            f,
+                            bf,
+                            gamma,
+                            inv_sqrt_qs,
+                            rs,
+                            two_n,
+                            log_gamma_2n2,
+                            rel,
+                            mom,
+                        )
                         evals += ev
                         out_cells[k, 2 * i + a, 2 * j + b] += fl
                         if want:
@@ -469,8 +670,34 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                         total += fl
                         continue
                     if (err1 > tol or close[c] or near_lens) and m2 > 1:
-                        v2 = _cell_sum(y0, x0, hc / m2, m2, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy, sq,
-                                       cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf, mom, pts)
+                        v2 = _cell_sum(
+                            y0,
+                            x0,
+                            hc / m2,
+                            m2,
+                            theta_e,
+                            q,
+                            cphi,
+                            sphi,
+                            lx,
+                            ly,
+                            g1,
+                            g2,
+                            sx,
+                            sy,
+                            sq,
+                            cs_src,
+                            ss_src,
+                            log_rs2,
+                            half_inv_n,
+                            bn,
+                            amp_e,
+                            bq,
+                            f,
+                            bf,
+                            mom,
+                            pts,
+                        )
                         evals += m2 * m2
                         corr2 = (v2 - v1[c]) / (m2 * m2 - 1.0)
                         val = v2 + corr2
@@ -478,18 +705,73 @@ def trace_cells(params, size, pixel_scale, supersample, tolerance, out_cells, ou
                         if m3 > m2 and (abs(corr2) * cell_area > tol or near_lens):
                             # L3: a fixed finer grid (always next to the lens centre, where the
                             # deflection is singular and the h^2 estimate does not hold)
-                            v3 = _cell_sum(y0, x0, hc / m3, m3, theta_e, q, cphi, sphi, lx, ly, g1, g2, sx, sy,
-                                           sq, cs_src, ss_src, log_rs2, half_inv_n, bn, amp_e, bq, f, bf, mom, pts)
+                            v3 = _cell_sum(
+                                y0,
+                                x0,
+                                hc / m3,
+                                m3,
+                                theta_e,
+                                q,
+                                cphi,
+                                sphi,
+                                lx,
+                                ly,
+                                g1,
+                                g2,
+                                sx,
+                                sy,
+                                sq,
+                                cs_src,
+                                ss_src,
+                                log_rs2,
+                                half_inv_n,
+                                bn,
+                                amp_e,
+                                bq,
+                                f,
+                                bf,
+                                mom,
+                                pts,
+                            )
                             evals += m3 * m3
                             err_c = abs(v3 - v2) * cell_area * (m2 * m2) / (m3 * m3 - m2 * m2)
                             val = v3
                             if err_c > tol:
                                 # still not converged (a source much smaller than a cell, the
                                 # image of the cut): the error-controlled quadtree takes over
-                                fl, err_c, ev = _square_sum(x0, y0, hc, tol, theta_e, q, cphi, sphi, lx, ly, g1,
-                                                            g2, sx, sy, sq, cs_src, ss_src, log_rs2, half_inv_n, bn,
-                                                            amp_e, bq, f, bf, gamma, inv_sqrt_qs, rs, two_n,
-                                                            log_gamma_2n2, rel, mom)
+                                fl, err_c, ev = _square_sum(
+                                    x0,
+                                    y0,
+                                    hc,
+                                    tol,
+                                    theta_e,
+                                    q,
+                                    cphi,
+                                    sphi,
+                                    lx,
+                                    ly,
+                                    g1,
+                                    g2,
+                                    sx,
+                                    sy,
+                                    sq,
+                                    cs_src,
+                                    ss_src,
+                                    log_rs2,
+                                    half_inv_n,
+                                    bn,
+                                    amp_e,
+                                    bq,
+                                    f,
+                                    bf,
+                                    gamma,
+                                    inv_sqrt_qs,
+                                    rs,
+                                    two_n,
+                                    log_gamma_2n2,
+                                    rel,
+                                    mom,
+                                )
                                 evals += ev
                                 v3 = fl / cell_area
                                 for t in range(5):

@@ -17,8 +17,14 @@ import numpy as np
 
 from .source import ellipticity_to_q_phi
 
-__all__ = ["sie_deflection", "shear_deflection", "ray_shoot", "sis_image_positions", "inner_image_radius",
-           "sis_magnification"]
+__all__ = [
+    "sie_deflection",
+    "shear_deflection",
+    "ray_shoot",
+    "sis_image_positions",
+    "inner_image_radius",
+    "sis_magnification",
+]
 
 _ROUND = 1e-6  # below this 1 - q the SIS limit is used (no 0/0)
 
@@ -53,8 +59,9 @@ def shear_deflection(x, y, g1, g2) -> tuple[np.ndarray, np.ndarray]:
     return g1 * x + g2 * y, g2 * x - g1 * y
 
 
-def ray_shoot(x, y, theta_e, lens_e1=0.0, lens_e2=0.0, lens_x=0.0, lens_y=0.0, shear_g1=0.0,
-              shear_g2=0.0) -> tuple[np.ndarray, np.ndarray]:
+def ray_shoot(
+    x, y, theta_e, lens_e1=0.0, lens_e2=0.0, lens_x=0.0, lens_y=0.0, shear_g1=0.0, shear_g2=0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Source-plane positions ``beta = theta - alpha(theta)`` (arcsec); shear centred on the lens."""
     ax, ay = sie_deflection(x, y, theta_e, lens_e1, lens_e2, lens_x, lens_y)
     sx, sy = shear_deflection(np.asarray(x) - lens_x, np.asarray(y) - lens_y, shear_g1, shear_g2)

@@ -57,8 +57,9 @@ def gaussian_psf(fwhm, size: int, pixel_scale: float, *, cell: float = 1.0) -> n
     return k1[..., :, None] * k1[..., None, :]
 
 
-def moffat_psf(fwhm, beta: float, size: int, pixel_scale: float, *, cell: float = 1.0,
-               oversample: int = 7) -> np.ndarray:
+def moffat_psf(
+    fwhm, beta: float, size: int, pixel_scale: float, *, cell: float = 1.0, oversample: int = 7
+) -> np.ndarray:
     """Pixel-integrated circular Moffat PSF (``oversample``^2 points per cell), sum 1.
 
     ``I(r) ~ (1 + (r/alpha)^2)^-beta`` with ``alpha = fwhm / (2 sqrt(2^(1/beta) - 1))``.
@@ -95,4 +96,4 @@ def fft_convolve(images: np.ndarray, kernels: np.ndarray, *, workers: int | None
     # "same": the centre of the full output, exactly as scipy.signal.fftconvolve
     y0 = (fy - ny) // 2
     x0 = (fx - nx) // 2
-    return full[..., y0:y0 + ny, x0:x0 + nx]
+    return full[..., y0 : y0 + ny, x0 : x0 + nx]

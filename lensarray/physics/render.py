@@ -32,8 +32,15 @@ from .photometry import mag_to_nmgy
 from .psf import FWHM_TO_SIGMA, fft_convolve, gaussian_psf, kernel_size, moffat_psf
 from .source import sersic_ellipse, sersic_total_flux
 
-__all__ = ["render_unit_arcs", "render_arcs", "REQUIRED", "RANGES", "MIN_FWHM_PIXELS", "DEFAULT_SUPERSAMPLE",
-           "DEFAULT_CONV_CELLS"]
+__all__ = [
+    "render_unit_arcs",
+    "render_arcs",
+    "REQUIRED",
+    "RANGES",
+    "MIN_FWHM_PIXELS",
+    "DEFAULT_SUPERSAMPLE",
+    "DEFAULT_CONV_CELLS",
+]
 
 #: Parameters every call needs (shape (n,)); ``src_mag`` and ``psf_fwhm`` are (n, band).
 REQUIRED = ("theta_e", "lens_e1", "lens_e2", "src_x", "src_y", "src_reff", "src_n", "src_e1", "src_e2")
@@ -83,8 +90,10 @@ def _as_params(params: Mapping, n_bands: int, pixel_scale: float) -> tuple[dict[
     lo = MIN_FWHM_PIXELS * pixel_scale
     ok = np.isfinite(fwhm) & ((fwhm >= lo) | (fwhm == 0.0))
     if not np.all(ok):
-        raise BadInputError(f"params['psf_fwhm'] = {fwhm[~ok][0]:g}: allowed >= {lo:g} arcsec "
-                         f"({MIN_FWHM_PIXELS:g} pixels of {pixel_scale:g} arcsec), or 0 (no PSF)")
+        raise BadInputError(
+            f"params['psf_fwhm'] = {fwhm[~ok][0]:g}: allowed >= {lo:g} arcsec "
+            f"({MIN_FWHM_PIXELS:g} pixels of {pixel_scale:g} arcsec), or 0 (no PSF)"
+        )
     p["psf_fwhm"] = fwhm
     return p, n
 
@@ -103,11 +112,20 @@ def _cell_kernel(fwhm, ksz, pixel_scale, cs, psf_model, psf_beta):
     return moffat_psf(fwhm, psf_beta, ksz, pixel_scale, cell=cell, oversample=1)
 
 
-def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.262,
-                     bands: Sequence[str] = ("g", "r", "z"), supersample: int = DEFAULT_SUPERSAMPLE,
-                     conv_cells: int = DEFAULT_CONV_CELLS, psf_model: str = "gaussian",
-                     psf_beta: float = 3.5, method: str = "adaptive",
-                     tolerance: float = DEFAULT_TOLERANCE, return_error: bool = False) -> tuple:
+def render_unit_arcs(
+    params: Mapping,
+    *,
+    size: int = 64,
+    pixel_scale: float = 0.262,
+    bands: Sequence[str] = ("g", "r", "z"),
+    supersample: int = DEFAULT_SUPERSAMPLE,
+    conv_cells: int = DEFAULT_CONV_CELLS,
+    psf_model: str = "gaussian",
+    psf_beta: float = 3.5,
+    method: str = "adaptive",
+    tolerance: float = DEFAULT_TOLERANCE,
+    return_error: bool = False,
+) -> tuple:
     """Arcs of a source of unit unlensed flux (1 image unit) in every band.
 
     Parameters
@@ -175,8 +193,10 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
     if not (np.isfinite(tolerance) and 0 < tolerance <= 1):
         raise BadInputError(f"tolerance = {tolerance}: allowed range (0, 1]")
     if return_error and method == "dense" and (supersample % 2 or (supersample // 2) % conv_cells):
-        raise BadInputError(f"supersample = {supersample}: allowed an even multiple of conv_cells for method "
-                         "'dense' with return_error (the estimate renders at half the supersampling)")
+        raise BadInputError(
+            f"supersample = {supersample}: allowed an even multiple of conv_cells for method "
+            "'dense' with return_error (the estimate renders at half the supersampling)"
+        )
     if psf_model == "moffat" and not (np.isfinite(psf_beta) and 2.5 <= psf_beta <= 10.0):
         raise BadInputError(f"psf_beta = {psf_beta}: allowed range [2.5, 10]")
     p, n = _as_params(params, nb, pixel_scale)
@@ -187,8 +207,10 @@ def render_unit_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.
     if not return_error:
         return out, mu
     half, mu_half = _render_dense(p, n, nb, size, pixel_scale, ss // 2, cs, psf_model, psf_beta)
-    err = {"pixel_frac_peak": (np.abs(out - half).max(axis=(2, 3)) / 3.0 / out.max(axis=(2, 3))).astype(np.float32),
-           "flux_frac": (np.abs(mu - mu_half) / 3.0 / mu).astype(np.float32)}
+    err = {
+        "pixel_frac_peak": (np.abs(out - half).max(axis=(2, 3)) / 3.0 / out.max(axis=(2, 3))).astype(np.float32),
+        "flux_frac": (np.abs(mu - mu_half) / 3.0 / mu).astype(np.float32),
+    }
     return out, mu, err
 
 
@@ -204,11 +226,24 @@ def _render_dense(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta):
     for a in range(0, n, _BATCH):
         b = min(a + _BATCH, n)
         col = {k: v[a:b, None, None] for k, v in p.items() if k != "psf_fwhm"}
-        bx, by = ray_shoot(gx, gy, col["theta_e"], col["lens_e1"], col["lens_e2"], col["lens_x"], col["lens_y"],
-                           col["shear_g1"], col["shear_g2"])
+        bx, by = ray_shoot(
+            gx,
+            gy,
+            col["theta_e"],
+            col["lens_e1"],
+            col["lens_e2"],
+            col["lens_x"],
+            col["lens_y"],
+            col["shear_g1"],
+            col["shear_g2"],
+        )
         amp = 1.0 / sersic_total_flux(1.0, col["src_reff"], col["src_n"])
-        flux = sersic_ellipse(bx, by, amp, col["src_reff"], col["src_n"], col["src_e1"], col["src_e2"],
-                              col["src_x"], col["src_y"]) * area
+        flux = (
+            sersic_ellipse(
+                bx, by, amp, col["src_reff"], col["src_n"], col["src_e1"], col["src_e2"], col["src_x"], col["src_y"]
+            )
+            * area
+        )
         mu[a:b] = flux.sum(axis=(1, 2))
         g = ss // cs
         cells = flux.reshape(b - a, size * cs, g, size * cs, g).sum(axis=(2, 4))
@@ -234,9 +269,29 @@ def _adaptive_params(p: dict, pixel_scale: float) -> np.ndarray:
     qs, phis = ellipticity_to_q_phi(p["src_e1"], p["src_e2"])
     amp = 1.0 / sersic_total_flux(1.0, p["src_reff"], p["src_n"])
     sb_tol = np.minimum(amp, 0.25 / (np.pi * (p["src_reff"] ** 2 + pixel_scale**2)))
-    return np.stack([p["theta_e"], q, np.cos(phi), np.sin(phi), p["lens_x"], p["lens_y"], p["shear_g1"],
-                     p["shear_g2"], p["src_x"], p["src_y"], qs, np.cos(phis), np.sin(phis), p["src_reff"],
-                     1.0 / p["src_n"], sersic_b(p["src_n"]), amp, sb_tol], axis=1).astype(np.float64)
+    return np.stack(
+        [
+            p["theta_e"],
+            q,
+            np.cos(phi),
+            np.sin(phi),
+            p["lens_x"],
+            p["lens_y"],
+            p["shear_g1"],
+            p["shear_g2"],
+            p["src_x"],
+            p["src_y"],
+            qs,
+            np.cos(phis),
+            np.sin(phis),
+            p["src_reff"],
+            1.0 / p["src_n"],
+            sersic_b(p["src_n"]),
+            amp,
+            sb_tol,
+        ],
+        axis=1,
+    ).astype(np.float64)
 
 
 def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, tolerance, return_error):
@@ -256,7 +311,7 @@ def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, t
     mom_buf = np.empty((m, 5, size * cs, size * cs), dtype=np.float32)
     for a in range(0, n, _BATCH):
         b = min(a + _BATCH, n)
-        cells, err_cells, mom = cells_buf[:b - a], err_buf[:b - a], mom_buf[:b - a]
+        cells, err_cells, mom = cells_buf[: b - a], err_buf[: b - a], mom_buf[: b - a]
         cells.fill(0.0)
         err_cells.fill(0.0)
         # the kernel keeps the moments only of the stamps whose convolution uses them
@@ -272,8 +327,11 @@ def _render_adaptive(p, n, nb, size, pixel_scale, ss, cs, psf_model, psf_beta, t
             err_pix[a:b] = e.max(axis=(2, 3)) / np.maximum(out[a:b].max(axis=(2, 3)), 1e-30)
             err_flux[a:b] = err_cells.sum(axis=(1, 2), dtype=np.float64) / np.maximum(mu[a:b], 1e-30)
     if return_error:
-        return out, mu.astype(np.float32), {"pixel_frac_peak": err_pix, "flux_frac": err_flux.astype(np.float32),
-                                             "evaluations": evals}
+        return (
+            out,
+            mu.astype(np.float32),
+            {"pixel_frac_peak": err_pix, "flux_frac": err_flux.astype(np.float32), "evaluations": evals},
+        )
     return out, mu.astype(np.float32)
 
 
@@ -310,8 +368,12 @@ def _convolve_cells(cells, fwhm, pixel_scale, cs, psf_model, psf_beta, moments=N
                 continue
             # the whole batch (the usual case) without fancy-index copies of the cells
             whole = bool(sel.all())
-            part = _gaussian_convolve_separable(cells if whole else cells[sel], fw if whole else fw[sel],
-                                                pixel_scale, None if mom is None else (mom if whole else mom[sel]))
+            part = _gaussian_convolve_separable(
+                cells if whole else cells[sel],
+                fw if whole else fw[sel],
+                pixel_scale,
+                None if mom is None else (mom if whole else mom[sel]),
+            )
             if weight != 1.0:
                 part *= np.float32(weight)
             if out is None and whole:
@@ -365,8 +427,9 @@ def _flush(a: np.ndarray, floor: float) -> np.ndarray:
     return a
 
 
-def _pixel_weights(fwhm: np.ndarray, n_pix: int, pixel_scale: float, cs: int, *, exact: bool = False,
-                   derivatives: bool = False):
+def _pixel_weights(
+    fwhm: np.ndarray, n_pix: int, pixel_scale: float, cs: int, *, exact: bool = False, derivatives: bool = False
+):
     """Fraction of a cell's flux that the Gaussian PSF puts on each pixel, per axis.
 
     ``w[..., i, a]``: the Gaussian integrated exactly (erf differences) over pixel ``i``, for
@@ -417,12 +480,13 @@ def _convolve_uniform(cells: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.n
     n, nb, size, n_cells = w.shape
     left = np.matmul(w.reshape(n, nb * size, n_cells), cells)
     for band in range(nb):
-        np.matmul(left[:, band * size:(band + 1) * size], np.swapaxes(w[:, band], 1, 2), out=out[:, band])
+        np.matmul(left[:, band * size : (band + 1) * size], np.swapaxes(w[:, band], 1, 2), out=out[:, band])
     return out
 
 
-def _gaussian_convolve_separable(cells: np.ndarray, fwhm: np.ndarray, pixel_scale: float,
-                                 moments: np.ndarray | None = None) -> np.ndarray:
+def _gaussian_convolve_separable(
+    cells: np.ndarray, fwhm: np.ndarray, pixel_scale: float, moments: np.ndarray | None = None
+) -> np.ndarray:
     """Gaussian PSF convolution of ``cs``-per-pixel cells onto pixels: ``W cells W^T`` per band.
 
     The Gaussian is separable, so the convolution and the pixel sum are one small matrix product
@@ -493,11 +557,21 @@ def _gaussian_convolve_separable(cells: np.ndarray, fwhm: np.ndarray, pixel_scal
     return np.maximum(out, 0.0, out=out)
 
 
-def render_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.262,
-                bands: Sequence[str] = ("g", "r", "z"), supersample: int = DEFAULT_SUPERSAMPLE,
-                conv_cells: int = DEFAULT_CONV_CELLS, psf_model: str = "gaussian", psf_beta: float = 3.5,
-                zero_point: float = 22.5, method: str = "adaptive", tolerance: float = DEFAULT_TOLERANCE,
-                return_error: bool = False):
+def render_arcs(
+    params: Mapping,
+    *,
+    size: int = 64,
+    pixel_scale: float = 0.262,
+    bands: Sequence[str] = ("g", "r", "z"),
+    supersample: int = DEFAULT_SUPERSAMPLE,
+    conv_cells: int = DEFAULT_CONV_CELLS,
+    psf_model: str = "gaussian",
+    psf_beta: float = 3.5,
+    zero_point: float = 22.5,
+    method: str = "adaptive",
+    tolerance: float = DEFAULT_TOLERANCE,
+    return_error: bool = False,
+):
     """Lensed, PSF-convolved arcs in image units (nanomaggy for zero point 22.5).
 
     ``params`` as for :func:`render_unit_arcs` plus ``src_mag`` (n, band): AB magnitude of the
@@ -513,8 +587,18 @@ def render_arcs(params: Mapping, *, size: int = 64, pixel_scale: float = 0.262,
         raise BadInputError(f"params['src_mag'] has shape {mag.shape}; allowed ({n}, {len(bands)})")
     if not np.all(np.isfinite(mag)):
         raise BadInputError("params['src_mag']: allowed finite AB magnitudes")
-    res = render_unit_arcs(params, size=size, pixel_scale=pixel_scale, bands=bands, supersample=supersample,
-                           conv_cells=conv_cells, psf_model=psf_model, psf_beta=psf_beta, method=method,
-                           tolerance=tolerance, return_error=return_error)
+    res = render_unit_arcs(
+        params,
+        size=size,
+        pixel_scale=pixel_scale,
+        bands=bands,
+        supersample=supersample,
+        conv_cells=conv_cells,
+        psf_model=psf_model,
+        psf_beta=psf_beta,
+        method=method,
+        tolerance=tolerance,
+        return_error=return_error,
+    )
     arcs = (res[0] * mag_to_nmgy(mag, zero_point)[:, :, None, None]).astype(np.float32)
     return (arcs, res[2]) if return_error else arcs

@@ -50,4 +50,13 @@ def sersic_total_flux(amp, r_sersic, n_sersic) -> np.ndarray:
     """Total flux ``2 pi n R^2 amp e^{b_n} b_n^{-2n} Gamma(2n)`` (independent of q)."""
     n = np.asarray(n_sersic, dtype=np.float64)
     bn = sersic_b(n)
-    return 2.0 * np.pi * n * np.asarray(r_sersic, dtype=np.float64) ** 2 * amp * np.exp(bn) * bn ** (-2.0 * n) * gamma(2.0 * n)
+    return (
+        2.0
+        * np.pi
+        * n
+        * np.asarray(r_sersic, dtype=np.float64) ** 2
+        * amp
+        * np.exp(bn)
+        * bn ** (-2.0 * n)
+        * gamma(2.0 * n)
+    )

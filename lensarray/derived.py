@@ -158,10 +158,14 @@ def aperture_snr(
     a = np.asarray(arcs, dtype=np.float64)
     iv = np.asarray(invvar, dtype=np.float64)
     n, size = a.shape[0], a.shape[-1]
-    r = radius_grid(size, centre)
     te = np.asarray(theta_e_px, dtype=np.float64).reshape(n, 1, 1)
-    sel = (np.abs(r - te) < halfwidth_px) & (iv > 0)
+    dist = np.subtract(radius_grid(size, centre), te)
+    np.abs(dist, out=dist)
+    sel = dist < halfwidth_px
+    sel &= iv > 0
     flux = np.sum(np.where(sel, a, 0.0), axis=(-2, -1))
+    # 1 / invvar on the annulus pixels only (all have invvar > 0), 0 elsewhere
+    noise_var = np.divide(1.0, iv, out=np.zeros_like(iv), where=sel)
+    var = np.sum(noise_var, axis=(-2, -1))
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.sum(np.where(sel, 1.0 / np.where(iv > 0, iv, 1.0), 0.0), axis=(-2, -1))
         return np.where(var > 0, flux / np.sqrt(var), np.nan)

@@ -55,10 +55,13 @@ def radius_grid(size: int, center: tuple[ArrayLike, ArrayLike] | None = None) ->
     """
     if center is None:
         return _radius(int(size))
-    dy, dx = _offsets(int(size))
+    # the offsets are separable (dy varies along rows only, dx along columns only): subtracting
+    # the centres from one row and one column and broadcasting in hypot gives the same values
+    # as the full grids with one (n, size, size) pass instead of three
+    idx = _offsets(int(size))[1][0]
     cx = np.asarray(center[0], dtype=np.float64)[..., None, None]
     cy = np.asarray(center[1], dtype=np.float64)[..., None, None]
-    return np.hypot(dy - cy, dx - cx)
+    return np.hypot(idx[:, None] - cy, idx[None, :] - cx)
 
 
 @lru_cache(maxsize=64)

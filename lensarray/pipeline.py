@@ -182,42 +182,49 @@ def _brighten(unit_arcs: np.ndarray, params: dict, invvar: np.ndarray, cfg: RunC
     theta_px = np.asarray(params["theta_e"], np.float64) / r.pixel_scale
     half_px = B.aperture_halfwidth / r.pixel_scale
     observed = invvar > 0
+    unobserved = ~observed
+    iv_sn = np.asarray(invvar[:, snr_band], dtype=np.float64)  # converted once for every S/N below
 
-    def snr_of(signal_band: np.ndarray, iv_band: np.ndarray, definition: str) -> np.ndarray:
+    def snr_of(signal_band: np.ndarray, definition: str) -> np.ndarray:
         if definition == "aperture":
-            return aperture_snr(signal_band, iv_band, theta_px, half_px, centre=lens_px)
-        return matched_filter_snr(signal_band, iv_band)
+            return aperture_snr(signal_band, iv_sn, theta_px, half_px, centre=lens_px)
+        return matched_filter_snr(signal_band, iv_sn)
 
     color = np.asarray(params["src_color"], dtype=np.float64)  # (n, nb) mag relative to the S/N band
     if B.mode == "snr":
         stored = B.snr_calibrate == "stored" or (B.snr_calibrate == "auto" and cm.policy != "none")
         rel = 10.0 ** (-0.4 * color[:, snr_band])  # S/N band flux / S/N-band flux (1 unless colours shift)
-        unit_sn = unit_arcs[:, snr_band].astype(np.float64) * rel[:, None, None]
+        unit_sn = unit_arcs[:, snr_band].astype(np.float64)
+        unit_sn *= rel[:, None, None]
         if stored and w is not None:
-            unit_sn = unit_sn * w
-        unit_sn = np.where(observed[:, snr_band], unit_sn, 0.0)
-        unit_snr = snr_of(unit_sn, invvar[:, snr_band], B.snr_definition)
+            unit_sn *= w
+        np.copyto(unit_sn, 0.0, where=unobserved[:, snr_band])
+        unit_snr = snr_of(unit_sn, B.snr_definition)
         flux_ref = calibrate_flux(unit_arcs, invvar, params["target_snr"], snr_band, unit_snr=unit_snr)
         src_mag = nmgy_to_mag(flux_ref, r.zero_point)[:, None] + color
     else:
         src_mag = np.asarray(params["src_mag"], dtype=np.float64)
     flux = mag_to_nmgy(src_mag, r.zero_point)  # (n, nb)
+    # one new array, then every step in place (the same float operations, in the same order, as
+    # the chain of temporaries they replace: the stored arc is unchanged bit for bit)
     arc = unit_arcs * np.nan_to_num(flux, nan=0.0)[:, :, None, None].astype(np.float32)
     if w is not None and cm.apply_to == "arc":
-        arc = arc * w
+        arc *= w
     # where there is no data (invvar 0) nothing is observed: injecting light there would make
     # lens and control stamps differ in dead pixels, a label leak
-    arc = np.where(observed, arc, np.float32(0.0))
+    np.copyto(arc, 0.0, where=unobserved)
     if r.null:
-        arc = arc * np.float32(0.0)  # null injection: only the arc changes
-    arc = arc.astype(np.float32)
-    signal = arc if (w is None or cm.apply_to == "arc") else arc * w  # d = lens - control
+        arc *= np.float32(0.0)  # null injection: only the arc changes
+    arc = arc.astype(np.float32, copy=False)
+    arc_is_signal = w is None or cm.apply_to == "arc"
+    signal_sn = arc[:, snr_band] if arc_is_signal else arc[:, snr_band] * w  # d = lens - control
     centre = lens_px if cfg.diagnostics.core_centre == "lens" else None
     stats = arc_statistics(
         arc, invvar, core_radius=cfg.diagnostics.core_radius, snr_band_index=snr_band, core_centre=centre
     )
-    stats["arc_snr"] = snr_of(signal[:, snr_band], invvar[:, snr_band], "matched_filter").astype(np.float32)
-    stats["arc_snr_aperture"] = snr_of(signal[:, snr_band], invvar[:, snr_band], "aperture").astype(np.float32)
+    if not arc_is_signal:  # arc_statistics measured the stored arc, which is the signal otherwise
+        stats["arc_snr"] = snr_of(signal_sn, "matched_filter").astype(np.float32)
+    stats["arc_snr_aperture"] = snr_of(signal_sn, "aperture").astype(np.float32)
     stats["arc"], stats["src_mag"] = arc, src_mag
     return stats
 

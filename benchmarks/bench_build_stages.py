@@ -7,6 +7,9 @@ process (every stage repeated ``--repeat`` times, interleaved, the median kept):
   with ``--compare-hosts`` also the previous FFT host renderer (``lensarray.hosts._fft_reference``);
 - ``params``: ``sample_params``; ``render``: ``render_unit_arcs`` (the arc kernel);
 - ``derive``: the rest of ``render_pairs`` (total minus the three stages above);
+  ``derive_direct``: the same timed directly (``render_pairs`` from ``render_physical``'s
+  output); ``derive_previous``: that with the derive step before issue #14's in-place rewrite
+  (the bit-identical reference in ``tests/test_derive_identical.py``); ``*_cpu``: CPU seconds;
 - ``write``: one shard written into a fresh local store as a build task writes it
   (``store._write_shard_task``: the cube's arrays already opened by this worker, every variable
   written concurrently, then the digest, then the done marker); ``write_open``: opening the
@@ -91,6 +94,22 @@ def _sequential_write(group, start: int, stop: int, arrays: dict) -> None:
     group[DONE_VAR][0] = 1
 
 
+def _with_previous_brighten(render_pairs, ids, cfg, physical):
+    """``render_pairs`` from ``physical`` with the derive step before issue #14's in-place rewrite
+    (the reference kept in ``tests/test_derive_identical.py``, bit-identical output)."""
+    import lensarray.pipeline as pipeline
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
+    from test_derive_identical import _brighten_ref
+
+    current = pipeline._brighten
+    pipeline._brighten = _brighten_ref
+    try:
+        return render_pairs(ids, cfg, physical=physical)
+    finally:
+        pipeline._brighten = current
+
+
 def _timed(times: dict, name: str, fn, *args):
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args)
@@ -108,7 +127,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     from lensarray.hosts.synthetic import synthetic_host_properties, synthetic_hosts
     from lensarray.physics.render import render_unit_arcs
-    from lensarray.pipeline import render_pairs
+    from lensarray.pipeline import render_pairs, render_physical
     from lensarray.sampling import sample_params
     from lensarray.store import create_store, cube_attrs, open_group
 
@@ -119,6 +138,7 @@ def main(argv=None) -> dict:
     hosts = synthetic_hosts(ids, cfg, props)
     params = sample_params(ids, cfg, hosts)
     arrays = render_pairs(ids, cfg)
+    physical = render_physical(ids, cfg)
     stages = {
         "host_props": lambda: synthetic_host_properties(ids, cfg),
         "hosts": lambda: synthetic_hosts(ids, cfg, props),
@@ -134,6 +154,8 @@ def main(argv=None) -> dict:
             psf_beta=cfg.psf.moffat_beta,
         ),
         "render_pairs": lambda: render_pairs(ids, cfg),
+        "derive_direct": lambda: render_pairs(ids, cfg, physical=physical),
+        "derive_previous": lambda: _with_previous_brighten(render_pairs, ids, cfg, physical),
     }
     if args.compare_hosts:
         from lensarray.hosts import _fft_reference
@@ -145,6 +167,7 @@ def main(argv=None) -> dict:
     chosen = dict(store.IMAGE_CODECS)
     codec_sets = {"": chosen, "_v01_codecs": {k: ("zstd", 3, "noshuffle") for k in chosen}}
     times: dict[str, list[float]] = {k: [] for k in stages}
+    cpu: dict[str, list[float]] = {k: [] for k in stages}
 
     def fresh_store(name: str) -> str:
         url = os.path.join(root, name)
@@ -162,9 +185,10 @@ def main(argv=None) -> dict:
     try:
         for rep in range(args.repeat):
             for name, fn in stages.items():
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
             for tag, codecs in codec_sets.items():
                 store.IMAGE_CODECS.clear()
                 store.IMAGE_CODECS.update(codecs)
@@ -187,6 +211,8 @@ def main(argv=None) -> dict:
         shutil.rmtree(root, ignore_errors=True)
     ms = {k: 1e3 * float(np.median(v)) / n for k, v in times.items()}
     ms["derive"] = ms["render_pairs"] - ms["hosts"] - ms["host_props"] - ms["params"] - ms["render"]
+    ms["derive_direct_cpu"] = 1e3 * float(np.median(cpu["derive_direct"])) / n
+    ms["derive_previous_cpu"] = 1e3 * float(np.median(cpu["derive_previous"])) / n
     ms["total"] = ms["render_pairs"] + ms["write"]
     rows = [
         {"stage": k, "ms_per_pair": ms[k]}
@@ -197,6 +223,10 @@ def main(argv=None) -> dict:
             "params",
             "render",
             "derive",
+            "derive_direct",
+            "derive_previous",
+            "derive_direct_cpu",
+            "derive_previous_cpu",
             "write",
             "write_open",
             "write_sequential",
@@ -218,6 +248,10 @@ def main(argv=None) -> dict:
         "write_sequential_over_write": ms["write_sequential"] / ms["write"],
         "write_v01_codecs_over_floor": ms["write_v01_codecs"] / ms["write_floor_v01_codecs"],
         "render_over_total": ms["render"] / ms["total"],
+        "derive_direct_over_render": ms["derive_direct"] / ms["render"],
+        "derive_previous_over_render": ms["derive_previous"] / ms["render"],
+        "derive_previous_over_direct": ms["derive_previous"] / ms["derive_direct"],
+        "derive_previous_over_direct_cpu": ms["derive_previous_cpu"] / ms["derive_direct_cpu"],
     }
     if args.compare_hosts:
         ratios["hosts_fft_v01_over_render"] = ms["hosts_fft_v01"] / ms["render"]

@@ -10,6 +10,8 @@ process (every stage repeated ``--repeat`` times, interleaved, the median kept):
   ``derive_direct``: the same timed directly (``render_pairs`` from ``render_physical``'s
   output); ``derive_previous``: that with the derive step before issue #14's in-place rewrite
   (the bit-identical reference in ``tests/test_derive_identical.py``); ``*_cpu``: CPU seconds;
+  ``physical``: ``render_physical`` (hosts, params, arcs as ``render_pairs`` calls them), whose
+  excess over the isolated stages is what the subtraction above books as "derive";
 - ``write``: one shard written into a fresh local store as a build task writes it
   (``store._write_shard_task``: the cube's arrays already opened by this worker, every variable
   written concurrently, then the digest, then the done marker); ``write_open``: opening the
@@ -154,6 +156,7 @@ def main(argv=None) -> dict:
             psf_beta=cfg.psf.moffat_beta,
         ),
         "render_pairs": lambda: render_pairs(ids, cfg),
+        "physical": lambda: render_physical(ids, cfg),
         "derive_direct": lambda: render_pairs(ids, cfg, physical=physical),
         "derive_previous": lambda: _with_previous_brighten(render_pairs, ids, cfg, physical),
     }
@@ -223,6 +226,7 @@ def main(argv=None) -> dict:
             "params",
             "render",
             "derive",
+            "physical",
             "derive_direct",
             "derive_previous",
             "derive_direct_cpu",
@@ -249,6 +253,7 @@ def main(argv=None) -> dict:
         "write_v01_codecs_over_floor": ms["write_v01_codecs"] / ms["write_floor_v01_codecs"],
         "render_over_total": ms["render"] / ms["total"],
         "derive_direct_over_render": ms["derive_direct"] / ms["render"],
+        "physical_over_stages": ms["physical"] / (ms["hosts"] + ms["host_props"] + ms["params"] + ms["render"]),
         "derive_previous_over_render": ms["derive_previous"] / ms["render"],
         "derive_previous_over_direct": ms["derive_previous"] / ms["derive_direct"],
         "derive_previous_over_direct_cpu": ms["derive_previous_cpu"] / ms["derive_direct_cpu"],

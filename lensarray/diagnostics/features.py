@@ -434,12 +434,17 @@ def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
     out = {"central": central_stamps(host, arc, spec.side, spec.w_core)}
     kw = spec.ablation_kwargs
     if kw is not None:
-        sl = central_slice(host.shape[-1], spec.side)
         ids = np.asarray(pair_id, np.int64)
         masked = [
             apply_centre_mask_spec(
-                st, kw, seed=spec.seed, sample_ids=2 * ids + r, psf_fwhm=psf_fwhm, pixel_scale=spec.pixel_scale
-            )[..., sl, sl]
+                st,
+                kw,
+                seed=spec.seed,
+                sample_ids=2 * ids + r,
+                psf_fwhm=psf_fwhm,
+                pixel_scale=spec.pixel_scale,
+                central_side=spec.side,
+            )
             for r, st in enumerate((lens, control))
         ]
         out["central_masked"] = np.stack(masked, axis=1)

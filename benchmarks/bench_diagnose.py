@@ -10,6 +10,10 @@ Memory: peak RSS of this process plus all its children (client, scheduler, worke
 the same stored chunks are read again), so 200,000 pairs need 20x less disk than a real cube.
 
     python benchmarks/bench_diagnose.py --sizes 10000 50000 --memory-base 20000 --memory-sizes 20000 200000
+
+``--ref-code DIR`` also times, interleaved in the same repeats, ``diagnose`` of the package at
+``DIR`` (e.g. ``git archive <commit> lensarray | tar -x -C DIR``) in a subprocess whose workers
+import it (``PYTHONPATH=DIR``): before/after ratios from one run.
 """
 
 from __future__ import annotations
@@ -128,6 +132,21 @@ def _diagnose(ds, workers: int, warm: bool = False) -> tuple[float, float, dict,
     return dt, mem.peak / 2**20, res, t_warm
 
 
+def _diagnose_ref(url: str, workers: int, warm: bool, ref_code: str) -> tuple[float, float]:
+    """``_diagnose`` of the cube at ``url`` by the package at ``ref_code`` (a subprocess, so its
+    workers import that code): seconds and the core-LR AUC."""
+    import json
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(ref_code))
+    cmd = [sys.executable, os.path.abspath(__file__), "--diagnose-only", url, "--workers", str(workers)]
+    out = subprocess.run(
+        cmd + (["--warm-workers"] if warm else []), env=env, check=True, capture_output=True, text=True
+    )
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(res["diagnose_s"]), float(res["core_lr_auc"])
+
+
 def _close(client, lc) -> None:
     """Close a client and its cluster; on a loaded machine the nannies' shutdown can time out
     after the measurement is complete, which must not lose it."""
@@ -193,8 +212,17 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
     ap.add_argument("--name", default="diagnose", help="results/<name>.json")
+    ap.add_argument("--ref-code", default=None, help="directory holding a reference lensarray package (see above)")
+    ap.add_argument("--diagnose-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     from lensarray.cube import open_cube
+
+    if args.diagnose_only:  # the --ref-code subprocess: one diagnose, JSON on the last line
+        import json
+
+        dt, _, res, _ = _diagnose(open_cube(args.diagnose_only), args.workers, args.warm_workers)
+        print(json.dumps({"diagnose_s": dt, "core_lr_auc": res["core_lr"]["auc"]}))
+        return {}
 
     root = args.root or tempfile.mkdtemp(prefix="lensarray-bench-diag-")
     rows, mem_rows = [], []
@@ -204,7 +232,7 @@ def main(argv=None) -> dict:
             url = os.path.join(root, f"cube{base_n}.zarr")
             if not os.path.exists(url):
                 _build(base_n, url, args.workers, quantize=args.quantize)
-            raw, diag, peaks, warm = [], [], [], []
+            raw, diag, peaks, warm, ref, ref_auc = [], [], [], [], [], []
             for _ in range(args.repeats):  # interleaved: load drifts hit both sides alike
                 raw.append(_raw_read(url, n, base_n))
                 ds = open_cube(url) if base_n == n else _tiled(url, n)
@@ -212,6 +240,10 @@ def main(argv=None) -> dict:
                 diag.append(dt)
                 warm.append(t_warm)
                 peaks.append(peak)
+                if args.ref_code and base_n == n:
+                    t_ref, auc_ref = _diagnose_ref(url, args.workers, args.warm_workers, args.ref_code)
+                    ref.append(t_ref)
+                    ref_auc.append(auc_ref)
             r, d = statistics.median(raw), statistics.median(diag)
             rows.append(
                 {
@@ -231,11 +263,16 @@ def main(argv=None) -> dict:
                     else None,
                     "core_lr_auc": res["core_lr"]["auc"],
                     "stages_s": res.get("elapsed_by_stage_s"),
+                    "ref_code": args.ref_code if ref else None,
+                    "ref_diagnose_s_all": ref or None,
+                    "ref_diagnose_vs_raw_read": r / statistics.median(ref) if ref else None,
+                    "ref_core_lr_auc": ref_auc[-1] if ref_auc else None,
                 }
             )
             print(
                 table(
-                    rows[-1:], ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read", "diagnose_peak_rss_mib"]
+                    rows[-1:],
+                    ["pairs", "raw_read_s", "diagnose_s", "diagnose_vs_raw_read", "ref_diagnose_vs_raw_read"],
                 ),
                 flush=True,
             )

@@ -78,3 +78,45 @@ def test_nan_donors_are_skipped():
 def test_bad_input_names_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         centre_mask(_stamps(n=1), **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "psf"])
+def test_stamp_result_independent_of_batching(mode):
+    # radii differ per stamp, so a batch's largest radius depends on which stamps are in it:
+    # each stamp's result must not
+    st = _stamps(n=12)
+    ids = np.arange(500, 512)
+    fwhm = np.linspace(1.0, 3.5, 12)
+    kw = dict(mode=mode, r_mask=(3, 7), psf_fwhm=fwhm if mode == "psf" else None, seed=5)
+    whole, radii = centre_mask(st, sample_ids=ids, return_radii=True, **kw)
+    assert np.ptp(radii) > 1.0
+    small = int(np.argmin(radii[:, 0]))
+    for chunk in (1, 5):
+        parts = []
+        for i in range(0, 12, chunk):
+            kwi = dict(kw, psf_fwhm=fwhm[i : i + chunk] if mode == "psf" else None)
+            parts.append(centre_mask(st[i : i + chunk], sample_ids=ids[i : i + chunk], **kwi))
+        assert np.array_equal(np.concatenate(parts), whole)
+    alone = centre_mask(
+        st[small : small + 1],
+        sample_ids=ids[small : small + 1],
+        **dict(kw, psf_fwhm=fwhm[small : small + 1] if mode == "psf" else None),
+    )
+    assert np.array_equal(alone[0], whole[small])
+
+
+@pytest.mark.parametrize("side", [10, 11, 30])
+def test_central_side_equals_slice_of_full_result(side):
+    from lensarray.geometry import central_slice
+
+    st = _stamps(n=5)
+    st[1, 2, 32, 55] = np.nan  # a NaN donor in the annulus (r = 23)
+    ids = np.arange(5) * 2 + 1
+    full = centre_mask(st, mode="uniform", r_mask=(3, 7), seed=2, sample_ids=ids)
+    crop = centre_mask(st, mode="uniform", r_mask=(3, 7), seed=2, sample_ids=ids, central_side=side)
+    sl = central_slice(64, side)
+    assert crop.shape == (5, 3, side, side)
+    assert np.array_equal(crop, full[..., sl, sl])
+    assert crop.max() < 1.0  # the bright core is gone from the square too
+    with pytest.raises(ValueError, match="central_side"):
+        centre_mask(st, central_side=65)

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import radius_grid
+from ..geometry import central_slice, radius_grid
 
 __all__ = ["centre_mask", "mask_radii", "apply_centre_mask_spec", "MASK_MODES"]
 
 #: ``fixed``: one radius; ``uniform``: per stamp uniform in ``r_mask = (lo, hi)``;
 #: ``psf``: per stamp and band, ``0.5 * psf_fwhm / pixel_scale``.
 MASK_MODES = ("fixed", "uniform", "psf")
+
+
+def _uniform_bounds(r_mask: float | tuple[float, float]) -> tuple[float, float]:
+    """``(lo, hi)`` pixels of ``mode="uniform"`` (a scalar means the default [3, 7]), validated."""
+    given = np.asarray(r_mask, dtype=float).ravel()
+    lo, hi = (3.0, 7.0) if np.ndim(r_mask) == 0 else (float(given[0]), float(given[1]))
+    if not (0 <= lo <= hi and np.isfinite(hi)):
+        raise ValueError(f"r_mask = {r_mask!r}: allowed (lo, hi) with 0 <= lo <= hi pixels")
+    return lo, hi
 
 
 def mask_radii(
@@ -56,9 +65,7 @@ def mask_radii(
             raise ValueError(f"r_mask = {r_mask!r}: allowed a finite radius >= 0 pixels")
         return np.full((n, nb), r)
     if mode == "uniform":
-        lo, hi = (3.0, 7.0) if np.ndim(r_mask) == 0 else (float(given[0]), float(given[1]))
-        if not (0 <= lo <= hi and np.isfinite(hi)):
-            raise ValueError(f"r_mask = {r_mask!r}: allowed (lo, hi) with 0 <= lo <= hi pixels")
+        lo, hi = _uniform_bounds(r_mask)
         rng = rng if rng is not None else np.random.default_rng(0)
         return np.repeat(rng.uniform(lo, hi, size=(n, 1)), nb, axis=1)
     if psf_fwhm is None:
@@ -84,6 +91,7 @@ def centre_mask(
     sample_ids: np.ndarray | None = None,
     annulus: tuple[float, float] | None = None,
     return_radii: bool = False,
+    central_side: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Replace pixels at r < r_mask with random draws from the same stamp's outer annulus, per band.
 
@@ -103,8 +111,9 @@ def centre_mask(
         Arcsec per pixel.
     seed
         Root seed. With ``sample_ids`` each stamp draws from its own stream
-        ``SeedSequence([seed, sample_id])``, so the output of a stamp does not depend on which
-        batch it is in; without, one stream serves the whole batch in order.
+        ``SeedSequence([seed, sample_id])`` and only as many values as its own radius needs, so
+        the output of a stamp does not depend on which batch it is in; without, one stream serves
+        the whole batch in order.
     sample_ids
         Stable integer id per stamp (e.g. ``2 * pair + role``), shape ``(n,)``.
     annulus
@@ -112,17 +121,23 @@ def centre_mask(
         (20-30 px for 64-pixel stamps): beyond the arcs of typical Einstein radii, inside the stamp.
     return_radii
         Also return the radius used per stamp and band ``(n, band)`` (pixels).
+    central_side
+        Return only the central ``central_side``-pixel square (:func:`lensarray.geometry.central_slice`)
+        of each masked stamp, pixels: the same values as slicing the full result, without copying
+        the whole stamps (what the core LR reads).
 
     Returns
     -------
     numpy.ndarray
-        A masked copy with the dtype and shape of ``stamps`` (and the radii if asked for).
+        A masked copy with the dtype of ``stamps`` and its shape (or its central square), and the
+        radii if asked for.
 
     Notes
     -----
     Donor pixels are drawn with replacement among the finite annulus pixels of the same stamp
     and band; a stamp-band without finite donors is filled with 0. A pixel is masked when its
     centre lies at distance < r_mask from the stamp origin (centre of pixel (size//2, size//2)).
+    Candidate pixels are visited in order of radius (then raster order), one draw per band each.
     """
     arr = np.asarray(stamps)
     squeeze = arr.ndim == 3
@@ -133,8 +148,10 @@ def centre_mask(
             f"stamps has shape {np.shape(stamps)}: allowed (n, band, y, x) or (band, y, x) with square stamps"
         )
     n, nb, size, _ = arr.shape
+    if central_side is not None and not (0 < int(central_side) <= size):
+        raise ValueError(f"central_side = {central_side!r}: allowed 1 .. {size} pixels")
     r_in, r_out = annulus if annulus is not None else (max(size // 2 - 12, 0), size // 2 - 2)
-    rad = radius_grid(size)
+    rad = radius_grid(size).ravel()
     donor_flat = np.flatnonzero((rad >= r_in) & (rad < r_out))
     if donor_flat.size == 0:
         raise ValueError(f"annulus = ({r_in}, {r_out}): allowed radii that contain pixels of a {size}-pixel stamp")
@@ -149,7 +166,8 @@ def centre_mask(
         gens = None
 
     if mode == "uniform" and gens is not None:
-        radii = np.concatenate([mask_radii(1, nb, r_mask=r_mask, mode=mode, rng=g) for g in gens])
+        lo, hi = _uniform_bounds(r_mask)
+        radii = np.repeat(np.array([g.uniform(lo, hi) for g in gens]).reshape(n, 1), nb, axis=1)
     else:
         radii = mask_radii(
             n,
@@ -160,35 +178,46 @@ def centre_mask(
             pixel_scale=pixel_scale,
             rng=None if gens is not None else batch_rng,
         )
-    r_max = float(radii.max()) if radii.size else 0.0
-    target_flat = np.flatnonzero(rad.ravel() < r_max)
-    out = arr.copy()
-    if target_flat.size == 0:
-        return (out[0] if squeeze else out, radii) if return_radii else (out[0] if squeeze else out)
-
-    # Draw donor positions for every candidate pixel; a pixel keeps its draw only if inside
-    # its own stamp-band radius. Drawing for all candidates keeps the stream layout fixed.
-    k = target_flat.size
-    if gens is None:
-        pick = batch_rng.integers(0, donor_flat.size, size=(n, nb, k))
+    # candidates in order of radius: a stamp's first k pixels are exactly those it may mask
+    order = np.argsort(rad, kind="stable")
+    rad_sorted = rad[order]
+    per_stamp_max = radii.max(axis=1) if nb else np.zeros(n)
+    k_stamp = np.searchsorted(rad_sorted, per_stamp_max, side="left")
+    k = int(k_stamp.max()) if n else 0
+    if central_side is not None:
+        sl = central_slice(size, int(central_side))
+        out = arr[..., sl, sl].copy()
     else:
-        pick = np.stack([g.integers(0, donor_flat.size, size=(nb, k)) for g in gens])
-    flat = out.reshape(n, nb, size * size)
-    donors = flat[:, :, donor_flat]
-    fill = np.take_along_axis(donors, pick, axis=2)
-    bad = ~np.isfinite(fill)
-    if bad.any():
-        # rare (NaN in the annulus): redraw those stamp-bands among finite donors only
-        for i, b in zip(*np.nonzero(bad.any(axis=2)), strict=True):
-            good = donors[i, b][np.isfinite(donors[i, b])]
-            g = gens[i] if gens is not None else batch_rng
-            fill[i, b] = g.choice(good, size=k) if good.size else 0.0
-    inside = rad.ravel()[target_flat][None, None, :] < radii[:, :, None]
-    cur = flat[:, :, target_flat]
-    flat[:, :, target_flat] = np.where(inside, fill, cur)
-    result = flat.reshape(arr.shape)
-    if squeeze:
-        result = result[0]
+        out = arr.copy()
+
+    if k > 0:
+        target_flat = order[:k]
+        if gens is None:
+            pick = batch_rng.integers(0, donor_flat.size, size=(n, nb, k))
+        else:
+            pick = np.zeros((n, nb, k), np.int64)
+            for i, g in enumerate(gens):
+                pick[i, :, : k_stamp[i]] = g.integers(0, donor_flat.size, size=(nb, int(k_stamp[i])))
+        flat = arr.reshape(n, nb, size * size)
+        fill = np.take_along_axis(flat, donor_flat[pick], axis=2)
+        bad = ~np.isfinite(fill)
+        if bad.any():
+            # rare (NaN in the annulus): redraw those stamp-bands among finite donors only
+            for i, b in zip(*np.nonzero(bad.any(axis=2)), strict=True):
+                donors = flat[i, b, donor_flat]
+                good = donors[np.isfinite(donors)]
+                g = gens[i] if gens is not None else batch_rng
+                kk = k if gens is None else int(k_stamp[i])
+                fill[i, b, :kk] = g.choice(good, size=kk) if good.size else 0.0
+        inside = rad[target_flat][None, None, :] < radii[:, :, None]
+        ty, tx = np.divmod(target_flat, size)
+        if central_side is not None:
+            ty, tx = ty - sl.start, tx - sl.start
+            keep = (ty >= 0) & (ty < int(central_side)) & (tx >= 0) & (tx < int(central_side))
+            ty, tx, fill, inside = ty[keep], tx[keep], fill[:, :, keep], inside[:, :, keep]
+        cur = out[:, :, ty, tx]
+        out[:, :, ty, tx] = np.where(inside, fill, cur)
+    result = out[0] if squeeze else out
     return (result, radii) if return_radii else result
 
 
@@ -200,13 +229,14 @@ def apply_centre_mask_spec(
     sample_ids: np.ndarray | None = None,
     psf_fwhm: np.ndarray | None = None,
     pixel_scale: float | None = None,
+    central_side: int | None = None,
 ) -> np.ndarray:
     """Apply a centre-mask spec (:func:`centre_mask` keywords, as diagnose, the training loader and
     evaluation take it) to stamps: the one place a spec becomes a call.
 
     ``mode="psf"`` takes the stamps' own PSF FWHM (``psf_fwhm``, arcsec, ``(n,)`` or ``(n, band)``)
     and the cube's ``pixel_scale`` (arcsec per pixel) unless the spec sets them; other modes
-    ignore both.
+    ignore both. ``central_side`` (pixels) returns only each masked stamp's central square.
     """
     kw = dict(spec)
     if kw.get("mode") == "psf":
@@ -217,6 +247,6 @@ def apply_centre_mask_spec(
     else:
         kw.pop("psf_fwhm", None)
     kw.pop("return_radii", None)  # a spec describes the mask, not what the call returns
-    masked = centre_mask(stamps, seed=seed, sample_ids=sample_ids, **kw)
+    masked = centre_mask(stamps, seed=seed, sample_ids=sample_ids, central_side=central_side, **kw)
     assert isinstance(masked, np.ndarray)
     return masked

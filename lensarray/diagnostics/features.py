@@ -417,7 +417,8 @@ def central_stamps(host, arc, side: int, w_core=None) -> np.ndarray:
     """Central ``side`` squares ``(n, role, band, side, side)`` of the lens (host + arc) and control
     (:func:`lensarray.masking.control_stamp`) stamps of ``host``, ``arc`` ``(n, band, size, size)``."""
     sl = central_slice(host.shape[-1], side)
-    return np.stack([(host + arc)[..., sl, sl], control_stamp(host, arc, w_core)[..., sl, sl]], axis=1)
+    h, a = host[..., sl, sl], arc[..., sl, sl]  # elementwise: slicing first gives the same values
+    return np.stack([h + a, control_stamp(h, a, None if w_core is None else w_core[sl, sl])], axis=1)
 
 
 def squares_by_role(central: np.ndarray, suffix: str = "") -> dict:
@@ -429,17 +430,23 @@ def squares_by_role(central: np.ndarray, suffix: str = "") -> dict:
 
 def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
     """Central squares ``(n, role, band, side, side)`` of the lens and control stamps (and masked)."""
-    lens = host + arc  # float32, as a trainer's lens stamp
-    control = control_stamp(host, arc, spec.w_core)
     out = {"central": central_stamps(host, arc, spec.side, spec.w_core)}
     kw = spec.ablation_kwargs
     if kw is not None:
-        sl = central_slice(host.shape[-1], spec.side)
+        # the mask's donors lie outside the central square: it needs the whole stamps
+        lens = host + arc  # float32, as a trainer's lens stamp
+        control = control_stamp(host, arc, spec.w_core)
         ids = np.asarray(pair_id, np.int64)
         masked = [
             apply_centre_mask_spec(
-                st, kw, seed=spec.seed, sample_ids=2 * ids + r, psf_fwhm=psf_fwhm, pixel_scale=spec.pixel_scale
-            )[..., sl, sl]
+                st,
+                kw,
+                seed=spec.seed,
+                sample_ids=2 * ids + r,
+                psf_fwhm=psf_fwhm,
+                pixel_scale=spec.pixel_scale,
+                central_side=spec.side,
+            )
             for r, st in enumerate((lens, control))
         ]
         out["central_masked"] = np.stack(masked, axis=1)

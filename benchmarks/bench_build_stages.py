@@ -128,8 +128,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--name", default="build_stages", help="results/<name>.json")
     args = ap.parse_args(argv)
     from lensarray.hosts.synthetic import synthetic_host_properties, synthetic_hosts
-    from lensarray.physics.render import render_unit_arcs
-    from lensarray.pipeline import render_pairs, render_physical
+    from lensarray.pipeline import _unit_arcs, render_pairs, render_physical
     from lensarray.sampling import sample_params
     from lensarray.store import create_store, cube_attrs, open_group
 
@@ -145,16 +144,7 @@ def main(argv=None) -> dict:
         "host_props": lambda: synthetic_host_properties(ids, cfg),
         "hosts": lambda: synthetic_hosts(ids, cfg, props),
         "params": lambda: sample_params(ids, cfg, hosts),
-        "render": lambda: render_unit_arcs(
-            params,
-            size=cfg.run.size,
-            pixel_scale=cfg.run.pixel_scale,
-            bands=tuple(cfg.run.bands),
-            supersample=cfg.render.supersample,
-            tolerance=cfg.render.tolerance,
-            psf_model=cfg.psf.model,
-            psf_beta=cfg.psf.moffat_beta,
-        ),
+        "render": lambda: _unit_arcs(params, cfg),
         "render_pairs": lambda: render_pairs(ids, cfg),
         "physical": lambda: render_physical(ids, cfg),
         "derive_direct": lambda: render_pairs(ids, cfg, physical=physical),

@@ -42,19 +42,10 @@ def _render_only(params: dict, cfg_json: str) -> int:
     import json
 
     from lensarray.config import config_from_dict
-    from lensarray.physics.render import render_unit_arcs
+    from lensarray.pipeline import _unit_arcs
 
     cfg = config_from_dict(json.loads(cfg_json))
-    arcs, _ = render_unit_arcs(
-        params,
-        size=cfg.run.size,
-        pixel_scale=cfg.run.pixel_scale,
-        bands=tuple(cfg.run.bands),
-        supersample=cfg.render.supersample,
-        tolerance=cfg.render.tolerance,
-        psf_model=cfg.psf.model,
-        psf_beta=cfg.psf.moffat_beta,
-    )
+    arcs, _ = _unit_arcs(params, cfg)
     return int(arcs.shape[0])
 
 

@@ -9,17 +9,36 @@ variable and coordinate carries CF-1.11 attributes that xarray, cf_xarray and as
   ``flag_masks`` + ``flag_meanings`` (``maskbits``, Legacy Surveys DR10 MASKBITS bits 0-16), so
   ``ds.cf["split"] == "train"`` works with cf_xarray.
 
-The schema itself (dims, dtypes, meanings) stays in :mod:`lensarray.cube`; a variable without an
-entry here gets its schema description as ``long_name``.
+The schema itself (dims, dtypes, meanings) stays in :mod:`lensarray.schema`, which imports this
+module (never the other way round); a variable without an entry here gets its schema
+description as ``long_name``. The code vocabularies of the coded variables (:data:`SPLIT_NAMES`,
+:data:`NEGATIVE_KINDS`) live here, next to the flag encodings that spell them out.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import xarray as xr
 
-__all__ = ["CONVENTIONS", "COORDINATES", "MASKBITS", "CF_VERSION", "apply", "attrs_for"]
+__all__ = [
+    "CONVENTIONS",
+    "COORDINATES",
+    "MASKBITS",
+    "CF_VERSION",
+    "SPLIT_NAMES",
+    "NEGATIVE_KINDS",
+    "apply",
+    "attrs_for",
+]
+
+#: Stored split codes (``split`` variable, int8); -1 means unassigned.
+SPLIT_NAMES = ("train", "val", "test")
+
+#: ``hard_negative`` codes (int8): 0 = a real lens injection; ``below_snr_floor`` = a lens
+#: injection whose stored arc S/N fell below ``brightness.snr_floor`` (labelled a non-lens).
+NEGATIVE_KINDS = ("lens", "ring", "spiral", "tidal", "external", "below_snr_floor")
 
 #: The CF version the attributes follow (global ``Conventions`` attribute).
 CF_VERSION = "CF-1.11"
@@ -49,15 +68,11 @@ _MAG = "mag(AB)"
 
 
 def _split_flags() -> dict[str, Any]:
-    from .cube import SPLIT_NAMES
-
     # -1 is the fill value: a pair not yet built, or whose region was unseen at planning
     return {"flag_values": [-1, *range(len(SPLIT_NAMES))], "flag_meanings": " ".join(["unassigned", *SPLIT_NAMES])}
 
 
 def _negative_flags() -> dict[str, Any]:
-    from .cube import NEGATIVE_KINDS
-
     return {"flag_values": list(range(len(NEGATIVE_KINDS))), "flag_meanings": " ".join(NEGATIVE_KINDS)}
 
 
@@ -129,12 +144,28 @@ def attrs_for(name: str, schema_units: str, description: str, dtype: str) -> dic
     return out
 
 
-def apply(ds: xr.Dataset) -> xr.Dataset:
-    """Set the CF attributes of every schema variable and coordinate of ``ds`` (in place) and
-    the global ``Conventions``; returns ``ds``."""
-    from .cube import VARIABLES
+class _Spec(Protocol):
+    @property
+    def units(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
 
-    for name, spec in VARIABLES.items():
+
+def apply(ds: xr.Dataset, variables: Mapping[str, _Spec]) -> xr.Dataset:
+    """Set the CF attributes of every schema variable and coordinate of ``ds`` (in place) and
+    the global ``Conventions``; returns ``ds``.
+
+    Parameters
+    ----------
+    ds
+        The cube (template or lazy).
+    variables
+        The schema's variable table (:data:`lensarray.schema.VARIABLES`): units, description
+        and dtype of each variable.
+    """
+    for name, spec in variables.items():
         if name in ds.variables:
             ds[name].attrs = attrs_for(name, spec.units, spec.description, spec.dtype)
     for name, attrs in COORDINATES.items():

@@ -442,7 +442,7 @@ def _lazy_from_plan(cfg: RunConfig, plan: BuildPlan, chunk_pairs: int | None = N
     coords = {"pair": np.arange(r.n_pairs, dtype=np.int64), **template_coords(list(r.bands), r.size)}
     attrs = {**template_attrs(), **cube_attrs(cfg, split_plan_json=plan.split_plan_json)}
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    conventions.apply(ds)  # the same CF attributes as the template
+    conventions.apply(ds, VARIABLES)  # the same CF attributes as the template
     return ds
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import xarray as xr
 
 from . import conventions
+from .conventions import NEGATIVE_KINDS as NEGATIVE_KINDS
+from .conventions import SPLIT_NAMES as SPLIT_NAMES
 from .errors import BadInputError
 
 __all__ = [
@@ -35,13 +37,6 @@ __all__ = [
 
 #: Bumped on any incompatible change of names, dims or meanings.
 SCHEMA_VERSION = 1
-
-#: Stored split codes (``split`` variable, int8); -1 means unassigned.
-SPLIT_NAMES = ("train", "val", "test")
-
-#: ``hard_negative`` codes (int8): 0 = a real lens injection; ``below_snr_floor`` = a lens
-#: injection whose stored arc S/N fell below ``brightness.snr_floor`` (labelled a non-lens).
-NEGATIVE_KINDS = ("lens", "ring", "spiral", "tidal", "external", "below_snr_floor")
 
 
 class CubeSchemaError(BadInputError):
@@ -165,7 +160,7 @@ def template(
         data_vars[name] = xr.Variable(spec.dims, data, attrs={"units": spec.units, "description": spec.description})
     coords = {"pair": np.arange(n_pairs, dtype=np.int64), **template_coords(bands, size)}
     ds = xr.Dataset(data_vars, coords=coords)
-    conventions.apply(ds)  # CF long_name / units / flags on every variable and coordinate
+    conventions.apply(ds, VARIABLES)  # CF long_name / units / flags on every variable and coordinate
     ds.attrs.update(template_attrs())
     if attrs:
         ds.attrs.update(attrs)

@@ -80,6 +80,10 @@ def test_mask_core_on_a_plain_cube_is_the_cube_built_with_the_policy(built):
         "apply_to": "arc",
     }
     assert np.all(masked["arc"].values[..., radius_grid(plain.sizes["x"]) < 5.0] == 0)
+    # and so does the toy cube made with a hard core mask
+    toy = toy_cube(8, seed=1, chunk_pairs=4, hard_mask=5.0)
+    assert toy.attrs["core_mask_policy"] == masked.attrs["core_mask_policy"]
+    assert np.all(toy["arc"].values[..., radius_grid(toy.sizes["x"]) < 5.0] == 0)
 
 
 def test_radius_stamp_and_lens_centres():

@@ -17,6 +17,7 @@ from ..config import RunConfig
 from ..cube import template
 from ..derived import arc_statistics, inner_image_radius_px, matched_filter_snr
 from ..geometry import offsets, radius_grid
+from ..masking import core_mask_policy_attr
 
 __all__ = ["toy_cube", "ARC_KINDS", "LEAKS"]
 
@@ -140,7 +141,9 @@ def toy_cube(
             "pixel_scale": ps,
             "zero_point": 22.5,
             "unit": "nanomaggy",
-            "core_mask_policy": "none" if hard_mask is None else f"hard:{hard_mask}",
+            "core_mask_policy": core_mask_policy_attr(
+                cfg.core_mask.policy, cfg.core_mask.radius, cfg.core_mask.width, cfg.core_mask.apply_to
+            ),
         },
         chunk_pairs=chunk_pairs,
     )

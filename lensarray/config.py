@@ -127,6 +127,11 @@ class SourceSection:
     color_r_z_max: float = _f(0.6, range=(-1.0, 3.0), doc="source r-z colour upper bound, mag")
 
 
+#: Narrowest target arc_snr bin the sampler can fill to its fraction: a bin a few ulps wide has
+#: no float inside it for the inverse CDF to land on (hypothesis found edges 0, 5e-324, 1).
+MIN_SNR_BIN_WIDTH = 1e-3
+
+
 @dataclass
 class BrightnessSection:
     """How bright the arcs are: by source magnitude or calibrated to a target arc S/N."""
@@ -135,7 +140,7 @@ class BrightnessSection:
     snr_edges: list = _f(
         [0.8, 2.0, 8.0, 20.0, 50.0],
         item_range=(0.0, 1e6),
-        doc="target arc_snr bin edges (last bin open to the final edge)",
+        doc="target arc_snr bin edges, increasing, at least 0.001 apart (last bin closed at the final edge)",
     )
     snr_fractions: list = _f(
         [0.40, 0.40, 0.15, 0.05], item_range=(0.0, 1.0), doc="fraction of pairs per arc_snr bin; sums to 1"
@@ -397,8 +402,10 @@ class RunConfig:
             errs.append(
                 f"brightness.snr_fractions has {len(fr)} entries: allowed len(snr_edges) - 1 = {len(edges) - 1}"
             )
-        elif any(b <= a for a, b in itertools.pairwise(edges)):
-            errs.append(f"brightness.snr_edges = {edges}: allowed strictly increasing")
+        elif any(b - a < MIN_SNR_BIN_WIDTH * (1 - 1e-9) for a, b in itertools.pairwise(edges)):
+            errs.append(
+                f"brightness.snr_edges = {edges}: allowed increasing, consecutive edges at least {MIN_SNR_BIN_WIDTH} apart"
+            )
         if fr and not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
             errs.append(f"brightness.snr_fractions = {fr}: allowed fractions summing to 1 (sum {sum(fr):.6g})")
         sf = self.splits.fractions

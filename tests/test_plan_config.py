@@ -13,7 +13,7 @@ import pytest
 from lensarray import pipeline
 from lensarray.cli import main
 from lensarray.commands.config import allowed
-from lensarray.config import RunConfig, load_config
+from lensarray.config import MIN_SNR_BIN_WIDTH, ConfigError, RunConfig, load_config
 from lensarray.cube import SPLIT_NAMES, open_cube
 
 
@@ -67,6 +67,18 @@ def test_config_validates_a_file_in_one_line_per_problem(tmp_path, capsys):
     assert out.read_text() == "keep"
     assert main(["config", str(good), "--out", str(out), "--overwrite"]) == 0
     assert tomllib.loads(out.read_text())["run"]["n_pairs"] == 10
+
+
+@pytest.mark.parametrize(
+    "edges", [[0.0, 5e-324, 1.0, 2.0, 3.0], [0.8, 2.0, 2.0, 20.0, 50.0], [0.8, 0.8009, 8.0, 20.0, 50.0]]
+)
+def test_snr_edges_closer_than_the_narrowest_fillable_bin_are_refused(edges):
+    with pytest.raises(ConfigError) as err:
+        RunConfig().replace(**{"brightness.snr_edges": edges}).validate()
+    line = str(err.value).splitlines()[-1]
+    assert "brightness.snr_edges" in line and f"at least {MIN_SNR_BIN_WIDTH} apart" in line
+    # a bin exactly the minimum wide, spelled as decimals, is accepted
+    RunConfig().replace(**{"brightness.snr_edges": [0.002, 0.003, 8.0, 20.0, 50.0]}).validate()
 
 
 def test_plan_predicts_the_build(tmp_path, capsys, make_cfg):

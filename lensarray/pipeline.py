@@ -555,7 +555,7 @@ def build(
         Called with each shard index once its done marker is written.
     """
     from .storage import check_destination
-    from .store import StoreExistsError, StoreLock, store_exists, stored_cube_attrs, write_cube
+    from .store import StoreExistsError, StoreLock, nothing_to_resume, store_exists, stored_cube_attrs, write_cube
 
     t0 = time.perf_counter()
     cfg.validate()
@@ -568,6 +568,8 @@ def build(
     exists = store_exists(out, storage_options)
     if exists:
         StoreLock(out, storage_options).check()  # being written: refused before any planning
+    elif resume:
+        raise nothing_to_resume(out)  # before planning, which may take minutes
     if resume and exists:
         # a non-cube or another schema version is refused here, before anything is written
         plan = stored_plan(cfg, stored_cube_attrs(out, storage_options), storage_options=storage_options)

@@ -95,6 +95,11 @@ class StoreExistsError(BadInputError, FileExistsError):
     there is not a lensarray store of the kind being written (never removed)."""
 
 
+def nothing_to_resume(url: str) -> StoreExistsError:
+    """The refusal of ``--resume`` where no cube exists (raised before any planning)."""
+    return StoreExistsError(f"--resume: nothing to resume at {url} (no cube there); drop --resume to build it")
+
+
 def _is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
@@ -989,9 +994,7 @@ def write_cube(
         exists = store_exists(url, storage_options)
         if resume:
             if not exists:
-                raise StoreExistsError(
-                    f"--resume: nothing to resume at {url} (no cube there); drop --resume to build it"
-                )
+                raise nothing_to_resume(url)
             stored = stored_cube_attrs(url, storage_options)
             diff = _config_difference(json.loads(ds.attrs["config"]), json.loads(stored["config"]))
             if diff:

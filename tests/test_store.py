@@ -228,6 +228,16 @@ def test_destination_errors_are_one_line_and_touch_nothing(tmp_path, capsys, arg
     assert _tree(tmp_path) == before and not (tmp_path / "nothing.zarr").exists()
 
 
+def test_resume_of_a_missing_cube_is_refused_before_planning(tmp_path, monkeypatch):
+    def no_planning(*args, **kwargs):
+        raise AssertionError("planned a build that was going to be refused")
+
+    monkeypatch.setattr(pipeline, "plan_build", no_planning)
+    with pytest.raises(StoreExistsError, match="nothing to resume"):
+        pipeline.build(cfg_of(n=8), str(tmp_path / "nothing.zarr"), resume=True)
+    assert not (tmp_path / "nothing.zarr").exists()
+
+
 # --------------------------------------------------------------------------------------
 # one writer at a time (issue #13.2)
 # --------------------------------------------------------------------------------------

@@ -87,12 +87,12 @@ def _stored_config(args):
     """``--resume`` without configuration flags: the configuration recorded in the cube."""
     from ..pipeline import config_of_store
     from ..storage import check_destination
-    from ..store import StoreExistsError, store_exists
+    from ..store import nothing_to_resume, store_exists
 
     options = storage_options_from_args(args)
     check_destination(args.out, options)
     if not store_exists(args.out, options):
-        raise StoreExistsError(f"--resume: nothing to resume at {args.out} (no cube there); drop --resume to build it")
+        raise nothing_to_resume(args.out)
     return config_of_store(args.out, options)
 
 

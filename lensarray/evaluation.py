@@ -9,7 +9,7 @@ stamps of hard-negative pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,15 @@ import numpy as np
 from .errors import BadInputError
 from .statistics import PSF_EDGES, THETA_E_EDGES, bin_index, bin_masks, pair_bootstrap_ci
 
-__all__ = ["ScoreTable", "load_scores", "evaluate_scores", "baseline_scores", "recall_at_fpr", "THETA_E_OVER_PSF_BINS"]
+__all__ = [
+    "ScoreTable",
+    "Evaluation",
+    "load_scores",
+    "evaluate_scores",
+    "baseline_scores",
+    "recall_at_fpr",
+    "THETA_E_OVER_PSF_BINS",
+]
 
 #: theta_E / PSF bins of the evaluation tables (coarser than diagnose's: scores are per test split).
 THETA_E_OVER_PSF_BINS = (0.2, 0.5, 1.0, 1.5, 4.0)
@@ -95,6 +103,59 @@ def _bin_table(values, edges, labels, scores, thr) -> list[dict]:
     return rows
 
 
+@dataclass
+class Evaluation:
+    """All evaluation figures of one set of per-stamp scores (:func:`evaluate_scores`).
+
+    Attributes
+    ----------
+    n_stamps, n_pos, n_neg
+        Stamps scored, of them lenses (lens role, not a hard negative) and non-lenses.
+    split, fpr
+        The split evaluated (``None``: all) and the false-positive rate of the threshold.
+    threshold
+        Score above which a stamp is called a lens: the (1 - fpr) quantile of the non-lens scores.
+    auc, auc_ci95
+        ROC AUC and its 95% pair-bootstrap interval.
+    recall_at_fpr, recall_ci95
+        Completeness at ``threshold`` and its 95% pair-bootstrap interval.
+    by_theta_e, by_theta_e_over_psf, by_arc_snr, by_psf
+        One row per bin (edges, counts, AUC, completeness) of theta_E (arcsec), theta_E / PSF FWHM,
+        arc S/N (the cube's ``brightness.snr_edges``) and r-band PSF FWHM (arcsec).
+    completeness_grid
+        Completeness of the lenses per (theta_E, arc S/N) cell.
+    hard_negatives
+        Per hard-negative kind: count, mean score, fraction above ``threshold``.
+    anchors
+        ``{"n", "recall_at_threshold"}`` of the anchor lenses' scores, or ``None``.
+    """
+
+    n_stamps: int
+    n_pos: int
+    n_neg: int
+    split: str | None
+    fpr: float
+    threshold: float
+    auc: float
+    auc_ci95: tuple[float, float]
+    recall_at_fpr: float
+    recall_ci95: tuple[float, float]
+    by_theta_e: list[dict]
+    by_theta_e_over_psf: list[dict]
+    by_arc_snr: list[dict]
+    by_psf: list[dict]
+    completeness_grid: list[dict] = field(default_factory=list)
+    hard_negatives: dict[str, dict] = field(default_factory=dict)
+    anchors: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a JSON-able dict (the ``evaluation.json`` layout)."""
+        out = asdict(self)
+        if out["anchors"] is None:
+            del out["anchors"]
+        return out
+
+
 def evaluate_scores(
     ds,
     table: ScoreTable,
@@ -104,13 +165,30 @@ def evaluate_scores(
     n_boot: int = 200,
     seed: int = 0,
     anchors: ScoreTable | None = None,
-) -> dict:
+) -> Evaluation:
     """All evaluation figures for per-stamp scores on cube ``ds`` (per-pair variables only).
 
-    Returns a JSON-able dict: ``auc`` (+ CI), ``recall_at_fpr`` (+ CI), ``threshold``,
-    ``by_theta_e``, ``by_theta_e_over_psf``, ``by_arc_snr``, ``by_psf`` (AUC and completeness per
-    bin), ``completeness_grid`` (theta_E x arc_snr cells), ``hard_negatives`` (mean score per
-    kind), ``anchors`` recall.
+    Parameters
+    ----------
+    ds
+        The cube (built or lazy); only its per-pair variables are read.
+    table
+        Scores per (pair, role) stamp.
+    split
+        Evaluate the pairs of this split only (``None``: all pairs).
+    fpr
+        False-positive rate defining the threshold, in (0, 0.5).
+    n_boot
+        Pair-bootstrap replicates of the confidence intervals (0: none).
+    seed
+        Seed of the bootstrap.
+    anchors
+        Scores of anchor lenses (e.g. known lenses): their recall at the threshold.
+
+    Returns
+    -------
+    Evaluation
+        The figures (``.to_dict()`` for JSON).
     """
     from .cube import NEGATIVE_KINDS, SPLIT_NAMES
     from .diagnostics.features import cube_config
@@ -135,22 +213,22 @@ def evaluate_scores(
     snr = ds["arc_snr"].values[pair]
     rb = list(map(str, ds["band"].values)).index("r") if "r" in ds["band"].values else 0
     psf = ds["psf_fwhm"].values[pair, rb]
-    out: dict[str, Any] = {
-        "n_stamps": int(pair.size),
-        "n_pos": int(labels.sum()),
-        "n_neg": int(neg.sum()),
-        "split": split,
-        "fpr": fpr,
-        "threshold": thr,
-        "auc": _auc(labels, score),
-        "auc_ci95": _bootstrap(_auc, labels, score, pair, n_boot, seed),
-        "recall_at_fpr": recall_at_fpr(labels, score, fpr),
-        "recall_ci95": _bootstrap(lambda y, s: recall_at_fpr(y, s, fpr), labels, score, pair, n_boot, seed + 1),
-        "by_theta_e": _bin_table(theta_e, THETA_E_EDGES, labels, score, thr),
-        "by_theta_e_over_psf": _bin_table(theta_e / psf, THETA_E_OVER_PSF_BINS, labels, score, thr),
-        "by_arc_snr": _bin_table(snr, snr_edges, labels, score, thr),
-        "by_psf": _bin_table(psf, PSF_EDGES, labels, score, thr),
-    }
+    out = Evaluation(
+        n_stamps=int(pair.size),
+        n_pos=int(labels.sum()),
+        n_neg=int(neg.sum()),
+        split=split,
+        fpr=fpr,
+        threshold=thr,
+        auc=_auc(labels, score),
+        auc_ci95=_bootstrap(_auc, labels, score, pair, n_boot, seed),
+        recall_at_fpr=recall_at_fpr(labels, score, fpr),
+        recall_ci95=_bootstrap(lambda y, s: recall_at_fpr(y, s, fpr), labels, score, pair, n_boot, seed + 1),
+        by_theta_e=_bin_table(theta_e, THETA_E_EDGES, labels, score, thr),
+        by_theta_e_over_psf=_bin_table(theta_e / psf, THETA_E_OVER_PSF_BINS, labels, score, thr),
+        by_arc_snr=_bin_table(snr, snr_edges, labels, score, thr),
+        by_psf=_bin_table(psf, PSF_EDGES, labels, score, thr),
+    )
     grid = []
     pos = labels == 1
     te_bin, snr_bin = bin_index(theta_e, THETA_E_EDGES), bin_index(snr, snr_edges)
@@ -165,7 +243,7 @@ def evaluate_scores(
                     "completeness": float((score[sel] > thr).mean()) if sel.any() else None,
                 }
             )
-    out["completeness_grid"] = grid
+    out.completeness_grid = grid
     hn = {}
     for code in np.unique(neg_kind[neg_kind > 0]):
         sel = neg_kind == code
@@ -174,9 +252,9 @@ def evaluate_scores(
             "mean_score": float(score[sel].mean()),
             "fpr_at_threshold": float((score[sel] > thr).mean()),
         }
-    out["hard_negatives"] = hn
+    out.hard_negatives = hn
     if anchors is not None:
-        out["anchors"] = {"n": int(anchors.score.size), "recall_at_threshold": float((anchors.score > thr).mean())}
+        out.anchors = {"n": int(anchors.score.size), "recall_at_threshold": float((anchors.score > thr).mean())}
     return out
 
 

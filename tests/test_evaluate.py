@@ -28,16 +28,18 @@ def _table(n, score_fn):
 def test_perfect_and_random_scores(cube):
     perfect = evaluate_scores(cube, _table(400, lambda p, r: r + 0.0 * p), n_boot=20, split=None)
     # hard-negative lens stamps score 1 like lenses: AUC < 1 exactly by their share
-    assert 0.95 < perfect["auc"] < 1.0
-    assert perfect["hard_negatives"]["spiral"]["mean_score"] == pytest.approx(0.5)
+    assert 0.95 < perfect.auc < 1.0
+    assert perfect.hard_negatives["spiral"]["mean_score"] == pytest.approx(0.5)
     clean = evaluate_scores(cube, _table(400, lambda p, r: r * (cube["hard_negative"].values[p] == 0)), n_boot=20)
-    assert clean["auc"] == 1.0 and clean["recall_at_fpr"] == 1.0
+    assert clean.auc == 1.0 and clean.recall_at_fpr == 1.0
     rng = np.random.default_rng(0)
     rand = evaluate_scores(cube, _table(400, lambda p, r: rng.random(p.size)), n_boot=50)
-    assert abs(rand["auc"] - 0.5) < 0.08 and rand["recall_at_fpr"] < 0.1
-    lo, hi = rand["auc_ci95"]
-    assert lo < rand["auc"] < hi
-    assert rand["n_stamps"] == 200  # test split only
+    assert abs(rand.auc - 0.5) < 0.08 and rand.recall_at_fpr < 0.1
+    lo, hi = rand.auc_ci95
+    assert lo < rand.auc < hi
+    assert rand.n_stamps == 200  # test split only
+    as_json = json.loads(json.dumps(rand.to_dict()))
+    assert as_json["auc"] == rand.auc and as_json["auc_ci95"] == list(rand.auc_ci95) and "anchors" not in as_json
 
 
 def test_recall_at_fpr_known_answer():
@@ -49,7 +51,7 @@ def test_recall_at_fpr_known_answer():
 def test_completeness_tracks_snr(cube):
     snr = cube["arc_snr"].values
     res = evaluate_scores(cube, _table(400, lambda p, r: r * snr[p]), n_boot=0 or 10, split=None)
-    comp = [row["completeness"] for row in res["by_arc_snr"] if row["n_pos"]]
+    comp = [row["completeness"] for row in res.by_arc_snr if row["n_pos"]]
     assert comp == sorted(comp)
 
 

@@ -125,7 +125,7 @@ def run(args) -> int:
     split = None if args.split == "all" else args.split
     results = {}
     if table is not None:
-        results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap)
+        results["scores"] = evaluate_scores(ds, table, split=split, fpr=args.fpr, n_boot=args.bootstrap).to_dict()
     else:
         for name, cm in (("baseline", None), ("baseline_centre_masked", mask)):
             scores, facts = baseline_scores(
@@ -137,7 +137,9 @@ def run(args) -> int:
                 if anchor_scores is None
                 else ScoreTable(np.arange(anchor_scores.size), np.ones(anchor_scores.size, np.int8), anchor_scores)
             )
-            res = evaluate_scores(ds, scores, split=split, fpr=args.fpr, n_boot=args.bootstrap, anchors=anchors)
+            res = evaluate_scores(
+                ds, scores, split=split, fpr=args.fpr, n_boot=args.bootstrap, anchors=anchors
+            ).to_dict()
             res["training"] = facts
             res["centre_mask"] = cm
             results[name] = res

@@ -99,14 +99,12 @@ def _import_pixel_pass() -> None:
         z,
         z,
         z + 1,
-        np.zeros((1, 8, 8), np.int16),
+        np.zeros((1, 8, 8), np.int32),
         np.ones(1),
         np.ones((1, 1)),
-        np.zeros(1, np.int64),
-        np.ones(1, bool),
-        np.ones(1, bool),
+        np.array([[0, 1, 1]], np.int64),
         spec=spec,
-        names=(*features._INPUTS, "pair_id", "in_lr", "in_vis"),
+        names=(*features._INPUTS, "pair_flags"),
         stored=(),
     )
 

@@ -333,6 +333,76 @@ def _graph_facts(ds) -> dict:
     return {"chunks": len(chunks), "tasks_per_chunk": tasks, "data_keys_first_chunk": len(graph) - tasks}
 
 
+def _cumulative_samples(prof: dict) -> dict[str, int]:
+    """Samples per function of a ``client.profile()`` tree, each counted once per stack."""
+    out: dict[str, int] = {}
+
+    def rec(node: dict, seen: frozenset) -> None:
+        d = node.get("description", {})
+        name = f"{str(d.get('filename', '?')).split('/')[-1]}:{d.get('name', '?')}"
+        if name not in seen:
+            out[name] = out.get(name, 0) + int(node.get("count", 0))
+            seen = seen | {name}
+        for child in node.get("children", {}).values():
+            rec(child, seen)
+
+    rec(prof, frozenset())
+    return out
+
+
+def _profile_pixel_pass(url: str, workers: int) -> dict:
+    """diagnose's pixel pass over the cube at ``url`` under a task stream and the workers'
+    statistical profile (warm workers), then the same chunks in this process (sync scheduler)."""
+    import collections
+
+    import dask
+    from distributed import get_task_stream
+
+    from lensarray.config import RunConfig
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics import features
+    from lensarray.diagnostics.audit import DEFAULT_ABLATION, DIAGNOSE_STORED, MAX_VISIBILITY_PAIRS
+
+    ds = open_cube(url)
+    n = int(ds.sizes["pair"])
+    cfg = features.cube_config(ds)
+    spec = features.measure_spec(
+        ds, cfg, ablation=DEFAULT_ABLATION, edge_radius=max(cfg.core_mask.radius, RunConfig().diagnostics.core_radius)
+    )
+    lr, vis = features.lr_subsample(n, 20000, 0), features.lr_subsample(n, MAX_VISIBILITY_PAIRS, 1)
+    blocks, chunks, _ = features._blocks(ds, spec, lr, vis, features.stored_pair_vars(ds, DIAGNOSE_STORED))
+    out: dict = {"pairs": n, "graph": _graph_facts(ds), "load_average_start": os.getloadavg()}
+    lc, client = _cluster(workers)
+    try:
+        client.run(_import_pixel_pass)
+        nbytes: list[int] = []
+        with get_task_stream(client) as ts:
+            t0 = time.perf_counter()
+            features.compute_tasks(
+                blocks, desc="", sink=lambda i, r: nbytes.append(sum(np.asarray(v).nbytes for v in r.values()))
+            )
+            out["distributed_s"] = time.perf_counter() - t0
+        by_action: collections.Counter = collections.Counter()
+        for t in ts.data:
+            for ss in t["startstops"]:
+                by_action[ss["action"]] += ss["stop"] - ss["start"]
+        out["task_stream"] = {"tasks": len(ts.data), "seconds_by_action": dict(by_action)}
+        out["result_mib_to_client"] = sum(nbytes) / 2**20
+        prof = client.profile()
+        total = max(int(prof.get("count", 0)), 1)
+        top = sorted(_cumulative_samples(prof).items(), key=lambda kv: -kv[1])[:25]
+        out["worker_profile"] = {"samples": total, "share_by_function": {k: round(v / total, 3) for k, v in top}}
+    finally:
+        _close(client, lc)
+    t0 = time.perf_counter()
+    for b in blocks:
+        dask.compute(b, scheduler="sync")
+    out["one_process_s"] = time.perf_counter() - t0
+    out["raw_read_s"] = _raw_read(url, n)
+    out["load_average_end"] = os.getloadavg()
+    return out
+
+
 _MEM_COLS = [
     "pairs",
     "diagnose_s",
@@ -384,6 +454,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
     ap.add_argument("--name", default="diagnose", help="results/<name>.json")
     ap.add_argument("--ref-code", default=None, help="directory holding a reference lensarray package (see above)")
+    ap.add_argument(
+        "--profile",
+        default=None,
+        metavar="URL",
+        help="profile diagnose's pixel pass over the built cube at URL (task stream, worker profile, the "
+        "same chunks in this process, a raw read) into results/<name>.json, and stop",
+    )
     ap.add_argument("--diagnose-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     from lensarray.cube import open_cube
@@ -394,6 +471,11 @@ def main(argv=None) -> dict:
         dt, _, res, _ = _diagnose(open_cube(args.diagnose_only), args.workers, args.warm_workers)
         print(json.dumps({"diagnose_s": dt, "core_lr_auc": res["core_lr"]["auc"]}))
         return {}
+
+    if args.profile:
+        prof = _profile_pixel_pass(args.profile, args.workers)
+        print(f"wrote {write(args.name, {'workers': args.workers, 'profile': prof})}")
+        return prof
 
     root = args.root or tempfile.mkdtemp(prefix="lensarray-bench-diag-")
     rows, mem_rows = [], []

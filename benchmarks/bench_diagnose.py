@@ -49,13 +49,97 @@ def _cfg(n: int, quantize: bool = False):
     return RunConfig().replace(**over).validate()
 
 
-def _cluster(workers: int):
+class _Processes:
+    """A scheduler and ``workers`` plain workers (1 thread each), each a ``dask`` CLI subprocess
+    of this one, so that each one's memory is its own; ``close`` ends exactly these processes."""
+
+    def __init__(self, workers: int):
+        import subprocess
+
+        from lensarray.cluster import WORKER_MALLOC_ENV
+
+        self._dir = tempfile.mkdtemp(prefix="lensarray-bench-sched-")
+        sched_file = os.path.join(self._dir, "scheduler.json")
+        env = dict(os.environ, **{k: str(v) for k, v in WORKER_MALLOC_ENV.items()})
+        dask_cli = [sys.executable, "-m", "dask"]
+        self.scheduler = subprocess.Popen(
+            [*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0"]
+            + ["--scheduler-file", sched_file],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.time() + 120
+        while not os.path.exists(sched_file) and time.time() < deadline:
+            time.sleep(0.2)
+        self.scheduler_file = sched_file
+        self.workers = [
+            subprocess.Popen(
+                [*dask_cli, "worker", "--scheduler-file", sched_file, "--nthreads", "1", "--no-nanny"]
+                + ["--memory-limit", "4GiB"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            for _ in range(workers)
+        ]
+
+    def close(self) -> None:
+        procs = [*self.workers, self.scheduler]
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except Exception:
+                p.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _cluster(workers: int, scheduler_process: bool = False):
+    """A LocalCluster (its scheduler runs in this process) or, with ``scheduler_process``,
+    :class:`_Processes` (the scheduler in its own process)."""
     from distributed import Client
 
     from lensarray.cluster import local_cluster
 
+    if scheduler_process:
+        procs = _Processes(workers)
+        client = Client(scheduler_file=procs.scheduler_file)
+        client.wait_for_workers(workers, timeout=180)
+        return procs, client
     lc = local_cluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     return lc, Client(lc)
+
+
+class _PidPeaks:
+    """Peak RSS (bytes) of given process ids, sampled every ``interval`` s in a thread."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.05):
+        import threading
+
+        self.pids, self.interval = pids, interval
+        self.peak: dict[str, int] = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        procs = {k: psutil.Process(p) for k, p in self.pids.items()}
+        while not self._stop.is_set():
+            for k, proc in procs.items():
+                try:
+                    self.peak[k] = max(self.peak[k], proc.memory_info().rss)
+                except psutil.Error:
+                    pass
+            time.sleep(self.interval)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {k: v / 2**20 for k, v in self.peak.items()}
 
 
 def _build(n: int, url: str, workers: int, quantize: bool = False) -> float:
@@ -99,26 +183,32 @@ def _import_pixel_pass() -> None:
         z,
         z,
         z + 1,
-        np.zeros((1, 8, 8), np.int16),
+        np.zeros((1, 8, 8), np.int32),
         np.ones(1),
         np.ones((1, 1)),
-        np.zeros(1, np.int64),
-        np.ones(1, bool),
-        np.ones(1, bool),
+        np.array([[0, 1, 1]], np.int64),
         spec=spec,
-        names=(*features._INPUTS, "pair_id", "in_lr", "in_vis"),
+        names=(*features._INPUTS, "pair_flags"),
         stored=(),
     )
 
 
-def _diagnose(ds, workers: int, warm: bool = False) -> tuple[float, float, dict, float]:
+def _diagnose(
+    ds, workers: int, warm: bool = False, scheduler_process: bool = False
+) -> tuple[float, float, dict, float]:
     """Seconds of ``diagnose`` on fresh workers, peak RSS (MiB, all processes), the result, and the
-    seconds the workers took to import the pixel pass first (``warm``; else 0: inside diagnose)."""
+    seconds the workers took to import the pixel pass first (``warm``; else 0: inside diagnose).
+    With ``scheduler_process`` the scheduler's own peak RSS is in ``res["_bench_peaks_mib"]``."""
     from lensarray.diagnostics import diagnose
 
     with PeakRSS() as mem:
-        lc, client = _cluster(workers)
+        lc, client = _cluster(workers, scheduler_process)
         try:
+            by_pid = None
+            if scheduler_process:
+                pids = {"scheduler": int(client.run_on_scheduler(os.getpid))}
+                pids.update({f"worker {i}": int(p) for i, p in enumerate(client.run(os.getpid).values())})
+                by_pid = _PidPeaks(pids)
             t0 = time.perf_counter()
             if warm:
                 client.run(_import_pixel_pass)
@@ -126,9 +216,11 @@ def _diagnose(ds, workers: int, warm: bool = False) -> tuple[float, float, dict,
             t0 = time.perf_counter()
             res, _ = diagnose(ds, progress=False, n_boot=50)
             dt = time.perf_counter() - t0
+            peaks: dict = {} if by_pid is None else by_pid.stop()
         finally:
             _close(client, lc)
-    res["_bench_peaks_mib"] = {"client": mem.peak_self / 2**20, "largest_child": mem.peak_child / 2**20}
+    peaks.update(client=mem.peak_self / 2**20, largest_child=mem.peak_child / 2**20)
+    res["_bench_peaks_mib"] = peaks
     return dt, mem.peak / 2**20, res, t_warm
 
 
@@ -159,23 +251,166 @@ def _close(client, lc) -> None:
             )
 
 
-def _tiled(url: str | None, n: int, toy: tuple[int, int] | None = None):
+def _read_tile_block(src, n_src: int, chunk: int, block_id=None):
+    """Block ``block_id`` of a cube tiled along ``pair``: source block ``block_id mod`` the
+    source's number of blocks, read straight from its zarr array ``src``."""
+    per = -(-n_src // chunk)
+    a = (block_id[0] % per) * chunk
+    return src[a : min(a + chunk, n_src)]
+
+
+def _tiled(url: str, n: int, *, toy: bool = False):
+    """A cube of ``n`` pairs tiling the zarr cube at ``url`` along ``pair``, with new pair ids.
+
+    Each variable's chunk is one Blockwise task reading its source block from zarr (the zarr
+    array is one graph key, like ``xarray.open_zarr``'s), so the pixel pass fuses every read
+    into its task as on a zarr-opened cube; ``xr.concat`` made a concatenate task per variable
+    and chunk that nothing fused (20,976 tasks at 200k, held by the scheduler).
+    """
+    import dask
+    import dask.array as da
     import xarray as xr
+    import zarr
 
     from lensarray.cube import open_cube
+
+    base = xr.open_zarr(url, consolidated=False, zarr_format=3) if toy else open_cube(url)
+    group = zarr.open_group(url, mode="r")
+    n_src = int(base.sizes["pair"])
+    per = -(-n_src // SHARD)
+    src_chunks = [min(SHARD, n_src - b * SHARD) for b in range(per)]
+    out_chunks: list[int] = []
+    while sum(out_chunks) < n:
+        out_chunks.append(min(src_chunks[len(out_chunks) % per], n - sum(out_chunks)))
+    data_vars = {}
+    for name, var in base.data_vars.items():
+        if var.dims[:1] != ("pair",):
+            data_vars[name] = var
+            continue
+        src = dask.delayed(group[str(name)], pure=True)
+        data = da.map_blocks(
+            _read_tile_block,
+            src,
+            n_src,
+            SHARD,
+            chunks=(tuple(out_chunks), *((int(d),) for d in var.shape[1:])),
+            dtype=var.dtype,
+            meta=np.empty((0,) * var.ndim, var.dtype),
+            name=f"tile-{name}",
+        )
+        data_vars[name] = (var.dims, data, var.attrs)
+    coords = {k: v for k, v in base.coords.items() if "pair" not in v.dims}
+    ds = xr.Dataset(data_vars, coords={**coords, "pair": np.arange(n, dtype=np.int64)}, attrs=dict(base.attrs))
+    ds.attrs["n_pairs"] = n
+    return ds
+
+
+def _write_toy(path: str, n: int, size: int) -> str:
+    """The in-memory toy cube of ``n`` pairs and stamp side ``size`` written to zarr at ``path``."""
     from lensarray.diagnostics import toy_cube
 
-    if toy is not None:
-        base = toy_cube(toy[0], size=toy[1], seed=0, chunk_pairs=SHARD)
-    elif url is not None:
-        base = open_cube(url)
-    else:
-        raise ValueError("tiling needs a built cube (url) or a toy cube (toy)")
-    k = -(-n // base.sizes["pair"])
-    ds = xr.concat([base] * k, dim="pair", data_vars="all", coords="minimal", compat="override", join="override").isel(
-        pair=slice(0, n)
+    if not os.path.exists(path):
+        toy_cube(n, size=size, seed=0, chunk_pairs=SHARD).to_zarr(path, zarr_format=3, consolidated=False)
+    return path
+
+
+def _graph_facts(ds) -> dict:
+    """Tasks (not data) and data keys per chunk of diagnose's pixel pass on ``ds`` (first chunk,
+    after dask's optimisation, as the scheduler receives it), and the number of chunks."""
+    import dask
+    from dask._task_spec import DataNode
+
+    from lensarray.diagnostics.audit import DIAGNOSE_STORED
+    from lensarray.diagnostics.features import _blocks, lr_subsample, measure_spec, stored_pair_vars
+
+    n = int(ds.sizes["pair"])
+    blocks, chunks, _ = _blocks(
+        ds, measure_spec(ds), lr_subsample(n, 20000), None, stored_pair_vars(ds, DIAGNOSE_STORED)
     )
-    return ds.assign_coords(pair=np.arange(n, dtype=np.int64)).assign_attrs(base.attrs)
+    (opt,) = dask.optimize(blocks[0])
+    graph = dict(opt.__dask_graph__())
+    tasks = sum(not isinstance(v, DataNode) for v in graph.values())
+    return {"chunks": len(chunks), "tasks_per_chunk": tasks, "data_keys_first_chunk": len(graph) - tasks}
+
+
+def _cumulative_samples(prof: dict) -> dict[str, int]:
+    """Samples per function of a ``client.profile()`` tree, each counted once per stack."""
+    out: dict[str, int] = {}
+
+    def rec(node: dict, seen: frozenset) -> None:
+        d = node.get("description", {})
+        name = f"{str(d.get('filename', '?')).split('/')[-1]}:{d.get('name', '?')}"
+        if name not in seen:
+            out[name] = out.get(name, 0) + int(node.get("count", 0))
+            seen = seen | {name}
+        for child in node.get("children", {}).values():
+            rec(child, seen)
+
+    rec(prof, frozenset())
+    return out
+
+
+def _profile_pixel_pass(url: str, workers: int) -> dict:
+    """diagnose's pixel pass over the cube at ``url`` under a task stream and the workers'
+    statistical profile (warm workers), then the same chunks in this process (sync scheduler)."""
+    import collections
+
+    import dask
+    from distributed import get_task_stream
+
+    from lensarray.config import RunConfig
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics import features
+    from lensarray.diagnostics.audit import DEFAULT_ABLATION, DIAGNOSE_STORED, MAX_VISIBILITY_PAIRS
+
+    ds = open_cube(url)
+    n = int(ds.sizes["pair"])
+    cfg = features.cube_config(ds)
+    spec = features.measure_spec(
+        ds, cfg, ablation=DEFAULT_ABLATION, edge_radius=max(cfg.core_mask.radius, RunConfig().diagnostics.core_radius)
+    )
+    lr, vis = features.lr_subsample(n, 20000, 0), features.lr_subsample(n, MAX_VISIBILITY_PAIRS, 1)
+    blocks, chunks, _ = features._blocks(ds, spec, lr, vis, features.stored_pair_vars(ds, DIAGNOSE_STORED))
+    out: dict = {"pairs": n, "graph": _graph_facts(ds), "load_average_start": os.getloadavg()}
+    lc, client = _cluster(workers)
+    try:
+        client.run(_import_pixel_pass)
+        nbytes: list[int] = []
+        with get_task_stream(client) as ts:
+            t0 = time.perf_counter()
+            features.compute_tasks(
+                blocks, desc="", sink=lambda i, r: nbytes.append(sum(np.asarray(v).nbytes for v in r.values()))
+            )
+            out["distributed_s"] = time.perf_counter() - t0
+        by_action: collections.Counter = collections.Counter()
+        for t in ts.data:
+            for ss in t["startstops"]:
+                by_action[ss["action"]] += ss["stop"] - ss["start"]
+        out["task_stream"] = {"tasks": len(ts.data), "seconds_by_action": dict(by_action)}
+        out["result_mib_to_client"] = sum(nbytes) / 2**20
+        prof = client.profile()
+        total = max(int(prof.get("count", 0)), 1)
+        top = sorted(_cumulative_samples(prof).items(), key=lambda kv: -kv[1])[:25]
+        out["worker_profile"] = {"samples": total, "share_by_function": {k: round(v / total, 3) for k, v in top}}
+    finally:
+        _close(client, lc)
+    t0 = time.perf_counter()
+    for b in blocks:
+        dask.compute(b, scheduler="sync")
+    out["one_process_s"] = time.perf_counter() - t0
+    out["raw_read_s"] = _raw_read(url, n)
+    out["load_average_end"] = os.getloadavg()
+    return out
+
+
+_MEM_COLS = [
+    "pairs",
+    "diagnose_s",
+    "peak_rss_all_processes_mib",
+    "peak_rss_client_mib",
+    "peak_rss_scheduler_mib",
+    "peak_rss_largest_child_mib",
+]
 
 
 def main(argv=None) -> dict:
@@ -192,6 +427,12 @@ def main(argv=None) -> dict:
         "built cube (the per-pair table does not depend on the stamp size; the pixel pass does)",
     )
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--scheduler-process",
+        action="store_true",
+        help="memory runs: the scheduler and plain workers as dask CLI subprocesses, so the scheduler's "
+        "peak RSS is measured apart from the client's",
+    )
     ap.add_argument(
         "--quantize",
         action="store_true",
@@ -213,6 +454,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--root", default=None, help="directory for the cubes (default: a temp dir, deleted)")
     ap.add_argument("--name", default="diagnose", help="results/<name>.json")
     ap.add_argument("--ref-code", default=None, help="directory holding a reference lensarray package (see above)")
+    ap.add_argument(
+        "--profile",
+        default=None,
+        metavar="URL",
+        help="profile diagnose's pixel pass over the built cube at URL (task stream, worker profile, the "
+        "same chunks in this process, a raw read) into results/<name>.json, and stop",
+    )
     ap.add_argument("--diagnose-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     from lensarray.cube import open_cube
@@ -223,6 +471,11 @@ def main(argv=None) -> dict:
         dt, _, res, _ = _diagnose(open_cube(args.diagnose_only), args.workers, args.warm_workers)
         print(json.dumps({"diagnose_s": dt, "core_lr_auc": res["core_lr"]["auc"]}))
         return {}
+
+    if args.profile:
+        prof = _profile_pixel_pass(args.profile, args.workers)
+        print(f"wrote {write(args.name, {'workers': args.workers, 'profile': prof})}")
+        return prof
 
     root = args.root or tempfile.mkdtemp(prefix="lensarray-bench-diag-")
     rows, mem_rows = [], []
@@ -236,6 +489,7 @@ def main(argv=None) -> dict:
             for _ in range(args.repeats):  # interleaved: load drifts hit both sides alike
                 raw.append(_raw_read(url, n, base_n))
                 ds = open_cube(url) if base_n == n else _tiled(url, n)
+                graph = _graph_facts(ds)
                 dt, peak, res, t_warm = _diagnose(ds, args.workers, args.warm_workers)
                 diag.append(dt)
                 warm.append(t_warm)
@@ -249,6 +503,8 @@ def main(argv=None) -> dict:
                 {
                     "pairs": n,
                     "tiled_from": base_n if base_n != n else None,
+                    "pixel_pass_graph": graph,
+                    "load_average": os.getloadavg(),
                     "raw_read_s": r,
                     "diagnose_s": d,
                     "diagnose_vs_raw_read": r / d,
@@ -279,25 +535,36 @@ def main(argv=None) -> dict:
             if args.root is None and base_n == n:
                 shutil.rmtree(url, ignore_errors=True)
         if args.memory_base and args.memory_sizes:
-            toy = (args.memory_base, args.memory_toy_size) if args.memory_toy_size else None
-            base_url = None if toy else os.path.join(root, f"cube{args.memory_base}.zarr")
-            if base_url and not os.path.exists(base_url):
-                _build(args.memory_base, base_url, args.workers)
+            toy = bool(args.memory_toy_size)
+            if toy:
+                base_url = os.path.join(root, f"toy{args.memory_base}_{args.memory_toy_size}.zarr")
+                _write_toy(base_url, args.memory_base, args.memory_toy_size)
+            else:
+                base_url = os.path.join(root, f"cube{args.memory_base}.zarr")
+                if not os.path.exists(base_url):
+                    _build(args.memory_base, base_url, args.workers)
             for n in args.memory_sizes:
-                dt, peak, mres, _ = _diagnose(_tiled(base_url, n, toy), args.workers)
+                ds = _tiled(base_url, n, toy=toy)
+                graph = _graph_facts(ds)
+                dt, peak, mres, _ = _diagnose(ds, args.workers, scheduler_process=args.scheduler_process)
+                bp = mres["_bench_peaks_mib"]
                 mem_rows.append(
                     {
                         "pairs": n,
                         "tiled_from": args.memory_base,
                         "stamp_size": args.memory_toy_size or 64,
-                        "source": "toy cube in memory" if toy else "built cube",
+                        "source": "toy cube written to zarr" if toy else "built cube",
+                        "pixel_pass_graph": graph,
+                        "load_average": os.getloadavg(),
                         "diagnose_s": dt,
                         "peak_rss_all_processes_mib": peak,
-                        "peak_rss_client_mib": mres["_bench_peaks_mib"]["client"],
-                        "peak_rss_largest_child_mib": mres["_bench_peaks_mib"]["largest_child"],
+                        "peak_rss_client_mib": bp["client"],
+                        "peak_rss_scheduler_mib": bp.get("scheduler"),
+                        "peak_rss_workers_mib": [v for k, v in bp.items() if k.startswith("worker ")] or None,
+                        "peak_rss_largest_child_mib": bp["largest_child"],
                     }
                 )
-                print(table(mem_rows[-1:], list(mem_rows[-1])), flush=True)
+                print(table(mem_rows[-1:], _MEM_COLS), flush=True)
             if len(mem_rows) > 1:
                 mem_rows[-1]["growth_vs_first_mib"] = (
                     mem_rows[-1]["peak_rss_all_processes_mib"] - mem_rows[0]["peak_rss_all_processes_mib"]
@@ -321,7 +588,7 @@ def main(argv=None) -> dict:
             )
         )
     if mem_rows:
-        print(table(mem_rows, list(mem_rows[-1])))
+        print(table(mem_rows, _MEM_COLS))
     path = write(args.name, {"workers": args.workers, "rows": rows, "memory": mem_rows})
     print(f"wrote {path}")
     return {"rows": rows, "memory": mem_rows}

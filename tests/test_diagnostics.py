@@ -145,6 +145,31 @@ def test_pair_table_independent_of_chunking():
         np.testing.assert_array_equal(a[k].values, b[k].values)
 
 
+def test_pixel_pass_of_a_built_cube_is_one_fused_task_per_chunk(small_cube):
+    """Every zarr read of a chunk (images and stored per-pair variables) is fused into its
+    measure task: no separate read task a scheduler could place on another worker."""
+    import dask
+    from dask._task_spec import DataNode
+
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics.audit import DIAGNOSE_STORED
+    from lensarray.diagnostics.features import _blocks, measure_spec, stored_pair_vars
+
+    ds = open_cube(small_cube)
+    stored = stored_pair_vars(ds, DIAGNOSE_STORED)
+    assert len(stored) >= 10
+    blocks, chunks, _ = _blocks(ds, measure_spec(ds), np.arange(ds.sizes["pair"]), None, stored)
+    assert len(blocks) == len(chunks) == 4
+    for b in blocks:
+        (opt,) = dask.optimize(b)
+        graph = dict(opt.__dask_graph__())
+        # besides the one task: data, i.e. the opened zarr arrays and the chunk's pair ids and flags
+        tasks = [k for k, v in graph.items() if not isinstance(v, DataNode)]
+        assert len(tasks) == 1 and "measure_block" in str(tasks[0]), tasks
+        inputs = {"host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm", *stored}
+        assert len(graph) == 1 + len(inputs) + 1  # the task, one opened array per input, the flags
+
+
 def test_diagnose_under_a_distributed_client_records_worker_memory():
     distributed = pytest.importorskip("distributed")
     with (

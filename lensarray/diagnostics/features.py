@@ -29,6 +29,7 @@ from ..cube import PAIR_VARS
 from ..derived import arc_flux_sums, fraction_of_total, matched_filter_snr
 from ..geometry import central_side, central_slice, core_pixels
 from ..masking import control_stamp, control_weights_of
+from ..schema import CubeSchemaError
 from ._compute import compute_tasks
 from .ablation import apply_centre_mask_spec
 from .visibility import nan_quantile_rows, visibility_proxy
@@ -378,7 +379,9 @@ def _table_batch(
         flat(host, n, nb, -1),
         flat(arc, n, nb, -1),
         flat(invvar, n, nb, -1),
-        flat(maskbits, n, -1),
+        # one dtype whatever the cube stores (DR10 bits 0-16 fit): one compiled signature, which a
+        # fresh worker loads from numba's cache instead of compiling (~5-10 s) per new dtype
+        flat(np.asarray(maskbits, np.int32), n, -1),
         core.ravel(),
         core_pixels(size, CENTRAL_RADIUS_PX).ravel(),
         np.zeros(size * size, np.float32)
@@ -463,7 +466,8 @@ def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: t
     invvar = np.asarray(inp["invvar"], np.float32)
     maskbits = np.asarray(inp["maskbits"])
     theta_e, psf_fwhm = np.asarray(inp["theta_e"]), np.asarray(inp["psf_fwhm"])
-    pair_id, in_lr, in_vis = np.asarray(inp["pair_id"]), np.asarray(inp["in_lr"], bool), np.asarray(inp["in_vis"], bool)
+    flags = np.asarray(inp["pair_flags"], np.int64)  # columns: pair id, in the LR subsample, in the visibility one
+    pair_id, in_lr, in_vis = flags[:, 0], flags[:, 1].astype(bool), flags[:, 2].astype(bool)
     lens_px = None
     if spec.core_centre == "lens":
         lens_px = (
@@ -508,6 +512,8 @@ def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: t
 
 
 _INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
+#: The trailing dimension of the per-chunk ``pair_flags`` input (pair id, in_lr, in_vis).
+PAIR_FLAGS_DIM = "_pair_flag"
 
 
 def _blocks(
@@ -540,26 +546,32 @@ def _blocks(
         return m
 
     lr, vis = flags(lr_index), flags(vis_index if vis_index is not None else np.arange(n))
-    names += ["pair_id", "in_lr", "in_vis"]
-    arrays += [
-        da.from_array(ds["pair"].values, chunks=(chunks,)),
-        da.from_array(lr, chunks=(chunks,)),
-        da.from_array(vis, chunks=(chunks,)),
-    ]
+    # pair ids and the two subsample flags in one in-memory array: one data key per chunk
+    names.append("pair_flags")
+    flags_arr = np.stack([np.asarray(ds["pair"].values, np.int64), lr, vis], axis=1)
+    arrays.append(da.from_array(flags_arr, chunks=(chunks, 3)))
     # blockwise fuses each chunk's zarr reads into its reduction task (a task taking the arrays
-    # as inputs let the scheduler read them on different workers and ship ~40 MB per shard);
-    # every trailing dimension is one chunk and gets its own index letter
+    # as inputs let the scheduler read them on different workers and ship ~40 MB per shard).
+    # Dask fuses only inputs whose indices all appear in the output: a trailing dimension given
+    # a letter of its own is contracted, and then no input fuses (40 chunks of a 10k cube were
+    # 1,062 tasks and 3 s of transfers between workers). So each dimension name has one letter,
+    # shared by every input, and the output carries them all as single-chunk axes of size 1.
+    dims_of = [tuple(str(d) for d in ds[v].dims[1:]) for v in names[:-1]] + [(PAIR_FLAGS_DIM,)]
+    dim_names = sorted({d for dims in dims_of for d in dims})
+    if len(dim_names) > 25:
+        raise CubeSchemaError(f"cube: allowed at most 25 dimensions besides pair, got {len(dim_names)}")
+    letter = dict(zip(dim_names, "abcdefghijklmnoqrstuvwxyz", strict=False))
     args: list = []
-    letters = iter("abcdefghijklmnoqrstuvwxyz")
-    for a in arrays:
-        args += [a, "p" + "".join(next(letters) for _ in range(a.ndim - 1))]
+    for a, dims in zip(arrays, dims_of, strict=True):
+        args += [a, "p" + "".join(letter[d] for d in dims)]
+    out_letters = "".join(letter[d] for d in dim_names)
     obj = da.blockwise(
         _measure_block,
-        "p",
+        "p" + out_letters,
         *args,
-        concatenate=True,
         dtype=object,
-        meta=np.empty((0,), object),
+        meta=np.empty((0,) * (1 + len(out_letters)), object),
+        adjust_chunks=dict.fromkeys(out_letters, 1),
         spec=spec,
         names=tuple(names),
         stored=tuple(stored),

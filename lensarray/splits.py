@@ -30,6 +30,7 @@ __all__ = [
     "plan_splits",
     "plan_splits_over_pairs",
     "planning_table",
+    "planning_fields",
     "region_of",
     "check_split_integrity",
     "PROXIES",
@@ -212,11 +213,18 @@ def _proxy_columns(table: dict, names: tuple[str, ...]) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def planning_fields(cfg) -> tuple[str, ...]:
+    """The host facts :func:`planning_table` reads: positions, PSF and depth, and the brick name
+    only for scheme ``bricks`` (where it sets the region)."""
+    return ("ra", "dec", "psf_fwhm", "psfdepth") + (("brickname",) if cfg.splits.scheme == "bricks" else ())
+
+
 def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarray]:
     """The columns the planner reads for ``pair_ids``: position, brick and :data:`PROXIES`.
 
-    ``props`` are the pairs' host facts (``ra``, ``dec`` deg, ``brickname``, ``psf_fwhm`` and
-    ``psfdepth`` per band); theta_E and the target S/N are the pairs' own parameter draws
+    ``props`` are the pairs' host facts (:func:`planning_fields`: ``ra``, ``dec`` deg,
+    ``psf_fwhm`` and ``psfdepth`` per band, ``brickname`` for scheme ``bricks``); theta_E and
+    the target S/N are the pairs' own parameter draws
     (:func:`lensarray.sampling.sample_balance_params`: the values the build renders).
     """
     from .sampling import sample_balance_params

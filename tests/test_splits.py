@@ -187,3 +187,15 @@ def test_planning_over_pairs_reports_progress_only_when_asked(make_cfg, capsys, 
     err = capsys.readouterr().err
     assert "split planning" in err and "3.00k/3.00k" in err  # the bar on stderr, run to the end
     assert loud.to_json() == quiet.to_json()  # the block size changes nothing
+
+
+@pytest.mark.parametrize("scheme", ["healpix", "bricks"])
+def test_the_build_plans_from_the_planner_fields_what_it_plans_from_all_host_facts(make_cfg, scheme):
+    from lensarray import pipeline
+    from lensarray.hosts.synthetic import synthetic_host_properties
+    from lensarray.splits import planning_fields
+
+    cfg = make_cfg(9000).replace(**{"splits.scheme": scheme})
+    assert ("brickname" in planning_fields(cfg)) == (scheme == "bricks")
+    every_fact = plan_splits_over_pairs(cfg, lambda ids: synthetic_host_properties(ids, cfg), block=4000)
+    assert pipeline.plan_build(cfg).split_plan_json == every_fact.to_json()

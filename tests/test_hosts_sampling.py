@@ -378,3 +378,22 @@ def test_host_properties_refuse_an_unknown_fact(make_cfg):
 
     with pytest.raises(BadInputError, match=r"fields = \['colour'\]: allowed host facts ra, dec"):
         synthetic_host_properties(np.arange(3), make_cfg(10), fields=("ra", "colour"))
+
+
+def test_pair_uniforms_equal_the_block_layout_element_by_element():
+    from lensarray.rng import RNG_BLOCK, Stream, pair_uniforms
+
+    rng = np.random.default_rng(4)
+    runs = [np.arange(RNG_BLOCK - 300, 2 * RNG_BLOCK + 50), np.arange(7, 9)]  # whole runs across blocks
+    ids = np.concatenate([*runs, rng.integers(0, 5 * RNG_BLOCK, 500), [3, 3, 0], rng.integers(0, 2**40, 5)])
+    for k, attempt, order in ((1, 0, None), (6, 2, rng.permutation(ids.size))):
+        sel = ids if order is None else ids[order]
+        got = pair_uniforms(21, sel, Stream.SOURCE, k, attempt=attempt)
+        blocks = {
+            b: np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence(21, spawn_key=(0x0B10C, int(Stream.SOURCE), attempt, int(b))))
+            ).random((k, RNG_BLOCK))
+            for b in np.unique(sel // RNG_BLOCK)
+        }
+        want = np.array([blocks[p // RNG_BLOCK][:, p % RNG_BLOCK] for p in sel])
+        assert got.shape == (sel.size, k) and np.array_equal(got, want)

@@ -199,3 +199,61 @@ def test_the_build_plans_from_the_planner_fields_what_it_plans_from_all_host_fac
     assert ("brickname" in planning_fields(cfg)) == (scheme == "bricks")
     every_fact = plan_splits_over_pairs(cfg, lambda ids: synthetic_host_properties(ids, cfg), block=4000)
     assert pipeline.plan_build(cfg).split_plan_json == every_fact.to_json()
+
+
+def _reference_tally_add(tally: dict, table: dict, scheme: str) -> None:
+    """RegionTally.add before block tallies and merging (one bincount per proxy and moment)."""
+    from lensarray.splits import PROXIES, _proxy_columns
+
+    reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=scheme, nside=8)
+    names = tuple(p for p in PROXIES if p in table)
+    merged = np.union1d(tally["regions"], np.unique(reg))
+    old, new = np.searchsorted(merged, tally["regions"]), np.searchsorted(merged, reg)
+    n_reg, n_prox = merged.size, len(names)
+
+    def grow(a):
+        out = np.zeros((n_reg, *a.shape[1:]), dtype=a.dtype)
+        out[old] = a
+        return out
+
+    tally["counts"] = grow(tally["counts"]) + np.bincount(new, minlength=n_reg)
+    mats = [grow(tally[k].reshape(tally["regions"].size, n_prox)) for k in ("n_finite", "sum1", "sum2")]
+    x = _proxy_columns(table, names)
+    ok = np.isfinite(x)
+    x = np.where(ok, x, 0.0)
+    for m, v in zip(mats, (ok.astype(np.float64), x, x * x), strict=True):
+        for j in range(n_prox):
+            m[:, j] += np.bincount(new, weights=v[:, j], minlength=n_reg)
+    tally["n_finite"], tally["sum1"], tally["sum2"] = mats
+    tally["regions"] = merged
+
+
+@pytest.mark.parametrize("scheme", ["healpix", "bricks"])
+def test_block_tallies_merged_in_order_equal_the_per_proxy_accumulation_exactly(make_cfg, scheme):
+    from lensarray.hosts.synthetic import synthetic_host_properties
+    from lensarray.splits import planning_table
+
+    cfg = make_cfg(12_000).replace(**{"splits.scheme": scheme, "brightness.mode": "snr"})
+    ref = {"regions": np.zeros(0, np.int64), "counts": np.zeros(0, np.int64)}
+    ref.update(n_finite=np.zeros((0, 0)), sum1=np.zeros((0, 0)), sum2=np.zeros((0, 0)))
+    got = RegionTally(scheme=scheme, nside=8)
+    for a in range(0, 12_000, 2900):
+        ids = np.arange(a, min(a + 2900, 12_000))
+        table = planning_table(ids, synthetic_host_properties(ids, cfg), cfg)
+        table["theta_e"][::11] = np.nan  # missing proxies count as the mean
+        _reference_tally_add(ref, table, scheme)
+        got.add(table)
+    assert got.proxies and "target_snr" in got.proxies
+    for k in ("regions", "counts", "n_finite", "sum1", "sum2"):
+        assert got.__dict__[k].dtype == ref[k].dtype and np.array_equal(got.__dict__[k], ref[k]), k
+
+
+@pytest.mark.parametrize("scheme", ["healpix", "bricks"])
+def test_planning_threads_change_nothing(make_cfg, scheme):
+    from lensarray.hosts.synthetic import synthetic_host_properties
+
+    cfg = make_cfg(20_000).replace(**{"splits.scheme": scheme})
+    props = lambda ids: synthetic_host_properties(ids, cfg)  # noqa: E731
+    one = plan_splits_over_pairs(cfg, props, block=1500, threads=1).to_json()
+    assert plan_splits_over_pairs(cfg, props, block=1500, threads=3).to_json() == one
+    assert plan_splits_over_pairs(cfg, props, block=4096).to_json() == one  # the default threads

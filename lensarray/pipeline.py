@@ -99,15 +99,20 @@ def _hosts(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, n
 
 
 def _host_properties(
-    pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan, fields: tuple[str, ...] | None = None
+    pair_ids: np.ndarray,
+    cfg: RunConfig,
+    plan: BuildPlan,
+    fields: tuple[str, ...] | None = None,
+    bands: tuple[str, ...] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Host facts of ``pair_ids``; synthetic hosts draw only ``fields`` (default all)."""
+    """Host facts of ``pair_ids``; synthetic hosts draw only ``fields`` and the per-band ones
+    only for ``bands`` (default all)."""
     if plan.hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
         return cutouts.HostCube(plan.hosts_url, plan.hosts_storage_options).properties(_host_ids_for(pair_ids, plan))
     from .hosts.synthetic import synthetic_host_properties
 
-    return synthetic_host_properties(pair_ids, cfg, fields=fields)
+    return synthetic_host_properties(pair_ids, cfg, fields=fields, bands=bands)
 
 
 # --------------------------------------------------------------------------------------
@@ -374,7 +379,7 @@ def plan_build(
 
     split_plan = splits.plan_splits_over_pairs(
         cfg,
-        lambda ids: _host_properties(ids, cfg, plan, splits.planning_fields(cfg)),
+        lambda ids: _host_properties(ids, cfg, plan, splits.planning_fields(cfg), (splits.planning_band(cfg),)),
         block=_PLAN_BLOCK,
         progress=progress,
     )

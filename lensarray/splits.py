@@ -32,6 +32,7 @@ __all__ = [
     "plan_splits_over_pairs",
     "planning_table",
     "planning_fields",
+    "planning_band",
     "region_of",
     "check_split_integrity",
     "PROXIES",
@@ -234,30 +235,44 @@ def _proxy_columns(table: dict, names: tuple[str, ...]) -> np.ndarray:
 
 
 def planning_fields(cfg) -> tuple[str, ...]:
-    """The host facts :func:`planning_table` reads: positions, PSF and depth, and the brick name
-    only for scheme ``bricks`` (where it sets the region)."""
+    """The host facts :func:`planning_table` reads: positions, PSF and depth (of
+    :func:`planning_band` only), and the brick name only for scheme ``bricks`` (where it sets
+    the region)."""
     return ("ra", "dec", "psf_fwhm", "psfdepth") + (("brickname",) if cfg.splits.scheme == "bricks" else ())
+
+
+def planning_band(cfg) -> str:
+    """The band whose PSF and depth the planner balances: ``r``, else the first of ``run.bands``."""
+    return "r" if "r" in cfg.run.bands else str(cfg.run.bands[0])
 
 
 def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarray]:
     """The columns the planner reads for ``pair_ids``: position, brick and :data:`PROXIES`.
 
     ``props`` are the pairs' host facts (:func:`planning_fields`: ``ra``, ``dec`` deg,
-    ``psf_fwhm`` and ``psfdepth`` per band, ``brickname`` for scheme ``bricks``); theta_E and
-    the target S/N are the pairs' own parameter draws
-    (:func:`lensarray.sampling.sample_balance_params`: the values the build renders).
+    ``psf_fwhm`` and ``psfdepth`` per band of ``run.bands`` or of :func:`planning_band` alone,
+    ``brickname`` for scheme ``bricks``); theta_E and the target S/N are the pairs' own
+    parameter draws (:func:`lensarray.sampling.sample_balance_params`: the values the build
+    renders).
     """
     from .sampling import sample_balance_params
 
-    rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
+    psf, depth = np.asarray(props["psf_fwhm"]), np.asarray(props["psfdepth"])
+    n_bands = len(cfg.run.bands)
+    if psf.shape[1:] not in ((n_bands,), (1,)) or depth.shape[1:] != psf.shape[1:]:
+        raise SplitError(
+            f"host facts psf_fwhm {psf.shape[1:]}, psfdepth {depth.shape[1:]} per pair: allowed one "
+            f"column per band of run.bands ({n_bands}) or of the planning band alone (1)"
+        )
+    rb = list(cfg.run.bands).index(planning_band(cfg)) if psf.shape[1] == n_bands else 0
     params = sample_balance_params(pair_ids, cfg)
-    psf_r = np.asarray(props["psf_fwhm"])[:, rb]
+    psf_r = psf[:, rb]
     out = {
         "ra": props["ra"],
         "dec": props["dec"],
         "brickname": props.get("brickname"),
         "psf_fwhm_r": psf_r,
-        "psfdepth_r": np.asarray(props["psfdepth"])[:, rb],
+        "psfdepth_r": depth[:, rb],
         "theta_e": params["theta_e"],
         "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r,
     }

@@ -397,3 +397,19 @@ def test_pair_uniforms_equal_the_block_layout_element_by_element():
         }
         want = np.array([blocks[p // RNG_BLOCK][:, p % RNG_BLOCK] for p in sel])
         assert got.shape == (sel.size, k) and np.array_equal(got, want)
+
+
+def test_host_properties_of_some_bands_are_those_bands_columns(make_cfg):
+    from lensarray.errors import BadInputError
+
+    cfg = make_cfg(4000).replace(**{"run.bands": ["g", "r", "i", "z"]})
+    ids = np.arange(9000)
+    every = synthetic_host_properties(ids, cfg)
+    for bands in (["r"], ["z", "g"], ["i"]):
+        part = synthetic_host_properties(ids, cfg, bands=bands)
+        cols = [cfg.run.bands.index(b) for b in bands]
+        for k in ("psf_fwhm", "psfdepth", "host_mag"):
+            assert np.array_equal(part[k], every[k][:, cols]), (bands, k)
+        assert np.array_equal(part["host_reff"], every["host_reff"])
+    with pytest.raises(BadInputError, match=r"bands = \['y'\]: allowed bands of run.bands"):
+        synthetic_host_properties(ids[:3], cfg, bands=["y"])

@@ -257,3 +257,20 @@ def test_planning_threads_change_nothing(make_cfg, scheme):
     one = plan_splits_over_pairs(cfg, props, block=1500, threads=1).to_json()
     assert plan_splits_over_pairs(cfg, props, block=1500, threads=3).to_json() == one
     assert plan_splits_over_pairs(cfg, props, block=4096).to_json() == one  # the default threads
+
+
+def test_planning_table_reads_the_planning_band_of_all_bands_or_alone(make_cfg):
+    from lensarray.hosts.synthetic import synthetic_host_properties
+    from lensarray.splits import planning_band, planning_table
+
+    cfg = make_cfg(3000).replace(**{"run.bands": ["z", "r", "g"]})
+    assert planning_band(cfg) == "r" and planning_band(cfg.replace(**{"run.bands": ["z", "g"]})) == "z"
+    ids = np.arange(3000)
+    every = planning_table(ids, synthetic_host_properties(ids, cfg), cfg)
+    alone = planning_table(ids, synthetic_host_properties(ids, cfg, bands=["r"]), cfg)
+    assert every.keys() == alone.keys()
+    for k in every:
+        assert np.array_equal(every[k], alone[k]), k
+    two = synthetic_host_properties(ids, cfg, bands=["r", "g"])
+    with pytest.raises(SplitError, match=r"psf_fwhm \(2,\), psfdepth \(2,\) per pair: allowed one column per band"):
+        planning_table(ids, two, cfg)

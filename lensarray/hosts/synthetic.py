@@ -27,7 +27,7 @@ into a buffer (numpy's fastest generator path), one stream per pair.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -156,7 +156,7 @@ def _galaxy_facts(u: np.ndarray, cfg, bands: list[str]) -> dict[str, np.ndarray]
 
 
 def synthetic_host_properties(
-    pair_ids: np.ndarray, cfg, *, fields: Collection[str] | None = None
+    pair_ids: np.ndarray, cfg, *, fields: Collection[str] | None = None, bands: Sequence[str] | None = None
 ) -> dict[str, np.ndarray]:
     """Host facts for ``pair_ids`` (no pixels; cheap enough to run over every pair).
 
@@ -169,6 +169,10 @@ def synthetic_host_properties(
     fields
         The facts to return (a subset of :data:`HOST_FACTS`; default all). A fact's values do
         not depend on which others are asked for: the split planner asks only for what it reads.
+    bands
+        The bands (of ``run.bands``, any order) of the per-band facts ``psf_fwhm``,
+        ``psfdepth``, ``host_mag``; default ``run.bands``. A band's values do not depend on
+        which others are asked for.
 
     Returns
     -------
@@ -180,8 +184,11 @@ def synthetic_host_properties(
     want = set(HOST_FACTS if fields is None else fields)
     if want - set(HOST_FACTS):
         raise BadInputError(f"fields = {sorted(want - set(HOST_FACTS))}: allowed host facts {', '.join(HOST_FACTS)}")
+    run_bands = list(cfg.run.bands)
+    bands = run_bands if bands is None else list(bands)
+    if set(bands) - set(run_bands):
+        raise BadInputError(f"bands = {bands}: allowed bands of run.bands {run_bands}")
     ids = np.asarray(pair_ids, dtype=np.int64)
-    bands = list(cfg.run.bands)
     c = CALIBRATION
     out: dict[str, np.ndarray] = {}
     galaxy = bool(want & _GALAXY_FACTS)
@@ -196,13 +203,15 @@ def synthetic_host_properties(
             out.update(_galaxy_facts(u, cfg, bands))
     if want & {"psf_fwhm", "psfdepth"}:
         # seeing and depth: a second block of uniforms so adding host facts never shifts them
-        v = _unit_open(pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS + 100, 2 + 2 * len(bands)))
+        # column 2 + k (PSF) and 2 + n_bands + k (depth) belong to band k of run.bands
+        v = _unit_open(pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS + 100, 2 + 2 * len(run_bands)))
+        col = [run_bands.index(b) for b in bands]
         if "psf_fwhm" in want:
             psf_r = np.clip(c["psf_r"][0] * np.exp(c["psf_r"][1] * ndtri(v[:, 0])), 0.8, 2.6)
             out["psf_fwhm"] = np.stack(
                 [
                     np.clip(psf_r * c["psf_ratio"][b] * np.exp(0.05 * ndtri(v[:, 2 + k])), 0.7, 3.0)
-                    for k, b in enumerate(bands)
+                    for k, b in zip(col, bands, strict=True)
                 ],
                 axis=1,
             ).astype(np.float32)
@@ -211,8 +220,8 @@ def synthetic_host_properties(
             out["psfdepth"] = np.stack(
                 [
                     np.where(des, c["depth_des"][b], c["depth_decals"][b])
-                    + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(bands) + k]), -3, 3)
-                    for k, b in enumerate(bands)
+                    + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(run_bands) + k]), -3, 3)
+                    for k, b in zip(col, bands, strict=True)
                 ],
                 axis=1,
             ).astype(np.float32)

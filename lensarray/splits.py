@@ -142,6 +142,9 @@ def _cover_small(assign: np.ndarray, order: np.ndarray, n_reg: int) -> None:
                 assign[donors[-1]] = split
 
 
+#: Region ids below this are tallied by a bincount over the id itself (no unique of the pairs).
+_DIRECT_BINS = 1 << 16
+
 #: Difficulty proxies the planner balances between splits (columns of a planning table).
 PROXIES = ("psf_fwhm_r", "psfdepth_r", "theta_e", "theta_e_over_psf", "target_snr")
 
@@ -200,12 +203,20 @@ class RegionTally:
         )
         reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=scheme, nside=int(nside))
         names = tuple(p for p in PROXIES if p in table)
-        regions = np.unique(reg)  # a hash-based unique: no sort of the pairs
-        at = np.searchsorted(regions, reg)
-        n_reg, n_prox = regions.size, len(names)
-        tally = cls(scheme=scheme, nside=int(nside), regions=regions, counts=np.bincount(at, minlength=n_reg))
+        n_prox = len(names)
+        if reg.size and reg.min() >= 0 and reg.max() < _DIRECT_BINS:
+            # small region ids (HEALPix nside <= 64, brick rows): bin by the id itself, no unique
+            at, n_bins = reg, int(reg.max()) + 1
+            counts = np.bincount(at, minlength=n_bins)
+            regions = np.flatnonzero(counts)
+        else:
+            regions = np.unique(reg)  # a hash-based unique: no sort of the pairs
+            at, n_bins = np.searchsorted(regions, reg), regions.size
+            counts = np.bincount(at, minlength=n_bins)
+        rows = regions if n_bins != regions.size else slice(None)
+        tally = cls(scheme=scheme, nside=int(nside), regions=regions, counts=counts[rows])
         tally.proxies = names
-        sums = [np.zeros((n_reg, n_prox)) for _ in range(3)]
+        sums = [np.zeros((regions.size, n_prox)) for _ in range(3)]
         if n_prox:
             x = _proxy_columns(table, names)
             ok = np.isfinite(x)
@@ -214,7 +225,7 @@ class RegionTally:
             # are summed in table order, as a bincount per proxy would
             bins = (at[:, None] * n_prox + np.arange(n_prox)).ravel()
             for m, v in zip(sums, (ok.astype(np.float64), x, x * x), strict=True):
-                m[:] = np.bincount(bins, weights=v.ravel(), minlength=n_reg * n_prox).reshape(n_reg, n_prox)
+                m[:] = np.bincount(bins, weights=v.ravel(), minlength=n_bins * n_prox).reshape(n_bins, n_prox)[rows]
         tally.n_finite, tally.sum1, tally.sum2 = sums
         return tally
 

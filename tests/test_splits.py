@@ -201,11 +201,11 @@ def test_the_build_plans_from_the_planner_fields_what_it_plans_from_all_host_fac
     assert pipeline.plan_build(cfg).split_plan_json == every_fact.to_json()
 
 
-def _reference_tally_add(tally: dict, table: dict, scheme: str) -> None:
+def _reference_tally_add(tally: dict, table: dict, scheme: str, nside: int) -> None:
     """RegionTally.add before block tallies and merging (one bincount per proxy and moment)."""
     from lensarray.splits import PROXIES, _proxy_columns
 
-    reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=scheme, nside=8)
+    reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=scheme, nside=nside)
     names = tuple(p for p in PROXIES if p in table)
     merged = np.union1d(tally["regions"], np.unique(reg))
     old, new = np.searchsorted(merged, tally["regions"]), np.searchsorted(merged, reg)
@@ -228,20 +228,21 @@ def _reference_tally_add(tally: dict, table: dict, scheme: str) -> None:
     tally["regions"] = merged
 
 
-@pytest.mark.parametrize("scheme", ["healpix", "bricks"])
-def test_block_tallies_merged_in_order_equal_the_per_proxy_accumulation_exactly(make_cfg, scheme):
+# nside 8 and bricks: region ids binned directly; nside 256: past the direct bins (unique ids)
+@pytest.mark.parametrize(("scheme", "nside"), [("healpix", 8), ("bricks", 8), ("healpix", 256)])
+def test_block_tallies_merged_in_order_equal_the_per_proxy_accumulation_exactly(make_cfg, scheme, nside):
     from lensarray.hosts.synthetic import synthetic_host_properties
     from lensarray.splits import planning_table
 
-    cfg = make_cfg(12_000).replace(**{"splits.scheme": scheme, "brightness.mode": "snr"})
+    cfg = make_cfg(12_000).replace(**{"splits.scheme": scheme, "splits.nside": nside, "brightness.mode": "snr"})
     ref = {"regions": np.zeros(0, np.int64), "counts": np.zeros(0, np.int64)}
     ref.update(n_finite=np.zeros((0, 0)), sum1=np.zeros((0, 0)), sum2=np.zeros((0, 0)))
-    got = RegionTally(scheme=scheme, nside=8)
+    got = RegionTally(scheme=scheme, nside=nside)
     for a in range(0, 12_000, 2900):
         ids = np.arange(a, min(a + 2900, 12_000))
         table = planning_table(ids, synthetic_host_properties(ids, cfg), cfg)
         table["theta_e"][::11] = np.nan  # missing proxies count as the mean
-        _reference_tally_add(ref, table, scheme)
+        _reference_tally_add(ref, table, scheme, nside)
         got.add(table)
     assert got.proxies and "target_snr" in got.proxies
     for k in ("regions", "counts", "n_finite", "sum1", "sum2"):

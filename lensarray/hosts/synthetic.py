@@ -94,7 +94,7 @@ def _sky_positions(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ra, dec
 
 
-#: Host facts :func:`synthetic_host_properties` returns, and the draws they come from.
+#: Host facts :func:`synthetic_host_properties` returns, in its order.
 HOST_FACTS = (
     "ra",
     "dec",

@@ -98,13 +98,21 @@ def _hosts(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, n
     return synthetic_hosts(pair_ids, cfg)
 
 
-def _host_properties(pair_ids: np.ndarray, cfg: RunConfig, plan: BuildPlan) -> dict[str, np.ndarray]:
+def _host_properties(
+    pair_ids: np.ndarray,
+    cfg: RunConfig,
+    plan: BuildPlan,
+    fields: tuple[str, ...] | None = None,
+    bands: tuple[str, ...] | None = None,
+) -> dict[str, np.ndarray]:
+    """Host facts of ``pair_ids``; synthetic hosts draw only ``fields`` and the per-band ones
+    only for ``bands`` (default all)."""
     if plan.hosts_url:
         cutouts = import_module("lensarray.hosts.cutouts")
         return cutouts.HostCube(plan.hosts_url, plan.hosts_storage_options).properties(_host_ids_for(pair_ids, plan))
     from .hosts.synthetic import synthetic_host_properties
 
-    return synthetic_host_properties(pair_ids, cfg)
+    return synthetic_host_properties(pair_ids, cfg, fields=fields, bands=bands)
 
 
 # --------------------------------------------------------------------------------------
@@ -370,7 +378,10 @@ def plan_build(
     from . import splits
 
     split_plan = splits.plan_splits_over_pairs(
-        cfg, lambda ids: _host_properties(ids, cfg, plan), block=_PLAN_BLOCK, progress=progress
+        cfg,
+        lambda ids: _host_properties(ids, cfg, plan, splits.planning_fields(cfg), (splits.planning_band(cfg),)),
+        block=_PLAN_BLOCK,
+        progress=progress,
     )
     plan.split_plan_json = split_plan.to_json()
     return plan

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ __all__ = [
     "plan_splits",
     "plan_splits_over_pairs",
     "planning_table",
+    "planning_fields",
+    "planning_band",
     "region_of",
     "check_split_integrity",
     "PROXIES",
@@ -139,6 +142,9 @@ def _cover_small(assign: np.ndarray, order: np.ndarray, n_reg: int) -> None:
                 assign[donors[-1]] = split
 
 
+#: Region ids below this are tallied by a bincount over the id itself (no unique of the pairs).
+_DIRECT_BINS = 1 << 16
+
 #: Difficulty proxies the planner balances between splits (columns of a planning table).
 PROXIES = ("psf_fwhm_r", "psfdepth_r", "theta_e", "theta_e_over_psf", "target_snr")
 
@@ -162,38 +168,65 @@ class RegionTally:
 
     def add(self, table: dict) -> None:
         """Add a block of pairs: ``ra``, ``dec`` (deg), ``brickname`` and any :data:`PROXIES`."""
-        reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=self.scheme, nside=self.nside)
-        names = tuple(p for p in PROXIES if p in table)
+        self.merge(RegionTally.of_table(table, self))
+
+    def merge(self, other: RegionTally) -> None:
+        """Add the pairs of another tally (the planner merges block tallies in pair order, so
+        every sum is accumulated in the same order whatever computed the blocks)."""
         if not self.regions.size and not self.proxies:
-            self.proxies = names
-        elif names != self.proxies:
-            raise SplitError(f"planning table columns {names}: every block must carry {self.proxies}")
-        merged = np.union1d(self.regions, np.unique(reg))  # a hash-based unique: no sort of the pairs
-        old, new = np.searchsorted(merged, self.regions), np.searchsorted(merged, reg)
-        n_reg, n_prox = merged.size, len(names)
+            self.proxies = other.proxies
+        elif other.proxies != self.proxies:
+            raise SplitError(f"planning table columns {other.proxies}: every block must carry {self.proxies}")
+        merged = np.union1d(self.regions, other.regions)
+        old, new = np.searchsorted(merged, self.regions), np.searchsorted(merged, other.regions)
+        n_reg, n_prox = merged.size, len(self.proxies)
 
         def grow(a: np.ndarray) -> np.ndarray:
             out = np.zeros((n_reg, *a.shape[1:]), dtype=a.dtype)
             out[old] = a
             return out
 
-        self.counts = grow(self.counts) + np.bincount(new, minlength=n_reg)
+        self.counts = grow(self.counts)
+        self.counts[new] += other.counts
         mats = [grow(m.reshape(self.regions.size, n_prox)) for m in (self.n_finite, self.sum1, self.sum2)]
-        if n_prox:
-            x = _proxy_columns(table, names)
-            ok = np.isfinite(x)
-            x = np.where(ok, x, 0.0)
-            for m, v in zip(mats, (ok.astype(np.float64), x, x * x), strict=True):
-                for j in range(n_prox):
-                    m[:, j] += np.bincount(new, weights=v[:, j], minlength=n_reg)
+        for m, o in zip(mats, (other.n_finite, other.sum1, other.sum2), strict=True):
+            m[new] += o.reshape(other.regions.size, n_prox)
         self.n_finite, self.sum1, self.sum2 = mats
         self.regions = merged
 
     @classmethod
     def of_table(cls, table: dict, cfg) -> RegionTally:
-        """The tally of one table of pairs (see :func:`plan_splits`)."""
-        tally = cls(scheme=cfg.splits.scheme, nside=int(cfg.splits.nside))
-        tally.add(table)
+        """The tally of one table of pairs (see :func:`plan_splits`); ``cfg`` is a
+        :class:`lensarray.config.RunConfig` or a tally with the ``scheme`` and ``nside`` to use."""
+        scheme, nside = (
+            (cfg.scheme, cfg.nside) if isinstance(cfg, RegionTally) else (cfg.splits.scheme, cfg.splits.nside)
+        )
+        reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=scheme, nside=int(nside))
+        names = tuple(p for p in PROXIES if p in table)
+        n_prox = len(names)
+        if reg.size and reg.min() >= 0 and reg.max() < _DIRECT_BINS:
+            # small region ids (HEALPix nside <= 64, brick rows): bin by the id itself, no unique
+            at, n_bins = reg, int(reg.max()) + 1
+            counts = np.bincount(at, minlength=n_bins)
+            regions = np.flatnonzero(counts)
+        else:
+            regions = np.unique(reg)  # a hash-based unique: no sort of the pairs
+            at, n_bins = np.searchsorted(regions, reg), regions.size
+            counts = np.bincount(at, minlength=n_bins)
+        rows = regions if n_bins != regions.size else slice(None)
+        tally = cls(scheme=scheme, nside=int(nside), regions=regions, counts=counts[rows])
+        tally.proxies = names
+        sums = [np.zeros((regions.size, n_prox)) for _ in range(3)]
+        if n_prox:
+            x = _proxy_columns(table, names)
+            ok = np.isfinite(x)
+            x = np.where(ok, x, 0.0)
+            # one weighted bincount per moment over (region, proxy) bins; within a bin the pairs
+            # are summed in table order, as a bincount per proxy would
+            bins = (at[:, None] * n_prox + np.arange(n_prox)).ravel()
+            for m, v in zip(sums, (ok.astype(np.float64), x, x * x), strict=True):
+                m[:] = np.bincount(bins, weights=v.ravel(), minlength=n_bins * n_prox).reshape(n_bins, n_prox)[rows]
+        tally.n_finite, tally.sum1, tally.sum2 = sums
         return tally
 
     def standardized_sums(self) -> np.ndarray:
@@ -212,24 +245,45 @@ def _proxy_columns(table: dict, names: tuple[str, ...]) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def planning_fields(cfg) -> tuple[str, ...]:
+    """The host facts :func:`planning_table` reads: positions, PSF and depth (of
+    :func:`planning_band` only), and the brick name only for scheme ``bricks`` (where it sets
+    the region)."""
+    return ("ra", "dec", "psf_fwhm", "psfdepth") + (("brickname",) if cfg.splits.scheme == "bricks" else ())
+
+
+def planning_band(cfg) -> str:
+    """The band whose PSF and depth the planner balances: ``r``, else the first of ``run.bands``."""
+    return "r" if "r" in cfg.run.bands else str(cfg.run.bands[0])
+
+
 def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarray]:
     """The columns the planner reads for ``pair_ids``: position, brick and :data:`PROXIES`.
 
-    ``props`` are the pairs' host facts (``ra``, ``dec`` deg, ``brickname``, ``psf_fwhm`` and
-    ``psfdepth`` per band); theta_E and the target S/N are the pairs' own parameter draws
-    (:func:`lensarray.sampling.sample_balance_params`: the values the build renders).
+    ``props`` are the pairs' host facts (:func:`planning_fields`: ``ra``, ``dec`` deg,
+    ``psf_fwhm`` and ``psfdepth`` per band of ``run.bands`` or of :func:`planning_band` alone,
+    ``brickname`` for scheme ``bricks``); theta_E and the target S/N are the pairs' own
+    parameter draws (:func:`lensarray.sampling.sample_balance_params`: the values the build
+    renders).
     """
     from .sampling import sample_balance_params
 
-    rb = list(cfg.run.bands).index("r") if "r" in cfg.run.bands else 0
+    psf, depth = np.asarray(props["psf_fwhm"]), np.asarray(props["psfdepth"])
+    n_bands = len(cfg.run.bands)
+    if psf.shape[1:] not in ((n_bands,), (1,)) or depth.shape[1:] != psf.shape[1:]:
+        raise SplitError(
+            f"host facts psf_fwhm {psf.shape[1:]}, psfdepth {depth.shape[1:]} per pair: allowed one "
+            f"column per band of run.bands ({n_bands}) or of the planning band alone (1)"
+        )
+    rb = list(cfg.run.bands).index(planning_band(cfg)) if psf.shape[1] == n_bands else 0
     params = sample_balance_params(pair_ids, cfg)
-    psf_r = np.asarray(props["psf_fwhm"])[:, rb]
+    psf_r = psf[:, rb]
     out = {
         "ra": props["ra"],
         "dec": props["dec"],
         "brickname": props.get("brickname"),
         "psf_fwhm_r": psf_r,
-        "psfdepth_r": np.asarray(props["psfdepth"])[:, rb],
+        "psfdepth_r": depth[:, rb],
         "theta_e": params["theta_e"],
         "theta_e_over_psf": np.asarray(params["theta_e"]) / psf_r,
     }
@@ -239,7 +293,12 @@ def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarr
 
 
 def plan_splits_over_pairs(
-    cfg, host_properties: Callable[[np.ndarray], dict], *, block: int, progress: bool = False
+    cfg,
+    host_properties: Callable[[np.ndarray], dict],
+    *,
+    block: int,
+    progress: bool = False,
+    threads: int | None = None,
 ) -> SplitPlan:
     """Plan the splits of all ``cfg.run.n_pairs`` pairs, drawing their facts block by block.
 
@@ -249,14 +308,20 @@ def plan_splits_over_pairs(
         :class:`lensarray.config.RunConfig`.
     host_properties
         ``host_properties(pair_ids)``: the host facts of those pairs (no pixels), as the build
-        sees them (synthetic draws or an ingested host cube).
+        sees them (synthetic draws or an ingested host cube); called from ``threads`` threads.
     block
-        Pairs per block (memory: the block's draws plus O(regions); values do not depend on it).
+        Pairs per block (memory: the draws of ``2 threads`` blocks plus O(regions); values do
+        not depend on it).
     progress
         Show a progress bar on stderr (the CLI turns it on; off for library calls).
+    threads
+        Threads drawing blocks at once (default: up to 4, one per CPU). Block tallies are merged
+        in pair order, so the plan does not depend on it.
     """
     import sys
     import time
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
@@ -270,27 +335,47 @@ def plan_splits_over_pairs(
         )
     t0 = time.perf_counter()
     tally = RegionTally(scheme=cfg.splits.scheme, nside=int(cfg.splits.nside))
-    with tqdm(
-        total=n,
-        disable=not progress,
-        desc="split planning",
-        unit="pair",
-        unit_scale=True,
-        file=sys.stderr,
-        mininterval=0.5,
-        dynamic_ncols=True,
-    ) as bar:
-        for a in range(0, n, int(block)):
-            ids = np.arange(a, min(a + int(block), n), dtype=np.int64)
-            tally.add(planning_table(ids, host_properties(ids), cfg))
-            bar.update(ids.size)
+    n_threads = max(1, int(threads) if threads is not None else min(4, os.cpu_count() or 1))
+
+    def block_tally(start: int) -> RegionTally:
+        # numpy, scipy and astropy-healpix release the GIL in their loops: blocks overlap
+        ids = np.arange(start, min(start + int(block), n), dtype=np.int64)
+        return RegionTally.of_table(planning_table(ids, host_properties(ids), cfg), cfg)
+
+    with (
+        ThreadPoolExecutor(n_threads, thread_name_prefix="lensarray-plan") as pool,
+        tqdm(
+            total=n,
+            disable=not progress,
+            desc="split planning",
+            unit="pair",
+            unit_scale=True,
+            file=sys.stderr,
+            mininterval=0.5,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
+        pending: deque[Future[RegionTally]] = deque()
+        starts = iter(range(0, n, int(block)))
+        while True:
+            # keep 2 blocks per thread in flight (bounded memory), merge the oldest first
+            for a in starts:
+                pending.append(pool.submit(block_tally, a))
+                if len(pending) >= 2 * n_threads:
+                    break
+            if not pending:
+                break
+            part = pending.popleft().result()
+            tally.merge(part)
+            bar.update(int(part.counts.sum()))
     t1 = time.perf_counter()
     plan = plan_splits(tally, cfg)
     logger.debug(
-        "split planning: %d pairs in %d regions, facts drawn in %.2f s, assignment searched in %.2f s",
+        "split planning: %d pairs in %d regions, facts drawn in %.2f s (%d threads), assignment searched in %.2f s",
         n,
         tally.regions.size,
         t1 - t0,
+        n_threads,
         time.perf_counter() - t1,
     )
     return plan

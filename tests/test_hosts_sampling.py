@@ -217,3 +217,199 @@ def test_pair_uniforms_are_uniform_and_uncorrelated_across_pairs_blocks_and_stre
     assert abs(np.corrcoef(u[:, 0], v[:, 0])[0, 1]) < 0.045  # two streams
     edge = RNG_BLOCK - 1  # the last pair of a block and the first of the next are not related
     assert not np.isin(u[edge], u[edge + 1]).any()
+
+
+# -- the fast host facts equal the implementation they replaced (kept here as the reference) ----
+def _reference_brickname_of(ra, dec):
+    """brickname_of before the code-point tables: per-name strings, zfill, concatenation."""
+    ra = np.mod(np.asarray(ra, dtype=np.float64), 360.0)
+    dec = np.asarray(dec, dtype=np.float64)
+    row = np.clip(((dec + 90.0 + 0.125) / 0.25).astype(np.int64), 0, 720)
+    dec_c = np.minimum(row * 0.25 - 90.0, 90.0)
+    dec_lo = np.maximum(0.0, np.abs(dec_c) - 0.125)
+    ncol = (np.ceil(1440.0 * np.cos(np.radians(dec_lo)) / 2) * 2).astype(np.int64)
+    ncol = np.where(np.abs(dec_c) >= 90.0, 1, ncol)
+    col = np.minimum((ra / 360.0 * ncol).astype(np.int64), ncol - 1)
+    ra_c = np.where(ncol == 1, 180.0, (col + 0.5) * 360.0 / ncol)
+    ra_part = np.char.zfill(np.floor(np.round(ra_c * 1e4) / 1e3).astype(np.int64).astype(str), 4)
+    sign = np.where(dec_c >= 0, "p", "m")
+    dec_part = np.char.zfill(np.floor(np.round(np.abs(dec_c) * 1e4) / 1e3).astype(np.int64).astype(str), 3)
+    return np.char.add(np.char.add(ra_part, sign), dec_part).astype("<U8"), (ra_c, dec_c)
+
+
+def _edge_positions(n: int, seed: int = 3):
+    """Random sky plus the edges: RA wrap (0, -0, 360, negative, > 360), the poles, every row
+    boundary in Dec, column boundaries of many rows, and values one ulp either side of them."""
+    from lensarray.hosts.bricks import brick_centre
+
+    rng = np.random.default_rng(seed)
+    ra = [rng.uniform(-400, 760, n), np.array([0.0, -0.0, 360.0, -1e-12, 359.9999999999, 720.0, -360.0, 180.0])]
+    dec = [np.degrees(np.arcsin(rng.uniform(-1, 1, n))), np.array([0.0, -0.0, 90.0, -90.0, 89.99, -89.99, 1e-9, -1e-9])]
+    rows = np.arange(722) * 0.25 - 90.125  # the row edges
+    ra.append(rng.uniform(0, 360, rows.size))
+    dec.append(rows)
+    _, dec_c = brick_centre(np.zeros(rows.size), np.clip(rows + 0.1, -90, 90))
+    for d in dec_c[::7]:  # the column edges of every 7th row
+        ncol = int(np.ceil(1440.0 * np.cos(np.radians(max(0.0, abs(d) - 0.125))) / 2) * 2) if abs(d) < 90 else 1
+        ra.append(np.arange(ncol + 1) * 360.0 / ncol)
+        dec.append(np.full(ncol + 1, d))
+    ra_all, dec_all = np.concatenate(ra), np.clip(np.concatenate(dec), -90, 90)
+    ulp_ra, ulp_dec = np.spacing(np.abs(ra_all) + 1e-300), np.spacing(np.abs(dec_all) + 1e-300)
+    ra_all = np.concatenate([ra_all, ra_all + ulp_ra, ra_all - ulp_ra, ra_all])
+    dec_all = np.concatenate([dec_all, dec_all, dec_all, np.clip(dec_all + ulp_dec, -90, 90)])
+    return ra_all, dec_all
+
+
+def test_brick_names_and_centres_equal_the_string_implementation_exactly():
+    from lensarray.hosts.bricks import brick_centre
+
+    ra, dec = _edge_positions(200_000)
+    want, (ra_c, dec_c) = _reference_brickname_of(ra, dec)
+    got = brickname_of(ra, dec)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    got_c = brick_centre(ra, dec)
+    assert np.array_equal(got_c[0], ra_c) and np.array_equal(got_c[1], dec_c)
+    # shapes are kept (a scalar, a 2-d block)
+    assert brickname_of(10.0, 89.99).shape == () and str(brickname_of(10.0, 89.99)) == "1800p900"
+    assert np.array_equal(brickname_of(ra[:12].reshape(3, 4), dec[:12].reshape(3, 4)), want[:12].reshape(3, 4))
+
+
+def _reference_host_properties(pair_ids, cfg):
+    """synthetic_host_properties before the fast paths (all columns drawn, scipy.stats CDF,
+    every sky try over every pair, string brick names)."""
+    from scipy.special import ndtri
+    from scipy.stats import norm
+
+    from lensarray.hosts.synthetic import _galactic_b
+    from lensarray.rng import Stream, pair_uniforms
+
+    ids = np.asarray(pair_ids, dtype=np.int64)
+    bands = list(cfg.run.bands)
+    c = CALIBRATION
+    u = np.clip(pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS, 16), 1e-12, 1 - 1e-12)
+    z = ndtri(u)
+    lo_s, hi_s = np.sin(np.radians(c["dec_range"]))
+    ra, dec = np.full(ids.size, np.nan), np.full(ids.size, np.nan)
+    for t in range(4):
+        r_t = 360.0 * u[:, 2 * t]
+        d_t = np.degrees(np.arcsin(lo_s + (hi_s - lo_s) * u[:, 2 * t + 1]))
+        ok = np.isnan(ra) & (np.abs(_galactic_b(r_t, d_t)) > c["min_abs_b"])
+        ra[ok], dec[ok] = r_t[ok], d_t[ok]
+    rest = np.isnan(ra)
+    ra[rest], dec[rest] = 360.0 * u[rest, 6], np.degrees(np.arcsin(lo_s + (hi_s - lo_s) * u[rest, 7]))
+    dev = u[:, 8] < c["dev_fraction"]
+    mu_m = np.where(dev, c["dev_r_mag"][0], c["ser_r_mag"][0])
+    sd_m = np.where(dev, c["dev_r_mag"][1], c["ser_r_mag"][1])
+    lo = norm.cdf((cfg.hosts.r_mag_min - mu_m) / sd_m)
+    hi = norm.cdf((cfg.hosts.r_mag_max - mu_m) / sd_m)
+    r_mag = mu_m + sd_m * ndtri(np.clip(lo + (hi - lo) * u[:, 9], 1e-12, 1 - 1e-12))
+    med_re = np.where(dev, c["dev_reff"][0], c["ser_reff"][0])
+    sig_re = np.where(dev, c["dev_reff"][1], c["ser_reff"][1])
+    reff = np.clip(med_re * np.exp(sig_re * z[:, 10] - 0.2 * (r_mag - mu_m)), 0.3, 6.0)
+    n_sersic = np.where(dev, 4.0, c["ser_n"][0] + (c["ser_n"][1] - c["ser_n"][0]) * u[:, 11])
+    q = c["q"][0] + (c["q"][1] - c["q"][0]) * u[:, 12]
+    ang = np.pi * u[:, 13]
+    e = (1 - q) / (1 + q)
+    g_r = c["g_r"][0] + c["g_r"][1] * np.clip(z[:, 14], -2.5, 2.5)
+    r_z = c["r_z"][0] + c["r_z"][1] * np.clip(z[:, 15], -2.5, 2.5)
+    offsets = {"g": g_r, "r": 0.0 * g_r, "i": -0.5 * r_z, "z": -r_z}
+    host_mag = np.stack([r_mag + offsets[b] for b in bands], axis=1)
+    v = np.clip(pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS + 100, 2 + 2 * len(bands)), 1e-12, 1 - 1e-12)
+    psf_r = np.clip(c["psf_r"][0] * np.exp(c["psf_r"][1] * ndtri(v[:, 0])), 0.8, 2.6)
+    psf = np.stack(
+        [np.clip(psf_r * c["psf_ratio"][b] * np.exp(0.05 * ndtri(v[:, 2 + k])), 0.7, 3.0) for k, b in enumerate(bands)],
+        axis=1,
+    )
+    des = dec < c["des_dec_max"]
+    depth = np.stack(
+        [
+            np.where(des, c["depth_des"][b], c["depth_decals"][b])
+            + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(bands) + k]), -3, 3)
+            for k, b in enumerate(bands)
+        ],
+        axis=1,
+    )
+    return {
+        "ra": ra,
+        "dec": dec,
+        "brickname": _reference_brickname_of(ra, dec)[0],
+        "psf_fwhm": psf.astype(np.float32),
+        "psfdepth": depth.astype(np.float32),
+        "host_mag": host_mag.astype(np.float32),
+        "host_reff": reff.astype(np.float32),
+        "host_n": n_sersic.astype(np.float32),
+        "host_e1": (e * np.cos(2 * ang)).astype(np.float32),
+        "host_e2": (e * np.sin(2 * ang)).astype(np.float32),
+        "host_id": ids.copy(),
+    }
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        {"run.bands": ["z", "g", "i", "r"], "run.seed": 987654321, "hosts.r_mag_min": 17, "hosts.r_mag_max": 21.5},
+        {"run.bands": ["i"], "run.seed": 0},
+    ],
+)
+def test_host_properties_equal_the_reference_implementation_exactly(make_cfg, over):
+    from lensarray.hosts.synthetic import HOST_FACTS
+
+    cfg = make_cfg(4000).replace(**over)
+    rng = np.random.default_rng(8)
+    # many random blocks, unsorted ids with repeats, and ids far out
+    ids = np.concatenate([np.arange(30_000), rng.integers(0, 2**40, 3000), [5, 5, 4095, 4096, 0]])
+    ids[:30_000] = rng.permutation(30_000)
+    want = _reference_host_properties(ids, cfg)
+    got = synthetic_host_properties(ids, cfg)
+    assert list(got) == list(want) == list(HOST_FACTS)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
+    # a subset of the facts (the split planner's) has the same values, and only those keys
+    for fields in (("ra", "dec", "psf_fwhm", "psfdepth"), ("brickname",), ("host_reff", "psfdepth"), ()):
+        part = synthetic_host_properties(ids, cfg, fields=fields)
+        assert sorted(part) == sorted(fields)
+        for k in fields:
+            assert np.array_equal(part[k], want[k]), (fields, k)
+
+
+def test_host_properties_refuse_an_unknown_fact(make_cfg):
+    from lensarray.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"fields = \['colour'\]: allowed host facts ra, dec"):
+        synthetic_host_properties(np.arange(3), make_cfg(10), fields=("ra", "colour"))
+
+
+def test_pair_uniforms_equal_the_block_layout_element_by_element():
+    from lensarray.rng import RNG_BLOCK, Stream, pair_uniforms
+
+    rng = np.random.default_rng(4)
+    runs = [np.arange(RNG_BLOCK - 300, 2 * RNG_BLOCK + 50), np.arange(7, 9)]  # whole runs across blocks
+    ids = np.concatenate([*runs, rng.integers(0, 5 * RNG_BLOCK, 500), [3, 3, 0], rng.integers(0, 2**40, 5)])
+    for k, attempt, order in ((1, 0, None), (6, 2, rng.permutation(ids.size))):
+        sel = ids if order is None else ids[order]
+        got = pair_uniforms(21, sel, Stream.SOURCE, k, attempt=attempt)
+        blocks = {
+            b: np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence(21, spawn_key=(0x0B10C, int(Stream.SOURCE), attempt, int(b))))
+            ).random((k, RNG_BLOCK))
+            for b in np.unique(sel // RNG_BLOCK)
+        }
+        want = np.array([blocks[p // RNG_BLOCK][:, p % RNG_BLOCK] for p in sel])
+        assert got.shape == (sel.size, k) and np.array_equal(got, want)
+
+
+def test_host_properties_of_some_bands_are_those_bands_columns(make_cfg):
+    from lensarray.errors import BadInputError
+
+    cfg = make_cfg(4000).replace(**{"run.bands": ["g", "r", "i", "z"]})
+    ids = np.arange(9000)
+    every = synthetic_host_properties(ids, cfg)
+    for bands in (["r"], ["z", "g"], ["i"]):
+        part = synthetic_host_properties(ids, cfg, bands=bands)
+        cols = [cfg.run.bands.index(b) for b in bands]
+        for k in ("psf_fwhm", "psfdepth", "host_mag"):
+            assert np.array_equal(part[k], every[k][:, cols]), (bands, k)
+        assert np.array_equal(part["host_reff"], every["host_reff"])
+    with pytest.raises(BadInputError, match=r"bands = \['y'\]: allowed bands of run.bands"):
+        synthetic_host_properties(ids[:3], cfg, bands=["y"])

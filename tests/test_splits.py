@@ -187,3 +187,91 @@ def test_planning_over_pairs_reports_progress_only_when_asked(make_cfg, capsys, 
     err = capsys.readouterr().err
     assert "split planning" in err and "3.00k/3.00k" in err  # the bar on stderr, run to the end
     assert loud.to_json() == quiet.to_json()  # the block size changes nothing
+
+
+@pytest.mark.parametrize("scheme", ["healpix", "bricks"])
+def test_the_build_plans_from_the_planner_fields_what_it_plans_from_all_host_facts(make_cfg, scheme):
+    from lensarray import pipeline
+    from lensarray.hosts.synthetic import synthetic_host_properties
+    from lensarray.splits import planning_fields
+
+    cfg = make_cfg(9000).replace(**{"splits.scheme": scheme})
+    assert ("brickname" in planning_fields(cfg)) == (scheme == "bricks")
+    every_fact = plan_splits_over_pairs(cfg, lambda ids: synthetic_host_properties(ids, cfg), block=4000)
+    assert pipeline.plan_build(cfg).split_plan_json == every_fact.to_json()
+
+
+def _reference_tally_add(tally: dict, table: dict, scheme: str, nside: int) -> None:
+    """RegionTally.add before block tallies and merging (one bincount per proxy and moment)."""
+    from lensarray.splits import PROXIES, _proxy_columns
+
+    reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=scheme, nside=nside)
+    names = tuple(p for p in PROXIES if p in table)
+    merged = np.union1d(tally["regions"], np.unique(reg))
+    old, new = np.searchsorted(merged, tally["regions"]), np.searchsorted(merged, reg)
+    n_reg, n_prox = merged.size, len(names)
+
+    def grow(a):
+        out = np.zeros((n_reg, *a.shape[1:]), dtype=a.dtype)
+        out[old] = a
+        return out
+
+    tally["counts"] = grow(tally["counts"]) + np.bincount(new, minlength=n_reg)
+    mats = [grow(tally[k].reshape(tally["regions"].size, n_prox)) for k in ("n_finite", "sum1", "sum2")]
+    x = _proxy_columns(table, names)
+    ok = np.isfinite(x)
+    x = np.where(ok, x, 0.0)
+    for m, v in zip(mats, (ok.astype(np.float64), x, x * x), strict=True):
+        for j in range(n_prox):
+            m[:, j] += np.bincount(new, weights=v[:, j], minlength=n_reg)
+    tally["n_finite"], tally["sum1"], tally["sum2"] = mats
+    tally["regions"] = merged
+
+
+# nside 8 and bricks: region ids binned directly; nside 256: past the direct bins (unique ids)
+@pytest.mark.parametrize(("scheme", "nside"), [("healpix", 8), ("bricks", 8), ("healpix", 256)])
+def test_block_tallies_merged_in_order_equal_the_per_proxy_accumulation_exactly(make_cfg, scheme, nside):
+    from lensarray.hosts.synthetic import synthetic_host_properties
+    from lensarray.splits import planning_table
+
+    cfg = make_cfg(12_000).replace(**{"splits.scheme": scheme, "splits.nside": nside, "brightness.mode": "snr"})
+    ref = {"regions": np.zeros(0, np.int64), "counts": np.zeros(0, np.int64)}
+    ref.update(n_finite=np.zeros((0, 0)), sum1=np.zeros((0, 0)), sum2=np.zeros((0, 0)))
+    got = RegionTally(scheme=scheme, nside=nside)
+    for a in range(0, 12_000, 2900):
+        ids = np.arange(a, min(a + 2900, 12_000))
+        table = planning_table(ids, synthetic_host_properties(ids, cfg), cfg)
+        table["theta_e"][::11] = np.nan  # missing proxies count as the mean
+        _reference_tally_add(ref, table, scheme, nside)
+        got.add(table)
+    assert got.proxies and "target_snr" in got.proxies
+    for k in ("regions", "counts", "n_finite", "sum1", "sum2"):
+        assert got.__dict__[k].dtype == ref[k].dtype and np.array_equal(got.__dict__[k], ref[k]), k
+
+
+@pytest.mark.parametrize("scheme", ["healpix", "bricks"])
+def test_planning_threads_change_nothing(make_cfg, scheme):
+    from lensarray.hosts.synthetic import synthetic_host_properties
+
+    cfg = make_cfg(20_000).replace(**{"splits.scheme": scheme})
+    props = lambda ids: synthetic_host_properties(ids, cfg)  # noqa: E731
+    one = plan_splits_over_pairs(cfg, props, block=1500, threads=1).to_json()
+    assert plan_splits_over_pairs(cfg, props, block=1500, threads=3).to_json() == one
+    assert plan_splits_over_pairs(cfg, props, block=4096).to_json() == one  # the default threads
+
+
+def test_planning_table_reads_the_planning_band_of_all_bands_or_alone(make_cfg):
+    from lensarray.hosts.synthetic import synthetic_host_properties
+    from lensarray.splits import planning_band, planning_table
+
+    cfg = make_cfg(3000).replace(**{"run.bands": ["z", "r", "g"]})
+    assert planning_band(cfg) == "r" and planning_band(cfg.replace(**{"run.bands": ["z", "g"]})) == "z"
+    ids = np.arange(3000)
+    every = planning_table(ids, synthetic_host_properties(ids, cfg), cfg)
+    alone = planning_table(ids, synthetic_host_properties(ids, cfg, bands=["r"]), cfg)
+    assert every.keys() == alone.keys()
+    for k in every:
+        assert np.array_equal(every[k], alone[k]), k
+    two = synthetic_host_properties(ids, cfg, bands=["r", "g"])
+    with pytest.raises(SplitError, match=r"psf_fwhm \(2,\), psfdepth \(2,\) per pair: allowed one column per band"):
+        planning_table(ids, two, cfg)

@@ -27,11 +27,13 @@ into a buffer (numpy's fastest generator path), one stream per pair.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
+from ..errors import BadInputError
 from ..physics.photometry import mag_to_nmgy, psfdepth_mag_to_sigma
 from ..physics.psf import FWHM_TO_SIGMA
 from ..quantize import round_mantissa
@@ -39,7 +41,7 @@ from ..rng import Stream, pair_rng, pair_uniforms
 from .bricks import brickname_of
 from .mog import render_galaxies
 
-__all__ = ["synthetic_host_properties", "synthetic_hosts", "CALIBRATION"]
+__all__ = ["synthetic_host_properties", "synthetic_hosts", "CALIBRATION", "HOST_FACTS"]
 
 #: Calibration numbers and their provenance (../shared/data; docs/synthetic_hosts.md).
 CALIBRATION: dict[str, Any] = {
@@ -78,80 +80,154 @@ def _sky_positions(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = u.shape[0]
     ra = np.full(n, np.nan)
     dec = np.full(n, np.nan)
+    todo = np.arange(n)
     for t in range(4):
-        r_t = 360.0 * u[:, 2 * t]
-        d_t = np.degrees(np.arcsin(lo + (hi - lo) * u[:, 2 * t + 1]))
-        ok = np.isnan(ra) & (np.abs(_galactic_b(r_t, d_t)) > CALIBRATION["min_abs_b"])
-        ra[ok], dec[ok] = r_t[ok], d_t[ok]
-    rest = np.isnan(ra)  # rare: keep the last draw
-    ra[rest], dec[rest] = 360.0 * u[rest, 6], np.degrees(np.arcsin(lo + (hi - lo) * u[rest, 7]))
+        # only the positions still without an accepted try are drawn again (elementwise, so a
+        # position's value does not depend on which others are drawn with it)
+        r_t = 360.0 * u[todo, 2 * t]
+        d_t = np.degrees(np.arcsin(lo + (hi - lo) * u[todo, 2 * t + 1]))
+        ok = np.abs(_galactic_b(r_t, d_t)) > CALIBRATION["min_abs_b"]
+        ra[todo[ok]], dec[todo[ok]] = r_t[ok], d_t[ok]
+        todo = todo[~ok]
+    # rare: keep the last draw
+    ra[todo], dec[todo] = 360.0 * u[todo, 6], np.degrees(np.arcsin(lo + (hi - lo) * u[todo, 7]))
     return ra, dec
 
 
-def synthetic_host_properties(pair_ids: np.ndarray, cfg) -> dict[str, np.ndarray]:
-    """Host facts for ``pair_ids`` (no pixels; cheap enough to run over every pair).
+#: Host facts :func:`synthetic_host_properties` returns, in its order.
+HOST_FACTS = (
+    "ra",
+    "dec",
+    "brickname",
+    "psf_fwhm",
+    "psfdepth",
+    "host_mag",
+    "host_reff",
+    "host_n",
+    "host_e1",
+    "host_e2",
+    "host_id",
+)
+_GALAXY_FACTS = frozenset({"host_mag", "host_reff", "host_n", "host_e1", "host_e2"})
+_SKY_FACTS = frozenset({"ra", "dec", "brickname", "psfdepth"})  # the depth depends on Dec (DES)
 
-    Returns ``ra``, ``dec`` (deg), ``brickname``, ``psf_fwhm``, ``psfdepth`` (AB), ``host_mag``
-    (AB) per band, ``host_reff`` (arcsec), ``host_n``, ``host_e1``, ``host_e2``, ``host_id``.
-    """
-    ids = np.asarray(pair_ids, dtype=np.int64)
-    bands = list(cfg.run.bands)
+
+def _unit_open(u: np.ndarray) -> np.ndarray:
+    """Uniforms kept off 0 and 1, where the inverse normal CDF is infinite."""
+    return np.clip(u, 1e-12, 1 - 1e-12)
+
+
+def _galaxy_facts(u: np.ndarray, cfg, bands: list[str]) -> dict[str, np.ndarray]:
+    """Magnitudes, size, profile and shape of the host galaxies from HOST_PROPS columns 8..15."""
     c = CALIBRATION
-    u = pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS, _K)
-    u = np.clip(u, 1e-12, 1 - 1e-12)
-    z = ndtri(u)  # standard normals from the same uniforms
-    ra, dec = _sky_positions(u[:, :8])
     dev = u[:, 8] < c["dev_fraction"]
     mu_m = np.where(dev, c["dev_r_mag"][0], c["ser_r_mag"][0])
     sd_m = np.where(dev, c["dev_r_mag"][1], c["ser_r_mag"][1])
-    # truncated normal by inverse CDF on the allowed magnitude range
-    from scipy.stats import norm
 
-    lo = norm.cdf((cfg.hosts.r_mag_min - mu_m) / sd_m)
-    hi = norm.cdf((cfg.hosts.r_mag_max - mu_m) / sd_m)
-    r_mag = mu_m + sd_m * ndtri(np.clip(lo + (hi - lo) * u[:, 9], 1e-12, 1 - 1e-12))
+    # truncated normal by inverse CDF on the allowed magnitude range; the CDF at the range ends
+    # has one value per host type
+    def cdf_at(r_mag: float) -> np.ndarray:
+        return np.where(
+            dev,
+            ndtr((r_mag - c["dev_r_mag"][0]) / c["dev_r_mag"][1]),
+            ndtr((r_mag - c["ser_r_mag"][0]) / c["ser_r_mag"][1]),
+        )
+
+    lo, hi = cdf_at(cfg.hosts.r_mag_min), cdf_at(cfg.hosts.r_mag_max)
+    r_mag = mu_m + sd_m * ndtri(_unit_open(lo + (hi - lo) * u[:, 9]))
     med_re = np.where(dev, c["dev_reff"][0], c["ser_reff"][0])
     sig_re = np.where(dev, c["dev_reff"][1], c["ser_reff"][1])
     # brighter hosts are larger: shift the size by the magnitude offset (~0.25 dex per mag)
-    reff = np.clip(med_re * np.exp(sig_re * z[:, 10] - 0.2 * (r_mag - mu_m)), 0.3, 6.0)
+    reff = np.clip(med_re * np.exp(sig_re * ndtri(u[:, 10]) - 0.2 * (r_mag - mu_m)), 0.3, 6.0)
     n_sersic = np.where(dev, 4.0, c["ser_n"][0] + (c["ser_n"][1] - c["ser_n"][0]) * u[:, 11])
     q = c["q"][0] + (c["q"][1] - c["q"][0]) * u[:, 12]
     ang = np.pi * u[:, 13]
     e = (1 - q) / (1 + q)
-    g_r = c["g_r"][0] + c["g_r"][1] * np.clip(z[:, 14], -2.5, 2.5)
-    r_z = c["r_z"][0] + c["r_z"][1] * np.clip(z[:, 15], -2.5, 2.5)
+    g_r = c["g_r"][0] + c["g_r"][1] * np.clip(ndtri(u[:, 14]), -2.5, 2.5)
+    r_z = c["r_z"][0] + c["r_z"][1] * np.clip(ndtri(u[:, 15]), -2.5, 2.5)
     offsets = {"g": g_r, "r": 0.0 * g_r, "i": -0.5 * r_z, "z": -r_z}
-    host_mag = np.stack([r_mag + offsets[b] for b in bands], axis=1)
-    # seeing and depth: a second block of uniforms so adding host facts never shifts them
-    v = pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS + 100, 2 + 2 * len(bands))
-    v = np.clip(v, 1e-12, 1 - 1e-12)
-    psf_r = np.clip(c["psf_r"][0] * np.exp(c["psf_r"][1] * ndtri(v[:, 0])), 0.8, 2.6)
-    psf = np.stack(
-        [np.clip(psf_r * c["psf_ratio"][b] * np.exp(0.05 * ndtri(v[:, 2 + k])), 0.7, 3.0) for k, b in enumerate(bands)],
-        axis=1,
-    )
-    des = dec < c["des_dec_max"]
-    depth = np.stack(
-        [
-            np.where(des, c["depth_des"][b], c["depth_decals"][b])
-            + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(bands) + k]), -3, 3)
-            for k, b in enumerate(bands)
-        ],
-        axis=1,
-    )
     return {
-        "ra": ra,
-        "dec": dec,
-        "brickname": brickname_of(ra, dec),
-        "psf_fwhm": psf.astype(np.float32),
-        "psfdepth": depth.astype(np.float32),
-        "host_mag": host_mag.astype(np.float32),
+        "host_mag": np.stack([r_mag + offsets[b] for b in bands], axis=1).astype(np.float32),
         "host_reff": reff.astype(np.float32),
         "host_n": n_sersic.astype(np.float32),
         "host_e1": (e * np.cos(2 * ang)).astype(np.float32),
         "host_e2": (e * np.sin(2 * ang)).astype(np.float32),
-        "host_id": ids.copy(),
     }
+
+
+def synthetic_host_properties(
+    pair_ids: np.ndarray, cfg, *, fields: Collection[str] | None = None, bands: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Host facts for ``pair_ids`` (no pixels; cheap enough to run over every pair).
+
+    Parameters
+    ----------
+    pair_ids
+        Pair ids (int64).
+    cfg
+        :class:`lensarray.config.RunConfig` (``run.seed``, ``run.bands``, ``hosts``).
+    fields
+        The facts to return (a subset of :data:`HOST_FACTS`; default all). A fact's values do
+        not depend on which others are asked for: the split planner asks only for what it reads.
+    bands
+        The bands (of ``run.bands``, any order) of the per-band facts ``psf_fwhm``,
+        ``psfdepth``, ``host_mag``; default ``run.bands``. A band's values do not depend on
+        which others are asked for.
+
+    Returns
+    -------
+    dict
+        ``ra``, ``dec`` (deg), ``brickname``, ``psf_fwhm``, ``psfdepth`` (AB) per band,
+        ``host_mag`` (AB) per band, ``host_reff`` (arcsec), ``host_n``, ``host_e1``, ``host_e2``,
+        ``host_id`` (those asked for).
+    """
+    want = set(HOST_FACTS if fields is None else fields)
+    if want - set(HOST_FACTS):
+        raise BadInputError(f"fields = {sorted(want - set(HOST_FACTS))}: allowed host facts {', '.join(HOST_FACTS)}")
+    run_bands = list(cfg.run.bands)
+    bands = run_bands if bands is None else list(bands)
+    if set(bands) - set(run_bands):
+        raise BadInputError(f"bands = {bands}: allowed bands of run.bands {run_bands}")
+    ids = np.asarray(pair_ids, dtype=np.int64)
+    c = CALIBRATION
+    out: dict[str, np.ndarray] = {}
+    galaxy = bool(want & _GALAXY_FACTS)
+    if galaxy or want & _SKY_FACTS:
+        # the first k columns of a pair's uniforms do not depend on k: the sky needs 8
+        u = _unit_open(pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS, _K if galaxy else 8))
+        ra, dec = _sky_positions(u[:, :8])
+        out.update(ra=ra, dec=dec)
+        if "brickname" in want:
+            out["brickname"] = brickname_of(ra, dec)
+        if galaxy:
+            out.update(_galaxy_facts(u, cfg, bands))
+    if want & {"psf_fwhm", "psfdepth"}:
+        # seeing and depth: a second block of uniforms so adding host facts never shifts them
+        # column 2 + k (PSF) and 2 + n_bands + k (depth) belong to band k of run.bands
+        v = _unit_open(pair_uniforms(cfg.run.seed, ids, Stream.HOST_PROPS + 100, 2 + 2 * len(run_bands)))
+        col = [run_bands.index(b) for b in bands]
+        if "psf_fwhm" in want:
+            psf_r = np.clip(c["psf_r"][0] * np.exp(c["psf_r"][1] * ndtri(v[:, 0])), 0.8, 2.6)
+            out["psf_fwhm"] = np.stack(
+                [
+                    np.clip(psf_r * c["psf_ratio"][b] * np.exp(0.05 * ndtri(v[:, 2 + k])), 0.7, 3.0)
+                    for k, b in zip(col, bands, strict=True)
+                ],
+                axis=1,
+            ).astype(np.float32)
+        if "psfdepth" in want:
+            des = out["dec"] < c["des_dec_max"]
+            out["psfdepth"] = np.stack(
+                [
+                    np.where(des, c["depth_des"][b], c["depth_decals"][b])
+                    + c["depth_sigma"] * np.clip(ndtri(v[:, 2 + len(run_bands) + k]), -3, 3)
+                    for k, b in zip(col, bands, strict=True)
+                ],
+                axis=1,
+            ).astype(np.float32)
+    if "host_id" in want:
+        out["host_id"] = ids.copy()
+    return {k: out[k] for k in HOST_FACTS if k in want}
 
 
 def _host_images(props: dict, cfg) -> np.ndarray:

@@ -377,3 +377,47 @@ def test_shard_writer_stores_zarrs_own_bytes(tmp_path, quantize):
     g = open_group(str(roots["writer"]), mode="r")
     assert completed_shards(g).all() and check_shards(g) == {}
     assert np.array_equal(g["host"][:], apply_quantization(arrays, g.attrs["quantization"])["host"])
+
+
+def _shard_payload(token, i, a, b, name, values):
+    head = f"{token}:{i}:{a}:{b}:{name}:{values.shape}".encode()
+    return head + np.ascontiguousarray(values.astype(VARIABLES[name].dtype, copy=False)).tobytes()
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_shard_digests_are_crc32c_and_legacy_crc32_cubes_still_verify(tmp_path, legacy):
+    """New cubes record ``shard_digest_algorithm = crc32c`` and store crc32c digests; a cube made
+    before the attr (none recorded) gets and is checked against zlib CRC-32 digests. The digests
+    equal an independent computation (the ``crc32c`` package, zlib), both kinds verify, and the
+    attr is what check_shards follows (a legacy cube relabelled crc32c fails every variable)."""
+    import zlib
+
+    import crc32c
+
+    from lensarray.store import DIGEST_ATTR, DIGEST_VAR, check_shards, create_store, cube_attrs, cube_token, write_shard
+
+    cfg = cfg_of(40, shard=16, chunk=8)
+    arrays = fake_render(np.arange(40), cfg)
+    url = str(tmp_path / "c.zarr")
+    attrs = cube_attrs(cfg)
+    assert attrs[DIGEST_ATTR] == "crc32c"
+    if legacy:
+        del attrs[DIGEST_ATTR]
+    create_store(url, n_pairs=40, bands=list(cfg.run.bands), size=16, chunk_pairs=8, shard_pairs=16, attrs=attrs)
+    g = open_group(url)
+    assert (DIGEST_ATTR in g.attrs) is not legacy
+    for i, (a, b) in enumerate(shard_bounds(40, 16)):
+        write_shard(g, i, a, b, {k: v[a:b] for k, v in arrays.items()})
+    token = cube_token(dict(g.attrs))
+    digests = np.asarray(g[DIGEST_VAR][:])
+    checksum = (lambda data: zlib.crc32(data)) if legacy else crc32c.crc32c
+    for i, (a, b) in enumerate(shard_bounds(40, 16)):
+        for j, name in enumerate(VARIABLES):
+            assert int(digests[i, j]) == checksum(_shard_payload(token, i, a, b, name, arrays[name][a:b])), (i, name)
+    assert check_shards(open_group(url, mode="r")) == {}
+    g.attrs[DIGEST_ATTR] = "crc32" if not legacy else "crc32c"  # the wrong algorithm for these digests
+    bad = check_shards(open_group(url, mode="r"))
+    assert sorted(bad) == [0, 1, 2] and all(len(p) == len(VARIABLES) for p in bad.values())
+    g.attrs[DIGEST_ATTR] = "md5"
+    with pytest.raises(CubeSchemaError, match=f"{DIGEST_ATTR} = 'md5': allowed one of"):
+        check_shards(open_group(url, mode="r"))

@@ -421,3 +421,40 @@ def test_shard_digests_are_crc32c_and_legacy_crc32_cubes_still_verify(tmp_path, 
     g.attrs[DIGEST_ATTR] = "md5"
     with pytest.raises(CubeSchemaError, match=f"{DIGEST_ATTR} = 'md5': allowed one of"):
         check_shards(open_group(url, mode="r"))
+
+
+def test_build_renders_and_writes_each_shard_in_one_task(tmp_path, fake, monkeypatch):
+    """``build`` hands the writer its kernel: one task per shard renders and writes it (no
+    per-variable getitem tasks), the kernel's values land unchanged and the cube verifies; the
+    same cube written from the lazy dataset's blocks (the path ``ds.lensarray.to_zarr`` takes)
+    has the same bytes."""
+    import dask
+
+    from lensarray import store
+    from lensarray.store import check_shards, write_cube
+
+    tasks, real = [], store._render_and_write_shard_task
+
+    def counted(*args, **kwargs):
+        tasks.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_render_and_write_shard_task", counted)
+    cfg = cfg_of(50, shard=16, chunk=4)
+    url, via_blocks = str(tmp_path / "c.zarr"), str(tmp_path / "blocks.zarr")
+    pipeline.build(cfg, url, progress=False)
+    assert sorted(tasks) == [0, 1, 2, 3]
+    plan = pipeline.plan_build(cfg)
+    writes = store._shard_writes(
+        pipeline._lazy_from_plan(cfg, plan), url, None, shard_bounds(50, 16), [0, 1, 2, 3], "t", {}, render=print
+    )
+    assert all(len(dict(w.__dask_graph__())) == 1 for w in writes)  # one task per shard, nothing else
+    with dask.config.set(scheduler="synchronous"):
+        write_cube(pipeline.lazy_cube(cfg), via_blocks)
+    assert len(tasks) == 4  # the lazy dataset's own blocks, not the fused task
+    a, b = open_cube(url), open_cube(via_blocks)
+    want = fake_render(np.arange(50), cfg)
+    for name in VARIABLES:
+        np.testing.assert_array_equal(a[name].values, want[name], err_msg=name)
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert check_shards(open_group(url, mode="r")) == {}

@@ -26,7 +26,16 @@ process (every stage repeated ``--repeat`` times, interleaved, the median kept):
   "within 1.3x of compressing + writing the same bytes"; ``*_cpu`` are the same in CPU seconds
   of the process (all threads), steadier than wall time on a shared machine.
 
-Prints a table per stage (ms/pair) and the host / render ratio; JSON in results/<name>.json.
+Also: ``quantize`` (``apply_quantization`` of the default quantised record), ``digest_crc32`` /
+``digest_crc32c`` (the shard digest of every variable with zlib CRC-32, the format of cubes made
+before ``shard_digest_algorithm``, and with crc32c, today's), and ``shard_task``: the whole build
+task (``store._render_and_write_shard_task``: render one shard with the build's kernel and write
+it into the opened cube). Every stage also in CPU seconds of the process (``*_cpu``, all
+threads, user + system): on a loaded machine the wall times mostly measure waiting for a core,
+and ``physical_over_stages_cpu`` / ``render_pairs_over_physical_plus_derive_cpu`` show where the
+subtraction's "derive" excess is real work.
+
+Prints a table per stage (ms/pair wall and CPU) and the ratios; JSON in results/<name>.json.
 
     python benchmarks/bench_build_stages.py [--pairs 256] [--repeat 5] [--name build_stages]
 """

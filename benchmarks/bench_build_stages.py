@@ -26,7 +26,16 @@ process (every stage repeated ``--repeat`` times, interleaved, the median kept):
   "within 1.3x of compressing + writing the same bytes"; ``*_cpu`` are the same in CPU seconds
   of the process (all threads), steadier than wall time on a shared machine.
 
-Prints a table per stage (ms/pair) and the host / render ratio; JSON in results/<name>.json.
+Also: ``quantize`` (``apply_quantization`` of the default quantised record), ``digest_crc32`` /
+``digest_crc32c`` (the shard digest of every variable with zlib CRC-32, the format of cubes made
+before ``shard_digest_algorithm``, and with crc32c, today's), and ``shard_task``: the whole build
+task (``store._render_and_write_shard_task``: render one shard with the build's kernel and write
+it into the opened cube). Every stage also in CPU seconds of the process (``*_cpu``, all
+threads, user + system): on a loaded machine the wall times mostly measure waiting for a core,
+and ``physical_over_stages_cpu`` / ``render_pairs_over_physical_plus_derive_cpu`` show where the
+subtraction's "derive" excess is real work.
+
+Prints a table per stage (ms/pair wall and CPU) and the ratios; JSON in results/<name>.json.
 
     python benchmarks/bench_build_stages.py [--pairs 256] [--repeat 5] [--name build_stages]
 """
@@ -34,6 +43,7 @@ Prints a table per stage (ms/pair) and the host / render ratio; JSON in results/
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -127,8 +137,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--compare-hosts", action="store_true", help="also time the previous FFT host renderer")
     ap.add_argument("--name", default="build_stages", help="results/<name>.json")
     args = ap.parse_args(argv)
+    from lensarray.cube import VARIABLES
     from lensarray.hosts.synthetic import synthetic_host_properties, synthetic_hosts
-    from lensarray.pipeline import _unit_arcs, render_pairs, render_physical
+    from lensarray.pipeline import BuildPlan, _render_block, _unit_arcs, render_pairs, render_physical
+    from lensarray.quantize import apply_quantization, quantization_attrs
     from lensarray.sampling import sample_params
     from lensarray.store import create_store, cube_attrs, open_group
 
@@ -140,6 +152,14 @@ def main(argv=None) -> dict:
     params = sample_params(ids, cfg, hosts)
     arrays = render_pairs(ids, cfg)
     physical = render_physical(ids, cfg)
+    qcfg = _cfg(n, **{"quantize.host": True, "quantize.arc_keepbits": 12})
+    qrecord = quantization_attrs(qcfg)
+    digest_arrays = {k: np.asarray(v).astype(VARIABLES[k].dtype, copy=False) for k, v in arrays.items()}
+
+    def digests(algorithm: str) -> None:
+        for name in VARIABLES:
+            store._digest("0123456789abcdef", 0, 0, n, name, digest_arrays[name], algorithm)
+
     stages = {
         "host_props": lambda: synthetic_host_properties(ids, cfg),
         "hosts": lambda: synthetic_hosts(ids, cfg, props),
@@ -149,6 +169,9 @@ def main(argv=None) -> dict:
         "physical": lambda: render_physical(ids, cfg),
         "derive_direct": lambda: render_pairs(ids, cfg, physical=physical),
         "derive_previous": lambda: _with_previous_brighten(render_pairs, ids, cfg, physical),
+        "quantize": lambda: apply_quantization(arrays, qrecord),
+        "digest_crc32": lambda: digests("crc32"),
+        "digest_crc32c": lambda: digests("crc32c"),
     }
     if args.compare_hosts:
         from lensarray.hosts import _fft_reference
@@ -156,6 +179,8 @@ def main(argv=None) -> dict:
         stages["hosts_fft_v01"] = lambda: _fft_reference.fft_synthetic_hosts(ids, cfg, props)
     root = tempfile.mkdtemp(prefix="lensarray-stages-")
     import lensarray.store as store
+
+    plan = BuildPlan(config_json=cfg.to_json())
 
     chosen = dict(store.IMAGE_CODECS)
     codec_sets = {"": chosen, "_v01_codecs": {k: ("zstd", 3, "noshuffle") for k in chosen}}
@@ -190,6 +215,10 @@ def main(argv=None) -> dict:
                 token = store.cube_token(attrs)
                 _timed(times, f"write_open{tag}", store._opened_arrays, url, token)
                 _timed(times, f"write{tag}", store._write_shard_task, url, None, 0, 0, n, arrays, token, attrs)
+                if not tag:  # the whole build task: render and write one shard into the opened cube
+                    render = functools.partial(_render_block, plan=plan)
+                    task = store._render_and_write_shard_task
+                    _timed(times, "shard_task", task, render, url, None, 0, 0, n, token, attrs)
                 seq = fresh_store(f"s{rep}{tag}.zarr")
                 _timed(times, f"write_sequential{tag}", _sequential_write, open_group(seq), 0, n, arrays)
                 floor_dir = os.path.join(root, f"floor{rep}{tag}")
@@ -207,8 +236,14 @@ def main(argv=None) -> dict:
     ms["derive_direct_cpu"] = 1e3 * float(np.median(cpu["derive_direct"])) / n
     ms["derive_previous_cpu"] = 1e3 * float(np.median(cpu["derive_previous"])) / n
     ms["total"] = ms["render_pairs"] + ms["write"]
+    for k in stages:
+        ms.setdefault(f"{k}_cpu", 1e3 * float(np.median(cpu[k])) / n)
+    ms["derive_cpu"] = (
+        ms["render_pairs_cpu"] - ms["hosts_cpu"] - ms["host_props_cpu"] - ms["params_cpu"] - ms["render_cpu"]
+    )
+    ms["total_cpu"] = ms["render_pairs_cpu"] + ms["write_cpu"]
     rows = [
-        {"stage": k, "ms_per_pair": ms[k]}
+        {"stage": k, "ms_per_pair": ms[k], "cpu_ms_per_pair": ms.get(f"{k}_cpu", float("nan"))}
         for k in (
             "host_props",
             "hosts",
@@ -219,18 +254,18 @@ def main(argv=None) -> dict:
             "physical",
             "derive_direct",
             "derive_previous",
-            "derive_direct_cpu",
-            "derive_previous_cpu",
+            "render_pairs",
+            "quantize",
             "write",
             "write_open",
             "write_sequential",
             "write_floor",
-            "write_cpu",
-            "write_sequential_cpu",
-            "write_floor_cpu",
+            "digest_crc32",
+            "digest_crc32c",
             "write_v01_codecs",
             "write_floor_v01_codecs",
             "total",
+            "shard_task",
         )
     ]
     ratios = {
@@ -247,11 +282,18 @@ def main(argv=None) -> dict:
         "derive_previous_over_render": ms["derive_previous"] / ms["render"],
         "derive_previous_over_direct": ms["derive_previous"] / ms["derive_direct"],
         "derive_previous_over_direct_cpu": ms["derive_previous_cpu"] / ms["derive_direct_cpu"],
+        "physical_over_stages_cpu": ms["physical_cpu"]
+        / (ms["hosts_cpu"] + ms["host_props_cpu"] + ms["params_cpu"] + ms["render_cpu"]),
+        "render_pairs_over_physical_plus_derive_cpu": ms["render_pairs_cpu"]
+        / (ms["physical_cpu"] + ms["derive_direct_cpu"]),
+        "digest_crc32_over_crc32c": ms["digest_crc32"] / ms["digest_crc32c"],
+        "render_over_shard_task": ms["render"] / ms["shard_task"],
+        "render_over_shard_task_cpu": ms["render_cpu"] / ms["shard_task_cpu"],
     }
     if args.compare_hosts:
         ratios["hosts_fft_v01_over_render"] = ms["hosts_fft_v01"] / ms["render"]
         ratios["hosts_speedup_vs_v01"] = ms["hosts_fft_v01"] / ms["hosts"]
-    print(table(rows, ["stage", "ms_per_pair"]))
+    print(table(rows, ["stage", "ms_per_pair", "cpu_ms_per_pair"]))
     print("  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     path = write(args.name, {"pairs": n, "repeat": args.repeat, "ms_per_pair": ms, "ratios": ratios, "seconds": times})
     print(f"wrote {path}")

@@ -7,6 +7,10 @@ N pairs (hosts, params, render, derive, write, lossless; with ``--quantize`` als
 build) -> render-only again. The ratio build pairs/s / render-only stamps/s is therefore measured
 under the same (shared-machine) load. Also: the single-thread kernel rate in this process, peak
 RSS summed over all processes (client, scheduler, workers) and the largest worker, bytes/pair.
+``build_over_render_only_cpu`` is the same ratio per CPU second of all processes (client,
+scheduler, workers: user + system), pairs per CPU-second over stamps per CPU-second: on a shared,
+loaded machine the wall-clock render-only reference moved 2.4x between before and after one
+build, the CPU-time rates do not depend on how much of the cores the run was given.
 
     python benchmarks/bench_build_throughput.py --sizes 10000 [200000] [--quantize]
 """
@@ -60,16 +64,32 @@ def _shard_params(n: int, cfg) -> list[dict]:
     return out
 
 
-def render_only_rate(client, shards: list[dict], cfg) -> float:
-    """Stamps/s of the render kernel alone on the cluster (all workers)."""
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (client and, for a LocalCluster, the scheduler)
+    and every child process (nannies, workers) so far."""
+    import psutil
+
+    total = 0.0
+    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def render_only_rate(client, shards: list[dict], cfg) -> tuple[float, float]:
+    """Stamps/s of the render kernel alone on the cluster (all workers), and stamps per CPU
+    second of all processes (the per-core rate that a shared machine's load does not move)."""
     from distributed import wait
 
     cfg_json = cfg.to_json()
     futs = [client.scatter(p, hash=False) for p in shards]  # shipped before the clock starts (fresh keys)
     wait(futs)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     done = client.gather([client.submit(_render_only, f, cfg_json, pure=False) for f in futs])
-    return sum(done) / (time.perf_counter() - t0)
+    return sum(done) / (time.perf_counter() - t0), sum(done) / (cpu_seconds() - c0)
 
 
 def kernel_rate_here(cfg, n: int = 256) -> float:
@@ -111,13 +131,13 @@ def main(argv=None) -> dict:
                     Client(lc) as client,
                 ):
                     render_only_rate(client, shards[:2], cfg)  # warm the workers (numba load, imports)
-                    before = render_only_rate(client, shards, cfg)
+                    before, before_cpu = render_only_rate(client, shards, cfg)
                     url = os.path.join(root, f"cube{n}{kind}.zarr")
                     with PeakRSS() as mem:
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), cpu_seconds()
                         build(_cfg(n, **over), url, client=client, progress=False)
-                        seconds = time.perf_counter() - t0
-                    after = render_only_rate(client, shards, cfg)
+                        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+                    after, after_cpu = render_only_rate(client, shards, cfg)
                 here = kernel_rate_here(cfg)
                 size = _du(url)
                 shutil.rmtree(url, ignore_errors=True)
@@ -134,6 +154,11 @@ def main(argv=None) -> dict:
                         "render_only_before": before,
                         "render_only_after": after,
                         "build_over_render_only": (n / seconds) / render,
+                        "build_pairs_per_cpu_s": n / cpu,
+                        "render_only_stamps_per_cpu_s": (before_cpu + after_cpu) / 2,
+                        "render_only_per_cpu_s_before": before_cpu,
+                        "render_only_per_cpu_s_after": after_cpu,
+                        "build_over_render_only_cpu": (n / cpu) / ((before_cpu + after_cpu) / 2),
                         "kernel_single_thread_here": here,
                         "peak_rss_mib": mem.peak / 2**20,
                         "peak_largest_worker_mib": mem.peak_child / 2**20,
@@ -149,6 +174,7 @@ def main(argv=None) -> dict:
         "build_pairs_per_s_per_core",
         "render_only_per_core",
         "build_over_render_only",
+        "build_over_render_only_cpu",
         "peak_rss_mib",
         "peak_largest_worker_mib",
         "bytes_per_pair",

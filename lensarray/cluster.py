@@ -39,7 +39,15 @@ class ClusterError(BadInputError, RuntimeError):
 #: megabyte-sized numpy temporary to the OS, so the next allocation page-faults afresh: the
 #: diagnose pixel pass measured 1.13 ms/pair in a worker against 0.65 ms/pair in a plain process;
 #: with these two settings 0.61-0.64. Freed memory kept per worker stays bounded (64 MiB).
-WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
+#: ``NUMPY_MADVISE_HUGEPAGE=0``: numpy otherwise madvises transparent huge pages for every array
+#: of >= 4 MiB, and with the kernel's THP defrag "madvise" each fresh buffer's fault may compact
+#: memory synchronously: a shard of 256 pairs spent 0.32-0.40 ms/pair in the kernel (sys time)
+#: with it, 0.09-0.15 without it (benchmarks/README.md, build stages), user time unchanged.
+WORKER_MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": 64 * 2**20,
+    "MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
+    "NUMPY_MADVISE_HUGEPAGE": 0,
+}
 
 
 def local_cluster(**kwargs):

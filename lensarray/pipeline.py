@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import import_module
 from typing import Any
 
@@ -599,6 +600,8 @@ def build(
         storage_options=storage_options,
         progress=progress,
         on_shard_done=on_shard_done,
+        # one task per shard renders and writes it (the values are ds's: the same kernel and plan)
+        render=partial(_render_block, plan=plan),
     )
     return BuildResult(
         url=out,

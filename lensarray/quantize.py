@@ -66,8 +66,10 @@ def noise_step(invvar: np.ndarray, step_sigma: float) -> np.ndarray:
 
     ``invvar`` ``(..., y, x)``; returns the leading shape, float32.
     """
-    iv = np.asarray(invvar, dtype=np.float64)
-    peak = iv.reshape(*iv.shape[:-2], -1).max(axis=-1)
+    iv = np.asarray(invvar)
+    # the maximum in the stored precision, then float64: the same value (the conversion is exact
+    # and monotonic) without a float64 copy of the whole plane
+    peak = iv.reshape(*iv.shape[:-2], -1).max(axis=-1).astype(np.float64)
     with np.errstate(divide="ignore"):
         sigma_min = np.where(peak > 0, 1.0 / np.sqrt(np.where(peak > 0, peak, 1.0)), np.inf)
         q = np.where(np.isfinite(sigma_min), np.exp2(np.floor(np.log2(step_sigma * sigma_min))), 0.0)
@@ -81,8 +83,11 @@ def quantize_to_noise(values: np.ndarray, invvar: np.ndarray, step_sigma: float)
     q = noise_step(invvar, step_sigma)[..., None, None]
     safe = np.where(q > 0, q, np.float32(1.0))
     # q is a power of two: x / q and k * q are exact, so the only rounding is rint's
-    out = np.rint(x / safe) * safe
-    return np.where(q > 0, out, x).astype(np.float32)
+    out = np.divide(x, safe, dtype=np.float32)
+    np.rint(out, out=out)
+    out *= safe
+    np.copyto(out, x, where=~(q > 0))  # planes without data are stored unchanged
+    return out
 
 
 def quantization_attrs(cfg) -> str:

@@ -171,3 +171,50 @@ def test_radius_grid_and_aperture_snr_match_reference(physical):
             _aperture_snr_ref(arcs, iv, te, 1.9, centre=centre),
             equal_nan=True,
         )
+
+
+def _noise_and_masks_ref(ids, props, images, cfg):
+    """The host noise step before issue #14's per-pair rewrite (one whole-shard normals buffer)."""
+    from lensarray.hosts.synthetic import INVVAR_KEEPBITS, draw_mask_feature
+    from lensarray.physics.photometry import psfdepth_mag_to_sigma
+    from lensarray.physics.psf import FWHM_TO_SIGMA
+    from lensarray.quantize import round_mantissa
+    from lensarray.rng import Stream, pair_rng
+
+    size, n = cfg.run.size, images.shape[0]
+    sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / cfg.run.pixel_scale
+    nea = 4.0 * np.pi * sig_psf**2
+    sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(nea)
+    normals = np.empty_like(images)
+    draws = np.empty((n, 3))
+    for k, pid in enumerate(ids):
+        g = pair_rng(cfg.run.seed, int(pid), Stream.HOST_NOISE)
+        draws[k] = g.random(3)
+        g.standard_normal(dtype=np.float32, out=normals[k])
+    grads = (0.1 * draws[:, :2] - 0.05).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size - 1) - np.float32(0.5)
+    plane = np.float32(1.0) + grads[:, 0, None, None] * xx + grads[:, 1, None, None] * yy
+    invvar = round_mantissa((1.0 / sky_sigma**2).astype(np.float32)[:, :, None, None] * plane[:, None], INVVAR_KEEPBITS)
+    normals /= np.sqrt(invvar)
+    host = images
+    host += normals
+    maskbits = np.zeros((n, size, size), dtype=np.int32)
+    for m in np.flatnonzero(draws[:, 2] < cfg.hosts.mask_rate):
+        draw_mask_feature(pair_rng(cfg.run.seed, int(ids[m]), Stream.HOST_MASK), maskbits[m], invvar[m], host[m])
+    return host, invvar, maskbits
+
+
+def test_host_noise_bit_identical_to_reference():
+    """The per-pair noise loop (two cache-resident buffers) stores exactly the previous pixels,
+    invvar and maskbits, masked hosts included (mask_rate 0.5 so several are)."""
+    from lensarray.hosts.synthetic import _host_images, _noise_and_masks, synthetic_host_properties
+
+    cfg = _cfg(**{"hosts.mask_rate": 0.5, "run.n_pairs": 64})
+    ids = np.arange(40, 40 + 24, dtype=np.int64)
+    props = synthetic_host_properties(ids, cfg)
+    images = _host_images(props, cfg)
+    got = _noise_and_masks(ids, props, images.copy(), cfg)
+    want = _noise_and_masks_ref(ids, props, images.copy(), cfg)
+    assert (want[2] != 0).any(axis=(1, 2)).sum() >= 3  # several masked hosts
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and np.array_equal(g.view(np.uint8), w.view(np.uint8))

@@ -302,20 +302,27 @@ def _noise_and_masks(ids: np.ndarray, props: dict, images: np.ndarray, cfg):
     sig_psf = np.asarray(props["psf_fwhm"], dtype=np.float64) * FWHM_TO_SIGMA / cfg.run.pixel_scale  # pixels
     nea = 4.0 * np.pi * sig_psf**2
     sky_sigma = psfdepth_mag_to_sigma(np.asarray(props["psfdepth"], np.float64), cfg.run.zero_point) / np.sqrt(nea)
-    normals = np.empty_like(images)
     draws = np.empty((n, 3))
+    streams = []
     for k, pid in enumerate(ids):
         g = pair_rng(cfg.run.seed, int(pid), Stream.HOST_NOISE)
         draws[k] = g.random(3)
-        g.standard_normal(dtype=np.float32, out=normals[k])
+        streams.append(g)  # its normals are drawn below, once the pair's invvar is known
     grads = (0.1 * draws[:, :2] - 0.05).astype(np.float32)  # uniform in [-0.05, 0.05)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size - 1) - np.float32(0.5)
     plane = np.float32(1.0) + grads[:, 0, None, None] * xx + grads[:, 1, None, None] * yy  # (n, y, x)
     invvar = round_mantissa((1.0 / sky_sigma**2).astype(np.float32)[:, :, None, None] * plane[:, None], INVVAR_KEEPBITS)
-    normals /= np.sqrt(invvar)
     host = images
-    host += normals
-    del normals
+    # one pair's noise at a time in two cache-resident buffers (64 kB each), not a whole-shard
+    # normals buffer (16 MB of fresh pages per shard, a second full pass over memory); the same
+    # float32 operations as host += normals / sqrt(invvar), so the pixels are unchanged
+    normals = np.empty(images.shape[1:], dtype=np.float32)
+    sigma = np.empty_like(normals)
+    for k, g in enumerate(streams):
+        g.standard_normal(dtype=np.float32, out=normals)
+        np.sqrt(invvar[k], out=sigma)
+        normals /= sigma
+        host[k] += normals
     maskbits = np.zeros((n, size, size), dtype=np.int32)
     for m in np.flatnonzero(draws[:, 2] < cfg.hosts.mask_rate):
         draw_mask_feature(pair_rng(cfg.run.seed, int(ids[m]), Stream.HOST_MASK), maskbits[m], invvar[m], host[m])

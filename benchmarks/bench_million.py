@@ -86,7 +86,7 @@ def _settled_done(url: str, storage_options: dict | None) -> int:
 
 
 def run(args, root: str, url: str, storage_options: dict | None) -> dict:
-    from bench_build_throughput import _shard_params, render_only_rate
+    from bench_build_throughput import _shard_params, cpu_seconds, render_only_rate
     from distributed import Client
 
     from lensarray.cluster import local_cluster
@@ -104,12 +104,12 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
     ):
         shards = _shard_params(args.render_pairs, cfg)
         render_only_rate(client, shards[:2], cfg)  # warm the workers (numba load, imports)
-        out["render_only_before"] = render_only_rate(client, shards, cfg)
+        out["render_only_before"], out["render_only_per_cpu_s_before"] = render_only_rate(client, shards, cfg)
         out["load_before"] = os.getloadavg()
         write(args.name, out)
         n_shards = -(-args.pairs // args.shard)
         count = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         t_first = t_last = t0
 
         def landed(i: int) -> None:
@@ -135,6 +135,7 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
             except _BudgetReached:
                 stopped = True
             out["build_s"] = time.perf_counter() - t0
+            out["build_cpu_s"] = cpu_seconds() - c0  # all processes: client + scheduler, nannies, workers
             out["shards_landed_when_stopped"], out["until_first_shard_s"] = count, t_first - t0
             write(args.name, out)  # before the restart: under heavy load it may time out and end the run
             if stopped:  # the writes still queued would go on: kill them (a shard cut mid-write has no marker)
@@ -157,9 +158,14 @@ def run(args, root: str, url: str, storage_options: dict | None) -> dict:
         out["build_peak_rss_mib"] = mem.peak / 2**20
         out["build_peak_largest_worker_mib"] = mem.peak_child / 2**20
         render_only_rate(client, shards[:2], cfg)  # (re)warm: workers restarted after a stop
-        out["render_only_after"] = render_only_rate(client, shards, cfg)
+        out["render_only_after"], out["render_only_per_cpu_s_after"] = render_only_rate(client, shards, cfg)
         out["render_only_stamps_per_s"] = (out["render_only_before"] + out["render_only_after"]) / 2
         out["build_over_render_only"] = out["build_pairs_per_s"] / out["render_only_stamps_per_s"]
+        # per CPU second of all processes: the ratio a shared machine's load moves least
+        render_cpu = (out["render_only_per_cpu_s_before"] + out["render_only_per_cpu_s_after"]) / 2
+        if not stopped:
+            out["build_pairs_per_cpu_s"] = args.pairs / out["build_cpu_s"]
+            out["build_over_render_only_cpu"] = out["build_pairs_per_cpu_s"] / render_cpu
         if not storage_options:
             out["bytes_per_pair"] = _du(url) / out["pairs_done"]
         write(args.name, out)

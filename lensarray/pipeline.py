@@ -423,7 +423,12 @@ def _lazy_from_plan(cfg: RunConfig, plan: BuildPlan, chunk_pairs: int | None = N
     from dask.base import tokenize
 
     from .cube import template_attrs, template_coords
+    from .physics.blas import single_threaded_blas
     from .store import cube_attrs
+
+    # here, in the caller's thread: OpenBLAS takes a thread count only from the main thread, and a
+    # threaded scheduler renders the blocks in pool threads
+    single_threaded_blas()
 
     r = cfg.run
     block = int(chunk_pairs or r.shard_pairs)

@@ -167,3 +167,37 @@ def test_store_and_schema_never_import_the_cube_module():
         imported |= {(n.module or "").split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.module for a in n.names}
         assert not imported & banned, (name, imported & banned)
+
+
+def test_pixels_do_not_depend_on_the_blas_thread_count(tmp_path):
+    """Float32 GEMM's last bits move with OpenBLAS's thread count on some CPUs (AMD EPYC here):
+    the renderer pins BLAS to one thread, so a lazy cube computed in a process with 2 BLAS threads
+    equals one computed where ``OPENBLAS_NUM_THREADS=1`` (as on dask workers); the threaded
+    scheduler renders in pool threads, where OpenBLAS ignores a thread count."""
+    import os
+    import subprocess
+    import sys
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    script = (
+        "import sys, numpy as np, lensarray\n"
+        "import json\n"
+        "from lensarray.config import config_from_dict\n"
+        "cfg = config_from_dict(json.load(open(sys.argv[1]))).validate()\n"
+        "np.save(sys.argv[2], lensarray.lazy_cube(cfg).arc.values)\n"
+    )
+    cfg = (
+        RunConfig()
+        .replace(**{"run.n_pairs": 16, "run.shard_pairs": 16, "run.chunk_pairs": 8, "cluster.kind": "none"})
+        .validate()
+    )
+    (tmp_path / "cfg.json").write_text(cfg.to_json())
+    out = tmp_path / "one_thread.npy"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "cfg.json"), str(out)], env=env, check=True)
+    threadpool_limits(limits=2, user_api="blas")  # as a notebook on a 2-core machine has it
+    assert any(i["num_threads"] == 2 for i in threadpool_info() if i["user_api"] == "blas")
+    with dask.config.set(scheduler="threads"):
+        arcs = lensarray.lazy_cube(cfg).arc.values
+    np.testing.assert_array_equal(arcs, np.load(out))

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import BadInputError
+from .blas import single_threaded_blas
 from .lens import ray_shoot
 from .photometry import mag_to_nmgy
 from .psf import FWHM_TO_SIGMA, fft_convolve, gaussian_psf, kernel_size, moffat_psf
@@ -512,6 +513,7 @@ def _gaussian_convolve_separable(
     -------
     ndarray (n, band, size, size) float32
     """
+    single_threaded_blas()  # float32 GEMM's last bits depend on OpenBLAS's thread count
     n, n_cells, _ = cells.shape
     nb = fwhm.shape[1]
     size = n_cells // 2

@@ -79,6 +79,23 @@ def cpu_seconds() -> float:
     return total
 
 
+def cpu_by_process() -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds so far of this process ("client": the client and, for a
+    LocalCluster, the scheduler) and of its children together ("workers": nannies and workers)."""
+    import psutil
+
+    me = psutil.Process()
+    out = {"client": (me.cpu_times().user, me.cpu_times().system), "workers": (0.0, 0.0)}
+    for p in me.children(recursive=True):
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        u, s = out["workers"]
+        out["workers"] = (u + t.user, s + t.system)
+    return out
+
+
 def render_only_rate(client, shards: list[dict], cfg) -> tuple[float, float]:
     """Stamps/s of the render kernel alone on the cluster (all workers), and stamps per CPU
     second of all processes (the per-core rate that a shared machine's load does not move)."""
@@ -134,9 +151,9 @@ def main(argv=None) -> dict:
                     before, before_cpu = render_only_rate(client, shards, cfg)
                     url = os.path.join(root, f"cube{n}{kind}.zarr")
                     with PeakRSS() as mem:
-                        t0, c0 = time.perf_counter(), cpu_seconds()
+                        t0, c0, p0 = time.perf_counter(), cpu_seconds(), cpu_by_process()
                         build(_cfg(n, **over), url, client=client, progress=False)
-                        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+                        seconds, cpu, p1 = time.perf_counter() - t0, cpu_seconds() - c0, cpu_by_process()
                     after, after_cpu = render_only_rate(client, shards, cfg)
                 here = kernel_rate_here(cfg)
                 size = _du(url)
@@ -159,6 +176,12 @@ def main(argv=None) -> dict:
                         "render_only_per_cpu_s_before": before_cpu,
                         "render_only_per_cpu_s_after": after_cpu,
                         "build_over_render_only_cpu": (n / cpu) / ((before_cpu + after_cpu) / 2),
+                        # where a build's CPU goes, ms per pair: client + scheduler vs workers, user vs system
+                        **{
+                            f"build_cpu_ms_per_pair_{who}_{kind}": 1e3 * (p1[who][j] - p0[who][j]) / n
+                            for who in ("client", "workers")
+                            for j, kind in enumerate(("user", "sys"))
+                        },
                         "kernel_single_thread_here": here,
                         "peak_rss_mib": mem.peak / 2**20,
                         "peak_largest_worker_mib": mem.peak_child / 2**20,

@@ -64,28 +64,14 @@ def _shard_params(n: int, cfg) -> list[dict]:
     return out
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process (client and, for a LocalCluster, the scheduler)
-    and every child process (nannies, workers) so far."""
-    import psutil
-
-    total = 0.0
-    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
 def cpu_by_process() -> dict[str, tuple[float, float]]:
     """(user, system) CPU seconds so far of this process ("client": the client and, for a
     LocalCluster, the scheduler) and of its children together ("workers": nannies and workers)."""
     import psutil
 
     me = psutil.Process()
-    out = {"client": (me.cpu_times().user, me.cpu_times().system), "workers": (0.0, 0.0)}
+    mine = me.cpu_times()
+    out = {"client": (mine.user, mine.system), "workers": (0.0, 0.0)}
     for p in me.children(recursive=True):
         try:
             t = p.cpu_times()
@@ -94,6 +80,12 @@ def cpu_by_process() -> dict[str, tuple[float, float]]:
         u, s = out["workers"]
         out["workers"] = (u + t.user, s + t.system)
     return out
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (client and, for a LocalCluster, the scheduler)
+    and every child process (nannies, workers) so far."""
+    return sum(user + system for user, system in cpu_by_process().values())
 
 
 def render_only_rate(client, shards: list[dict], cfg) -> tuple[float, float]:

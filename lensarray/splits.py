@@ -168,7 +168,7 @@ class RegionTally:
 
     def add(self, table: dict) -> None:
         """Add a block of pairs: ``ra``, ``dec`` (deg), ``brickname`` and any :data:`PROXIES`."""
-        self.merge(RegionTally.of_table(table, self))
+        self.merge(RegionTally._of_table(table, self.scheme, self.nside))
 
     def merge(self, other: RegionTally) -> None:
         """Add the pairs of another tally (the planner merges block tallies in pair order, so
@@ -196,11 +196,11 @@ class RegionTally:
 
     @classmethod
     def of_table(cls, table: dict, cfg) -> RegionTally:
-        """The tally of one table of pairs (see :func:`plan_splits`); ``cfg`` is a
-        :class:`lensarray.config.RunConfig` or a tally with the ``scheme`` and ``nside`` to use."""
-        scheme, nside = (
-            (cfg.scheme, cfg.nside) if isinstance(cfg, RegionTally) else (cfg.splits.scheme, cfg.splits.nside)
-        )
+        """The tally of one table of pairs (see :func:`plan_splits`), regions as ``cfg.splits`` sets them."""
+        return cls._of_table(table, cfg.splits.scheme, int(cfg.splits.nside))
+
+    @classmethod
+    def _of_table(cls, table: dict, scheme: str, nside: int) -> RegionTally:
         reg = region_of(table["ra"], table["dec"], table.get("brickname"), scheme=scheme, nside=int(nside))
         names = tuple(p for p in PROXIES if p in table)
         n_prox = len(names)

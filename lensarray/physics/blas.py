@@ -38,19 +38,22 @@ def single_threaded_blas() -> None:
 
                 _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
     for lib in _blas:
-        if lib.num_threads != 1:
+        was = lib.num_threads
+        if was == 1:
+            continue
+        lib.set_num_threads(1)
+        if lib.num_threads == 1:
             log.debug(
                 "lensarray: %s set to 1 thread (was %d) so that rendered pixels do not depend on the thread count",
                 lib.internal_api,
+                was,
+            )
+        elif not _warned:
+            _warned = True
+            log.warning(
+                "lensarray: %s keeps %d threads (it takes a thread count only from the main thread): "
+                "rendered pixels may differ in the last bits from a cluster build; set "
+                "OPENBLAS_NUM_THREADS=1 or call threadpoolctl.threadpool_limits(1) in the main thread",
+                lib.internal_api,
                 lib.num_threads,
             )
-            lib.set_num_threads(1)
-            if lib.num_threads != 1 and not _warned:
-                _warned = True
-                log.warning(
-                    "lensarray: %s keeps %d threads (it takes a thread count only from the main thread): "
-                    "rendered pixels may differ in the last bits from a cluster build; set "
-                    "OPENBLAS_NUM_THREADS=1 or call threadpoolctl.threadpool_limits(1) in the main thread",
-                    lib.internal_api,
-                    lib.num_threads,
-                )

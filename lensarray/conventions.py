@@ -29,6 +29,8 @@ __all__ = [
     "CF_VERSION",
     "SPLIT_NAMES",
     "NEGATIVE_KINDS",
+    "REFERENCE_BAND",
+    "reference_band_index",
     "apply",
     "attrs_for",
 ]
@@ -39,6 +41,17 @@ SPLIT_NAMES = ("train", "val", "test")
 #: ``hard_negative`` codes (int8): 0 = a real lens injection; ``below_snr_floor`` = a lens
 #: injection whose stored arc S/N fell below ``brightness.snr_floor`` (labelled a non-lens).
 NEGATIVE_KINDS = ("lens", "ring", "spiral", "tidal", "external", "below_snr_floor")
+
+#: The band of the single-band quantities (the planner's PSF and depth, evaluation's PSF bins,
+#: the report's gallery, toy-cube S/N): r, else the first band of the cube.
+REFERENCE_BAND = "r"
+
+
+def reference_band_index(bands) -> int:
+    """Position of :data:`REFERENCE_BAND` in ``bands`` (band names), else 0 (the first band)."""
+    names = [str(b) for b in bands]
+    return names.index(REFERENCE_BAND) if REFERENCE_BAND in names else 0
+
 
 #: The CF version the attributes follow (global ``Conventions`` attribute).
 CF_VERSION = "CF-1.11"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .conventions import reference_band_index
 from .errors import BadInputError
 from .statistics import PSF_EDGES, THETA_E_EDGES, bin_index, bin_masks, pair_bootstrap_ci
 
@@ -211,7 +212,7 @@ def evaluate_scores(
     thr = float(np.quantile(score[neg], 1 - fpr, method="higher")) if neg.any() else float("nan")
     theta_e = ds["theta_e"].values[pair]
     snr = ds["arc_snr"].values[pair]
-    rb = list(map(str, ds["band"].values)).index("r") if "r" in ds["band"].values else 0
+    rb = reference_band_index(ds["band"].values)
     psf = ds["psf_fwhm"].values[pair, rb]
     out = Evaluation(
         n_stamps=int(pair.size),

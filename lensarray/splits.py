@@ -254,7 +254,9 @@ def planning_fields(cfg) -> tuple[str, ...]:
 
 def planning_band(cfg) -> str:
     """The band whose PSF and depth the planner balances: ``r``, else the first of ``run.bands``."""
-    return "r" if "r" in cfg.run.bands else str(cfg.run.bands[0])
+    from .conventions import reference_band_index
+
+    return str(cfg.run.bands[reference_band_index(cfg.run.bands)])
 
 
 def planning_table(pair_ids: np.ndarray, props: dict, cfg) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
+from ..conventions import reference_band_index
 from ..errors import BadInputError
 from .features import CENTRAL_RADIUS_PX, central_brightness
 
@@ -152,8 +153,7 @@ def cube_central_brightness(ds: xr.Dataset, *, progress: bool = False, chunk_pai
 
     from ._compute import compute_tasks
 
-    bands = [str(b) for b in ds["band"].values]
-    k = bands.index("r") if "r" in bands else 0
+    k = reference_band_index(ds["band"].values)
     scale = float(ds.attrs.get("pixel_scale", REF_SCALE))
     fn = dask.delayed(
         lambda h: (

@@ -17,6 +17,7 @@ import xarray as xr
 
 from .. import __version__
 from ..config import RunConfig
+from ..conventions import reference_band_index
 from ..cube import NEGATIVE_KINDS
 from ..derived import inner_image_radius_px
 from ..errors import BadInputError
@@ -320,8 +321,7 @@ def snr_definitions(pairs, is_lens: np.ndarray) -> dict | None:
 
 def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k: int = 6) -> dict:
     """r-band host, arc and control of ``k`` real injections spread over the arc_snr range (report gallery)."""
-    bands = [str(b) for b in ds["band"].values]
-    b = bands.index("r") if "r" in bands else 0
+    b = reference_band_index(ds["band"].values)
     cand = np.flatnonzero(is_lens & np.isfinite(arc_snr))
     if cand.size == 0:
         cand = np.arange(min(k, ds.sizes["pair"]))
@@ -337,7 +337,7 @@ def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k:
         "control": control_stamp(sub["host"].values, sub["arc"].values, w_core),
         "theta_e": sub["theta_e"].values,
         "arc_snr": sub["arc_snr"].values,
-        "band": bands[b],
+        "band": str(ds["band"].values[b]),
     }
 
 

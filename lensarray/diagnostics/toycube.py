@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..config import RunConfig
+from ..conventions import reference_band_index
 from ..cube import template
 from ..derived import arc_statistics, inner_image_radius_px, matched_filter_snr
 from ..geometry import offsets, radius_grid
@@ -111,7 +112,7 @@ def toy_cube(
     shape = shape / np.maximum(shape.sum(axis=(1, 2), keepdims=True), 1e-30)
     colour = np.array([0.8, 1.0, 1.1])[:nb]
     unit = shape[:, None] * colour[None, :, None, None]
-    r_idx = list(bands).index("r") if "r" in bands else 0
+    r_idx = reference_band_index(bands)
     target = rng.uniform(*snr_range, n)
     unit_snr = matched_filter_snr(unit[:, r_idx], invvar[:, r_idx])
     scale = np.where(unit_snr > 0, target / np.where(unit_snr > 0, unit_snr, 1), 0.0)

@@ -370,7 +370,9 @@ def _profile_pixel_pass(url: str, workers: int) -> dict:
         ds, cfg, ablation=DEFAULT_ABLATION, edge_radius=max(cfg.core_mask.radius, RunConfig().diagnostics.core_radius)
     )
     lr, vis = features.lr_subsample(n, 20000, 0), features.lr_subsample(n, MAX_VISIBILITY_PAIRS, 1)
-    blocks, chunks, _ = features._blocks(ds, spec, lr, vis, features.stored_pair_vars(ds, DIAGNOSE_STORED))
+    # as pair_table: the stored variables that are plain store reads are read whole in the client
+    in_tasks, whole = features.split_stored(ds, features.stored_pair_vars(ds, DIAGNOSE_STORED))
+    blocks, chunks, _ = features._blocks(ds, spec, lr, vis, in_tasks)
     out: dict = {"pairs": n, "graph": _graph_facts(ds), "load_average_start": os.getloadavg()}
     lc, client = _cluster(workers)
     try:
@@ -394,10 +396,21 @@ def _profile_pixel_pass(url: str, workers: int) -> dict:
         out["worker_profile"] = {"samples": total, "share_by_function": {k: round(v / total, 3) for k, v in top}}
     finally:
         _close(client, lc)
-    t0 = time.perf_counter()
-    for b in blocks:
-        dask.compute(b, scheduler="sync")
-    out["one_process_s"] = time.perf_counter() - t0
+    # the same chunks in this process, interleaved with the tasks that also read the stored
+    # variables (before pair_table read them whole) and with the whole read itself
+    every = features._blocks(ds, spec, lr, vis, in_tasks + tuple(whole))[0]
+    one: dict[str, list[float]] = {"tasks_s": [], "tasks_reading_all_stored_s": [], "stored_whole_s": []}
+    for _ in range(2):
+        for key, work in (
+            ("tasks_s", lambda: [dask.compute(b, scheduler="sync") for b in blocks]),
+            ("tasks_reading_all_stored_s", lambda: [dask.compute(b, scheduler="sync") for b in every]),
+            ("stored_whole_s", lambda: [np.asarray(src) for src in whole.values()]),
+        ):
+            t0 = time.perf_counter()
+            work()
+            one[key].append(time.perf_counter() - t0)
+    out["one_process_s"] = min(one["tasks_s"])
+    out["one_process"] = {"stored_read_whole": list(whole), "stored_in_tasks": list(in_tasks), **one}
     out["raw_read_s"] = _raw_read(url, n)
     out["load_average_end"] = os.getloadavg()
     return out

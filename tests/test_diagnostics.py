@@ -170,6 +170,52 @@ def test_pixel_pass_of_a_built_cube_is_one_fused_task_per_chunk(small_cube):
         assert len(graph) == 1 + len(inputs) + 1  # the task, one opened array per input, the flags
 
 
+def test_store_source_is_found_only_for_a_plain_read_of_a_whole_stored_array(small_cube):
+    from lensarray import lazy_cube
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics._compute import store_source
+    from lensarray.diagnostics.features import cube_config
+
+    ds = open_cube(small_cube)
+    src = store_source(ds["src_reff"].data)
+    assert src is not None
+    np.testing.assert_array_equal(np.asarray(src), ds["src_reff"].values)
+    assert store_source(ds["split"].data) is not None  # integer codes too
+    for other in (
+        ds.isel(pair=[0, 5, 2])["src_reff"].data,  # a selection
+        (ds["src_reff"] * 2).data,  # arithmetic on the read
+        ds["src_reff"].values,  # in memory
+        lazy_cube(cube_config(ds))["src_reff"].data,  # rendered, not stored
+    ):
+        assert store_source(other) is None
+
+
+def test_stored_variables_read_whole_equal_the_in_task_read(small_cube, monkeypatch):
+    """pair_table reads plain stored per-pair variables whole in the client: the table equals the
+    one whose tasks read every variable, for the whole cube and a shuffled selection of it."""
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics import features
+    from lensarray.diagnostics.audit import DIAGNOSE_STORED
+
+    ds = open_cube(small_cube)
+    lr = np.arange(0, ds.sizes["pair"], 7)
+    calls = []
+    real = features.store_source
+    monkeypatch.setattr(features, "store_source", lambda d: calls.append(1) or real(d))
+    fast = pair_table(ds, progress=False, lr_index=lr, stored=DIAGNOSE_STORED)
+    assert len(calls) >= 8  # the whole-array path was taken
+    monkeypatch.setattr(features, "store_source", lambda d: None)
+    slow = pair_table(ds, progress=False, lr_index=lr, stored=DIAGNOSE_STORED)
+    assert set(fast.variables) == set(slow.variables) and "split" in fast and "host_reff" in fast
+    for k in fast.variables:
+        np.testing.assert_array_equal(fast[k].values, slow[k].values, err_msg=k)
+    monkeypatch.setattr(features, "store_source", real)
+    pick = np.random.default_rng(3).permutation(ds.sizes["pair"])[:40]
+    sub = pair_table(ds.isel(pair=pick), progress=False, stored=DIAGNOSE_STORED)
+    for k in ("split", "host_reff", "src_reff", "hard_negative", "theta_e"):
+        np.testing.assert_array_equal(sub[k].values, fast[k].values[pick], err_msg=k)
+
+
 def test_diagnose_under_a_distributed_client_records_worker_memory():
     distributed = pytest.importorskip("distributed")
     with (

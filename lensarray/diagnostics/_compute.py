@@ -1,4 +1,5 @@
-"""Run per-chunk tasks with a progress bar, with or without a distributed Client; peak memory."""
+"""Run per-chunk tasks with a progress bar, with or without a distributed Client; read whole stored
+arrays in this process; peak memory."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["compute_tasks", "current_client", "peak_memory"]
+__all__ = ["compute_tasks", "current_client", "peak_memory", "store_source"]
 
 
 def current_client():
@@ -69,6 +70,32 @@ def compute_tasks(
             for i, res in enumerate(dask.compute(*tasks[a : a + step], scheduler="threads"), start=a):
                 sink(i, res)
     return [None] * len(tasks)
+
+
+def store_source(data: Any) -> Any | None:
+    """The backend array under ``data`` when ``data`` is a plain chunked read of one whole stored
+    array, else ``None``.
+
+    That is the graph :func:`xarray.open_zarr` makes: one ``original-*`` layer holding the lazily
+    indexed (decoded) backend array and one blockwise ``getter`` layer slicing it into chunks.
+    ``numpy.asarray`` of the returned object then equals ``data.compute()`` exactly (the getter
+    only slices it), in one zarr call that fetches every chunk concurrently instead of one call
+    per chunk. Anything else (a selection, arithmetic, a lazy render, in-memory data) gives
+    ``None``: the caller reads it through dask as before.
+    """
+    dsk = getattr(data, "dask", None)
+    if dsk is None or not hasattr(dsk, "layers"):
+        return None
+    layers = dict(dsk.layers)
+    if len(layers) != 2 or data.name not in layers:
+        return None
+    (orig,) = (k for k in layers if k != data.name)
+    if not str(orig).startswith("original-") or len(layers[orig]) != 1:
+        return None
+    src = next(iter(layers[orig].values()))
+    if tuple(getattr(src, "shape", ())) != tuple(data.shape) or getattr(src, "dtype", None) != data.dtype:
+        return None
+    return src
 
 
 def peak_memory() -> dict:

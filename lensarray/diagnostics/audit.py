@@ -62,7 +62,7 @@ __all__ = [
 
 #: The centre-mask ablation measured in the report: per stamp r_mask uniform in [3, 7] px.
 DEFAULT_ABLATION = {"mode": "uniform", "r_mask": (3.0, 7.0)}
-#: Stored per-pair variables diagnose reads (in the pixel-pass tasks): the injection truth its
+#: Stored per-pair variables diagnose reads (with the pixel pass, :func:`pair_table`): the injection truth its
 #: summaries bin by, the stored quantities it re-measures, the labels and the host facts the
 #: leakage audit reads (:data:`~lensarray.diagnostics.leakage.HOST_FACTS`).
 DIAGNOSE_STORED = tuple(

@@ -16,7 +16,7 @@ import numpy as np
 
 from .conventions import reference_band_index
 from .errors import BadInputError
-from .statistics import PSF_EDGES, THETA_E_EDGES, bin_index, bin_masks, pair_bootstrap_ci
+from .statistics import PSF_EDGES, THETA_E_EDGES, bin_index, bin_masks, pair_bootstrap_ci, roc_auc
 
 __all__ = [
     "ScoreTable",
@@ -74,11 +74,7 @@ def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> 
 
 
 def _auc(labels, scores) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if np.unique(labels).size < 2:
-        return float("nan")
-    return float(roc_auc_score(labels, scores))
+    return roc_auc(labels, scores)
 
 
 def _bootstrap(fn, labels, scores, groups, n_boot: int, seed: int) -> tuple[float, float]:

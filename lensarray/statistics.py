@@ -25,6 +25,8 @@ __all__ = [
     "pair_resample_weights",
     "percentile_ci",
     "pair_bootstrap_ci",
+    "score_ranks",
+    "roc_auc",
 ]
 
 #: theta_E bin edges of every per-bin summary (diagnose and evaluate), arcsec.
@@ -122,3 +124,33 @@ def pair_bootstrap_ci(
         idx = np.repeat(base, w)
         vals.append(fn(*(np.asarray(a)[idx] for a in arrays)))
     return percentile_ci(vals, level)
+
+
+def score_ranks(scores) -> tuple[np.ndarray, int]:
+    """Dense rank of every score (equal scores share one) and the number of distinct scores: the
+    one ranking every AUC here (:func:`roc_auc`, the pair bootstrap of the core LR) is read from."""
+    _, rank = np.unique(np.asarray(scores), return_inverse=True)
+    rank = rank.ravel()
+    return rank, (int(rank.max()) + 1 if rank.size else 0)
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (1 positive, 0 negative).
+
+    The Mann-Whitney probability that a positive outscores a negative, ties counting one half:
+    the number ``sklearn.metrics.roc_auc_score`` gives (its ROC trapezoids sum to the same count;
+    they agree to ~1e-16), from one ranking and one cumulative count instead of its curve and
+    argument checks (~6 ms a call on 20,000 scores, of which diagnose makes dozens). NaN when
+    either class is empty.
+    """
+    y = np.asarray(labels).astype(bool).ravel()
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank, n_vals = score_ranks(scores)
+    neg_at = np.bincount(rank[~y], minlength=n_vals)
+    below = np.cumsum(neg_at) - neg_at
+    pos_rank = rank[y]
+    # integer counts in float64: exact below 2^52 comparisons (~10^8 samples per class)
+    return float((below[pos_rank].sum() + 0.5 * neg_at[pos_rank].sum()) / (float(n_pos) * float(n_neg)))

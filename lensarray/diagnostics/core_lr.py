@@ -25,10 +25,17 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-from sklearn.metrics import roc_auc_score
 
 from ..geometry import central_slice, radius_grid
-from ..statistics import THETA_E_EDGES, bin_masks, pair_resample_counts, percentile_ci, theta_e_edges
+from ..statistics import (
+    THETA_E_EDGES,
+    bin_masks,
+    pair_resample_counts,
+    percentile_ci,
+    roc_auc,
+    score_ranks,
+    theta_e_edges,
+)
 
 __all__ = [
     "THETA_E_EDGES",
@@ -183,12 +190,11 @@ def bootstrap_auc(
     A resample is a weight per sample (how often its group was drawn:
     :func:`lensarray.statistics.pair_resample_counts`), so every replicate is the weighted
     Mann-Whitney statistic over the scores ranked once (ties count one half): the same numbers
-    as ``roc_auc_score`` on the expanded resample, without building it (nor the per-sample
+    as :func:`~lensarray.statistics.roc_auc` on the expanded resample, without building it (nor the per-sample
     weights: each class reads its groups' counts).
     """
     y = np.asarray(labels).astype(int)
-    _, score_id = np.unique(np.asarray(scores), return_inverse=True)
-    n_vals = int(score_id.max()) + 1 if score_id.size else 0
+    score_id, n_vals = score_ranks(scores)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     pos_id, neg_id = score_id[pos], score_id[neg]
     aucs = []
@@ -257,7 +263,7 @@ def auc_summary(
     groups = np.asarray(groups)
     by_bin: list[dict[str, Any]] = []
     out: dict[str, Any] = {
-        "auc": float(roc_auc_score(labels, scores)),
+        "auc": roc_auc(labels, scores),
         "ci": list(bootstrap_auc(labels, scores, groups, n_boot=n_boot, seed=seed)),
         "n_samples": int(labels.size),
         "n_pairs": int(np.unique(groups).size),
@@ -273,7 +279,7 @@ def auc_summary(
                 "ci": [None, None],
             }
             if m.any() and np.unique(labels[m]).size == 2:
-                row["auc"] = float(roc_auc_score(labels[m], scores[m]))
+                row["auc"] = roc_auc(labels[m], scores[m])
                 row["ci"] = list(bootstrap_auc(labels[m], scores[m], groups[m], n_boot=max(50, n_boot // 2), seed=seed))
             by_bin.append(row)
     return out

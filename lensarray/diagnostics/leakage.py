@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from sklearn.metrics import roc_auc_score
 
+from ..statistics import roc_auc
 from .features import ROLES
 from .systematics import per_sample_variables
 
@@ -59,7 +59,7 @@ def feature_auc(values: np.ndarray, labels: np.ndarray) -> float:
     y = np.asarray(labels).astype(int)
     if np.unique(y).size < 2:
         return float("nan")
-    return float(roc_auc_score(y, v))
+    return roc_auc(y, v)
 
 
 def _columns(name: str, arr: np.ndarray, bands: list[str]):

@@ -370,6 +370,23 @@ def test_bootstrap_auc_equals_roc_auc_on_expanded_resamples():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
+def test_roc_auc_equals_sklearn_with_ties_and_one_class():
+    from sklearn.metrics import roc_auc_score
+
+    from lensarray.statistics import roc_auc
+
+    rng = np.random.default_rng(11)
+    for n, decimals in ((7, 0), (300, 1), (5000, 3), (4000, 12)):
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.normal(size=n) + 0.3 * labels, decimals)  # coarse rounding: many ties
+        assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-14)
+    assert roc_auc([1, 1, 0, 0], [0.2, 0.2, 0.2, 0.2]) == 0.5  # all tied
+    assert roc_auc([1, 1, 0], [3.0, 2.0, 1.0]) == 1.0
+    assert roc_auc([1, 0, 0], [1.0, 2.0, 3.0]) == 0.0
+    assert np.isnan(roc_auc([1, 1, 1], [1.0, 2.0, 3.0]))  # one class: undefined
+
+
 def test_visibility_kernel_equals_the_numpy_reference():
     from _visibility_ref import visibility_proxy as reference
 
@@ -417,3 +434,67 @@ def test_measured_core_flux_fraction_honours_core_centre_lens():
     expect_stamp = np.zeros((8, 3))
     expect_stamp[2] = 0.5
     np.testing.assert_array_equal(got["stamp"], expect_stamp)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's all-NaN slices in the reference
+@pytest.mark.parametrize("matched", [False, True])
+def test_pixel_pass_table_equals_numpy_definitions_with_planted_bad_pixels(matched):
+    """The table kernel against the definitions written as numpy reductions, on stamps with NaN /
+    inf pixels, no-data pixels carrying flux, non-finite and negative invvar, a stamp without data,
+    an all-NaN band and mask bits, for the plain and the core-matched control."""
+    from lensarray.diagnostics.features import CENTRAL_RADIUS_PX, N_MASKBITS, MeasureSpec, _table_batch
+    from lensarray.geometry import core_pixels, radius_grid
+
+    rng = np.random.default_rng(21)
+    n, nb, size = 24, 3, 32
+    host = rng.normal(0.0, 1.0, (n, nb, size, size)).astype(np.float32)
+    arc = np.abs(rng.normal(0.0, 0.5, (n, nb, size, size))).astype(np.float32)
+    inv = np.round(rng.uniform(0.5, 2.0, (n, nb, size, size)), 1).astype(np.float32)  # many ties
+    for arr, val, frac in (
+        (host, np.nan, 0.01),
+        (arc, np.inf, 0.005),
+        (host, -np.inf, 0.005),
+        (arc, np.nan, 0.01),
+        (inv, 0.0, 0.02),
+        (inv, np.nan, 0.01),
+        (inv, np.inf, 0.01),
+        (inv, -1.0, 0.01),
+    ):
+        arr[rng.random(arr.shape) < frac] = val
+    inv[3] = 0.0  # a stamp without data
+    host[4, 1] = np.nan  # an all-NaN band
+    maskbits = np.where(rng.random((n, size, size)) < 0.05, rng.integers(1, 2**N_MASKBITS, (n, size, size)), 0)
+    w_core = np.clip(1 - radius_grid(size) / 6, 0, 1).astype(np.float32) if matched else None
+    spec = MeasureSpec(core_radius=5.0, snr_band=1, ref_band=1, pixel_scale=0.262, box=10, side=17, w_core=w_core)
+    with np.errstate(all="ignore"):
+        got = _table_batch(
+            host, arc, inv, maskbits.astype(np.int32), np.ones(n), np.ones((n, nb)), np.zeros(n, bool), spec
+        )
+        lens = host.astype(np.float64) + arc
+        ctrl = (host + arc * w_core).astype(np.float64) if matched else host.astype(np.float64)
+        flat = lambda a: a.reshape(*a.shape[:-2], -1)  # noqa: E731
+        iv = flat(inv.astype(np.float64))
+        core, central = core_pixels(size, 5.0).ravel(), core_pixels(size, CENTRAL_RADIUS_PX).ravel()
+        nodata = iv <= 0
+        good = np.where((iv > 0) & np.isfinite(iv), iv, np.nan)
+        np.testing.assert_allclose(got["invvar_sum"], iv.sum(-1), rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(got["invvar_median"], np.nanmedian(good, -1))
+        np.testing.assert_array_equal(got["invvar_zero_frac"], nodata.mean(-1))
+        bits = (maskbits.reshape(n, -1)[:, None, :] >> np.arange(N_MASKBITS)[None, :, None]) & 1
+        np.testing.assert_array_equal(got["maskbit_frac"], bits.mean(-1))
+        np.testing.assert_array_equal(got["bad_pixel_frac"], (nodata.any(1) | (maskbits.reshape(n, -1) != 0)).mean(-1))
+        for r, st in enumerate((flat(lens), flat(ctrl))):
+            np.testing.assert_array_equal(got["nan_count"][:, r], np.isnan(st).sum((1, 2)))
+            np.testing.assert_array_equal(got["inf_count"][:, r], np.isinf(st).sum((1, 2)))
+            np.testing.assert_array_equal(got["nodata_flux_count"][:, r], (nodata & (st != 0)).sum((1, 2)))
+            np.testing.assert_allclose(
+                got["flux_outside_core"][:, r], np.nansum(st[..., ~core], -1), rtol=1e-12, equal_nan=True
+            )
+            np.testing.assert_allclose(
+                got["core_mean"][:, r], np.nanmean(st[..., core], -1), rtol=1e-12, equal_nan=True
+            )
+            ref = st[:, 1][:, central]
+            np.testing.assert_array_equal(
+                got["central_brightness"][:, r], np.nanmedian(np.where(np.isfinite(ref), ref, np.nan), -1)
+            )
+    assert got["nan_count"].sum() > 0 and got["inf_count"].sum() > 0 and got["nodata_flux_count"].sum() > 0

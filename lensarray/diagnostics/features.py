@@ -16,7 +16,6 @@ results arrive (the client holds the table once, never a list of chunk copies).
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ from ..geometry import central_side, central_slice, core_pixels
 from ..masking import control_stamp, control_weights_of
 from ..schema import CubeSchemaError
 from ._compute import compute_tasks, store_source
+from ._select import select_quantile
 from .ablation import apply_centre_mask_spec
 from .visibility import nan_quantile_rows, visibility_proxy
 
@@ -192,19 +192,6 @@ def measure_spec(
 
 
 @njit(cache=True)
-def _select_quantile(buf, m, q):
-    """Linear-interpolated ``q`` quantile of ``buf[:m]`` by selection (numpy's default rule)."""
-    if m == 0:
-        return np.nan
-    pos = q * (m - 1)
-    lo = int(math.floor(pos))
-    part = np.partition(buf[:m], lo)
-    vlo = part[lo]
-    vhi = part[lo + 1 : m].min() if lo + 1 < m else vlo
-    return vlo + (pos - lo) * (vhi - vlo)
-
-
-@njit(cache=True)
 def _pixel_kernel(
     host,
     arc,
@@ -230,37 +217,57 @@ def _pixel_kernel(
 ):
     """Invvar / mask-bit statistics and per-role stamp counts of each pair, in one sweep of its
     pixels (images flattened to ``(n, band, pixel)``; role 0 = lens = host + arc, 1 = control =
-    host, or host + arc * w_core when ``matched`` (the core-matched control))."""
+    host, or host + arc * w_core when ``matched`` (the core-matched control)).
+
+    Every sum runs in pixel order in float64, so the figures do not depend on how a pixel was
+    classified: a pixel with data and finite stamps (nearly all of them) takes the short path,
+    anything else (no data, NaN, inf) the full bookkeeping. Accumulators are scalars (an array
+    indexed by role per pixel kept them in memory: 2x slower); medians are exact selections
+    (:mod:`lensarray.diagnostics._select`).
+    """
     n, nb, npix = host.shape
     buf = np.empty(npix)
-    cbuf = np.empty((2, npix))
+    scratch = np.empty(npix + 1)
+    cbuf0 = np.empty(npix)
+    cbuf1 = np.empty(npix)
     bad = np.zeros(npix, np.bool_)
     counts = np.zeros(n_bits)
-    nan_n = np.zeros(2, np.int64)
-    inf_n = np.zeros(2, np.int64)
-    nodata_n = np.zeros(2, np.int64)
-    outside = np.zeros(2)
-    csum = np.zeros(2)
-    ccount = np.zeros(2, np.int64)
-    mc = np.zeros(2, np.int64)
-    vals = np.zeros(2)
+    inf = np.inf
     for i in range(n):
         bad[:] = False
-        nan_n[:] = 0
-        inf_n[:] = 0
-        nodata_n[:] = 0
+        nan0 = nan1 = inf0 = inf1 = nod0 = nod1 = 0
         for b in range(nb):
             s = 0.0
             m = 0
             zero = 0
-            outside[:] = 0.0
-            csum[:] = 0.0
-            ccount[:] = 0
-            mc[:] = 0
+            out0 = out1 = c0 = c1 = 0.0
+            cc0 = cc1 = mc0 = mc1 = 0
             is_ref = b == ref_band
             for p in range(npix):
                 w = np.float64(invvar[i, b, p])
                 s += w
+                h = host[i, b, p]
+                a = arc[i, b, p]
+                v0 = np.float64(h) + np.float64(a)
+                # as control_stamp: float32 host + arc * w_core
+                v1 = np.float64(h + a * w_core[p]) if matched else np.float64(h)
+                if w > 0.0 and w < inf and abs(v0) < inf and abs(v1) < inf:
+                    buf[m] = w
+                    m += 1
+                    if core[p]:
+                        c0 += v0
+                        c1 += v1
+                        cc0 += 1
+                        cc1 += 1
+                    else:
+                        out0 += v0
+                        out1 += v1
+                    if is_ref and central[p]:
+                        cbuf0[mc0] = v0
+                        cbuf1[mc1] = v1
+                        mc0 += 1
+                        mc1 += 1
+                    continue
                 nodata = w <= 0
                 if nodata:
                     zero += 1
@@ -268,37 +275,48 @@ def _pixel_kernel(
                 elif np.isfinite(w):
                     buf[m] = w
                     m += 1
-                vals[1] = np.float64(host[i, b, p])
-                vals[0] = vals[1] + np.float64(arc[i, b, p])
-                if matched:
-                    # as control_stamp: float32 host + arc * w_core
-                    vals[1] = np.float64(np.float32(host[i, b, p] + arc[i, b, p] * w_core[p]))
-                for r in range(2):
-                    v = vals[r]
-                    isnan = np.isnan(v)
-                    if isnan:
-                        nan_n[r] += 1
-                    elif np.isinf(v):
-                        inf_n[r] += 1
-                    if nodata and v != 0:
-                        nodata_n[r] += 1
-                    if not isnan:
-                        if core[p]:
-                            csum[r] += v
-                            ccount[r] += 1
-                        else:
-                            outside[r] += v
-                    if is_ref and central[p] and np.isfinite(v):
-                        cbuf[r, mc[r]] = v
-                        mc[r] += 1
+                # role 0 (lens)
+                if np.isnan(v0):
+                    nan0 += 1
+                else:
+                    if np.isinf(v0):
+                        inf0 += 1
+                    if core[p]:
+                        c0 += v0
+                        cc0 += 1
+                    else:
+                        out0 += v0
+                    if is_ref and central[p] and np.isfinite(v0):
+                        cbuf0[mc0] = v0
+                        mc0 += 1
+                if nodata and v0 != 0:
+                    nod0 += 1
+                # role 1 (control)
+                if np.isnan(v1):
+                    nan1 += 1
+                else:
+                    if np.isinf(v1):
+                        inf1 += 1
+                    if core[p]:
+                        c1 += v1
+                        cc1 += 1
+                    else:
+                        out1 += v1
+                    if is_ref and central[p] and np.isfinite(v1):
+                        cbuf1[mc1] = v1
+                        mc1 += 1
+                if nodata and v1 != 0:
+                    nod1 += 1
             inv_sum[i, b] = s
-            inv_med[i, b] = _select_quantile(buf, m, 0.5)
+            inv_med[i, b] = select_quantile(buf, m, 0.5, scratch)
             inv_zero[i, b] = zero / npix
-            for r in range(2):
-                out_core[i, r, b] = outside[r]
-                core_mean[i, r, b] = csum[r] / ccount[r] if ccount[r] > 0 else np.nan
-                if is_ref:
-                    cbright[i, r] = _select_quantile(cbuf[r], mc[r], 0.5)
+            out_core[i, 0, b] = out0
+            out_core[i, 1, b] = out1
+            core_mean[i, 0, b] = c0 / cc0 if cc0 > 0 else np.nan
+            core_mean[i, 1, b] = c1 / cc1 if cc1 > 0 else np.nan
+            if is_ref:
+                cbright[i, 0] = select_quantile(cbuf0, mc0, 0.5, scratch)
+                cbright[i, 1] = select_quantile(cbuf1, mc1, 0.5, scratch)
         counts[:] = 0.0
         nbad = 0
         for p in range(npix):
@@ -316,9 +334,12 @@ def _pixel_kernel(
         for k in range(n_bits):
             mb_frac[i, k] = counts[k] / npix
         bad_frac[i] = nbad / npix
-        nan_c[i] = nan_n
-        inf_c[i] = inf_n
-        nodata_c[i] = nodata_n
+        nan_c[i, 0] = nan0
+        nan_c[i, 1] = nan1
+        inf_c[i, 0] = inf0
+        inf_c[i, 1] = inf1
+        nodata_c[i, 0] = nod0
+        nodata_c[i, 1] = nod1
 
 
 #: Per-pair outputs of the pixel pass: name -> (trailing dims, dtype).

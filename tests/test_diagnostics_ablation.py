@@ -120,3 +120,56 @@ def test_central_side_equals_slice_of_full_result(side):
     assert crop.max() < 1.0  # the bright core is gone from the square too
     with pytest.raises(ValueError, match="central_side"):
         centre_mask(st, central_side=65)
+
+
+def test_centre_mask_equals_the_numpy_generator_reference():
+    """Per-stamp streams drawn in numba (lensarray.streams) and the numba fill give exactly what
+    one numpy Generator per stamp gave, in every mode, for the batch stream, big ids, windows,
+    and stamps whose annulus holds NaN / inf (the redraw path)."""
+    from _centre_mask_ref import centre_mask as reference
+
+    rng = np.random.default_rng(5)
+    for size in (64, 24):
+        st = rng.normal(size=(12, 3, size, size)).astype(np.float32)
+        bad = st.copy()
+        bad[3, 1, :, : size // 2] = np.nan
+        bad[7, 0] = np.nan
+        bad[9, 2, 0:4, :] = np.inf
+        bad[11][rng.random((3, size, size)) < 0.3] = np.nan
+        for data in (st, bad):
+            for kw in (
+                {"mode": "uniform", "r_mask": (3.0, 7.0)},
+                {"mode": "fixed", "r_mask": 5.0},
+                {"mode": "psf", "psf_fwhm": rng.uniform(1, 2, (12, 3))},
+            ):
+                for ids in (np.arange(12) * 2 + 1, None, rng.integers(0, 2**40, 12)):
+                    for side in (None, 17):
+                        got = centre_mask(data, seed=3, sample_ids=ids, central_side=side, return_radii=True, **kw)
+                        want = reference(data, seed=3, sample_ids=ids, central_side=side, return_radii=True, **kw)
+                        np.testing.assert_array_equal(got[0], want[0])
+                        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_stamp_streams_equal_numpy_generators():
+    from numba import njit
+
+    from lensarray.streams import bounded_uint32, next_double, stamp_states
+
+    @njit
+    def draws(states, n_values, counts, out_u, out_i):
+        for s in range(states.shape[0]):
+            out_u[s] = 3.0 + 4.0 * next_double(states[s])
+            for j in range(counts[s]):
+                out_i[s, j] = bounded_uint32(states[s], n_values - 1)
+
+    rng = np.random.default_rng(3)
+    for seed in (0, 7, 2**32 + 5, 2**70 + 1):
+        ids = np.concatenate([[0, 1, 2**32 - 1, 2**32, 2**40 + 3], rng.integers(0, 2**62, 20)]).astype(np.uint64)
+        for n_values in (2, 3, 1257, 2**31 + 11, 2**32 - 1):
+            counts = rng.integers(0, 30, ids.size)
+            u, got = np.empty(ids.size), np.zeros((ids.size, 30), np.int64)
+            draws(stamp_states(seed, ids), n_values, counts, u, got)
+            for s, i in enumerate(ids):
+                g = np.random.default_rng(np.random.SeedSequence([seed, int(i)]))
+                assert g.uniform(3.0, 7.0) == u[s]
+                np.testing.assert_array_equal(got[s, : counts[s]], g.integers(0, n_values, size=counts[s]))

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from ..geometry import central_slice, radius_grid
 from ..statistics import (
@@ -115,6 +116,23 @@ def oof_scores_by_subset(
         cube's lens and control -- must tie exactly; BLAS can round the same row differently
         by its position).
     """
+    # one BLAS thread: diagnose runs this in the client while the workers hold every core, and
+    # OpenBLAS's threads then spin against them (20 solves of <= 300 x 300 took 1-2.7 s with 2
+    # threads under load, 0.013-0.018 s with one); it also makes the float32 Gram, hence the
+    # scores, independent of the machine's core count
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _oof_scores_by_subset(features, labels, groups, subsets, n_splits=n_splits, ridge=ridge)
+
+
+def _oof_scores_by_subset(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    subsets: Mapping[str, np.ndarray],
+    *,
+    n_splits: int,
+    ridge: float | None,
+) -> dict[str, np.ndarray]:
     X = np.asarray(features)
     if not np.isfinite(X).all():
         X = np.where(np.isfinite(X), X, np.nan)

@@ -176,14 +176,19 @@ def _import_pixel_pass() -> None:
     import numpy as np
 
     from lensarray.diagnostics import features
+    from lensarray.diagnostics.audit import DEFAULT_ABLATION
 
-    spec = features.MeasureSpec(core_radius=5.0, snr_band=0, ref_band=0, pixel_scale=0.262, box=4, side=8)
-    z = np.zeros((1, 1, 8, 8), np.float32)
+    # every kernel a diagnose task runs: the table, the visibility proxy and the centre mask
+    ablation = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in DEFAULT_ABLATION.items()))
+    spec = features.MeasureSpec(
+        core_radius=5.0, snr_band=0, ref_band=0, pixel_scale=0.262, box=4, side=8, ablation=ablation
+    )
+    z = np.zeros((1, 1, 32, 32), np.float32)
     features._measure_block(
         z,
         z,
         z + 1,
-        np.zeros((1, 8, 8), np.int32),
+        np.zeros((1, 32, 32), np.int32),
         np.ones(1),
         np.ones((1, 1)),
         np.array([[0, 1, 1]], np.int64),

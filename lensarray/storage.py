@@ -204,8 +204,14 @@ def close_s3_sessions() -> None:
     from fsspec.asyn import sync
     from s3fs import S3FileSystem
 
+    def is_s3(o) -> bool:
+        try:
+            return isinstance(o, S3FileSystem)
+        except ReferenceError:  # a weakref.proxy whose referent died: isinstance asks its __class__
+            return False
+
     seen = {id(fs): fs for fs in _S3_FILESYSTEMS}
-    seen.update({id(o): o for o in gc.get_objects() if isinstance(o, S3FileSystem)})
+    seen.update({id(o): o for o in gc.get_objects() if is_s3(o)})
     for fs in seen.values():
         creator = getattr(fs, "_s3creator", None)
         if creator is None or getattr(fs, "_s3", None) is None:

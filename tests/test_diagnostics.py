@@ -216,6 +216,28 @@ def test_stored_variables_read_whole_equal_the_in_task_read(small_cube, monkeypa
         np.testing.assert_array_equal(sub[k].values, fast[k].values[pick], err_msg=k)
 
 
+def test_gallery_read_beside_the_pixel_pass_equals_the_read_after_it(small_cube, monkeypatch):
+    """diagnose reads the report's example stamps while the pixel pass runs when arc_snr and
+    hard_negative are plain store reads; the gallery equals the one read from the finished table,
+    and a selected cube (no plain reads) takes the after-pass path."""
+    from lensarray.cube import open_cube
+    from lensarray.diagnostics import audit
+
+    ds = open_cube(small_cube)
+    taken = []
+    real = audit._examples_during_pass
+    monkeypatch.setattr(audit, "_examples_during_pass", lambda d, p: taken.append(f := real(d, p)) or f)
+    _, early = diagnose(ds, progress=False, n_boot=10)
+    assert taken and taken[0] is not None
+    monkeypatch.setattr(audit, "_examples_during_pass", lambda d, p: None)
+    _, late = diagnose(ds, progress=False, n_boot=10)
+    assert set(early["examples"]) == set(late["examples"])
+    for k, v in early["examples"].items():
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(late["examples"][k]), err_msg=k)
+    monkeypatch.setattr(audit, "_examples_during_pass", real)
+    assert real(ds.isel(pair=np.arange(10)), None) is None
+
+
 def test_diagnose_under_a_distributed_client_records_worker_memory():
     distributed = pytest.importorskip("distributed")
     with (

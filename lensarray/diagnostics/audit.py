@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import xarray as xr
@@ -23,7 +24,7 @@ from ..cube import NEGATIVE_KINDS
 from ..derived import inner_image_radius_px
 from ..errors import BadInputError
 from ..masking import control_stamp, control_weights_of
-from ._compute import peak_memory
+from ._compute import peak_memory, store_source
 from .anchors import anchor_brightness, compare_brightness, cube_central_brightness, iter_anchor_cutouts
 from .core_flux import core_flux_summary
 from .core_lr import (
@@ -320,8 +321,11 @@ def snr_definitions(pairs, is_lens: np.ndarray) -> dict | None:
     }
 
 
-def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k: int = 6) -> dict:
-    """r-band host, arc and control of ``k`` real injections spread over the arc_snr range (report gallery)."""
+def _example_stamps(
+    ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k: int = 6, scheduler: str | None = None
+) -> dict:
+    """r-band host, arc and control of ``k`` real injections spread over the arc_snr range (report
+    gallery); ``scheduler`` for the read (None: dask's current one)."""
     b = reference_band_index(ds["band"].values)
     cand = np.flatnonzero(is_lens & np.isfinite(arc_snr))
     if cand.size == 0:
@@ -329,7 +333,7 @@ def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k:
     else:
         order = cand[np.argsort(arc_snr[cand])]
         cand = order[np.unique(np.linspace(0, order.size - 1, min(k, order.size)).round().astype(int))]
-    sub = ds.isel(pair=np.sort(cand), band=b)[["host", "arc", "theta_e", "arc_snr"]].compute()
+    sub = ds.isel(pair=np.sort(cand), band=b)[["host", "arc", "theta_e", "arc_snr"]].compute(scheduler=scheduler)
     w_core = control_weights_of(ds.attrs, int(ds.sizes["x"]))
     return {
         "pair": sub["pair"].values,
@@ -340,6 +344,23 @@ def _example_stamps(ds: xr.Dataset, arc_snr: np.ndarray, is_lens: np.ndarray, k:
         "arc_snr": sub["arc_snr"].values,
         "band": str(ds["band"].values[b]),
     }
+
+
+def _examples_during_pass(ds: xr.Dataset, pool: ThreadPoolExecutor) -> Future | None:
+    """The gallery's read (:func:`_example_stamps`) started beside the pixel pass when the cube's
+    ``arc_snr`` and ``hard_negative`` are plain store reads (the values the table carries); None
+    for a lazy or selected cube, whose stored variables exist only in the pass's tasks."""
+    src = {v: store_source(ds[v].data) if v in ds.variables else None for v in ("arc_snr", "hard_negative")}
+    if src["arc_snr"] is None or ("hard_negative" in ds.variables and src["hard_negative"] is None):
+        return None
+
+    def read() -> dict:
+        arc_snr = np.asarray(src["arc_snr"], float)
+        neg = np.asarray(src["hard_negative"]) if src["hard_negative"] is not None else np.zeros(arc_snr.size)
+        # read here, not on the workers: their queue holds the pixel pass
+        return _example_stamps(ds, arc_snr, neg == 0, scheduler="threads")
+
+    return pool.submit(read)
 
 
 #: Sections of a cube's recorded configuration that a null twin may differ in (besides run.null).
@@ -474,7 +495,56 @@ def _diagnose(
     # the central squares also hold the annuli the mask-edge probe reads around the core mask
     edge_radius = max(cfg.core_mask.radius, D.core_radius)
     spec = measure_spec(ds, cfg, ablation=ablation, seed=seed, edge_radius=edge_radius)
-    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress, stored=DIAGNOSE_STORED)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        early_examples = _examples_during_pass(ds, pool)
+        table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress, stored=DIAGNOSE_STORED)
+        return _analyse_table(
+            ds,
+            table,
+            null_ds=null_ds,
+            anchors=anchors,
+            cfg=cfg,
+            cube_cfg=cube_cfg,
+            auditor_config=config,
+            spec=spec,
+            lr_idx=lr_idx,
+            max_lr_pairs=max_lr_pairs,
+            seed=seed,
+            n_boot=n_boot,
+            ablation=ablation,
+            progress=progress,
+            source=source,
+            early_examples=early_examples,
+            t0=t0,
+        )
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _analyse_table(
+    ds: xr.Dataset,
+    table: xr.Dataset,
+    *,
+    null_ds: xr.Dataset | None,
+    anchors,
+    cfg: RunConfig,
+    cube_cfg: RunConfig,
+    auditor_config: RunConfig | None,
+    spec,
+    lr_idx: np.ndarray,
+    max_lr_pairs: int,
+    seed: int,
+    n_boot: int,
+    ablation: dict | None,
+    progress: bool,
+    source: str | None,
+    early_examples: Future | None,
+    t0: float,
+) -> tuple[dict, dict]:
+    """Everything diagnose computes from the per-pair table (client side, after the pixel pass)."""
+    config, bar, n = auditor_config, cfg.diagnostics, int(ds.sizes["pair"])
+    D = bar
     stages = {"pixel_pass": time.perf_counter() - t0}
 
     def lap(name: str) -> None:
@@ -622,7 +692,10 @@ def _diagnose(
     res["gates"] = [g.to_dict() for g in evaluate_gates(res, cfg.diagnostics)]
     # a gate that did not run (passed None) neither passes nor fails the cube; it is shown as not run
     res["passed"] = not any(g["passed"] is False for g in res["gates"])
-    examples = _example_stamps(ds, np.asarray(arc_snr, float), is_lens)
+    if early_examples is not None:
+        examples = early_examples.result()
+    else:
+        examples = _example_stamps(ds, np.asarray(arc_snr, float), is_lens)
     lap("other")
     res["elapsed_s"] = round(time.perf_counter() - t0, 2)
     res["elapsed_by_stage_s"] = {k: round(v, 3) for k, v in stages.items()}

@@ -71,7 +71,7 @@ def _codec_floor(arrays: dict, path: str, quantized: set) -> float:
     from crc32c import crc32c
 
     from lensarray.cube import VARIABLES
-    from lensarray.store import IMAGE_CODECS, QUANTIZED_CODECS
+    from lensarray.store import BLOSC_BLOCKSIZE, IMAGE_CODECS, QUANTIZED_CODECS
 
     t0 = time.perf_counter()
     for name in VARIABLES:
@@ -79,7 +79,7 @@ def _codec_floor(arrays: dict, path: str, quantized: set) -> float:
         if data.dtype.kind in "US":
             continue  # string columns: tiny, vlen codec (not part of the floor)
         choice = QUANTIZED_CODECS[name] if name in quantized else IMAGE_CODECS.get(name, ("zstd", 3, "noshuffle"))
-        codec = numcodec(*choice)
+        codec = numcodec(*choice, BLOSC_BLOCKSIZE.get(name, 0))
         step = 16 if data.ndim >= 3 else data.shape[0]
         pieces = []
         for a in range(0, data.shape[0], step):

@@ -31,12 +31,17 @@ CANDIDATES = [
     ("zstd", 3, "bitshuffle"),
     ("lz4", 5, "shuffle"),
     ("lz4", 5, "bitshuffle"),
+    ("zstd", 1, "shuffle", 2**16),
+    ("zstd", 1, "shuffle", 2**18),
+    ("lz4", 5, "shuffle", 2**18),
+    ("lz4", 5, "bitshuffle", 2**18),
     ("none", 0, "noshuffle"),
 ]
 
 
-def numcodec(cname: str, level: int, shuffle: str):
-    """The numcodecs object equal to zarr's ZstdCodec (no shuffle) or BloscCodec."""
+def numcodec(cname: str, level: int, shuffle: str, blocksize: int = 0):
+    """The numcodecs object equal to zarr's ZstdCodec (no shuffle) or BloscCodec (``blocksize``
+    0: Blosc's own choice, as ``store.BLOSC_BLOCKSIZE`` leaves it unless set)."""
     import numcodecs
     from numcodecs import Blosc, Zstd
 
@@ -49,6 +54,7 @@ def numcodec(cname: str, level: int, shuffle: str):
         cname=cname,
         clevel=level,
         shuffle={"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[shuffle],
+        blocksize=blocksize,
     )
 
 
@@ -68,7 +74,7 @@ def main(argv=None) -> dict:
     from lensarray.config import RunConfig
     from lensarray.pipeline import render_pairs
     from lensarray.quantize import apply_quantization, quantization_attrs
-    from lensarray.store import IMAGE_CODECS, QUANTIZED_CODECS
+    from lensarray.store import BLOSC_BLOCKSIZE, IMAGE_CODECS, QUANTIZED_CODECS
 
     n = args.pairs
     cfg = RunConfig().replace(**{"run.n_pairs": n, "quantize.host": True, "quantize.arc_keepbits": 12}).validate()
@@ -110,11 +116,17 @@ def main(argv=None) -> dict:
         return {"bytes_per_pair": b, "compress_ms_per_pair": t}
 
     v01 = {v: ("zstd", 3, "noshuffle") for v in ("host", "invvar", "arc", "maskbits")}
-    chosen = {v: IMAGE_CODECS[v] for v in ("host", "invvar", "arc", "maskbits")}
+
+    def with_block(v: str, choice: tuple) -> tuple:
+        return (*choice, BLOSC_BLOCKSIZE[v]) if BLOSC_BLOCKSIZE.get(v) else choice
+
+    chosen = {v: with_block(v, IMAGE_CODECS[v]) for v in ("host", "invvar", "arc", "maskbits")}
     quantized = {**chosen, "host_quantized": QUANTIZED_CODECS["host"], "arc_keepbits12": QUANTIZED_CODECS["arc"]}
     quantized.pop("host"), quantized.pop("arc")
+    before_h14 = {**chosen, "invvar": IMAGE_CODECS["invvar"]}  # Blosc's own block size for invvar
     totals = {
         "v01_zstd3_everywhere": total(v01),
+        "chosen_lossless_before_issue14_blocksize": total(before_h14),
         "chosen_lossless": total(chosen),
         "chosen_quantized_host_arc12": total(quantized),
     }

@@ -103,7 +103,9 @@ def test_local_cluster_workers_get_the_malloc_settings():
         Client(lc) as client,
     ):
         env = next(iter(client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}).values()))
+        zarr_threads = next(iter(client.run(lambda: __import__("zarr").config.get("threading.max_workers")).values()))
     assert env == {k: str(v) for k, v in WORKER_MALLOC_ENV.items()}
+    assert zarr_threads == 1  # zarr's codec pool has the worker's one thread, not one per core
 
 
 def test_make_cluster_spec_from_config_validates_against_the_crd():
@@ -135,6 +137,7 @@ def test_make_cluster_spec_from_config_validates_against_the_crd():
         assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "my-s3", "key": key} and "value" not in env[key]
     for key, value in WORKER_MALLOC_ENV.items():
         assert env[key]["value"] == str(value)
+    assert env["ZARR_THREADING__MAX_WORKERS"]["value"] == "2"  # the worker's --nthreads
     args = c["args"]
     assert args[:2] == ["dask", "worker"] and args[args.index("--memory-limit") + 1] == "3GiB"
     assert args[args.index("--nthreads") + 1] == "2"

@@ -396,7 +396,14 @@ def mask_edge_probe(
         (that radius), ``by_radius`` (list of {radius_px, frac_sharp}), ``n_lenses``.
     """
     n = lens.shape[0]
-    d = (np.asarray(lens, np.float64) - np.asarray(control, np.float64)).reshape(n, -1, side, side).sum(axis=1)
+    lens = np.asarray(lens).reshape(n, -1, side * side)
+    control = np.asarray(control).reshape(n, -1, side * side)
+    # band by band, in the order numpy's sum over the band axis adds them: no (n, band, pixel)
+    # float64 copies (3 x 69 MB at 10,000 pairs, whose first-touch page faults were 0.2 s)
+    d = lens[:, 0].astype(np.float64) - control[:, 0]
+    for b in range(1, lens.shape[1]):
+        d += lens[:, b].astype(np.float64) - control[:, b]
+    d = d.reshape(n, side, side)
     keep = np.ones(n, bool) if is_lens is None else np.asarray(is_lens, bool)
     d = d[keep]
     r = radius_grid(side)

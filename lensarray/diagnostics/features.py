@@ -192,6 +192,29 @@ def measure_spec(
 
 
 @njit(cache=True)
+def _bad_pixel_role(v, nodata, in_core, in_central, c, cc, out, cbuf, mc, nan, inf, nod):
+    """One role's bookkeeping for a pixel off the kernel's short path (no data, or a non-finite
+    value in a stamp): NaN / inf / no-data-flux counts, core and outside sums (NaN excluded, inf
+    kept), the central buffer (finite only). Returns the updated counters."""
+    if np.isnan(v):
+        nan += 1
+    else:
+        if np.isinf(v):
+            inf += 1
+        if in_core:
+            c += v
+            cc += 1
+        else:
+            out += v
+        if in_central and np.isfinite(v):
+            cbuf[mc] = v
+            mc += 1
+    if nodata and v != 0:
+        nod += 1
+    return c, cc, out, mc, nan, inf, nod
+
+
+@njit(cache=True)
 def _pixel_kernel(
     host,
     arc,
@@ -275,38 +298,12 @@ def _pixel_kernel(
                 elif np.isfinite(w):
                     buf[m] = w
                     m += 1
-                # role 0 (lens)
-                if np.isnan(v0):
-                    nan0 += 1
-                else:
-                    if np.isinf(v0):
-                        inf0 += 1
-                    if core[p]:
-                        c0 += v0
-                        cc0 += 1
-                    else:
-                        out0 += v0
-                    if is_ref and central[p] and np.isfinite(v0):
-                        cbuf0[mc0] = v0
-                        mc0 += 1
-                if nodata and v0 != 0:
-                    nod0 += 1
-                # role 1 (control)
-                if np.isnan(v1):
-                    nan1 += 1
-                else:
-                    if np.isinf(v1):
-                        inf1 += 1
-                    if core[p]:
-                        c1 += v1
-                        cc1 += 1
-                    else:
-                        out1 += v1
-                    if is_ref and central[p] and np.isfinite(v1):
-                        cbuf1[mc1] = v1
-                        mc1 += 1
-                if nodata and v1 != 0:
-                    nod1 += 1
+                c0, cc0, out0, mc0, nan0, inf0, nod0 = _bad_pixel_role(
+                    v0, nodata, core[p], is_ref and central[p], c0, cc0, out0, cbuf0, mc0, nan0, inf0, nod0
+                )
+                c1, cc1, out1, mc1, nan1, inf1, nod1 = _bad_pixel_role(
+                    v1, nodata, core[p], is_ref and central[p], c1, cc1, out1, cbuf1, mc1, nan1, inf1, nod1
+                )
             inv_sum[i, b] = s
             inv_med[i, b] = select_quantile(buf, m, 0.5, scratch)
             inv_zero[i, b] = zero / npix

@@ -73,10 +73,6 @@ def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> 
     return float((pos > thr).mean())
 
 
-def _auc(labels, scores) -> float:
-    return roc_auc(labels, scores)
-
-
 def _bootstrap(fn, labels, scores, groups, n_boot: int, seed: int) -> tuple[float, float]:
     """95% CI resampling pairs (a lens stamp and its control together)."""
     return pair_bootstrap_ci(fn, (labels, scores), groups, n_boot=n_boot, seed=seed)
@@ -93,7 +89,7 @@ def _bin_table(values, edges, labels, scores, thr) -> list[dict]:
                 "hi": hi,
                 "n_pos": int(p.sum()),
                 "n_neg": int((sel & ~pos).sum()),
-                "auc": _auc(labels[sel], scores[sel]) if sel.any() else float("nan"),
+                "auc": roc_auc(labels[sel], scores[sel]) if sel.any() else float("nan"),
                 "completeness": float((scores[p] > thr).mean()) if p.any() else float("nan"),
             }
         )
@@ -217,8 +213,8 @@ def evaluate_scores(
         split=split,
         fpr=fpr,
         threshold=thr,
-        auc=_auc(labels, score),
-        auc_ci95=_bootstrap(_auc, labels, score, pair, n_boot, seed),
+        auc=roc_auc(labels, score),
+        auc_ci95=_bootstrap(roc_auc, labels, score, pair, n_boot, seed),
         recall_at_fpr=recall_at_fpr(labels, score, fpr),
         recall_ci95=_bootstrap(lambda y, s: recall_at_fpr(y, s, fpr), labels, score, pair, n_boot, seed + 1),
         by_theta_e=_bin_table(theta_e, THETA_E_EDGES, labels, score, thr),

@@ -139,7 +139,8 @@ def _reduce_block(arrays: dict, cfg: RunConfig, side: int) -> dict:
 def _baseline(lens_feat, control_feat, neg, pair_ids, *, seed: int, n_boot: int, fpr: float = 0.01) -> dict:
     """Baseline finder trained on the first 60% of pairs, scored on the rest: AUC, recall at FPR."""
     from .baseline import BaselineClassifier
-    from .evaluation import _auc, _bootstrap, recall_at_fpr
+    from .evaluation import _bootstrap, recall_at_fpr
+    from .statistics import roc_auc
 
     n = len(pair_ids)
     train = np.arange(n) < int(0.6 * n)
@@ -154,8 +155,8 @@ def _baseline(lens_feat, control_feat, neg, pair_ids, *, seed: int, n_boot: int,
     score = model.predict_proba(X[~tr])[:, 1]
     y, g = lab[~tr], groups[~tr]
     return {
-        "auc": _auc(y, score),
-        "auc_ci": list(_bootstrap(_auc, y, score, g, n_boot, seed)),
+        "auc": roc_auc(y, score),
+        "auc_ci": list(_bootstrap(roc_auc, y, score, g, n_boot, seed)),
         "recall_at_fpr": recall_at_fpr(y, score, fpr),
         "recall_ci": list(_bootstrap(lambda a, b: recall_at_fpr(a, b, fpr), y, score, g, n_boot, seed + 1)),
         "fpr": fpr,

@@ -1,12 +1,13 @@
 """Exact order statistics of small float64 buffers inside numba kernels (the pixel pass and the
-visibility proxy): the k-th smallest value and numpy's default (linear) quantile.
+visibility proxy): the linear-interpolation quantile of two exact order statistics.
 
 ``numpy.partition`` inside numba copies its input and runs a general introselect: ~21 us for the
 4,096 invvar values of one 64x64 band, a third of the pixel pass's table kernel. Here a
 deterministic sample of the buffer brackets the wanted rank, one pass counts the values below the
 bracket and gathers the few inside it, and an in-place quickselect finishes on those (~6 us);
 when the bracket misses (rare, and for short buffers) the quickselect runs on the whole buffer.
-The result is exact either way: the same value ``numpy.quantile`` returns.
+Either way the two order statistics are exact; the quantile interpolates them as
+``vlo + t * (vhi - vlo)``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["kth_smallest", "select_quantile"]
+__all__ = ["select_quantile"]
 
 #: Below this many values the bracketing pass does not pay: plain quickselect.
 _DIRECT = 256
@@ -105,13 +106,6 @@ def _kth_pair(buf, m, k, scratch):
         return v, (_min_from(scratch, kk + 1, inside) if kk + 1 < inside else above_min)
     v = _quickselect(buf, m, k)  # the bracket missed the rank: select over everything
     return v, (_min_from(buf, k + 1, m) if k + 1 < m else v)
-
-
-@njit(cache=True)
-def kth_smallest(buf, m, k, scratch):
-    """k-th smallest (0-based) of the finite values ``buf[:m]``; reorders ``buf``; ``scratch`` is
-    a work buffer of at least ``m + 1`` values."""
-    return _kth_pair(buf, m, k, scratch)[0]
 
 
 @njit(cache=True)

@@ -346,10 +346,11 @@ def _example_stamps(
     }
 
 
-def _examples_during_pass(ds: xr.Dataset, pool: ThreadPoolExecutor) -> Future | None:
-    """The gallery's read (:func:`_example_stamps`) started beside the pixel pass when the cube's
-    ``arc_snr`` and ``hard_negative`` are plain store reads (the values the table carries); None
-    for a lazy or selected cube, whose stored variables exist only in the pass's tasks."""
+def _examples_during_pass(ds: xr.Dataset) -> Future | None:
+    """The gallery's read (:func:`_example_stamps`) started in a thread beside the pixel pass when
+    the cube's ``arc_snr`` and ``hard_negative`` are plain store reads (the values the table
+    carries); None for a lazy or selected cube, whose stored variables exist only in the pass's
+    tasks. The thread ends with its read (a few stamps), whether or not the result is asked for."""
     src = {v: store_source(ds[v].data) if v in ds.variables else None for v in ("arc_snr", "hard_negative")}
     if src["arc_snr"] is None or ("hard_negative" in ds.variables and src["hard_negative"] is None):
         return None
@@ -360,7 +361,11 @@ def _examples_during_pass(ds: xr.Dataset, pool: ThreadPoolExecutor) -> Future | 
         # read here, not on the workers: their queue holds the pixel pass
         return _example_stamps(ds, arc_snr, neg == 0, scheduler="threads")
 
-    return pool.submit(read)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(read)
+    finally:
+        pool.shutdown(wait=False)  # the submitted read still runs; the pool takes no more
 
 
 #: Sections of a cube's recorded configuration that a null twin may differ in (besides run.null).
@@ -495,56 +500,8 @@ def _diagnose(
     # the central squares also hold the annuli the mask-edge probe reads around the core mask
     edge_radius = max(cfg.core_mask.radius, D.core_radius)
     spec = measure_spec(ds, cfg, ablation=ablation, seed=seed, edge_radius=edge_radius)
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        early_examples = _examples_during_pass(ds, pool)
-        table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress, stored=DIAGNOSE_STORED)
-        return _analyse_table(
-            ds,
-            table,
-            null_ds=null_ds,
-            anchors=anchors,
-            cfg=cfg,
-            cube_cfg=cube_cfg,
-            auditor_config=config,
-            spec=spec,
-            lr_idx=lr_idx,
-            max_lr_pairs=max_lr_pairs,
-            seed=seed,
-            n_boot=n_boot,
-            ablation=ablation,
-            progress=progress,
-            source=source,
-            early_examples=early_examples,
-            t0=t0,
-        )
-    finally:
-        pool.shutdown(wait=True)
-
-
-def _analyse_table(
-    ds: xr.Dataset,
-    table: xr.Dataset,
-    *,
-    null_ds: xr.Dataset | None,
-    anchors,
-    cfg: RunConfig,
-    cube_cfg: RunConfig,
-    auditor_config: RunConfig | None,
-    spec,
-    lr_idx: np.ndarray,
-    max_lr_pairs: int,
-    seed: int,
-    n_boot: int,
-    ablation: dict | None,
-    progress: bool,
-    source: str | None,
-    early_examples: Future | None,
-    t0: float,
-) -> tuple[dict, dict]:
-    """Everything diagnose computes from the per-pair table (client side, after the pixel pass)."""
-    config, bar, n = auditor_config, cfg.diagnostics, int(ds.sizes["pair"])
-    D = bar
+    early_examples = _examples_during_pass(ds)
+    table = pair_table(ds, spec=spec, lr_index=lr_idx, vis_index=vis_idx, progress=progress, stored=DIAGNOSE_STORED)
     stages = {"pixel_pass": time.perf_counter() - t0}
 
     def lap(name: str) -> None:

@@ -55,10 +55,15 @@ def zarr_threads_env(threads_per_worker: int | None) -> dict[str, int]:
     not known). zarr decodes and stores chunks in a pool of one thread per core by default, so two
     single-threaded workers on two cores ran four decoding threads beside their task threads:
     diagnose's workers spent 0.67-0.71 CPU ms a pair on the pixel pass with it, 0.55-0.57 with
-    one zarr thread each (10k pairs, alternating runs), as distributed gives BLAS one thread."""
+    one zarr thread each (10k pairs, alternating runs), as distributed gives BLAS one thread. The
+    same count bounds the decoding pool of zarr's ``FusedCodecPipeline``, with which
+    :func:`lensarray.store.open_dataset` opens cubes."""
     if threads_per_worker is None:
         return {}
-    return {"ZARR_THREADING__MAX_WORKERS": int(threads_per_worker)}
+    return {
+        "ZARR_THREADING__MAX_WORKERS": int(threads_per_worker),
+        "ZARR_CODEC_PIPELINE__MAX_WORKERS": int(threads_per_worker),
+    }
 
 
 def local_cluster(**kwargs):

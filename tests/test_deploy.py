@@ -137,7 +137,8 @@ def test_make_cluster_spec_from_config_validates_against_the_crd():
         assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "my-s3", "key": key} and "value" not in env[key]
     for key, value in WORKER_MALLOC_ENV.items():
         assert env[key]["value"] == str(value)
-    assert env["ZARR_THREADING__MAX_WORKERS"]["value"] == "2"  # the worker's --nthreads
+    for key in ("ZARR_THREADING__MAX_WORKERS", "ZARR_CODEC_PIPELINE__MAX_WORKERS"):
+        assert env[key]["value"] == "2"  # the worker's --nthreads
     args = c["args"]
     assert args[:2] == ["dask", "worker"] and args[args.index("--memory-limit") + 1] == "3GiB"
     assert args[args.index("--nthreads") + 1] == "2"

@@ -468,3 +468,37 @@ def test_build_renders_and_writes_each_shard_in_one_task(tmp_path, fake, monkeyp
         np.testing.assert_array_equal(a[name].values, want[name], err_msg=name)
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
     assert check_shards(open_group(url, mode="r")) == {}
+
+
+def test_open_cube_reads_through_the_sync_pipeline_the_same_values_and_checksums(small_cube, tmp_path):
+    """open_cube's arrays decode through zarr's FusedCodecPipeline (store.READ_PIPELINE): every
+    variable, whole and as a partial selection across shards, equals zarr's default
+    (BatchedCodecPipeline) read of the same store, and a flipped byte in an inner chunk still
+    fails its crc32c on read."""
+    import shutil
+
+    import zarr
+
+    from lensarray.diagnostics._compute import store_source
+    from lensarray.store import READ_PIPELINE
+
+    ds = open_cube(small_cube)
+    backend = store_source(ds["host"].data)
+    while not hasattr(backend, "_async_array"):  # xarray's adapters around the zarr.Array
+        backend = backend.array if hasattr(backend, "array") else backend._array
+    assert type(backend._async_array.codec_pipeline).__name__ == READ_PIPELINE.rsplit(".", 1)[1]
+    plain = zarr.open_group(small_cube, mode="r")
+    assert type(plain["host"]._async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
+    for name in ds.data_vars:
+        np.testing.assert_array_equal(ds[name].values, plain[name][...])
+    sel = np.array([1, 2, 9, 17, 30])  # within and across shards of 8, inner chunks of 4
+    for name in ("host", "arc", "invvar", "maskbits", "theta_e"):
+        np.testing.assert_array_equal(ds[name].isel(pair=sel).values, plain[name].get_orthogonal_selection(sel))
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(small_cube, bad)
+    shard = bad / "host" / "c" / "1" / "0" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[40] ^= 0xFF  # inside the first inner chunk's compressed bytes
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(Exception, match="(?i)checksum|crc"):
+        np.asarray(open_cube(str(bad))["host"].isel(pair=slice(8, 16)))

@@ -19,6 +19,7 @@ import it (``PYTHONPATH=DIR``): before/after ratios from one run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -180,9 +181,10 @@ def _import_pixel_pass() -> None:
 
     # every kernel a diagnose task runs: the table, the visibility proxy and the centre mask
     ablation = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in DEFAULT_ABLATION.items()))
-    spec = features.MeasureSpec(
-        core_radius=5.0, snr_band=0, ref_band=0, pixel_scale=0.262, box=4, side=8, ablation=ablation
-    )
+    kw = dict(core_radius=5.0, snr_band=0, ref_band=0, pixel_scale=0.262, box=4, side=8, ablation=ablation)
+    if "edge_side" in {f.name for f in dataclasses.fields(features.MeasureSpec)}:  # not in --ref-code before it
+        kw["edge_side"] = 8
+    spec = features.MeasureSpec(**kw)
     z = np.zeros((1, 1, 32, 32), np.float32)
     features._measure_block(
         z,

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["radius_grid", "offsets", "core_pixels", "central_slice", "central_side"]
+__all__ = ["radius_grid", "offsets", "core_pixels", "central_slice", "central_side", "core_square_side"]
 
 
 @lru_cache(maxsize=64)
@@ -86,6 +86,16 @@ def central_side(size: int, radius: float, box: int = 0, edge_radius: float = 0.
     half = max(
         int(np.ceil(max(float(radius), box / np.sqrt(2.0)))), int(np.ceil(max(float(radius), float(edge_radius)))) + 2
     )
+    return min(2 * half + 1, size if size % 2 else size - 1)
+
+
+def core_square_side(size: int, radius: float, box: int = 0) -> int:
+    """Odd side of the smallest square about the stamp origin that holds every pixel with
+    r < ``radius`` and the central ``box x box`` box (:func:`central_slice`; an even box spans
+    ``-box/2 .. box/2 - 1``): ``2 * max(ceil(radius) - 1, box // 2) + 1``, clipped to the stamp
+    (11 for the published 10x10 box and r < 5). The pixels the core LR's disc, box and ring read;
+    all in pixels."""
+    half = max(int(np.ceil(float(radius))) - 1, int(box) // 2, 0)
     return min(2 * half + 1, size if size % 2 else size - 1)
 
 

@@ -156,4 +156,8 @@ def test_diagnose_accepts_a_lazy_cube_never_stored(built):
     assert res["core_flux"]["bands"]["r"]["q75"] == 0.0
     assert res["core_flux"]["max_abs_diff_vs_stored"] <= 1e-7  # float32 storage of a float64 fraction
     assert res["arc_snr"]["max_rel_diff_vs_measured"] < 1e-6
-    assert isinstance(extras["table"], xr.Dataset) and extras["table"]["central"].shape[-2:] == (17, 17)
+    table = extras["table"]
+    # the kept squares hold the 10x10 box and the r < 5 disc; the edge probe's 17-px square
+    # (annuli to 2 px beyond the r = 5 mask) travels as its 7 per-pair annulus means
+    assert isinstance(table, xr.Dataset) and table["central"].shape[-2:] == (11, 11)
+    assert table["edge_annulus_mean"].dims == ("lr_pair", "annulus") and table.sizes["annulus"] == 7

@@ -487,7 +487,9 @@ def test_pixel_pass_table_equals_numpy_definitions_with_planted_bad_pixels(match
     host[4, 1] = np.nan  # an all-NaN band
     maskbits = np.where(rng.random((n, size, size)) < 0.05, rng.integers(1, 2**N_MASKBITS, (n, size, size)), 0)
     w_core = np.clip(1 - radius_grid(size) / 6, 0, 1).astype(np.float32) if matched else None
-    spec = MeasureSpec(core_radius=5.0, snr_band=1, ref_band=1, pixel_scale=0.262, box=10, side=17, w_core=w_core)
+    spec = MeasureSpec(
+        core_radius=5.0, snr_band=1, ref_band=1, pixel_scale=0.262, box=10, side=11, edge_side=17, w_core=w_core
+    )
     with np.errstate(all="ignore"):
         got = _table_batch(
             host, arc, inv, maskbits.astype(np.int32), np.ones(n), np.ones((n, nb)), np.zeros(n, bool), spec

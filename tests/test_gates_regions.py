@@ -6,7 +6,13 @@ import pytest
 from lensarray.config import ConfigError, RunConfig
 from lensarray.diagnostics import toy_cube
 from lensarray.diagnostics.audit import core_lr_on_cube
-from lensarray.diagnostics.core_lr import mask_edge_probe, region_masks, select_region, theta_e_edges
+from lensarray.diagnostics.core_lr import (
+    edge_annulus_means,
+    mask_edge_probe,
+    region_masks,
+    select_region,
+    theta_e_edges,
+)
 
 
 def _lr(ds):
@@ -56,7 +62,7 @@ def test_edge_probe_on_a_taper_is_quiet_and_on_a_hard_edge_is_loud():
     ctrl = np.zeros((3, 1 * side * side))
     for img, expect in ((taper, 0.0), (hard, 1.0)):
         lens = np.tile(img.ravel(), (3, 1))
-        got = mask_edge_probe(lens, ctrl, side)
+        got = mask_edge_probe(edge_annulus_means(lens, ctrl, side))
         assert got["frac_sharp"] == expect
 
 

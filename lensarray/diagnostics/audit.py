@@ -34,6 +34,7 @@ from .core_lr import (
     arc_level,
     auc_summary,
     core_lr_auc,
+    edge_annulus_means,
     mask_edge_probe,
     oof_scores_by_subset,
     region_columns,
@@ -106,6 +107,7 @@ def core_lr_from_squares(
     theta_e_edges=THETA_E_EDGES,
     n_boot: int = 200,
     seed: int = 0,
+    edge_means: np.ndarray | None = None,
 ) -> dict:
     """Core LR on the disc, box and ring, and the mask-edge probe, from central squares.
 
@@ -122,6 +124,10 @@ def core_lr_from_squares(
         Arcsec per pixel.
     box, core_radius, region, theta_e_edges, n_boot, seed
         As :func:`core_lr_on_cube`.
+    edge_means
+        ``(n, n_annuli)`` annulus means of the mask-edge probe
+        (:func:`~lensarray.diagnostics.core_lr.edge_annulus_means`, nanomaggy per pixel), as the
+        pixel pass measures them on a square wider than ``sq``'s; default: measured on ``sq``.
 
     Returns
     -------
@@ -145,10 +151,10 @@ def core_lr_from_squares(
             y, scores[reg], groups, theta_e=te, theta_e_edges=theta_e_edges, n_boot=n_boot, seed=seed
         )
         regions[reg].update(region=reg, n_pixels=int(masks[reg].sum()), meaning=REGION_MEANING[reg])
+    if edge_means is None:
+        edge_means = edge_annulus_means(sq["lens"], sq["control"], side)
     edge = mask_edge_probe(
-        sq["lens"],
-        sq["control"],
-        side,
+        edge_means,
         is_lens=neg == 0,
         reference=arc_level(arc_flux, np.asarray(theta_e, float) / pixel_scale),
     )
@@ -192,6 +198,7 @@ def core_lr_from_table(
         theta_e_edges=edges,
         n_boot=n_boot,
         seed=seed,
+        edge_means=table["edge_annulus_mean"].values,
     )
     mask = region_masks(side, core_radius, box)[region]
     y = np.concatenate([neg == 0, np.zeros(m, bool)])

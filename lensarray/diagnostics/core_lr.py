@@ -52,6 +52,7 @@ __all__ = [
     "region_columns",
     "select_region",
     "theta_e_edges",
+    "edge_annulus_means",
     "mask_edge_probe",
     "arc_level",
 ]
@@ -353,10 +354,42 @@ def region_columns(masks: Mapping[str, np.ndarray], union: np.ndarray, n_bands: 
     return out
 
 
+def edge_annulus_means(lens: np.ndarray, control: np.ndarray, side: int) -> np.ndarray:
+    """Mean band-summed lens - control light in each 1-px annulus ``k <= r < k + 1`` of the
+    central squares, ``k = 0 .. side // 2 - 2`` (the annuli wholly inside the square): the
+    per-pair input of :func:`mask_edge_probe`.
+
+    Parameters
+    ----------
+    lens, control
+        ``(n, nb * side * side)`` central squares of the lens and control stamps (nanomaggy).
+    side
+        Side of the squares, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, side // 2 - 1)`` float64, nanomaggy per pixel. Each row depends on its own pair
+        only, so chunks of pairs give the rows of the whole exactly.
+    """
+    n = lens.shape[0]
+    lens = np.asarray(lens).reshape(n, -1, side * side)
+    control = np.asarray(control).reshape(n, -1, side * side)
+    # band by band, in the order numpy's sum over the band axis adds them: no (n, band, pixel)
+    # float64 copies (3 x 69 MB at 10,000 pairs, whose first-touch page faults were 0.2 s)
+    d = lens[:, 0].astype(np.float64) - control[:, 0]
+    for b in range(1, lens.shape[1]):
+        d += lens[:, b].astype(np.float64) - control[:, b]
+    d = d.reshape(n, side, side)
+    r = radius_grid(side)
+    r_top = side // 2 - 1  # annuli wholly inside the square
+    if r_top < 1:
+        return np.zeros((n, 0))
+    return np.stack([d[:, (r >= k) & (r < k + 1)].mean(axis=1) for k in range(r_top)], axis=1)
+
+
 def mask_edge_probe(
-    lens: np.ndarray,
-    control: np.ndarray,
-    side: int,
+    means: np.ndarray,
     *,
     is_lens: np.ndarray | None = None,
     reference: np.ndarray | None = None,
@@ -378,10 +411,9 @@ def mask_edge_probe(
 
     Parameters
     ----------
-    lens, control
-        ``(n, nb * side * side)`` central squares of the lens and control stamps (nanomaggy).
-    side
-        Side of the squares, pixels.
+    means
+        ``(n, n_annuli)`` per-pair annulus means ``m(k, k + 1)``, nanomaggy per pixel
+        (:func:`edge_annulus_means`; the pixel pass measures them beside the central squares).
     is_lens
         ``(n,)`` pairs whose lens stamp is a real injection (default all).
     reference
@@ -395,23 +427,12 @@ def mask_edge_probe(
         ``frac_sharp`` (largest fraction of lens pairs with a step at one radius), ``radius_px``
         (that radius), ``by_radius`` (list of {radius_px, frac_sharp}), ``n_lenses``.
     """
-    n = lens.shape[0]
-    lens = np.asarray(lens).reshape(n, -1, side * side)
-    control = np.asarray(control).reshape(n, -1, side * side)
-    # band by band, in the order numpy's sum over the band axis adds them: no (n, band, pixel)
-    # float64 copies (3 x 69 MB at 10,000 pairs, whose first-touch page faults were 0.2 s)
-    d = lens[:, 0].astype(np.float64) - control[:, 0]
-    for b in range(1, lens.shape[1]):
-        d += lens[:, b].astype(np.float64) - control[:, b]
-    d = d.reshape(n, side, side)
-    keep = np.ones(n, bool) if is_lens is None else np.asarray(is_lens, bool)
-    d = d[keep]
-    r = radius_grid(side)
-    r_top = side // 2 - 1  # annuli wholly inside the square
-    means = np.stack([d[:, (r >= k) & (r < k + 1)].mean(axis=1) for k in range(r_top)], axis=1)
+    means = np.asarray(means, np.float64)
+    keep = np.ones(len(means), bool) if is_lens is None else np.asarray(is_lens, bool)
+    means = means[keep]
     peak = np.abs(means).max(axis=1, initial=0.0) if reference is None else np.asarray(reference, np.float64)[keep]
     rows = []
-    for R in range(1, r_top):
+    for R in range(1, means.shape[1]):
         inner, outer = means[:, R - 1], means[:, R]
         step = (outer >= significant * peak) & (peak > 0) & (np.abs(inner) <= ratio_max * outer)
         rows.append({"radius_px": R, "frac_sharp": float(step.mean()) if step.size else float("nan")})

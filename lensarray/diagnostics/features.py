@@ -26,12 +26,13 @@ from numba import njit
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..cube import PAIR_VARS
 from ..derived import arc_flux_sums, fraction_of_total, matched_filter_snr
-from ..geometry import central_side, central_slice, core_pixels
+from ..geometry import central_side, central_slice, core_pixels, core_square_side
 from ..masking import control_stamp, control_weights_of
 from ..schema import CubeSchemaError
 from ._compute import compute_tasks, store_source
 from ._select import select_quantile
 from .ablation import apply_centre_mask_spec
+from .core_lr import edge_annulus_means
 from .visibility import nan_quantile_rows, visibility_proxy
 
 __all__ = [
@@ -112,9 +113,11 @@ def lr_subsample(n_pairs: int, max_pairs: int, seed: int = 0) -> np.ndarray:
 class MeasureSpec:
     """What the pixel pass measures (all radii in pixels).
 
-    ``side`` is the side of the central square kept for the core-LR subsample: it holds
-    the core disc (r < ``core_radius``), the ``box x box`` core box, the ring between them and the
-    annuli of the mask-edge probe (:func:`lensarray.geometry.central_side`).
+    ``side`` is the side of the central squares kept for the core-LR subsample: they hold
+    the core disc (r < ``core_radius``), the ``box x box`` core box and the ring between them
+    (:func:`lensarray.geometry.core_square_side`). ``edge_side`` is the side of the square whose
+    1-px annuli the mask-edge probe reads (:func:`lensarray.geometry.central_side`); the pass
+    ships their per-pair means (``edge_annulus_mean``), not that wider square.
     ``ablation`` is the centre-mask spec (:func:`~lensarray.diagnostics.ablation.centre_mask`
     keywords, as a sorted tuple of items) or None. ``tables=False`` keeps only the central squares.
     ``core_centre`` (``diagnostics.core_centre``): the core of the measured core flux fraction is
@@ -130,6 +133,7 @@ class MeasureSpec:
     pixel_scale: float
     box: int
     side: int
+    edge_side: int
     ablation: tuple | None = None
     seed: int = 0
     tables: bool = True
@@ -158,7 +162,7 @@ def measure_spec(
     """The :class:`MeasureSpec` of a cube under a configuration (default: the cube's own);
     ``box`` and ``core_radius`` override ``diagnostics.core_box`` / ``core_radius`` (pixels);
     ``edge_radius`` (pixels) is the largest radius the mask-edge probe must see (e.g. the core
-    mask's); ``side`` overrides the central square's side (pixels)."""
+    mask's); ``side`` overrides the side of the kept central squares (pixels)."""
     cfg = config or cube_config(ds)
     bands = [str(b) for b in ds["band"].values]
     snr_band = bands.index(cfg.brightness.snr_band) if cfg.brightness.snr_band in bands else min(1, len(bands) - 1)
@@ -177,7 +181,8 @@ def measure_spec(
         ref_band=ref_band,
         pixel_scale=float(ds.attrs.get("pixel_scale", cfg.run.pixel_scale)),
         box=box,
-        side=int(side) if side is not None else central_side(size, core_radius, box, edge_radius),
+        side=int(side) if side is not None else core_square_side(size, core_radius, box),
+        edge_side=central_side(size, core_radius, box, edge_radius),
         ablation=abl,
         seed=int(seed),
         tables=tables,
@@ -450,8 +455,18 @@ def squares_by_role(central: np.ndarray, suffix: str = "") -> dict:
 
 
 def _central_batch(host, arc, psf_fwhm, pair_id, spec: MeasureSpec) -> dict:
-    """Central squares ``(n, role, band, side, side)`` of the lens and control stamps (and masked)."""
-    out = {"central": central_stamps(host, arc, spec.side, spec.w_core)}
+    """Central squares ``(n, role, band, side, side)`` of the lens and control stamps (and masked)
+    and the mask-edge probe's annulus means on the ``edge_side`` square."""
+    big = max(spec.side, spec.edge_side)
+    sq = central_stamps(host, arc, big, spec.w_core)
+    n = len(sq)
+    e = central_slice(big, spec.edge_side)
+    edge = sq[..., e, e]
+    c = central_slice(big, spec.side)
+    out = {
+        "central": np.ascontiguousarray(sq[..., c, c]),
+        "edge_annulus_mean": edge_annulus_means(edge[:, 0].reshape(n, -1), edge[:, 1].reshape(n, -1), spec.edge_side),
+    }
     kw = spec.ablation_kwargs
     if kw is not None:
         # the mask's donors lie outside the central square: it needs the whole stamps
@@ -616,6 +631,7 @@ def _layout(ds: xr.Dataset, spec: MeasureSpec, stored: tuple[str, ...] = ()) -> 
     cdims = ("lr_pair", "role", "band", "cy", "cx")
     cshape = (2, sizes["band"], spec.side, spec.side)
     out["central"] = (cdims, cshape, np.dtype("float32"))
+    out["edge_annulus_mean"] = (("lr_pair", "annulus"), (n_annuli(spec),), np.dtype("float64"))
     if spec.ablation is not None:
         out["central_masked"] = (cdims, cshape, np.dtype("float32"))
     for v in stored:
@@ -658,7 +674,13 @@ def _coords(ds: xr.Dataset, spec: MeasureSpec, lr_index) -> dict:
         "cx": off,
     }
     c["lr_pair"] = ds["pair"].values[np.asarray(lr_index, np.int64)] if lr_index is not None else np.zeros(0, np.int64)
+    c["annulus"] = np.arange(n_annuli(spec))  # inner radius of each 1-px annulus, pixels
     return c
+
+
+def n_annuli(spec: MeasureSpec) -> int:
+    """Number of 1-px annuli the mask-edge probe reads (those wholly inside its square)."""
+    return max(spec.edge_side // 2 - 1, 0)
 
 
 def _attrs(spec: MeasureSpec) -> dict:
@@ -666,6 +688,7 @@ def _attrs(spec: MeasureSpec) -> dict:
         "core_radius_px": spec.core_radius,
         "core_box": spec.box,
         "central_side": spec.side,
+        "edge_side": spec.edge_side,
         "snr_band_index": spec.snr_band,
         "pixel_scale": spec.pixel_scale,
         "core_centre": spec.core_centre,

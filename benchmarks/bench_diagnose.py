@@ -155,20 +155,36 @@ def _build(n: int, url: str, workers: int, quantize: bool = False) -> float:
         _close(client, lc)
 
 
-def _raw_read(url: str, n: int, base_n: int | None = None) -> float:
+def _raw_read(url: str, n: int, base_n: int | None = None, *, shard_reader: bool = False) -> float:
     """Seconds to read every stored image array of ``n`` pairs shard by shard; with ``base_n``
     the cube at ``url`` holds ``base_n`` pairs and is read again until ``n`` are read (as the
-    tiled cube diagnose reads)."""
+    tiled cube diagnose reads).
+
+    The raw read of the goal is zarr's own (``array[a:b]``, its default pipeline, which decodes
+    a shard's inner chunks on its thread pool). With ``shard_reader`` the same shards are read by
+    :func:`lensarray.shard_read.read_pairs` (the pixel pass's reader) on a pool of as many
+    threads as cores, for the ratio against the fastest read this package has."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lensarray.shard_read import read_pairs
     from lensarray.store import open_group
 
     g = open_group(url, mode="r")
     arrays = [cast("zarr.Array", g[name]) for name in ("host", "invvar", "arc", "maskbits")]
-    t0 = time.perf_counter()
     base_n = base_n or n
-    for start in range(0, n, base_n):  # tile by tile, shard by shard: the tiled cube's chunks
-        for b in range(0, min(base_n, n - start), SHARD):
+    # tile by tile, shard by shard: the tiled cube's chunks
+    ranges = [
+        (b, min(b + SHARD, base_n, n - s)) for s in range(0, n, base_n) for b in range(0, min(base_n, n - s), SHARD)
+    ]
+    t0 = time.perf_counter()
+    if shard_reader:
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            for _ in pool.map(lambda job: read_pairs(*job), [(arr, a, b) for a, b in ranges for arr in arrays]):
+                pass
+    else:
+        for a, b in ranges:
             for arr in arrays:
-                arr[b : min(b + SHARD, base_n, n - start)]
+                arr[a:b]
     return time.perf_counter() - t0
 
 
@@ -260,10 +276,13 @@ def _close(client, lc) -> None:
 
 def _read_tile_block(src, n_src: int, chunk: int, block_id=None):
     """Block ``block_id`` of a cube tiled along ``pair``: source block ``block_id mod`` the
-    source's number of blocks, read straight from its zarr array ``src``."""
+    source's number of blocks, read from its zarr array ``src`` as the pixel pass reads a
+    stored cube's blocks (:func:`lensarray.shard_read.read_pairs`)."""
+    from lensarray.shard_read import read_pairs
+
     per = -(-n_src // chunk)
     a = (block_id[0] % per) * chunk
-    return src[a : min(a + chunk, n_src)]
+    return read_pairs(src, a, min(a + chunk, n_src))
 
 
 def _tiled(url: str, n: int, *, toy: bool = False):
@@ -558,9 +577,10 @@ def main(argv=None) -> dict:
             url = os.path.join(root, f"cube{base_n}.zarr")
             if not os.path.exists(url):
                 _build(base_n, url, args.workers, quantize=args.quantize)
-            raw, diag, peaks, warm, ref, ref_auc = [], [], [], [], [], []
+            raw, raw_sr, diag, peaks, warm, ref, ref_auc = [], [], [], [], [], [], []
             for _ in range(args.repeats):  # interleaved: load drifts hit both sides alike
                 raw.append(_raw_read(url, n, base_n))
+                raw_sr.append(_raw_read(url, n, base_n, shard_reader=True))
                 ds = open_cube(url) if base_n == n else _tiled(url, n)
                 graph = _graph_facts(ds)
                 dt, peak, res, t_warm = _diagnose(ds, args.workers, args.warm_workers)
@@ -585,6 +605,8 @@ def main(argv=None) -> dict:
                     "diagnose_ms_per_pair": 1e3 * d / n,
                     "diagnose_peak_rss_mib": max(peaks),
                     "raw_s_all": raw,
+                    "raw_shard_reader_s_all": raw_sr,
+                    "diagnose_vs_raw_read_shard_reader": statistics.median(raw_sr) / d,
                     "diagnose_s_all": diag,
                     "worker_import_s_all": warm if args.warm_workers else None,
                     "diagnose_plus_import_vs_raw_read": r / (d + statistics.median(warm))

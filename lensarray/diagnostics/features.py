@@ -29,6 +29,7 @@ from ..derived import arc_flux_sums, fraction_of_total, matched_filter_snr
 from ..geometry import central_side, central_slice, core_pixels, core_square_side
 from ..masking import control_stamp, control_weights_of
 from ..schema import CubeSchemaError
+from ..shard_read import read_pairs, zarr_array_of
 from ._compute import compute_tasks, store_source
 from ._select import select_quantile
 from .ablation import apply_centre_mask_spec
@@ -545,6 +546,38 @@ def _measure_block(*arrays, spec: MeasureSpec, names: tuple[str, ...], stored: t
 
 
 _INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
+_PIXELS = _INPUTS[:4]
+
+
+def _read_rows(src, chunk_starts: tuple[int, ...], block_id=None) -> np.ndarray:
+    """Block ``block_id`` of a stored pixel array: its pairs read by :func:`lensarray.shard_read.read_pairs`."""
+    a = chunk_starts[block_id[0]]
+    return read_pairs(src, a, chunk_starts[block_id[0] + 1])
+
+
+def _shard_reads(data):
+    """``data`` (a plain chunked read of a stored pixel array, as :func:`xarray.open_zarr`
+    makes it) read block by block through :func:`~lensarray.shard_read.read_pairs` (inner chunks
+    decompressed into place: 0.05-0.1 CPU ms a pair less than zarr's read); any other ``data``
+    unchanged. Same values either way."""
+    import dask
+    import dask.array as da
+
+    src = zarr_array_of(data)
+    if src is None:
+        return data
+    starts = tuple(int(x) for x in np.r_[0, np.cumsum(data.chunks[0])])
+    return da.map_blocks(
+        _read_rows,
+        dask.delayed(src, pure=True),  # one graph key, like open_zarr's backend array
+        starts,
+        chunks=data.chunks,
+        dtype=data.dtype,
+        meta=np.empty((0,) * data.ndim, data.dtype),
+        name=f"read-{data.name}",
+    )
+
+
 #: The trailing dimension of the per-chunk ``pair_flags`` input (pair id, in_lr, in_vis).
 PAIR_FLAGS_DIM = "_pair_flag"
 
@@ -566,6 +599,8 @@ def _blocks(
         if not hasattr(data, "dask"):
             first = chunks if chunks is not None else min(default_chunk, max(n, 1))
             data = da.from_array(np.asarray(data), chunks=(first,) + (-1,) * (data.ndim - 1))
+        elif v in _PIXELS:
+            data = _shard_reads(data)
         if chunks is None:
             chunks = tuple(data.chunks[0])
         want = (chunks,) + tuple((s,) for s in data.shape[1:])

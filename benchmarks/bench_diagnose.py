@@ -29,6 +29,10 @@ import time
 from typing import TYPE_CHECKING, cast
 
 sys.path.insert(0, os.path.dirname(__file__))
+# this process (the client, its LocalCluster's scheduler and the raw read) runs as the
+# `lensarray` command's process does (lensarray/cli.py), before numpy is imported; the workers
+# get the same from lensarray.cluster
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 import numpy as np  # noqa: E402
 from common import PeakRSS, table, write  # noqa: E402
@@ -189,8 +193,10 @@ def _raw_read(url: str, n: int, base_n: int | None = None, *, shard_reader: bool
 
 
 def _import_pixel_pass() -> None:
-    """What a worker imports (and loads from numba's cache) before its first pixel-pass task."""
+    """What a worker imports (and loads from numba's cache) before its first pixel-pass task:
+    the pass, its kernels and its reader (zarr's codecs)."""
     import numpy as np
+    import zarr.codecs  # noqa: F401  (the reader's: unpickling the task's zarr array imports it)
 
     from lensarray.diagnostics import features
     from lensarray.diagnostics.audit import DEFAULT_ABLATION

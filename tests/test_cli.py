@@ -226,3 +226,19 @@ def test_closing_s3_sessions_survives_a_dead_weak_proxy():
     gc.collect()
     close_s3_sessions()
     assert proxy is not None  # kept alive (dead) through the scan
+
+
+@pytest.mark.parametrize(("env", "want"), [(None, "False"), ("1", "True")])
+def test_the_command_process_turns_off_numpys_hugepage_advice_unless_the_user_set_it(env, want):
+    """The ``lensarray`` command's process gets NUMPY_MADVISE_HUGEPAGE=0, as its workers do, set
+    before numpy is imported (numpy reads it once, at import); a user's own value is kept."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if env is not None:
+        environ["NUMPY_MADVISE_HUGEPAGE"] = env
+    code = "import lensarray.cli, numpy; print(numpy._core.multiarray._get_madvise_hugepage())"
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == want

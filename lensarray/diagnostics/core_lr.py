@@ -151,20 +151,24 @@ def _oof_scores_by_subset(
     mu = X.mean(axis=0, dtype=np.float64)
     var = sum(np.square(X[a : a + 4096] - mu).sum(axis=0) for a in blocks) / max(X.shape[0], 1)
     scale = 1.0 / np.where(var > 0, np.sqrt(var), 1.0)
+    # Z holds the samples fold by fold (each fold's rows in their order), so that a fold is a
+    # slice: no per-fold copies for its Gram and its test scores
+    order = np.argsort(fold, kind="stable")
+    bounds = np.searchsorted(fold[order], np.arange(k + 1))
     Z = np.empty(X.shape, np.float32)
     for a in blocks:
-        Z[a : a + 4096] = (X[a : a + 4096] - mu) * scale
+        Z[a : a + 4096] = (X[order[a : a + 4096]] - mu) * scale
     del X
+    y_sorted = y[order]
     p = Z.shape[1]
     cnt = np.zeros((k, 2))
     sums = np.zeros((k, 2, p))
     gram = np.zeros((k, p, p))
     for f in range(k):
-        rows = fold == f
-        Zf = Z[rows]
+        Zf = Z[bounds[f] : bounds[f + 1]]
         gram[f] = Zf.T @ Zf
         for c in (0, 1):
-            m = y[rows] == c
+            m = y_sorted[bounds[f] : bounds[f + 1]] == c
             cnt[f, c] = m.sum()
             sums[f, c] = Zf[m].sum(axis=0, dtype=np.float64)
     cols = {
@@ -185,11 +189,12 @@ def _oof_scores_by_subset(
         var = np.where(var > 1e-12, var, 1.0)
         lam = 4.0 / n_t if ridge is None else float(ridge)
         mid, diff = 0.5 * (mean_c[0] + mean_c[1]), mean_c[1] - mean_c[0]
-        test = np.flatnonzero(fold == f)
+        test = order[bounds[f] : bounds[f + 1]]
+        Zt = Z[bounds[f] : bounds[f + 1]].astype(np.float64)  # once per fold, not per subset
         for name, j in cols.items():
             a = within[np.ix_(j, j)] + np.diag(lam * var[j])
             w = scipy.linalg.solve(a, diff[j], assume_a="pos")
-            out[name][test] = (Z[np.ix_(test, j)].astype(np.float64) - mid[j]) @ w + np.log(n_c[1] / n_c[0])
+            out[name][test] = (Zt[:, j] - mid[j]) @ w + np.log(n_c[1] / n_c[0])
     return {name: np.round(v, 9) for name, v in out.items()}
 
 

@@ -40,3 +40,23 @@ def small_cube(tmp_path_factory) -> str:
     url = str(tmp_path_factory.mktemp("small_cube") / "small.zarr")
     pipeline.build(small_config(32, shard=8, chunk=4, size=32), url, progress=False)
     return url
+
+
+def damaged_copy(cube: str, dest, variable: str, *, shard: int = 1, offset: int = 20):
+    """A copy of the cube at ``cube`` made at ``dest`` with one byte flipped ``offset`` bytes into
+    shard ``shard`` of ``variable`` (the first inner chunk's compressed bytes, so its crc32c no
+    longer matches); returns ``dest``."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    dest = Path(dest)
+    shutil.copytree(cube, dest)
+    ndim = len(json.loads((dest / variable / "zarr.json").read_text())["shape"])
+    path = dest / variable / "c" / str(shard)
+    for _ in range(ndim - 1):
+        path = path / "0"
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x5A
+    path.write_bytes(bytes(raw))
+    return dest

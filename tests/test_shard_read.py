@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import zarr
+from conftest import damaged_copy
 
 from lensarray.cube import open_cube
 from lensarray.shard_read import _layout, read_pairs, zarr_array_of
@@ -54,12 +55,7 @@ def test_missing_inner_chunks_and_shards_read_as_the_fill_value(cube, tmp_path):
 
 
 def test_a_damaged_inner_chunk_is_refused(cube, tmp_path):
-    url = tmp_path / "bad.zarr"
-    shutil.copytree(cube, url)
-    shard = url / "invvar" / "c" / "1" / "0" / "0" / "0"
-    raw = bytearray(shard.read_bytes())
-    raw[20] ^= 0x5A  # inside the first inner chunk's compressed bytes
-    shard.write_bytes(bytes(raw))
+    url = damaged_copy(cube, tmp_path / "bad.zarr", "invvar", shard=1)
     arr = zarr.open_group(str(url), mode="r")["invvar"]
     with pytest.raises(ValueError, match="crc32c"):
         read_pairs(arr, 8, 16)

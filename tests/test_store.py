@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import small_config
+from conftest import damaged_copy, small_config
 
 from lensarray import pipeline
 from lensarray.cube import VARIABLES, CubeSchemaError, open_cube
@@ -475,7 +475,6 @@ def test_open_cube_reads_through_the_sync_pipeline_the_same_values_and_checksums
     variable, whole and as a partial selection across shards, equals zarr's default
     (BatchedCodecPipeline) read of the same store, and a flipped byte in an inner chunk still
     fails its crc32c on read."""
-    import shutil
 
     import zarr
 
@@ -494,11 +493,6 @@ def test_open_cube_reads_through_the_sync_pipeline_the_same_values_and_checksums
     sel = np.array([1, 2, 9, 17, 30])  # within and across shards of 8, inner chunks of 4
     for name in ("host", "arc", "invvar", "maskbits", "theta_e"):
         np.testing.assert_array_equal(ds[name].isel(pair=sel).values, plain[name].get_orthogonal_selection(sel))
-    bad = tmp_path / "bad.zarr"
-    shutil.copytree(small_cube, bad)
-    shard = bad / "host" / "c" / "1" / "0" / "0" / "0"
-    raw = bytearray(shard.read_bytes())
-    raw[40] ^= 0xFF  # inside the first inner chunk's compressed bytes
-    shard.write_bytes(bytes(raw))
+    bad = damaged_copy(small_cube, tmp_path / "bad.zarr", "host", shard=1, offset=40)
     with pytest.raises(Exception, match="(?i)checksum|crc"):
         np.asarray(open_cube(str(bad))["host"].isel(pair=slice(8, 16)))

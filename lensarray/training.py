@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .cube import SPLIT_NAMES
+from .shard_read import read_pairs
 from .storage import zarr_array
 
 __all__ = ["batches", "AUGMENTATIONS", "METADATA_VARS"]
@@ -117,7 +118,8 @@ def batches(
     ds = _open(source, storage_options)
     group = None
     if not hasattr(source, "data_vars"):
-        # read shards straight from zarr: the same bytes without dask/xarray indexing overhead
+        # read whole shards straight from the store (shard_read.read_pairs: zarr's values,
+        # decompressed into place), without dask/xarray indexing overhead
         from .store import open_group
 
         group = open_group(str(source), storage_options, mode="r")
@@ -205,7 +207,7 @@ def batches(
         if sel.size == 0:
             return sel, None, None
         if host_arr is not None and arc_arr is not None:
-            host, arc = np.asarray(host_arr[a:b]), np.asarray(arc_arr[a:b])
+            host, arc = read_pairs(host_arr, a, b), read_pairs(arc_arr, a, b)
         else:
             host, arc = np.asarray(_read(ds["host"], a, b)), np.asarray(_read(ds["arc"], a, b))
         if sel.size != b - a:  # a split filter: only then a fancy-index copy

@@ -9,8 +9,9 @@ decompress the same inner chunks into place. :func:`read_pairs` does the latter,
 pieces wherever there is a choice: the store's synchronous ``get_sync`` for the bytes, the
 sharding codec's reader for the shard index (and its checksum), and the ``numcodecs`` objects
 zarr's Blosc / Zstd codecs wrap for the decompression. Each inner chunk's crc32c is checked as
-zarr's ``crc32c`` codec checks it. Anything else (another layout or codec chain, a remote store,
-a range that is not whole shards) is read by zarr as before: the values are the same either way
+zarr's ``crc32c`` codec checks it. Anything else (another layout or codec chain, a store without
+synchronous reads such as fsspec's S3 store, a range that is not whole shards) is read by zarr as
+before: the values are the same either way
 (``tests/test_shard_read.py``).
 """
 
@@ -42,8 +43,8 @@ class _Layout:
 
 
 def _layout(array) -> _Layout | None:
-    """The shard layout of ``array`` if :func:`read_pairs` can decode it itself: a local store
-    with synchronous reads, chunked along the first axis only, one sharding codec whose index
+    """The shard layout of ``array`` if :func:`read_pairs` can decode it itself: a store with
+    synchronous reads (zarr's local and memory stores), chunked along the first axis only, one sharding codec whose index
     sits at the end, and inner chunks of ``bytes`` (native byte order) -> Blosc | Zstd [-> crc32c]."""
     from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 

@@ -549,10 +549,10 @@ _INPUTS = ("host", "arc", "invvar", "maskbits", "theta_e", "psf_fwhm")
 _PIXELS = _INPUTS[:4]
 
 
-def _read_rows(src, chunk_starts: tuple[int, ...], block_id=None) -> np.ndarray:
-    """Block ``block_id`` of a stored pixel array: its pairs read by :func:`lensarray.shard_read.read_pairs`."""
-    a = chunk_starts[block_id[0]]
-    return read_pairs(src, a, chunk_starts[block_id[0] + 1])
+def _read_rows(src, block_info=None) -> np.ndarray:
+    """One block of a stored pixel array: its pairs read by :func:`lensarray.shard_read.read_pairs`."""
+    a, b = block_info[None]["array-location"][0]
+    return read_pairs(src, a, b)
 
 
 def _shard_reads(data):
@@ -566,11 +566,9 @@ def _shard_reads(data):
     src = zarr_array_of(data)
     if src is None:
         return data
-    starts = tuple(int(x) for x in np.r_[0, np.cumsum(data.chunks[0])])
     return da.map_blocks(
         _read_rows,
         dask.delayed(src, pure=True),  # one graph key, like open_zarr's backend array
-        starts,
         chunks=data.chunks,
         dtype=data.dtype,
         meta=np.empty((0,) * data.ndim, data.dtype),

@@ -45,6 +45,7 @@ from . import __version__
 from .errors import BadInputError, IncompleteCubeError, StoreLockedError
 from .quantize import apply_quantization, quantization_attrs
 from .schema import SCHEMA_VERSION, VARIABLES, CubeSchemaError, check_schema_version, template, validate_cube
+from .shard_read import read_pairs
 
 __all__ = [
     "StoreExistsError",
@@ -661,7 +662,7 @@ def check_shards(
                 node = arrays[name]
                 if isinstance(node, Exception):
                     raise node
-                data = np.asarray(node[a:b])
+                data = read_pairs(node, a, b)  # zarr's values; whole shards decoded into place
             except Exception as exc:  # checksum mismatch, truncated or undecodable chunk
                 bad.setdefault(i, []).append(
                     f"{where}: {name} unreadable ({type(exc).__name__}: "

@@ -7,6 +7,7 @@ from lensarray.config import ConfigError, RunConfig
 from lensarray.diagnostics import toy_cube
 from lensarray.diagnostics.audit import core_lr_on_cube
 from lensarray.diagnostics.core_lr import (
+    edge_annuli,
     edge_annulus_means,
     mask_edge_probe,
     region_masks,
@@ -62,7 +63,9 @@ def test_edge_probe_on_a_taper_is_quiet_and_on_a_hard_edge_is_loud():
     ctrl = np.zeros((3, 1 * side * side))
     for img, expect in ((taper, 0.0), (hard, 1.0)):
         lens = np.tile(img.ravel(), (3, 1))
-        got = mask_edge_probe(edge_annulus_means(lens, ctrl, side))
+        means = edge_annulus_means(lens, ctrl, side)
+        assert means.shape == (3, edge_annuli(side)) == (3, 9)  # annuli 0..8 inside a 20-px square
+        got = mask_edge_probe(means)
         assert got["frac_sharp"] == expect
 
 

@@ -504,7 +504,7 @@ def _diagnose(
     lr_idx = lr_subsample(n, max_lr_pairs, seed)
     vis_idx = lr_subsample(n, max_visibility_pairs, seed + 1)
     D = cfg.diagnostics
-    # the central squares also hold the annuli the mask-edge probe reads around the core mask
+    # the mask-edge probe's annuli reach 2 px beyond the core mask (spec.edge_side; measured in the pass)
     edge_radius = max(cfg.core_mask.radius, D.core_radius)
     spec = measure_spec(ds, cfg, ablation=ablation, seed=seed, edge_radius=edge_radius)
     early_examples = _examples_during_pass(ds)

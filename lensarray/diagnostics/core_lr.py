@@ -52,6 +52,7 @@ __all__ = [
     "region_columns",
     "select_region",
     "theta_e_edges",
+    "edge_annuli",
     "edge_annulus_means",
     "mask_edge_probe",
     "arc_level",
@@ -359,6 +360,12 @@ def region_columns(masks: Mapping[str, np.ndarray], union: np.ndarray, n_bands: 
     return out
 
 
+def edge_annuli(side: int) -> int:
+    """Number of 1-px annuli ``k <= r < k + 1`` wholly inside a ``side``-pixel central square
+    (``k = 0 .. side // 2 - 2``): those :func:`edge_annulus_means` measures."""
+    return max(int(side) // 2 - 1, 0)
+
+
 def edge_annulus_means(lens: np.ndarray, control: np.ndarray, side: int) -> np.ndarray:
     """Mean band-summed lens - control light in each 1-px annulus ``k <= r < k + 1`` of the
     central squares, ``k = 0 .. side // 2 - 2`` (the annuli wholly inside the square): the
@@ -374,10 +381,13 @@ def edge_annulus_means(lens: np.ndarray, control: np.ndarray, side: int) -> np.n
     Returns
     -------
     numpy.ndarray
-        ``(n, side // 2 - 1)`` float64, nanomaggy per pixel. Each row depends on its own pair
+        ``(n, edge_annuli(side))`` float64, nanomaggy per pixel. Each row depends on its own pair
         only, so chunks of pairs give the rows of the whole exactly.
     """
     n = lens.shape[0]
+    n_annuli = edge_annuli(side)
+    if n_annuli == 0:
+        return np.zeros((n, 0))
     lens = np.asarray(lens).reshape(n, -1, side * side)
     control = np.asarray(control).reshape(n, -1, side * side)
     # band by band, in the order numpy's sum over the band axis adds them: no (n, band, pixel)
@@ -387,10 +397,7 @@ def edge_annulus_means(lens: np.ndarray, control: np.ndarray, side: int) -> np.n
         d += lens[:, b].astype(np.float64) - control[:, b]
     d = d.reshape(n, side, side)
     r = radius_grid(side)
-    r_top = side // 2 - 1  # annuli wholly inside the square
-    if r_top < 1:
-        return np.zeros((n, 0))
-    return np.stack([d[:, (r >= k) & (r < k + 1)].mean(axis=1) for k in range(r_top)], axis=1)
+    return np.stack([d[:, (r >= k) & (r < k + 1)].mean(axis=1) for k in range(n_annuli)], axis=1)
 
 
 def mask_edge_probe(

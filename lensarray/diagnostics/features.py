@@ -33,7 +33,7 @@ from ..shard_read import read_pairs, zarr_array_of
 from ._compute import compute_tasks, store_source
 from ._select import select_quantile
 from .ablation import apply_centre_mask_spec
-from .core_lr import edge_annulus_means
+from .core_lr import edge_annuli, edge_annulus_means
 from .visibility import nan_quantile_rows, visibility_proxy
 
 __all__ = [
@@ -664,7 +664,7 @@ def _layout(ds: xr.Dataset, spec: MeasureSpec, stored: tuple[str, ...] = ()) -> 
     cdims = ("lr_pair", "role", "band", "cy", "cx")
     cshape = (2, sizes["band"], spec.side, spec.side)
     out["central"] = (cdims, cshape, np.dtype("float32"))
-    out["edge_annulus_mean"] = (("lr_pair", "annulus"), (n_annuli(spec),), np.dtype("float64"))
+    out["edge_annulus_mean"] = (("lr_pair", "annulus"), (edge_annuli(spec.edge_side),), np.dtype("float64"))
     if spec.ablation is not None:
         out["central_masked"] = (cdims, cshape, np.dtype("float32"))
     for v in stored:
@@ -707,13 +707,8 @@ def _coords(ds: xr.Dataset, spec: MeasureSpec, lr_index) -> dict:
         "cx": off,
     }
     c["lr_pair"] = ds["pair"].values[np.asarray(lr_index, np.int64)] if lr_index is not None else np.zeros(0, np.int64)
-    c["annulus"] = np.arange(n_annuli(spec))  # inner radius of each 1-px annulus, pixels
+    c["annulus"] = np.arange(edge_annuli(spec.edge_side))  # inner radius of each 1-px annulus, pixels
     return c
-
-
-def n_annuli(spec: MeasureSpec) -> int:
-    """Number of 1-px annuli the mask-edge probe reads (those wholly inside its square)."""
-    return max(spec.edge_side // 2 - 1, 0)
 
 
 def _attrs(spec: MeasureSpec) -> dict:

@@ -29,10 +29,11 @@ import time
 from typing import TYPE_CHECKING, cast
 
 sys.path.insert(0, os.path.dirname(__file__))
+from lensarray.cluster import client_numpy_env  # noqa: E402
+
 # this process (the client, its LocalCluster's scheduler and the raw read) runs as the
-# `lensarray` command's process does (lensarray/cli.py), before numpy is imported; the workers
-# get the same from lensarray.cluster
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+# `lensarray` command's process does, before numpy is imported
+client_numpy_env()
 
 import numpy as np  # noqa: E402
 from common import PeakRSS, table, write  # noqa: E402

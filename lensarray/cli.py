@@ -13,19 +13,15 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import os
 import sys
 from importlib import import_module
 
-# Before numpy is imported: the command's own process (the client, and a LocalCluster's
-# scheduler) runs as its workers do (cluster.WORKER_MALLOC_ENV) unless the user chose otherwise.
-# numpy madvises transparent huge pages for every array >= 4 MiB, and with THP defrag
-# "madvise" a fault in such a fresh array may compact memory synchronously (numpy issue
-# 31590): diagnose's first core LR at 20,000 pairs took 1.43-1.60 s with it, 0.87-0.94 s without.
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+from .cluster import client_numpy_env
 
-from . import __version__
-from .errors import BadInputError, GateFailure
+client_numpy_env()  # before anything imports numpy: the command's process runs as its workers
+
+from . import __version__  # noqa: E402
+from .errors import BadInputError, GateFailure  # noqa: E402
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS = (
